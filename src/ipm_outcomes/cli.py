@@ -1,0 +1,127 @@
+"""The ``ipm-outcomes`` command line: thin wrappers over the package.
+
+Errors the user can act on (:class:`IpmError`) print as one line and exit 1; ``--debug`` shows
+the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .errors import IpmError
+
+app = typer.Typer(
+    name="ipm-outcomes",
+    help="Early referral to Interventional Pain Medicine: return to work and quality of life, from raw extract to report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+_state = {"debug": False}
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def user_errors(command):
+    """Turn :class:`IpmError` into one red line and exit code 1 (traceback only with --debug)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except IpmError as exc:
+            if _state["debug"]:
+                raise
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=1) from None
+
+    return wrapper
+
+
+@app.command()
+@user_errors
+def synth(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the extract into (created).")],
+    persons: Annotated[int, typer.Option(help="Number of persons.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives byte-identical files.")] = 20261128,
+    file_format: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    effect_rtw_hr: Annotated[
+        float, typer.Option(help="True hazard ratio of return to work after early IPM (1 = no effect).")
+    ] = 1.5,
+    effect_promis_pf: Annotated[
+        float, typer.Option(help="True PROMIS physical-function gain (T-score points) from early IPM.")
+    ] = 3.0,
+) -> None:
+    """Write a synthetic claims + EHR extract with known truth (truth.json)."""
+    from . import synth as synth_module
+
+    summary = synth_module.generate(
+        out_dir,
+        persons=persons,
+        seed=seed,
+        file_format=file_format,
+        effect_rtw_hr=effect_rtw_hr,
+        effect_promis_pf=effect_promis_pf,
+        progress=True,
+    )
+    out.print(summary.describe())
+
+
+@app.command()
+@user_errors
+def ingest(
+    db: Annotated[Path, typer.Option("--db", help="DuckDB database file (created if missing).")],
+    extract: Annotated[
+        Path | None, typer.Option("--extract", help="Folder holding an extract in the input contract.")
+    ] = None,
+    omop: Annotated[
+        Path | None,
+        typer.Option("--omop", help="OMOP CDM v5.3/v5.4 source: a folder of tables or a DuckDB file."),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Also write every problem found as JSON to this file.")
+    ] = None,
+    allow_identifiers: Annotated[
+        bool,
+        typer.Option(
+            "--allow-identifiers",
+            help="Load even if columns or values look like direct identifiers (you take responsibility).",
+        ),
+    ] = False,
+) -> None:
+    """Validate an extract against the input contract and load it into DuckDB (all or nothing)."""
+    from . import ingest as ingest_module
+
+    if (extract is None) == (omop is None):
+        raise IpmError("give exactly one of --extract DIR or --omop SOURCE")
+    if omop is not None:
+        from . import omop as omop_module
+
+        summary = omop_module.load_omop(omop, db, report_path=report, progress=True)
+    else:
+        summary = ingest_module.load_extract(
+            extract, db, allow_identifiers=allow_identifiers, report_path=report, progress=True
+        )
+    out.print(summary.describe())
+
+
+def run() -> None:  # pragma: no cover - console entry for `python -m ipm_outcomes`
+    app(prog_name="ipm-outcomes")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run())

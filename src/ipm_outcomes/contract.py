@@ -1,0 +1,304 @@
+"""The input data contract: every table and column an extract may hold, declared once.
+
+Ingest enforces it, the synthetic generator writes it, the OMOP adapter maps into it, and
+``data/README.md`` documents it (a test keeps the two in step). Column names follow the Tuva
+Project claims input layer where one exists.
+
+An extract is a folder with one file per table: ``<table>.csv``, ``<table>.csv.gz``,
+``<table>.parquet`` or a folder ``<table>/`` of parquet parts. Loaded tables live in the
+``raw`` schema of the DuckDB file, typed and normalised (the SQL layers staging -> intermediate
+-> marts read from there); medical-claim diagnoses are unpivoted into
+``raw.medical_claim_diagnosis`` (one row per claim line per diagnosis).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+RAW_SCHEMA = "raw"
+META_SCHEMA = "meta"
+
+#: File forms an extract table may take, in the order they are looked for.
+TABLE_FILE_SUFFIXES = (".parquet", ".csv", ".csv.gz")
+
+#: Medical claims carry ``diagnosis_code_1`` .. ``diagnosis_code_N`` for any N >= 1.
+DIAGNOSIS_COLUMN_PREFIX = "diagnosis_code_"
+
+#: Regular expressions for code shapes, applied after normalisation (upper case; no dots, dashes or spaces).
+CODE_SHAPES: dict[str, str] = {
+    # ICD-10-CM: letter, digit, then 1-5 alphanumerics (3 to 7 characters; U for the emergency-use codes)
+    "icd10cm": r"^[A-Z][0-9][0-9A-Z]{1,5}$",
+    # CPT (5 digits; Category II/III end in F/T) or HCPCS Level II (letter + 4 digits)
+    "hcpcs": r"^([0-9]{4}[0-9A-Z]|[A-Z][0-9]{4})$",
+    # NUCC Health Care Provider Taxonomy: 10 characters ending in X
+    "nucc": r"^[0-9]{3}[0-9A-Z]{6}X$",
+    # NDC in the 11-digit 5-4-2 billing form
+    "ndc": r"^[0-9]{11}$",
+    # National Provider Identifier
+    "npi": r"^[0-9]{10}$",
+    # CMS place of service
+    "pos": r"^[0-9]{2}$",
+}
+
+#: Valid score ranges per patient-reported instrument (inclusive). Other instruments are kept unchecked.
+PRO_RANGES: dict[str, tuple[float, float]] = {
+    "promis_pf": (10.0, 90.0),  # PROMIS T-scores
+    "promis_pi": (10.0, 90.0),
+    "odi": (0.0, 100.0),  # Oswestry Disability Index, percent
+    "eq5d_index": (-0.6, 1.0),  # EQ-5D index values across published value sets
+    "nrs_pain": (0.0, 10.0),  # numeric rating scale
+    "phq9": (0.0, 27.0),
+}
+
+GENDERS = ("male", "female", "unknown")
+PAYER_TYPES = ("commercial", "medicare", "medicaid", "workers_comp", "other")
+CLAIM_TYPES = ("professional", "institutional")
+ENCOUNTER_TYPES = ("office", "telehealth", "procedure", "ed", "inpatient", "other")
+WORK_STATUSES = (
+    "working",
+    "modified_duty",
+    "off_work",
+    "disability_short_term",
+    "disability_long_term",
+    "retired",
+    "unemployed",
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One declared column.
+
+    ``type`` is the DuckDB type in the raw schema. ``nullable`` says whether empty values are allowed;
+    ``allowed`` lists enumerated values; ``code_system`` names a shape in :data:`CODE_SHAPES`
+    (values are normalised before the shape is checked).
+    """
+
+    name: str
+    type: str
+    description: str
+    nullable: bool = False
+    allowed: tuple[str, ...] | None = None
+    code_system: str | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    """One declared table of an extract.
+
+    ``key`` columns must be unique together; ``ordered_dates`` pairs (start, end) must satisfy
+    end >= start; ``source`` is ``claims`` or ``ehr``.
+    """
+
+    name: str
+    grain: str
+    source: str
+    required: bool
+    columns: tuple[Column, ...]
+    key: tuple[str, ...] = ()
+    ordered_dates: tuple[tuple[str, str], ...] = ()
+    has_diagnosis_columns: bool = False
+    description: str = ""
+    unavailable_without: str = field(default="")
+
+    def column(self, name: str) -> Column:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(f"{self.name} has no column {name!r}")
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(col.name for col in self.columns)
+
+
+def _c(name, type_, description, **kw) -> Column:
+    return Column(name=name, type=type_, description=description, **kw)
+
+
+ELIGIBILITY = Table(
+    name="eligibility",
+    grain="one row per person per enrollment span",
+    source="claims",
+    required=True,
+    key=("person_id", "enrollment_start_date"),
+    ordered_dates=(("enrollment_start_date", "enrollment_end_date"),),
+    columns=(
+        _c("person_id", "VARCHAR", "De-identified person token, shared by claims and EHR tables"),
+        _c("gender", "VARCHAR", "Administrative gender", allowed=GENDERS),
+        _c("birth_year", "INTEGER", "Year of birth (a full date of birth is a direct identifier and is refused)"),
+        _c("death_date", "DATE", "Date of death, if known", nullable=True),
+        _c("enrollment_start_date", "DATE", "First day of the enrollment span"),
+        _c("enrollment_end_date", "DATE", "Last day of the enrollment span"),
+        _c("payer_type", "VARCHAR", "Line of business", allowed=PAYER_TYPES),
+        _c("state", "VARCHAR", "Two-letter US state of residence", nullable=True),
+    ),
+)
+
+MEDICAL_CLAIM = Table(
+    name="medical_claim",
+    grain="one row per claim line",
+    source="claims",
+    required=True,
+    key=("claim_id", "claim_line_number"),
+    ordered_dates=(("claim_start_date", "claim_end_date"),),
+    has_diagnosis_columns=True,
+    columns=(
+        _c("claim_id", "VARCHAR", "Claim identifier"),
+        _c("claim_line_number", "INTEGER", "Line number within the claim"),
+        _c("person_id", "VARCHAR", "De-identified person token"),
+        _c("claim_type", "VARCHAR", "Professional (CMS-1500) or institutional (UB-04) claim", allowed=CLAIM_TYPES),
+        _c("claim_start_date", "DATE", "First date of service"),
+        _c("claim_end_date", "DATE", "Last date of service"),
+        _c("place_of_service_code", "VARCHAR", "CMS place-of-service code", nullable=True, code_system="pos"),
+        _c("rendering_npi", "VARCHAR", "Rendering provider NPI", nullable=True, code_system="npi"),
+        _c(
+            "rendering_taxonomy_code",
+            "VARCHAR",
+            "Rendering provider NUCC taxonomy code",
+            nullable=True,
+            code_system="nucc",
+        ),
+        _c("hcpcs_code", "VARCHAR", "CPT/HCPCS procedure code of the line", nullable=True, code_system="hcpcs"),
+        _c("hcpcs_modifier_1", "VARCHAR", "First procedure modifier", nullable=True),
+        _c("allowed_amount", "DOUBLE", "Allowed amount, USD", nullable=True),
+        _c("paid_amount", "DOUBLE", "Paid amount, USD", nullable=True),
+    ),
+    description=(
+        "Diagnosis columns diagnosis_code_1 .. diagnosis_code_N (N >= 1, ICD-10-CM with or without the dot; "
+        "diagnosis_code_1 required, later ones nullable) are unpivoted into raw.medical_claim_diagnosis."
+    ),
+)
+
+PHARMACY_CLAIM = Table(
+    name="pharmacy_claim",
+    grain="one row per pharmacy claim line",
+    source="claims",
+    required=False,
+    key=("claim_id", "claim_line_number"),
+    unavailable_without="opioid use and morphine milligram equivalents",
+    columns=(
+        _c("claim_id", "VARCHAR", "Claim identifier"),
+        _c("claim_line_number", "INTEGER", "Line number within the claim"),
+        _c("person_id", "VARCHAR", "De-identified person token"),
+        _c("dispensing_date", "DATE", "Date dispensed"),
+        _c("ndc_code", "VARCHAR", "National Drug Code (11-digit, or hyphenated 10-digit)", code_system="ndc"),
+        _c("quantity", "DOUBLE", "Units dispensed"),
+        _c("days_supply", "INTEGER", "Days supplied"),
+        _c("allowed_amount", "DOUBLE", "Allowed amount, USD", nullable=True),
+        _c("paid_amount", "DOUBLE", "Paid amount, USD", nullable=True),
+    ),
+)
+
+NDC_REFERENCE = Table(
+    name="ndc_reference",
+    grain="one row per NDC",
+    source="claims",
+    required=False,
+    key=("ndc_code",),
+    unavailable_without="opioid use and morphine milligram equivalents",
+    columns=(
+        _c("ndc_code", "VARCHAR", "National Drug Code", code_system="ndc"),
+        _c("ingredient", "VARCHAR", "Active ingredient"),
+        _c("strength_per_unit", "DOUBLE", "Strength per dispensed unit"),
+        _c("strength_unit", "VARCHAR", "Unit of strength_per_unit (e.g. mg)"),
+        _c("is_opioid", "BOOLEAN", "Whether the product is an opioid analgesic"),
+        _c("mme_conversion_factor", "DOUBLE", "CDC morphine milligram equivalent conversion factor", nullable=True),
+    ),
+)
+
+EHR_ENCOUNTER = Table(
+    name="ehr_encounter",
+    grain="one row per encounter",
+    source="ehr",
+    required=False,
+    key=("encounter_id",),
+    unavailable_without="IPM referral from EHR encounters (claims-based referral still used)",
+    columns=(
+        _c("person_id", "VARCHAR", "De-identified person token"),
+        _c("encounter_id", "VARCHAR", "Encounter identifier"),
+        _c("encounter_date", "DATE", "Date of the encounter"),
+        _c("encounter_type", "VARCHAR", "Setting of the encounter", allowed=ENCOUNTER_TYPES),
+        _c("provider_taxonomy_code", "VARCHAR", "NUCC taxonomy of the provider", nullable=True, code_system="nucc"),
+        _c("primary_diagnosis_code", "VARCHAR", "Primary ICD-10-CM diagnosis", nullable=True, code_system="icd10cm"),
+    ),
+)
+
+EHR_PRO = Table(
+    name="ehr_pro",
+    grain="one row per person per assessment per instrument",
+    source="ehr",
+    required=False,
+    unavailable_without="quality-of-life outcomes",
+    columns=(
+        _c("person_id", "VARCHAR", "De-identified person token"),
+        _c("assessment_date", "DATE", "Date the instrument was completed"),
+        _c(
+            "instrument",
+            "VARCHAR",
+            "promis_pf, promis_pi, odi, eq5d_index, nrs_pain, phq9 (others are kept, unchecked)",
+        ),
+        _c("score", "DOUBLE", "Score on the instrument's own scale"),
+    ),
+)
+
+EHR_WORK_STATUS = Table(
+    name="ehr_work_status",
+    grain="one row per person per recorded work status",
+    source="ehr",
+    required=False,
+    unavailable_without="return to work",
+    columns=(
+        _c("person_id", "VARCHAR", "De-identified person token"),
+        _c("status_date", "DATE", "Date the status was recorded"),
+        _c("work_status", "VARCHAR", "Work status", allowed=WORK_STATUSES),
+    ),
+)
+
+TABLES: tuple[Table, ...] = (
+    ELIGIBILITY,
+    MEDICAL_CLAIM,
+    PHARMACY_CLAIM,
+    NDC_REFERENCE,
+    EHR_ENCOUNTER,
+    EHR_PRO,
+    EHR_WORK_STATUS,
+)
+
+TABLES_BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
+
+#: The unpivoted diagnosis table that ingest derives from medical_claim.
+MEDICAL_CLAIM_DIAGNOSIS_COLUMNS: tuple[Column, ...] = (
+    _c("claim_id", "VARCHAR", "Claim identifier"),
+    _c("claim_line_number", "INTEGER", "Line number within the claim"),
+    _c("person_id", "VARCHAR", "De-identified person token"),
+    _c("claim_type", "VARCHAR", "professional or institutional"),
+    _c("claim_start_date", "DATE", "First date of service"),
+    _c("diagnosis_position", "INTEGER", "N of the diagnosis_code_N column"),
+    _c("diagnosis_code", "VARCHAR", "ICD-10-CM, normalised: upper case, no dot"),
+)
+
+
+def raw_table_ddl(table: Table) -> str:
+    """CREATE TABLE statement for a contract table in the raw schema."""
+    cols = ",\n    ".join(f"{c.name} {c.type}" for c in table.columns)
+    return f"create table {RAW_SCHEMA}.{table.name} (\n    {cols}\n)"
+
+
+def medical_claim_diagnosis_ddl() -> str:
+    cols = ",\n    ".join(f"{c.name} {c.type}" for c in MEDICAL_CLAIM_DIAGNOSIS_COLUMNS)
+    return f"create table {RAW_SCHEMA}.medical_claim_diagnosis (\n    {cols}\n)"
+
+
+def create_empty_raw_tables(con) -> None:
+    """Create every raw table, empty, replacing any that exist.
+
+    Used by ingest for tables an extract does not provide (so downstream SQL always finds them)
+    and by tests that write hand-made rows straight into raw.
+    """
+    con.execute(f"create schema if not exists {RAW_SCHEMA}")
+    for table in TABLES:
+        con.execute(f"drop table if exists {RAW_SCHEMA}.{table.name}")
+        con.execute(raw_table_ddl(table))
+    con.execute(f"drop table if exists {RAW_SCHEMA}.medical_claim_diagnosis")
+    con.execute(medical_claim_diagnosis_ddl())
