@@ -1,0 +1,26 @@
+# The README's two commands: `make demo` (the whole study on the embedded synthetic extract)
+# and `make test`. Each creates the virtual environment and installs what it needs on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: demo test test-all bench clean-data
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(INSTALLED)
+
+demo: $(INSTALLED)
+	$(BIN)/ipm-outcomes demo
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+test-all: $(INSTALLED)
+	$(BIN)/python -m pytest -m ''
+
+clean-data:
+	find data/interim data/processed -mindepth 1 ! -name .gitkeep -delete
