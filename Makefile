@@ -14,7 +14,7 @@ $(INSTALLED): pyproject.toml
 	touch $(INSTALLED)
 
 demo: $(INSTALLED)
-	$(BIN)/ipm-outcomes demo
+	$(BIN)/ipm-outcomes run
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest

@@ -92,6 +92,10 @@ def ingest(
         Path | None,
         typer.Option("--omop", help="OMOP CDM v5.3/v5.4 source: a folder of tables or a DuckDB file."),
     ] = None,
+    omop_schema: Annotated[
+        str | None,
+        typer.Option("--omop-schema", help="Schema holding the CDM when an OMOP DuckDB file has several."),
+    ] = None,
     report: Annotated[
         Path | None, typer.Option("--report", help="Also write every problem found as JSON to this file.")
     ] = None,
@@ -111,12 +115,87 @@ def ingest(
     if omop is not None:
         from . import omop as omop_module
 
-        summary = omop_module.load_omop(omop, db, report_path=report, progress=True)
+        summary = omop_module.load_omop(omop, db, report_path=report, progress=True, cdm_schema=omop_schema)
     else:
         summary = ingest_module.load_extract(
             extract, db, allow_identifiers=allow_identifiers, report_path=report, progress=True
         )
     out.print(summary.describe())
+
+
+SpecOption = Annotated[
+    Path | None, typer.Option("--spec", help="Study specification TOML (default: the shipped studies/default.toml).")
+]
+
+
+@app.command("cohort")
+@user_errors
+def cohort_command(
+    db: Annotated[Path, typer.Option("--db", help="DuckDB database holding a loaded extract.")],
+    spec_path: SpecOption = None,
+    export: Annotated[
+        Path | None, typer.Option("--export", help="Folder to export the marts to as parquet.")
+    ] = None,
+) -> None:
+    """Build the analysis tables (cohort, rtw_outcome, qol_outcome, attrition) from a loaded extract."""
+    from . import cohort
+    from .spec import load_spec
+
+    summary = cohort.build(load_spec(spec_path), db, export_dir=export, progress=True)
+    out.print(summary.describe())
+
+
+@app.command("analyze")
+@user_errors
+def analyze_command(
+    db: Annotated[Path, typer.Option("--db", help="DuckDB database with the cohort built.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for results.json and the result tables.")],
+    spec_path: SpecOption = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Processes for the bootstrap (default: all cores).")
+    ] = None,
+) -> None:
+    """Estimate the effect of early IPM referral; write results.json and tidy result tables."""
+    from . import analysis
+    from .spec import load_spec
+
+    summary = analysis.run(load_spec(spec_path), db, out_dir, workers=workers, progress=True)
+    out.print(summary.describe())
+
+
+@app.command("report")
+@user_errors
+def report_command(
+    results: Annotated[Path, typer.Option("--results", help="Folder written by `ipm-outcomes analyze`.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the HTML/PDF report, figures and tables.")],
+    pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="Also write the PDF.")] = True,
+) -> None:
+    """Render the report from results only (no model fitting)."""
+    from . import report
+
+    summary = report.render(results, out_dir, pdf=pdf, progress=True)
+    out.print(summary.describe())
+
+
+@app.command("run")
+@user_errors
+def run_command(
+    extract: Annotated[
+        Path | None,
+        typer.Option("--extract", help="Extract folder; without it a synthetic extract is generated and used."),
+    ] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Root folder for data/ and reports/ outputs.")] = Path("."),
+    spec_path: SpecOption = None,
+    persons: Annotated[int, typer.Option(help="Persons in the synthetic extract (no --extract).")] = 20_000,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Ignore cached stages; run everything.")] = False,
+) -> None:
+    """Run the whole study as a Prefect flow: ingest -> cohort -> analyze -> report."""
+    from pipelines.run import run_study
+
+    from .spec import load_spec
+
+    run = run_study(load_spec(spec_path), extract, out_dir, persons=persons, refresh=refresh)
+    out.print(run.describe())
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m ipm_outcomes`

@@ -1,0 +1,1 @@
+"""Prefect flows for ipm-outcomes: thin wrappers over the ipm_outcomes package."""

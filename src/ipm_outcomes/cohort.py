@@ -1,0 +1,410 @@
+"""Build the study cohort and its outcome tables in DuckDB, and export them.
+
+:func:`build` loads the study's reference data (value sets, delay bands, horizons, work-status roles,
+Charlson weights, attrition steps) into schema ``ref``, runs the packaged SQL layers
+staging -> intermediate -> marts in one transaction, records provenance in ``meta.cohort_build`` and,
+when asked, writes the marts to Parquet. The marts are the contract for the models:
+
+``marts.cohort``
+    one row per cohort person (first eligible new episode of low back pain): baseline covariates,
+    referral timing, exposure, delay category, RTW-population flag, follow-up end.
+``marts.rtw_outcome``
+    one row per person in the return-to-work population: ``time_days``, ``event`` (0 censored,
+    1 return to work, 2 competing), ``event_type``, ``referral_day``, ``censor_day``.
+``marts.qol_outcome``
+    one row per cohort person per instrument per horizon: baseline and follow-up score (null = missing).
+``marts.attrition``
+    one row per population ('cohort', 'rtw') per step: persons remaining and excluded, in order.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from . import __version__, db
+from .contract import RAW_SCHEMA, TABLES
+from .errors import IpmError
+from .spec import CHARLSON_COMPONENTS, PRO_INSTRUMENTS, StudySpec, spec_sha256
+from .valuesets import insert_rows, load_valuesets, write_valueset_table
+
+#: Tables of each SQL layer in build order (a table reads only tables listed before it).
+BUILD_ORDER: dict[str, list[str]] = {
+    "staging": [
+        "extract_period",
+        "person",
+        "enrollment_span",
+        "diagnosis_code_map",
+        "diagnosis_event",
+        "procedure_code_map",
+        "procedure_event",
+        "taxonomy_code_map",
+        "ipm_contact",
+    ],
+    "intermediate": [
+        "lbp_episode",
+        "episode_eligibility",
+        "person_eligibility",
+        "cohort_base",
+        "referral",
+        "baseline_event",
+        "charlson",
+        "baseline_opioid",
+        "prior_cost",
+        "pro_assessment",
+        "baseline_pro",
+        "qol_followup",
+        "work_status",
+        "rtw_event",
+    ],
+    "marts": ["cohort", "rtw_outcome", "qol_outcome", "attrition"],
+}
+
+#: The marts and their keys (each key is unique and not null).
+MART_KEYS: dict[str, tuple[str, ...]] = {
+    "cohort": ("person_id",),
+    "rtw_outcome": ("person_id",),
+    "qol_outcome": ("person_id", "instrument", "horizon_days"),
+    "attrition": ("population", "step_order"),
+}
+
+#: Columns of ``marts.cohort``, in order (the analysis spec's covariates are chosen from these).
+COHORT_COLUMNS: tuple[str, ...] = (
+    "person_id",
+    "index_date",
+    "age",
+    "sex",
+    "payer_type",
+    "index_year",
+    "charlson_index",
+    *CHARLSON_COMPONENTS,
+    "depression",
+    "anxiety",
+    "sleep_disorder",
+    "prior_pt",
+    "prior_imaging",
+    "radiculopathy",
+    "opioid_use",
+    "mean_daily_mme",
+    *(f"baseline_{name}" for name in PRO_INSTRUMENTS),
+    "prior_year_allowed",
+    "referral_date",
+    "days_to_referral",
+    "days_to_referral_procedure_only",
+    "referral_source",
+    "exposure",
+    "delay_category",
+    "in_rtw_population",
+    "followup_end_day",
+    "censor_day",
+    "censor_reason",
+    "enrollment_end_day",
+    "data_end_day",
+    "death_day",
+)
+
+#: The attrition rules of the cohort, in order (step_order = position; 0 is everyone enrolled).
+COHORT_RULES: tuple[str, ...] = ("enrolled_person", "lbp_claim", "new_episode", "enrollment", "age", "red_flags", "prior_ipm")
+RTW_RULES: tuple[str, ...] = ("cohort", "off_work_at_index")
+
+_REQUIRED_RAW = tuple(t.name for t in TABLES) + ("medical_claim_diagnosis",)
+
+
+@dataclass(frozen=True)
+class CohortSummary:
+    """What a cohort build produced: counts, attrition and provenance.
+
+    ``attrition`` holds one dict per population per step (population, step_order, rule, step,
+    remaining, excluded); ``qol_observed`` one dict per instrument per horizon (instrument,
+    horizon_days, observed, missing).
+    """
+
+    db_path: Path
+    study: str
+    spec_sha256: str
+    persons: int
+    lbp_persons: int
+    cohort: int
+    early: int
+    delayed: int
+    never_referred: int
+    delay_categories: dict[str, int]
+    rtw_population: int
+    rtw_events: dict[str, int]
+    qol_observed: list[dict]
+    attrition: list[dict]
+    pharmacy_available: bool
+    work_status_available: bool
+    pro_available: bool
+    data_end_date: str | None
+    seconds: float
+    exported: list[Path] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """A short plain-text report of the build (for the CLI and logs)."""
+        lines = [f"Cohort built for study {self.study!r} in {self.seconds:.1f} s -> {self.db_path}"]
+        lines.append(f"  data end date: {self.data_end_date or 'unknown (no events)'}")
+        lines.append("  attrition (cohort):")
+        for row in (r for r in self.attrition if r["population"] == "cohort"):
+            lines.append(f"    {row['remaining']:>10,}  (-{row['excluded']:,})  {row['step']}")
+        if self.cohort == 0:
+            lines.append("  the cohort is empty: no person met every rule (see the attrition above)")
+        else:
+            lines.append(
+                f"  exposure: {self.early:,} early, {self.delayed:,} delayed "
+                f"({self.never_referred:,} never referred within follow-up)"
+            )
+            bands = ", ".join(f"{label}: {n:,}" for label, n in self.delay_categories.items())
+            lines.append(f"  days to referral: {bands}")
+        if not self.work_status_available:
+            lines.append("  return to work: unavailable (the extract has no ehr_work_status rows)")
+        else:
+            events = ", ".join(f"{k}: {v:,}" for k, v in self.rtw_events.items())
+            lines.append(f"  return-to-work population: {self.rtw_population:,} ({events})")
+        if not self.pro_available:
+            lines.append("  quality of life: unavailable (the extract has no ehr_pro rows)")
+        elif self.cohort:
+            parts = [f"{r['instrument']}@{r['horizon_days']}d {r['missing']:,}" for r in self.qol_observed]
+            lines.append("  quality-of-life follow-up missing: " + ", ".join(parts))
+        if not self.pharmacy_available:
+            lines.append("  opioid use / MME: unavailable (no pharmacy_claim or ndc_reference rows)")
+        for path in self.exported:
+            lines.append(f"  wrote {path}")
+        return "\n".join(lines)
+
+
+def reference_rows(spec: StudySpec) -> dict[str, tuple[str, list[tuple]]]:
+    """The spec-derived reference tables: name -> (DDL columns, rows).
+
+    Lists in the spec become small tables so the SQL joins them instead of formatting them in.
+    """
+    rtw = spec.outcomes.rtw
+    cohort = spec.cohort
+    weights = spec.covariates.charlson_weights.model_dump()
+    hierarchy = spec.covariates.charlson_hierarchy
+    bands = [b for b in spec.delay_categories() if b[0] != "never"]
+    statuses = ", ".join(rtw.population_statuses)
+    lo, hi = rtw.population_window_days
+    steps = [
+        ("cohort", 0, COHORT_RULES[0], "Persons with an enrollment record"),
+        ("cohort", 1, COHORT_RULES[1], "At least one medical claim with a low back pain diagnosis (any position)"),
+        ("cohort", 2, COHORT_RULES[2], f"New episode: no low back pain diagnosis in the {cohort.washout_days} days before"),
+        (
+            "cohort",
+            3,
+            COHORT_RULES[3],
+            f"Enrolled from {cohort.baseline_enrollment_days} days before index through index "
+            f"(gaps of up to {cohort.enrollment_gap_days} days bridged)",
+        ),
+        ("cohort", 4, COHORT_RULES[4], f"Aged {cohort.age_min} to {cohort.age_max} at index"),
+        (
+            "cohort",
+            5,
+            COHORT_RULES[5],
+            f"No red-flag diagnosis from {cohort.red_flag_lookback_days} days before index through index",
+        ),
+        ("cohort", 6, COHORT_RULES[6], f"No IPM contact in the {cohort.ipm_washout_days} days before index"),
+        ("rtw", 0, RTW_RULES[0], "Persons in the cohort"),
+        ("rtw", 1, RTW_RULES[1], f"Off work at index: {statuses} recorded from day {lo} to day {hi}"),
+    ]
+    roles = (
+        [(s, "population") for s in rtw.population_statuses]
+        + [(s, "event") for s in rtw.event_statuses]
+        + [(s, "competing") for s in rtw.competing_statuses]
+    )
+    return {
+        "delay_category": (
+            "category_order integer, label varchar, first_day integer, last_day integer",
+            [(i, label, first, last) for i, (label, first, last) in enumerate(bands)],
+        ),
+        "qol_instrument": ("instrument varchar", [(name,) for name in spec.outcomes.qol.instruments]),
+        "qol_horizon": ("horizon_days integer", [(h,) for h in spec.outcomes.qol.horizons_days]),
+        "work_status_role": ("work_status varchar, role varchar", roles),
+        "charlson_weight": (
+            "component varchar, weight integer, superseded_by varchar",
+            [(name, weights[name], hierarchy.get(name)) for name in CHARLSON_COMPONENTS],
+        ),
+        "attrition_step": ("population varchar, step_order integer, rule varchar, step varchar", steps),
+    }
+
+
+def write_reference_tables(con: duckdb.DuckDBPyConnection, spec: StudySpec, valuesets: dict | None = None) -> None:
+    """Create schema ``ref``: the value sets and the spec-derived tables (see :func:`reference_rows`)."""
+    write_valueset_table(con, valuesets if valuesets is not None else load_valuesets(spec))
+    for name, (columns, rows) in reference_rows(spec).items():
+        con.execute(f"create or replace table ref.{name} ({columns})")
+        insert_rows(con, f"ref.{name}", rows)
+
+
+def _check_raw(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
+    present = {
+        row[0]
+        for row in con.execute(
+            "select table_name from information_schema.tables where table_schema = ?", [RAW_SCHEMA]
+        ).fetchall()
+    }
+    missing = [name for name in _REQUIRED_RAW if name not in present]
+    if missing:
+        raise IpmError(
+            f"{db_path}: no loaded extract (missing {RAW_SCHEMA}.{', '.join(missing)}); "
+            "run `ipm-outcomes ingest --db PATH --extract DIR` first"
+        )
+
+
+def _has_rows(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return con.execute(f"select exists (select 1 from {RAW_SCHEMA}.{table})").fetchone()[0]
+
+
+def build(
+    spec: StudySpec,
+    db_path: str | Path,
+    export_dir: str | Path | None = None,
+    progress: bool = False,
+) -> CohortSummary:
+    """Build the cohort marts in a DuckDB database that holds a loaded extract.
+
+    Parameters
+    ----------
+    spec
+        The validated study spec (:func:`ipm_outcomes.spec.load_spec`).
+    db_path
+        DuckDB file written by ``ipm-outcomes ingest`` (schema ``raw``).
+    export_dir
+        When given, the marts are also written there as ``cohort.parquet``, ``rtw_outcome.parquet``,
+        ``qol_outcome.parquet`` and ``attrition.parquet`` (the folder is created).
+    progress
+        Show a progress bar over the SQL tables.
+
+    Returns
+    -------
+    CohortSummary
+        Counts, attrition and provenance of the build. The tables themselves are in the database:
+        ``marts.cohort`` (one row per cohort person), ``marts.rtw_outcome`` (one row per person in the
+        return-to-work population), ``marts.qol_outcome`` (one row per cohort person per instrument per
+        horizon) and ``marts.attrition`` (one row per population per step).
+
+    Raises
+    ------
+    IpmError
+        When the database holds no loaded extract, a value set is invalid, or the database is in use.
+    """
+    started = time.perf_counter()
+    db_path = Path(db_path)
+    if not db_path.exists():
+        raise IpmError(f"{db_path}: no such database; run `ipm-outcomes ingest --db PATH --extract DIR` first")
+    valuesets = load_valuesets(spec)  # read and validated before the database is touched
+    fingerprint = spec_sha256(spec)
+    con = db.connect(db_path)
+    try:
+        _check_raw(con, db_path)
+        available = {t: _has_rows(con, t) for t in ("pharmacy_claim", "ndc_reference", "ehr_work_status", "ehr_pro")}
+        params = dict(spec.sql_params())
+        params["pharmacy_available"] = available["pharmacy_claim"] and available["ndc_reference"]
+        con.execute("begin transaction")
+        try:
+            write_reference_tables(con, spec, valuesets)
+            _run_sql(con, params, progress)
+            _record_build(con, spec, fingerprint)
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+        exported = export_marts(con, export_dir) if export_dir is not None else []
+        summary = _summarise(con, spec, db_path, fingerprint, available, params["pharmacy_available"])
+    finally:
+        con.close()
+    return CohortSummary(**summary, seconds=time.perf_counter() - started, exported=exported)
+
+
+def _run_sql(con: duckdb.DuckDBPyConnection, params: dict, progress: bool) -> None:
+    steps = [(layer, table) for layer, tables in BUILD_ORDER.items() for table in tables]
+    if not progress:
+        db.run_layers(con, params, layers=list(BUILD_ORDER), ordered_tables=BUILD_ORDER)
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("building cohort", total=len(steps))
+        for layer, table in steps:
+            bar.update(task, description=f"{layer}.{table}")
+            db.run_layers(con, params, layers=[layer], ordered_tables={layer: [table]})
+            bar.advance(task)
+
+
+def _record_build(con: duckdb.DuckDBPyConnection, spec: StudySpec, fingerprint: str) -> None:
+    import json
+
+    con.execute("create schema if not exists meta")
+    con.execute(
+        "create or replace table meta.cohort_build ("
+        "study varchar, spec_sha256 varchar, spec_json varchar, spec_file varchar, "
+        "package_version varchar, built_at timestamp)"
+    )
+    con.execute(
+        "insert into meta.cohort_build values (?, ?, ?, ?, ?, current_timestamp)",
+        [
+            spec.study.name,
+            fingerprint,
+            json.dumps(spec.to_toml_dict(), sort_keys=True),
+            str(spec.source_path) if spec.source_path else None,
+            __version__,
+        ],
+    )
+
+
+def export_marts(con: duckdb.DuckDBPyConnection, export_dir: str | Path) -> list[Path]:
+    """Write every mart to ``export_dir/<mart>.parquet``; returns the files written."""
+    folder = Path(export_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for mart, key in MART_KEYS.items():
+        path = folder / f"{mart}.parquet"
+        con.table(f"marts.{mart}").order(", ".join(key)).to_parquet(str(path))
+        written.append(path)
+    return written
+
+
+def _summarise(con, spec, db_path, fingerprint, available, pharmacy_available) -> dict:
+    one = lambda sql: con.execute(sql).fetchone()[0]  # noqa: E731
+    attrition = [
+        dict(zip(("population", "step_order", "rule", "step", "remaining", "excluded"), row, strict=True))
+        for row in con.execute(
+            "select population, step_order, rule, step, remaining, excluded from marts.attrition "
+            "order by population, step_order"
+        ).fetchall()
+    ]
+    exposure = dict(con.execute("select exposure, count(*) from marts.cohort group by exposure").fetchall())
+    counts = dict(con.execute("select delay_category, count(*) from marts.cohort group by delay_category").fetchall())
+    labels = [label for label, _, _ in spec.delay_categories()]
+    events = dict(con.execute("select event_type, count(*) from marts.rtw_outcome group by event_type").fetchall())
+    qol = [
+        dict(zip(("instrument", "horizon_days", "observed", "missing"), row, strict=True))
+        for row in con.execute(
+            "select instrument, horizon_days, count(followup_score), count(*) - count(followup_score) "
+            "from marts.qol_outcome group by instrument, horizon_days order by instrument, horizon_days"
+        ).fetchall()
+    ]
+    data_end = one("select data_end_date from staging.extract_period")
+    return dict(
+        db_path=db_path,
+        study=spec.study.name,
+        spec_sha256=fingerprint,
+        persons=one("select count(*) from staging.person"),
+        lbp_persons=one("select count(*) from intermediate.person_eligibility"),
+        cohort=one("select count(*) from marts.cohort"),
+        early=exposure.get("early", 0),
+        delayed=exposure.get("delayed", 0),
+        never_referred=counts.get("never", 0),
+        delay_categories={label: counts.get(label, 0) for label in labels},
+        rtw_population=one("select count(*) from marts.rtw_outcome"),
+        rtw_events=dict(sorted(events.items())),
+        qol_observed=qol,
+        attrition=attrition,
+        pharmacy_available=bool(pharmacy_available),
+        work_status_available=available["ehr_work_status"],
+        pro_available=available["ehr_pro"],
+        data_end_date=data_end.isoformat() if data_end else None,
+    )

@@ -1,0 +1,960 @@
+"""Validate an extract against the input contract and load it into DuckDB, all or nothing.
+
+Every file is read by DuckDB (CSV as text, so a bad value is reported rather than crashing the
+reader; parquet with its own types), never by pandas, so memory stays bounded for extracts larger
+than RAM (DuckDB spills to ``<db>.tmp``). Each table is checked in one scan that counts every rule
+at once; only rules that fail are scanned again for example rows. A CSV that fails is copied to a
+temporary table first, because only an insertion-ordered copy gives reliable row numbers.
+
+Nothing in the database changes until every rule has been checked. The write (replace every
+``raw`` table, derive ``raw.medical_claim_diagnosis``, record ``meta.load_provenance`` and
+``meta.load``) is one transaction: a failure rolls it back and leaves the previous load untouched.
+The connection is held from start to end, so another process cannot open the database meanwhile
+(:class:`~ipm_outcomes.errors.DatabaseInUseError`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import gzip
+import hashlib
+import io
+import json
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import duckdb
+
+from . import __version__, db
+from .contract import (
+    DIAGNOSIS_COLUMN_PREFIX,
+    META_SCHEMA,
+    RAW_SCHEMA,
+    TABLES,
+    TABLES_BY_NAME,
+    Column,
+    Table,
+    medical_claim_diagnosis_ddl,
+    raw_table_ddl,
+)
+from .errors import IpmError, ValidationFailed
+from .validation import (
+    ERROR,
+    IDENTIFIER_SAMPLE_ROWS,
+    IDENTIFIER_VALUE_PATTERNS,
+    ORPHAN_JOIN_COLUMN,
+    WARNING,
+    Check,
+    Problem,
+    ProblemList,
+    column_checks,
+    count_by_severity,
+    diagnosis_checks,
+    identifier_column_reason,
+    mask_sql,
+    normalise_expr,
+    orphan_check,
+    problems_table,
+    quote_ident,
+    quote_literal,
+    table_checks,
+    typed_expr,
+    typed_name,
+)
+
+__all__ = ["LoadSummary", "Problem", "ValidationFailed", "load_extract", "problems_table", "validate_extract"]
+
+_DIAGNOSIS_COLUMN = re.compile(rf"^{DIAGNOSIS_COLUMN_PREFIX}([1-9][0-9]*)$")
+_CSV_OPTIONS = "header=true, auto_detect=false, delim=',', quote='\"', escape='\"'"
+#: Example rows fetched per failing rule.
+EXAMPLES = 5
+#: Above this many malformed CSV lines, row numbers of other problems are not corrected for them.
+_MAX_REJECTS_FOR_ROW_MAPPING = 100_000
+
+
+@dataclass
+class LoadSummary:
+    """What a load wrote: rows per ``raw`` table, absent optional tables, warnings and wall time."""
+
+    extract_dir: Path
+    db_path: Path
+    rows: dict[str, int]
+    absent_tables: tuple[str, ...]
+    warnings: list[Problem] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        """A few lines for people: rows per table, what is unavailable, the warnings."""
+        lines = [f"Loaded {self.extract_dir} into {self.db_path} in {self.seconds:.1f} s"]
+        width = max(len(name) for name in self.rows)
+        for name, n in self.rows.items():
+            lines.append(f"  {name:<{width}}  {n:>12,} rows")
+        for name in self.absent_tables:
+            lines.append(f"  absent: {name} (unavailable: {TABLES_BY_NAME[name].unavailable_without})")
+        if self.warnings:
+            lines.append(f"{len(self.warnings)} warning{'s' if len(self.warnings) != 1 else ''}:")
+            lines.extend(f"  - {p.one_line()}" for p in self.warnings)
+        return "\n".join(lines)
+
+
+# --- finding the files ----------------------------------------------------------------------
+
+
+@dataclass
+class _Source:
+    """One contract table found in the extract and what we learnt about it."""
+
+    table: Table
+    path: Path
+    rel: str
+    kind: str  # "csv" or "parquet"
+    files: list[Path]
+    header: list[str] = field(default_factory=list)
+    types: dict[str, str] = field(default_factory=dict)
+    columns: list[Column] = field(default_factory=list)
+    diagnosis: list[tuple[int, str]] = field(default_factory=list)
+    extras: list[str] = field(default_factory=list)
+    rows: int = 0
+    usable: bool = True
+    staged: bool = False
+    rejected_rows: list[int] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    @property
+    def view(self) -> str:
+        return f"_v_{self.name}"
+
+    def has(self, *names: str) -> bool:
+        present = {c.name for c in self.columns} | {c for _, c in self.diagnosis}
+        return all(n in present for n in names)
+
+    def display(self, file: str | None) -> str:
+        """Path of a file relative to the extract (parquet parts report their own file)."""
+        if file is None or self.kind == "csv":
+            return self.rel
+        return f"{self.name}/{Path(file).name}" if self.path.is_dir() else self.rel
+
+
+class _Unreadable(Exception):
+    pass
+
+
+def _table_name_of(entry: Path) -> tuple[str, str] | None:
+    """(table name, kind) if the entry has a contract file form, else None."""
+    name = entry.name
+    if entry.is_dir():
+        return name, "parquet"
+    for suffix, kind in ((".parquet", "parquet"), (".csv.gz", "csv"), (".csv", "csv")):
+        if name.endswith(suffix):
+            return name[: -len(suffix)], kind
+    return None
+
+
+def _discover(extract_dir: Path, problems: ProblemList) -> dict[str, _Source]:
+    if not extract_dir.is_dir():
+        raise IpmError(f"{extract_dir}: no such extract folder; give the folder that holds eligibility.csv etc.")
+    found: dict[str, list[tuple[Path, str]]] = {}
+    for entry in sorted(extract_dir.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        named = _table_name_of(entry)
+        if named is None or named[0] not in TABLES_BY_NAME:
+            problems.add(
+                WARNING, entry.name + ("/" if entry.is_dir() else ""), None, None, "unknown_file",
+                "not a contract table; ignored",
+            )
+            continue
+        found.setdefault(named[0], []).append((entry, named[1]))
+    sources: dict[str, _Source] = {}
+    for table in TABLES:
+        entries = found.get(table.name, [])
+        if len(entries) > 1:
+            names = ", ".join(e.name for e, _ in entries)
+            problems.add(
+                ERROR, names, table.name, None, "ambiguous_table",
+                f"{table.name} is given more than once ({names}); keep one",
+            )
+            continue
+        if not entries:
+            if table.required:
+                near = [e.name for e in extract_dir.iterdir() if e.name.lower().startswith(table.name)]
+                hint = f"; found {', '.join(sorted(near))}: file names must be lower case" if near else ""
+                problems.add(
+                    ERROR, f"{table.name}.csv", table.name, None, "missing_table",
+                    f"required table {table.name} is missing (give {table.name}.csv, .csv.gz, .parquet or a "
+                    f"folder of parquet parts){hint}",
+                )
+            continue
+        path, kind = entries[0]
+        files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+        rel = path.name + ("/" if path.is_dir() else "")
+        sources[table.name] = _Source(table=table, path=path, rel=rel, kind=kind, files=files)
+    return sources
+
+
+def _csv_header(path: Path) -> list[str]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as raw:
+            first = raw.readline()
+    except (OSError, EOFError) as exc:
+        raise _Unreadable(f"cannot be read: {exc}") from exc
+    if not first.strip():
+        raise _Unreadable("is empty; a table needs at least a header line")
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _Unreadable("header is not UTF-8 text; save the file as UTF-8") from exc
+    return next(csv.reader(io.StringIO(text)))
+
+
+def _path_literal(path: Path) -> str:
+    return quote_literal(str(path.resolve()))
+
+
+def _reader_sql(src: _Source, *, rejects: bool) -> str:
+    """A SELECT giving ``_file``, ``_row`` and every column of the file as stored."""
+    if src.kind == "parquet":
+        files = ", ".join(_path_literal(p) for p in src.files)
+        return (
+            "select _file, file_row_number + 1 as _row, * exclude (_file, file_row_number) from read_parquet("
+            f"[{files}], filename='_file', file_row_number=true, union_by_name=true)"
+        )
+    if src.staged:
+        # rowid of an insertion-ordered copy is the (well-formed) row's position in the file
+        return f"select {quote_literal(src.rel)} as _file, rowid + 1 as _row, * from _stg_{src.name}"
+    return f"select {quote_literal(src.rel)} as _file, NULL::BIGINT as _row, * from {_read_csv_sql(src, rejects)}"
+
+
+def _read_csv_sql(src: _Source, rejects: bool | str) -> str:
+    columns = ", ".join(f"{quote_literal(c)}: 'VARCHAR'" for c in src.header)
+    extra = ""
+    if rejects:
+        tag = rejects if isinstance(rejects, str) else "rej"
+        extra = f", store_rejects=true, rejects_table='_{tag}_{src.name}', rejects_scan='_{tag}scan_{src.name}'"
+    return f"read_csv({_path_literal(src.path)}, {_CSV_OPTIONS}, columns={{{columns}}}{extra})"
+
+
+def _inspect(con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList, allow_identifiers: bool) -> None:
+    """Read the header, match it to the contract, and report missing, extra and identifier columns."""
+    table = src.table
+    renamed: set[str] = set()  # later copies of a duplicated header name, read under a new name
+    try:
+        if src.kind == "csv":
+            header = _csv_header(src.path)
+            seen: dict[str, int] = {}
+            names = []
+            for name in header:
+                if name in seen:
+                    seen[name] += 1
+                    problems.add(
+                        ERROR, src.rel, table.name, name, "duplicate_column",
+                        f"column {name} appears {seen[name]} times in the header; keep one",
+                    )
+                    name = f"{name}__{seen[name]}"
+                    renamed.add(name)
+                else:
+                    seen[name] = 1
+                names.append(name)
+            src.header = names
+            src.types = dict.fromkeys(names, "VARCHAR")
+        else:
+            if not src.files:
+                raise _Unreadable("holds no .parquet parts")
+            described = con.execute(f"describe {_reader_sql(src, rejects=False)}").fetchall()
+            src.types = {row[0]: row[1] for row in described if row[0] not in ("_file", "_row")}
+            src.header = list(src.types)
+    except (_Unreadable, duckdb.Error) as exc:
+        problems.add(ERROR, src.rel, table.name, None, "unreadable_file", _one_line(f"{src.rel} {exc}"))
+        src.usable = False
+        return
+
+    present = set(src.header)
+    for col in table.columns:
+        if col.name in present:
+            src.columns.append(col)
+            continue
+        variants = [h for h in src.header if h.strip().lower() == col.name]
+        hint = f"; found {variants[0]!r}: column names must be lower case without spaces" if variants else ""
+        if len(src.header) == 1 and any(sep in src.header[0] for sep in (";", "\t", "|")):
+            hint = "; the file does not look comma-separated"
+        problems.add(ERROR, src.rel, table.name, col.name, "missing_column", f"required column {col.name} is missing{hint}")
+    declared = set(table.column_names)
+    for name in src.header:
+        match = _DIAGNOSIS_COLUMN.match(name)
+        if table.has_diagnosis_columns and match:
+            src.diagnosis.append((int(match.group(1)), name))
+        elif name not in declared and name not in renamed:
+            src.extras.append(name)
+    src.diagnosis.sort()
+    if table.has_diagnosis_columns and not any(pos == 1 for pos, _ in src.diagnosis):
+        problems.add(
+            ERROR, src.rel, table.name, f"{DIAGNOSIS_COLUMN_PREFIX}1", "missing_column",
+            f"required column {DIAGNOSIS_COLUMN_PREFIX}1 is missing (diagnoses go in "
+            f"{DIAGNOSIS_COLUMN_PREFIX}1 .. {DIAGNOSIS_COLUMN_PREFIX}N)",
+        )
+    if src.extras:
+        problems.add(
+            WARNING, src.rel, table.name, None, "extra_columns",
+            f"columns not in the contract are ignored: {', '.join(src.extras)}",
+            count=len(src.extras),
+        )
+    severity = WARNING if allow_identifiers else ERROR
+    for name in src.header:
+        reason = identifier_column_reason(name)
+        if reason:
+            todo = "loaded anyway: --allow-identifiers" if allow_identifiers else "drop the column or use --allow-identifiers"
+            problems.add(
+                severity, src.rel, table.name, name, "identifier_column",
+                f"column name looks like {reason}, a direct identifier; {todo}",
+            )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())[:400]
+
+
+# --- the validation view --------------------------------------------------------------------
+
+
+def _create_view(con: duckdb.DuckDBPyConnection, src: _Source, *, rejects: bool) -> None:
+    """``_v_<table>``: _file, _row, normalised contract and diagnosis columns, typed twins."""
+    inner = ["_file", "_row"]
+    outer = ["*"]
+    for col in src.columns:
+        ref = quote_ident(col.name)
+        inner.append(f"{normalise_expr(col, src.types[col.name], ref)} as {ref}")
+        if col.type != "VARCHAR":
+            outer.append(f"{typed_expr(col, ref)} as {quote_ident(typed_name(col.name))}")
+    for _, name in src.diagnosis:
+        ref = quote_ident(name)
+        inner.append(f"{normalise_expr(None, src.types[name], ref)} as {ref}")
+    con.execute(
+        f"create or replace temp view {src.view} as select {', '.join(outer)} from "
+        f"(select {', '.join(inner)} from ({_reader_sql(src, rejects=rejects)}))"
+    )
+
+
+def _checks_for(src: _Source, today: date, with_orphans: bool) -> list[Check]:
+    checks: list[Check] = []
+    for col in src.columns:
+        checks.extend(column_checks(src.table, col, src.types[col.name], today))
+    for _, name in src.diagnosis:
+        checks.extend(diagnosis_checks(name))
+    checks.extend(table_checks(src.table))
+    if with_orphans:
+        checks.append(orphan_check(src.table))
+    return [c for c in checks if src.has(*c.columns_needed)]
+
+
+def _orphan_join() -> str:
+    return (
+        f" left join (select person_id as {ORPHAN_JOIN_COLUMN} from _eligible_persons) _e"
+        f" on _v.person_id = _e.{ORPHAN_JOIN_COLUMN}"
+    )
+
+
+def _key_exprs(src: _Source) -> list[str]:
+    return [
+        quote_ident(typed_name(k) if src.table.column(k).type != "VARCHAR" else k) for k in src.table.key
+    ]
+
+
+def _check_table(
+    con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList, today: date, with_orphans: bool
+) -> None:
+    """Count every row-level rule of one table in one scan, then fetch examples of those that fail."""
+    checks = _checks_for(src, today, with_orphans)
+    join = _orphan_join() if with_orphans else ""
+    counts_sql = ", ".join(["count(*)"] + [f"count(*) filter (where {c.condition})" for c in checks])
+    try:
+        counts = con.execute(f"select {counts_sql} from {src.view} _v{join}").fetchone()
+        dup_rows = _duplicate_count(con, src)
+    except duckdb.Error as exc:
+        problems.add(ERROR, src.rel, src.name, None, "unreadable_file", _one_line(f"{src.rel} cannot be read: {exc}"))
+        src.usable = False
+        return
+    src.rows = counts[0]
+    _report_rejects(con, src, problems)
+    if src.rows == 0 and src.table.required:
+        problems.add(ERROR, src.rel, src.name, None, "no_rows", f"required table {src.name} has no rows")
+    failing = [(c, n) for c, n in zip(checks, counts[1:], strict=True) if n]
+    needs_rows = dup_rows or any(c.severity == ERROR for c, _ in failing)
+    if needs_rows and src.kind == "csv" and not src.staged:
+        _stage_csv(con, src)
+    for check, n in failing:
+        if check.rule == "orphan_person":
+            _report_orphans(con, src, check, n, problems)
+        else:
+            _report_examples(con, src, check, n, problems, join)
+    if dup_rows:
+        _report_duplicates(con, src, dup_rows, problems)
+
+
+def _duplicate_count(con: duckdb.DuckDBPyConnection, src: _Source) -> int:
+    if not src.table.key or not src.has(*src.table.key):
+        return 0
+    keys = _key_exprs(src)
+    not_null = " and ".join(f"{k} is not null" for k in keys)
+    return con.execute(
+        f"select coalesce(sum(n - 1), 0) from (select {', '.join(keys)}, count(*) as n from {src.view}"
+        f" where {not_null} group by all having count(*) > 1)"
+    ).fetchone()[0]
+
+
+def _stage_csv(con: duckdb.DuckDBPyConnection, src: _Source) -> None:
+    """Copy a failing CSV into an insertion-ordered temp table so rows have reliable numbers."""
+    con.execute(f"drop table if exists _rejstg_{src.name}")
+    con.execute(f"drop table if exists _rejstgscan_{src.name}")
+    con.execute(f"create or replace temp table _stg_{src.name} as select * from {_read_csv_sql(src, 'rejstg')}")
+    src.rejected_rows = [
+        line - 1
+        for (line,) in con.execute(
+            f"select distinct line from _rejstg_{src.name} order by line limit {_MAX_REJECTS_FOR_ROW_MAPPING + 1}"
+        ).fetchall()
+    ]
+    src.staged = True
+    _create_view(con, src, rejects=False)
+
+
+def _file_row(src: _Source, row: int | None) -> int | None:
+    """Row in the file of the n-th well-formed row (malformed lines are not in the staged copy)."""
+    if row is None or not src.rejected_rows or len(src.rejected_rows) > _MAX_REJECTS_FOR_ROW_MAPPING:
+        return row
+    # before the j-th rejected row (1-based) come r_j - j well-formed rows
+    shifted = [r - j for j, r in enumerate(src.rejected_rows, start=1)]
+    return row + bisect.bisect_left(shifted, row)
+
+
+def _located(src: _Source, found: list[tuple]) -> tuple[str, list[int | None], list]:
+    """File of the first example and the examples in that same file."""
+    first_file = src.display(found[0][0]) if found else src.rel
+    same = [f for f in found if src.display(f[0]) == first_file]
+    return first_file, [_file_row(src, f[1]) for f in same], same
+
+
+def _report_examples(
+    con: duckdb.DuckDBPyConnection, src: _Source, check: Check, n: int, problems: ProblemList, join: str
+) -> None:
+    example = check.example or "NULL"
+    found = con.execute(
+        f"select _file, _row, {example} from {src.view} _v{join} where {check.condition}"
+        f" order by _file, _row limit {EXAMPLES}"
+    ).fetchall()
+    file, rows, same = _located(src, found)
+    examples = [str(f[2]) for f in same] if check.example else []
+    problems.add(
+        check.severity, file, src.name, check.column, check.rule, check.message(n),
+        rows=[r for r in rows if r is not None], examples=examples, count=n,
+    )
+
+
+def _report_orphans(
+    con: duckdb.DuckDBPyConnection, src: _Source, check: Check, n_rows: int, problems: ProblemList
+) -> None:
+    join = _orphan_join()
+    persons, first = con.execute(
+        f"select count(distinct person_id), min(_row) from {src.view} _v{join} where {check.condition}"
+    ).fetchone()
+    examples = con.execute(
+        f"select person_id from {src.view} _v{join} where {check.condition}"
+        f" group by person_id order by min(_file), min(_row), person_id limit {EXAMPLES}"
+    ).fetchall()
+    rows = ()
+    if first is not None:  # parquet (or a staged CSV) knows its rows
+        rows = [
+            r for (r,) in con.execute(
+                f"select _row from {src.view} _v{join} where {check.condition} order by _file, _row limit {EXAMPLES}"
+            ).fetchall()
+        ]
+    problems.add(
+        check.severity, src.rel, src.name, check.column, check.rule,
+        f"{check.message(persons)} ({n_rows:,} row{'' if n_rows == 1 else 's'})", rows=rows, examples=[e for (e,) in examples], count=persons,
+    )
+
+
+def _report_duplicates(con: duckdb.DuckDBPyConnection, src: _Source, n: int, problems: ProblemList) -> None:
+    keys = _key_exprs(src)
+    not_null = " and ".join(f"{k} is not null" for k in keys)
+    on = " and ".join(f"_v.{k} = _d.{k}" for k in keys)
+    shown = " || ', ' || ".join(f"coalesce(cast(_v.{k} as VARCHAR), '')" for k in keys)
+    found = con.execute(
+        f"with _d as (select {', '.join(keys)} from {src.view} where {not_null} group by all having count(*) > 1)"
+        f" select _v._file, _v._row, {shown} from {src.view} _v semi join _d on {on}"
+        f" order by _v._file, _v._row limit 1000"
+    ).fetchall()
+    first_seen: dict[str, int | None] = {}
+    repeats = []
+    for file, row, key in found:
+        if key in first_seen:
+            repeats.append((file, row, f"{key} (first at row {_file_row(src, first_seen[key])})"))
+        else:
+            first_seen[key] = row
+    file, rows, same = _located(src, repeats[:EXAMPLES])
+    cols = ", ".join(src.table.key)
+    problems.add(
+        ERROR, file, src.name, cols, "duplicate_key",
+        f"{n:,} {'row repeats' if n == 1 else 'rows repeat'} the key ({cols}) of an earlier row; the key must be unique",
+        rows=[r for r in rows if r is not None], examples=[f[2] for f in same], count=n,
+    )
+
+
+def _report_rejects(con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList) -> None:
+    if src.kind != "csv" or src.staged:
+        return
+    try:
+        found = con.execute(
+            f"select distinct line, error_type, coalesce(column_name, ''), csv_line, error_message"
+            f" from _rej_{src.name} order by line"
+        ).fetchall()
+    except duckdb.CatalogException:
+        return
+    by_type: dict[str, list[tuple]] = {}
+    for row in found:
+        by_type.setdefault(row[1], []).append(row)
+    for error_type, rows in by_type.items():
+        first = rows[0]
+        problems.add(
+            ERROR, src.rel, src.name, first[2] or None, "malformed_row",
+            f"{len(rows):,} line{'s' if len(rows) != 1 else ''} cannot be read as CSV "
+            f"({error_type.lower()}: {_one_line(first[4])})",
+            rows=[r[0] - 1 for r in rows[:EXAMPLES]], examples=[_one_line(r[3])[:80] for r in rows[:EXAMPLES]],
+            count=len(rows),
+        )
+
+
+def _scan_identifier_values(
+    con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList, allow_identifiers: bool
+) -> None:
+    """Look for SSN, e-mail and phone shapes in free-text columns of the first rows of the table.
+
+    A sample (:data:`IDENTIFIER_SAMPLE_ROWS` rows), because scanning every value of a big claims
+    table with three patterns would cost more than the rest of the validation together.
+    """
+    free_text = [
+        c.name for c in src.columns if c.type == "VARCHAR" and c.allowed is None and c.code_system is None
+    ]
+    names = [n for n in free_text + src.extras if src.types.get(n) == "VARCHAR"]
+    if not names:
+        return
+    sample = f"_ids_{src.name}"
+    cols = ", ".join(f"nullif(trim({quote_ident(n)}), '') as {quote_ident(n)}" for n in names)
+    try:
+        con.execute(
+            f"create or replace temp table {sample} as select _file, _row, {cols} from "
+            f"({_reader_sql(src, rejects=False) if src.kind == 'parquet' else _sample_reader(src)}) "
+            f"limit {IDENTIFIER_SAMPLE_ROWS}"
+        )
+    except duckdb.Error:
+        return  # a file that cannot be read is reported by the row checks
+    rules = [(n, what, pattern) for n in names for what, pattern in IDENTIFIER_VALUE_PATTERNS]
+    counts = con.execute(
+        "select "
+        + ", ".join(f"count(*) filter (where regexp_matches({quote_ident(n)}, {quote_literal(p)}))" for n, _, p in rules)
+        + f" from {sample}"
+    ).fetchone()
+    severity = WARNING if allow_identifiers else ERROR
+    for (name, what, pattern), n in zip(rules, counts, strict=True):
+        if not n:
+            continue
+        found = con.execute(
+            f"select _file, coalesce(_row, rowid + 1), {mask_sql(quote_ident(name))} from {sample}"
+            f" where regexp_matches({quote_ident(name)}, {quote_literal(pattern)}) order by rowid limit {EXAMPLES}"
+        ).fetchall()
+        file, rows, same = _located(src, found)
+        todo = "loaded anyway: --allow-identifiers" if allow_identifiers else "remove or mask them, or use --allow-identifiers"
+        problems.add(
+            severity, file, src.name, name, "identifier_value",
+            f"{n:,} {'value' if n == 1 else 'values'} in the first {IDENTIFIER_SAMPLE_ROWS:,} rows "
+            f"{'looks' if n == 1 else 'look'} like a {what}, a direct identifier; {todo}",
+            rows=[r for r in rows if r is not None], examples=[f[2] for f in same], count=n,
+        )
+    con.execute(f"drop table {sample}")
+
+
+def _sample_reader(src: _Source) -> str:
+    return f"select {quote_literal(src.rel)} as _file, NULL::BIGINT as _row, * from {_read_csv_sql(src, False)}"
+
+
+# --- the whole validation -------------------------------------------------------------------
+
+
+class _Steps:
+    """A rich progress bar over the steps of a load, or nothing."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.progress = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description:<34}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(), console=Console(stderr=True), transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("ingest", total=total)
+
+    @contextmanager
+    def step(self, description: str) -> Iterator[None]:
+        if self.progress is not None:
+            self.progress.update(self.task, description=description)
+        yield
+        if self.progress is not None:
+            self.progress.advance(self.task)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _validate(
+    con: duckdb.DuckDBPyConnection,
+    extract_dir: Path,
+    *,
+    allow_identifiers: bool,
+    today: date,
+    steps_enabled: bool,
+    extra_steps: int = 0,
+) -> tuple[list[Problem], dict[str, _Source], _Steps]:
+    problems = ProblemList()
+    sources = _discover(extract_dir, problems)
+    steps = _Steps(steps_enabled, total=len(sources) + extra_steps)
+    for src in sources.values():
+        _inspect(con, src, problems, allow_identifiers)
+    eligibility = sources.get("eligibility")
+    have_persons = False
+    for src in sources.values():
+        with steps.step(f"checking {src.name}"):
+            if not src.usable:
+                continue
+            _create_view(con, src, rejects=src.kind == "csv")
+            _scan_identifier_values(con, src, problems, allow_identifiers)
+            with_orphans = have_persons and src.name != "eligibility" and src.has("person_id")
+            _check_table(con, src, problems, today, with_orphans)
+            if src is eligibility and src.usable and src.has("person_id"):
+                con.execute(
+                    f"create or replace temp table _eligible_persons as select distinct person_id from {src.view}"
+                    " where person_id is not null"
+                )
+                have_persons = True
+    return problems.items, sources, steps
+
+
+def _cleanup(con: duckdb.DuckDBPyConnection) -> None:
+    for name, kind in con.execute(
+        "select table_name, table_type from information_schema.tables where table_catalog = 'temp'"
+    ).fetchall():
+        con.execute(f"drop {'view' if kind == 'VIEW' else 'table'} if exists temp.main.{quote_ident(name)}")
+
+
+def validate_extract(
+    extract_dir: str | Path,
+    *,
+    allow_identifiers: bool = False,
+    today: date | None = None,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> list[Problem]:
+    """Check an extract against the input contract without loading it.
+
+    Parameters
+    ----------
+    extract_dir
+        Folder with one file per contract table (``<table>.csv``, ``.csv.gz``, ``.parquet`` or a
+        folder of parquet parts).
+    allow_identifiers
+        Report identifier-looking columns and values as warnings instead of errors.
+    today
+        Dates after this day are errors (default: today).
+    memory_limit, threads
+        DuckDB settings; DuckDB spills to a temporary folder beyond the memory limit.
+
+    Returns
+    -------
+    list of Problem
+        Every problem found, errors and warnings, in the order of the contract's tables; empty when
+        the extract is clean.
+    """
+    with tempfile.TemporaryDirectory(prefix="ipm-validate-") as spill:
+        con = duckdb.connect(config=_config(memory_limit, threads))
+        try:
+            con.execute(f"set temp_directory = {quote_literal(spill)}")
+            problems, _, steps = _validate(
+                con, Path(extract_dir), allow_identifiers=allow_identifiers, today=today or date.today(),
+                steps_enabled=False,
+            )
+            steps.close()
+            return problems
+        finally:
+            con.close()
+
+
+def _config(memory_limit: str | None, threads: int | None) -> dict:
+    config: dict[str, str | int] = {}
+    if memory_limit:
+        config["memory_limit"] = memory_limit
+    if threads:
+        config["threads"] = threads
+    return config
+
+
+def _failure_message(extract_dir: Path, problems: list[Problem]) -> str:
+    errors, warnings = count_by_severity(problems)
+    first = next(p for p in problems if p.is_error)
+    return (
+        f"{extract_dir}: extract breaks the input contract ({errors} error{'s' if errors != 1 else ''}, "
+        f"{warnings} warning{'s' if warnings != 1 else ''}); first: {first.one_line()}; "
+        "fix the extract and load again (every problem: --report FILE; columns: data/README.md)"
+    )
+
+
+def _write_report(path: Path, extract_dir: Path, problems: list[Problem], rows: dict[str, int] | None) -> None:
+    errors, warnings = count_by_severity(problems)
+    report = {
+        "extract": str(extract_dir),
+        "passed": errors == 0,
+        "errors": errors,
+        "warnings": warnings,
+        "identifier_scan_sample_rows": IDENTIFIER_SAMPLE_ROWS,
+        "rows": rows,
+        "problems": [p.to_dict() for p in problems],
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+# --- the load -------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _insert_sql(src: _Source) -> str:
+    cols = ", ".join(quote_ident(c.name) for c in src.table.columns)
+    values = ", ".join(
+        quote_ident(typed_name(c.name) if c.type != "VARCHAR" else c.name) for c in src.table.columns
+    )
+    return f"insert into {RAW_SCHEMA}.{src.name} ({cols}) select {values} from {src.view}"
+
+
+def _diagnosis_sql(src: _Source) -> str:
+    """Unpivot diagnosis_code_1..N into one row per claim line per present diagnosis."""
+    keep = ", ".join(
+        f"{quote_ident(typed_name(n) if src.table.column(n).type != 'VARCHAR' else n)} as {quote_ident(n)}"
+        for n in ("claim_id", "claim_line_number", "person_id", "claim_type", "claim_start_date")
+    )
+    dx = ", ".join(quote_ident(n) for _, n in src.diagnosis)
+    offset = len(DIAGNOSIS_COLUMN_PREFIX) + 1
+    return (
+        f"insert into {RAW_SCHEMA}.medical_claim_diagnosis select claim_id, claim_line_number, person_id, claim_type,"
+        f" claim_start_date, cast(substr(_name, {offset}) as INTEGER), _code from ("
+        f"unpivot (select {keep}, {dx} from {src.view}) on {dx} into name _name value _code)"
+    )
+
+
+def _write(
+    con: duckdb.DuckDBPyConnection,
+    sources: dict[str, _Source],
+    extract_dir: Path,
+    hashes: dict[Path, Future],
+    allow_identifiers: bool,
+    n_warnings: int,
+    steps: _Steps,
+) -> dict[str, int]:
+    """Replace the raw and meta tables in one transaction; returns rows per raw table."""
+    for src in sources.values():
+        _create_view(con, src, rejects=False)  # the write scans must not log rejects into temp tables
+    loaded_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    rows: dict[str, int] = {}
+    con.execute("begin transaction")
+    try:
+        con.execute(f"create schema if not exists {RAW_SCHEMA}")
+        con.execute(f"create schema if not exists {META_SCHEMA}")
+        for table in TABLES:
+            src = sources.get(table.name)
+            with steps.step(f"writing {table.name}") if src else _nothing():
+                con.execute(f"drop table if exists {RAW_SCHEMA}.{table.name}")
+                con.execute(raw_table_ddl(table))
+                if src:
+                    con.execute(_insert_sql(src))
+            rows[table.name] = con.execute(f"select count(*) from {RAW_SCHEMA}.{table.name}").fetchone()[0]
+        with steps.step("writing medical_claim_diagnosis"):
+            con.execute(f"drop table if exists {RAW_SCHEMA}.medical_claim_diagnosis")
+            con.execute(medical_claim_diagnosis_ddl())
+            con.execute(_diagnosis_sql(sources["medical_claim"]))
+            rows["medical_claim_diagnosis"] = con.execute(
+                f"select count(*) from {RAW_SCHEMA}.medical_claim_diagnosis"
+            ).fetchone()[0]
+        with steps.step("writing provenance"):
+            _write_meta(con, sources, extract_dir, hashes, allow_identifiers, n_warnings, loaded_at)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return rows
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def _write_meta(con, sources, extract_dir, hashes, allow_identifiers, n_warnings, loaded_at) -> None:
+    con.execute(f"drop table if exists {META_SCHEMA}.load_provenance")
+    con.execute(
+        f"create table {META_SCHEMA}.load_provenance (table_name VARCHAR, file VARCHAR, sha256 VARCHAR,"
+        " rows BIGINT, columns VARCHAR[], loaded_at TIMESTAMP)"
+    )
+    for src in sources.values():
+        if src.kind == "parquet" and src.path.is_dir():
+            counts = dict(
+                con.execute(
+                    "select file_name, num_rows from parquet_file_metadata(?)", [[str(p.resolve()) for p in src.files]]
+                ).fetchall()
+            )
+            per_file = [(p, f"{src.name}/{p.name}", counts[str(p.resolve())]) for p in src.files]
+        else:
+            per_file = [(src.path, src.rel, src.rows)]
+        for path, rel, n in per_file:
+            con.execute(
+                f"insert into {META_SCHEMA}.load_provenance values (?, ?, ?, ?, ?, ?)",
+                [src.name, rel, hashes[path].result(), n, src.header, loaded_at],
+            )
+    con.execute(f"drop table if exists {META_SCHEMA}.load")
+    con.execute(
+        f"create table {META_SCHEMA}.load (extract_path VARCHAR, loaded_at TIMESTAMP, package_version VARCHAR,"
+        " absent_tables VARCHAR[], allow_identifiers BOOLEAN, warnings INTEGER)"
+    )
+    absent = [t.name for t in TABLES if t.name not in sources]
+    con.execute(
+        f"insert into {META_SCHEMA}.load values (?, ?, ?, ?, ?, ?)",
+        [str(extract_dir.resolve()), loaded_at, __version__, absent, allow_identifiers, n_warnings],
+    )
+
+
+def load_extract(
+    extract_dir: str | Path,
+    db_path: str | Path,
+    *,
+    allow_identifiers: bool = False,
+    report_path: str | Path | None = None,
+    progress: bool = False,
+    today: date | None = None,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> LoadSummary:
+    """Validate an extract and, if it breaks no rule, load it into the ``raw`` schema of a DuckDB file.
+
+    Parameters
+    ----------
+    extract_dir
+        Folder with one file per contract table.
+    db_path
+        DuckDB file, created if missing. A previous load is replaced as a whole, or kept as a whole
+        when this one fails.
+    allow_identifiers
+        Load even if columns or values look like direct identifiers (reported as warnings).
+    report_path
+        Write every problem found as JSON here, whether the extract passes or not.
+    progress
+        Show a progress bar, and the table of problems when validation fails, on stderr.
+    today
+        Dates after this day are errors (default: today).
+    memory_limit, threads
+        DuckDB settings; DuckDB spills to ``<db>.tmp`` beyond the memory limit.
+
+    Returns
+    -------
+    LoadSummary
+        Rows per loaded table. Tables written: ``raw.<table>`` for every contract table (one row per
+        row of its file; absent optional tables empty), ``raw.medical_claim_diagnosis`` (one row per
+        claim line per non-empty diagnosis column), ``meta.load_provenance`` (one row per file read)
+        and ``meta.load`` (one row: this load).
+
+    Raises
+    ------
+    ValidationFailed
+        When the extract breaks any rule; ``.problems`` holds every problem (errors and warnings).
+        The database is left as it was.
+    DatabaseInUseError
+        When another process holds the database.
+    """
+    started = time.perf_counter()
+    extract_dir = Path(extract_dir)
+    db_path = Path(db_path)
+    existed = db_path.exists()
+    ok = False
+    con = db.connect(db_path, memory_limit=memory_limit, threads=threads)
+    hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+    steps = None
+    try:
+        con.execute(f"set temp_directory = {quote_literal(str(db_path.resolve()) + '.tmp')}")
+        n_tables = len(TABLES) + 2  # every raw table, the diagnoses, provenance
+        problems, sources, steps = _validate(
+            con, extract_dir, allow_identifiers=allow_identifiers, today=today or date.today(),
+            steps_enabled=progress, extra_steps=n_tables,
+        )
+        hashes = {p: hasher.submit(_sha256, p) for src in sources.values() for p in src.files}
+        errors, _ = count_by_severity(problems)
+        if errors:
+            steps.close()
+            if report_path is not None:
+                _write_report(Path(report_path), extract_dir, problems, None)
+            if progress:
+                from rich.console import Console
+
+                Console(stderr=True).print(problems_table(problems))
+            raise ValidationFailed(_failure_message(extract_dir, problems), problems)
+        warnings = [p for p in problems if not p.is_error]
+        rows = _write(con, sources, extract_dir, hashes, allow_identifiers, len(warnings), steps)
+        steps.close()
+        if report_path is not None:
+            _write_report(Path(report_path), extract_dir, problems, rows)
+        ok = True
+        return LoadSummary(
+            extract_dir=extract_dir, db_path=db_path, rows=rows,
+            absent_tables=tuple(t.name for t in TABLES if t.name not in sources),
+            warnings=warnings, seconds=time.perf_counter() - started,
+        )
+    finally:
+        if steps is not None:
+            steps.close()
+        hasher.shutdown(wait=True, cancel_futures=True)
+        try:
+            _cleanup(con)
+        finally:
+            con.close()
+        if not ok and not existed:
+            _remove_database(db_path)
+
+
+def _remove_database(db_path: Path) -> None:
+    """A failed first load leaves no database behind (as it was: none)."""
+    for path in (db_path, Path(str(db_path) + ".wal")):
+        if path.exists():
+            path.unlink()
+    shutil.rmtree(str(db_path) + ".tmp", ignore_errors=True)
+
+
+
+
+

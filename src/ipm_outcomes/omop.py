@@ -1,0 +1,805 @@
+"""Read an OMOP CDM v5.3/v5.4 instance into the input contract.
+
+Health systems and research networks that keep their EHR in the OHDSI Common Data Model run the same
+study by pointing ``ipm-outcomes ingest --omop SOURCE`` at it. SOURCE is a folder of CDM tables (CSV,
+CSV.gz or Parquet files, or folders of them, file and column names in any letter case) or a DuckDB
+database file holding the CDM in ``main`` or a named schema.
+
+The mapping is declared in one place:
+
+* ``omop_mapping/cdm_columns.csv``: the CDM columns read, with their kind (id, concept, date, ...);
+* ``omop_mapping/concept_map.csv``: concept ids, vocabulary codes (LOINC, SOPT, Medicare specialty, ...)
+  and answer texts, each with the contract value it becomes;
+* ``sql/omop/*.sql``: one SELECT per table; ``int_*`` resolve codes per source row, the contract-named
+  files build the extract, ``unmapped.sql`` and ``mapped.sql`` account for every source row.
+
+The result is an extract folder in the input contract, loaded by :func:`ipm_outcomes.ingest.load_extract`
+so the usual validation runs. What cannot be mapped is counted, with example source values, in
+``meta.omop_unmapped`` (and what was mapped, by path, in ``meta.omop_mapped``); an optional contract table
+with nothing mapped is left out of the extract, so the study reports the outcome it feeds as unavailable.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import re
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+from . import contract, db
+from .errors import IpmError
+from .ingest import LoadSummary
+
+#: Contract tables the adapter writes, in load order.
+TARGET_TABLES = ("eligibility", "medical_claim", "pharmacy_claim", "ehr_encounter", "ehr_pro", "ehr_work_status")
+
+#: CDM tables without which there is no study population.
+REQUIRED_CDM_TABLES = ("person", "observation_period")
+
+#: Order of the files of sql/omop (later files read earlier ones).
+SQL_ORDER = (
+    "int_rule_concept",
+    "int_person",
+    "int_observation_period",
+    "int_provider",
+    "int_visit",
+    "int_condition",
+    "int_claim_diagnosis",
+    "int_procedure",
+    "int_drug",
+    "int_pro",
+    "int_work_status",
+    *TARGET_TABLES,
+    "unmapped",
+    "mapped",
+)
+
+#: Rules of concept_map.csv and the values their target may take.
+RULES: dict[str, tuple[str, ...] | str] = {
+    "gender": contract.GENDERS,
+    "visit_encounter_type": contract.ENCOUNTER_TYPES,
+    "visit_place_of_service": "pos",
+    "condition_primary": ("primary",),
+    "pro_instrument": tuple(contract.PRO_RANGES),
+    "employment_question": ("work_status",),
+    "employment_answer": contract.WORK_STATUSES,
+    "specialty_nucc": "nucc",
+    "payer_sopt": contract.PAYER_TYPES,
+    "payer_text": contract.PAYER_TYPES,
+}
+
+_KIND_TYPES = {
+    "id": "VARCHAR",
+    "concept": "BIGINT",
+    "integer": "BIGINT",
+    "number": "DOUBLE",
+    "date": "DATE",
+    "text": "VARCHAR",
+}
+_INTEGER_TYPES = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+}
+_FILE_SUFFIXES = (".csv.gz", ".csv", ".parquet")
+_HEADER_ONLY_COLUMN = re.compile(r"column\d+")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SOURCE_ALIAS = "omop_source"
+
+
+@dataclass(frozen=True)
+class CdmColumn:
+    """One CDM column the adapter reads (a row of ``omop_mapping/cdm_columns.csv``)."""
+
+    table: str
+    column: str
+    kind: str
+    required: bool
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    """Where one CDM table was found and what columns it has (lower-case name -> (name, type))."""
+
+    name: str
+    relation: str
+    location: str
+    columns: dict[str, tuple[str, str]]
+    header_only: bool = False
+
+
+@dataclass(frozen=True)
+class UnmappedRow:
+    """Source rows (or fields) that could not be mapped, for one reason."""
+
+    source_table: str
+    target_table: str
+    reason: str
+    consequence: str
+    rows: int
+    example_source_values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MappedRow:
+    """Source rows used for a contract table, by mapping path."""
+
+    source_table: str
+    target_table: str
+    path: str
+    rows: int
+
+
+@dataclass
+class OmopMappingReport:
+    """What :func:`map_omop_to_extract` read, wrote and could not map.
+
+    ``source_rows`` holds the rows read per CDM table present; ``written`` the rows per contract table
+    written to the extract (optional tables with no rows are not written and so count as unavailable);
+    ``not_used`` the source rows that no mapping rule concerns (e.g. laboratory measurements).
+    """
+
+    source: str
+    source_kind: str
+    cdm_schema: str | None
+    cdm_version: str | None
+    extract_dir: Path
+    source_rows: dict[str, int]
+    absent_tables: tuple[str, ...]
+    notes: tuple[str, ...]
+    written: dict[str, int]
+    not_written: tuple[str, ...]
+    mapped: tuple[MappedRow, ...]
+    unmapped: tuple[UnmappedRow, ...]
+    not_used: dict[str, int] = field(default_factory=dict)
+
+    def unmapped_rows(self, source_table: str | None = None) -> int:
+        """Source rows not loaded (consequence 'row not loaded'), overall or for one CDM table."""
+        return sum(
+            u.rows
+            for u in self.unmapped
+            if u.consequence == "row not loaded" and (source_table is None or u.source_table == source_table)
+        )
+
+    def mapped_rows(self, source_table: str, target_table: str | None = None) -> int:
+        """Source rows of one CDM table used (for one contract table, or any)."""
+        return sum(
+            m.rows
+            for m in self.mapped
+            if m.source_table == source_table and (target_table is None or m.target_table == target_table)
+        )
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (the ``omop`` section of the ingest report file)."""
+        return {
+            "source": self.source,
+            "source_kind": self.source_kind,
+            "cdm_schema": self.cdm_schema,
+            "cdm_version": self.cdm_version,
+            "source_rows": self.source_rows,
+            "absent_tables": list(self.absent_tables),
+            "notes": list(self.notes),
+            "written": self.written,
+            "not_written": list(self.not_written),
+            "not_used": self.not_used,
+            "mapped": [m.__dict__ for m in self.mapped],
+            "unmapped": [{**u.__dict__, "example_source_values": list(u.example_source_values)} for u in self.unmapped],
+        }
+
+    def describe(self) -> str:
+        """A few lines for people: what was mapped, what was not and why."""
+        where = f"schema {self.cdm_schema} of " if self.cdm_schema else ""
+        version = f"CDM {self.cdm_version}" if self.cdm_version else "CDM (version not recorded)"
+        lines = [f"OMOP {version} from {where}{self.source_kind} {self.source}"]
+        persons = self.source_rows.get("person", 0)
+        lines.append(
+            f"  persons read: {persons:,}; "
+            f"loaded with an enrollment span: {self.mapped_rows('person', 'eligibility'):,}"
+        )
+        for table in TARGET_TABLES:
+            if table in self.written:
+                lines.append(f"  {table}: {self.written[table]:,} rows")
+            else:
+                lines.append(f"  {table}: nothing mapped, left out (the outcomes it feeds are unavailable)")
+        if self.absent_tables:
+            lines.append(f"  CDM tables absent (read as empty): {', '.join(self.absent_tables)}")
+        for note in self.notes:
+            lines.append(f"  note: {note}")
+        if self.unmapped:
+            lines.append("  not mapped (meta.omop_unmapped):")
+            for u in self.unmapped:
+                examples = ", ".join(u.example_source_values[:3])
+                lines.append(
+                    f"    {u.source_table} -> {u.target_table}: {u.rows:,} {u.consequence}: {u.reason}"
+                    + (f" (e.g. {examples})" if examples else "")
+                )
+        return "\n".join(lines)
+
+
+@dataclass
+class OmopLoadSummary(LoadSummary):
+    """A :class:`~ipm_outcomes.ingest.LoadSummary` of the mapped extract plus the OMOP mapping report."""
+
+    mapping: OmopMappingReport | None = None
+
+    def describe(self) -> str:
+        head = self.mapping.describe() + "\n" if self.mapping is not None else ""
+        return head + super().describe()
+
+
+# --- the declared mapping ---------------------------------------------------------------------------
+
+
+def _package_file(*parts: str):
+    return resources.files("ipm_outcomes").joinpath(*parts)
+
+
+def cdm_columns() -> dict[str, tuple[CdmColumn, ...]]:
+    """The CDM columns read, per CDM table (from ``omop_mapping/cdm_columns.csv``)."""
+    tables: dict[str, list[CdmColumn]] = {}
+    with _package_file("omop_mapping", "cdm_columns.csv").open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            col = CdmColumn(row["table"], row["column"], row["kind"], row["required"] == "yes")
+            if col.kind not in _KIND_TYPES:
+                raise IpmError(f"omop_mapping/cdm_columns.csv: unknown kind {col.kind!r} for {col.table}.{col.column}")
+            tables.setdefault(col.table, []).append(col)
+    return {name: tuple(cols) for name, cols in tables.items()}
+
+
+def concept_map(path: str | Path | None = None) -> list[dict]:
+    """Rows of the concept mapping table, checked; ``path`` replaces the packaged ``concept_map.csv``.
+
+    Each row names a rule, how a source value is recognised (``concept_id``; ``vocabulary_id`` +
+    ``concept_code``; or ``text``, compared lower-case) and the ``target`` contract value.
+    """
+    if path is None:
+        handle = _package_file("omop_mapping", "concept_map.csv").open(newline="")
+        where = "omop_mapping/concept_map.csv"
+    else:
+        handle = Path(path).open(newline="")
+        where = str(path)
+    rows = []
+    seen: dict[tuple, str] = {}
+    with handle:
+        for line, raw in enumerate(csv.DictReader(handle), start=2):
+            row = {key: (value or "").strip() or None for key, value in raw.items()}
+            rule, target = row.get("rule"), row.get("target")
+            if rule not in RULES:
+                raise IpmError(f"{where} line {line}: unknown rule {rule!r}; use one of {', '.join(RULES)}")
+            allowed = RULES[rule]
+            if isinstance(allowed, str):
+                if target is None or not re.fullmatch(contract.CODE_SHAPES[allowed], target):
+                    raise IpmError(f"{where} line {line}: target {target!r} is not a {allowed} code")
+            elif target not in allowed:
+                raise IpmError(
+                    f"{where} line {line}: target {target!r} of rule {rule} is not one of {', '.join(allowed)}"
+                )
+            concept_id = row.get("concept_id")
+            if concept_id is not None and not concept_id.isdigit():
+                raise IpmError(f"{where} line {line}: concept_id {concept_id!r} is not a whole number")
+            if row.get("concept_code") and not row.get("vocabulary_id"):
+                raise IpmError(f"{where} line {line}: concept_code needs a vocabulary_id")
+            if not (concept_id or row.get("concept_code") or row.get("text")):
+                raise IpmError(f"{where} line {line}: give a concept_id, a vocabulary_id + concept_code, or a text")
+            text = row["text"].lower() if row.get("text") else None
+            for key in (
+                ("id", rule, concept_id),
+                ("code", rule, row.get("vocabulary_id"), row.get("concept_code")),
+                ("text", rule, text),
+            ):
+                if key[-1] is None:
+                    continue
+                if key in seen and seen[key] != target:
+                    raise IpmError(
+                        f"{where} line {line}: {key[-1]!r} of rule {rule} maps to both {seen[key]} and {target}"
+                    )
+                seen[key] = target
+            rows.append(
+                {
+                    "rule": rule,
+                    "vocabulary_id": row.get("vocabulary_id"),
+                    "concept_code": row.get("concept_code"),
+                    "concept_id": int(concept_id) if concept_id else None,
+                    "text": text,
+                    "target": target,
+                    "label": row.get("label"),
+                }
+            )
+    return rows
+
+
+# --- reading the source --------------------------------------------------------------------------------
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    # File paths go into table functions, which take no bound parameters inside a view.
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _is_duckdb_file(path: Path) -> bool:
+    with path.open("rb") as handle:
+        header = handle.read(12)
+    return header[8:12] == b"DUCK"
+
+
+def _describe(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, tuple[str, str]]:
+    columns: dict[str, tuple[str, str]] = {}
+    for name, type_, *_ in con.execute(f"describe select * from {relation}").fetchall():
+        columns.setdefault(name.lower(), (name, type_.upper()))
+    return columns
+
+
+def _header_only_columns(con: duckdb.DuckDBPyConnection, relation: str, columns) -> list[str] | None:
+    """Column names of a table stored as its header row alone, else None.
+
+    A CSV with only a header row, loaded without header detection, becomes one row of column names in
+    columns column0..N; the DuckDB file of the Eunomia GiBleed sample holds its empty tables that way.
+    """
+    if not columns or not all(_HEADER_ONLY_COLUMN.fullmatch(name) for name in columns):
+        return None
+    rows = con.execute(f"select * from {relation} limit 2").fetchall()
+    if len(rows) != 1:
+        return None
+    values = [v for v in rows[0] if v is not None]
+    if values and all(isinstance(v, str) and _IDENTIFIER.fullmatch(v.strip()) for v in values):
+        return [v.strip().lower() for v in values]
+    return None
+
+
+def _folder_tables(con: duckdb.DuckDBPyConnection, folder: Path, wanted) -> tuple[dict[str, SourceTable], list[str]]:
+    found: dict[str, list[Path]] = {}
+    ignored = []
+    for entry in sorted(folder.iterdir()):
+        lower = entry.name.lower()
+        if entry.is_dir():
+            parts = sorted(p for p in entry.iterdir() if p.is_file() and p.name.lower().endswith(_FILE_SUFFIXES))
+            if lower in wanted and parts:
+                found.setdefault(lower, []).append(entry)
+            continue
+        stem = next((lower[: -len(s)] for s in _FILE_SUFFIXES if lower.endswith(s)), None)
+        if stem in wanted:
+            found.setdefault(stem, []).append(entry)
+        elif not entry.name.startswith("."):
+            ignored.append(entry.name)
+    tables = {}
+    for name, entries in found.items():
+        if len(entries) > 1:
+            names = ", ".join(e.name for e in entries)
+            raise IpmError(f"{folder}: CDM table {name} is given more than once ({names}); keep one")
+        entry = entries[0]
+        files = sorted(p for p in entry.iterdir() if p.is_file()) if entry.is_dir() else [entry]
+        files = [p for p in files if p.name.lower().endswith(_FILE_SUFFIXES)]
+        kinds = {"parquet" if p.name.lower().endswith(".parquet") else "csv" for p in files}
+        if len(kinds) > 1:
+            raise IpmError(f"{entry}: mixes CSV and Parquet parts; use one format per table")
+        file_list = "[" + ", ".join(_literal(str(p)) for p in files) + "]"
+        if kinds == {"parquet"}:
+            relation = f"read_parquet({file_list}, union_by_name = true)"
+        else:
+            # Everything as text: the view casts each column to its declared kind (ids stay exact).
+            relation = f"read_csv({file_list}, header = true, all_varchar = true, union_by_name = true)"
+        try:
+            columns = _describe(con, relation)
+        except duckdb.Error as exc:
+            raise IpmError(f"{entry}: cannot read CDM table {name}: {exc}".splitlines()[0]) from exc
+        tables[name] = SourceTable(name, relation, str(entry), columns)
+    notes = [f"files that are not CDM tables the study reads were ignored: {', '.join(ignored)}"] if ignored else []
+    return tables, notes
+
+
+def _duckdb_tables(
+    con: duckdb.DuckDBPyConnection, path: Path, wanted, cdm_schema: str | None
+) -> tuple[dict[str, SourceTable], str]:
+    try:
+        con.execute(f"attach {_literal(str(path))} as {_SOURCE_ALIAS} (read_only)")
+    except duckdb.Error as exc:
+        raise IpmError(f"{path}: cannot open as a DuckDB database: {exc}".splitlines()[0]) from exc
+    listing = con.execute(
+        """
+        select schema_name, table_name from duckdb_tables() where database_name = $db
+        union all
+        select schema_name, view_name from duckdb_views() where database_name = $db and not internal
+        """,
+        {"db": _SOURCE_ALIAS},
+    ).fetchall()
+    by_schema: dict[str, dict[str, str]] = {}
+    for schema, table in listing:
+        by_schema.setdefault(schema, {}).setdefault(table.lower(), table)
+    with_person = sorted(s for s, tables in by_schema.items() if "person" in tables)
+    if cdm_schema is not None:
+        if cdm_schema not in by_schema:
+            raise IpmError(f"{path}: no schema {cdm_schema!r}; schemas: {', '.join(sorted(by_schema)) or 'none'}")
+        schema = cdm_schema
+    elif len(with_person) == 1:
+        schema = with_person[0]
+    elif not with_person:
+        raise IpmError(f"{path}: no schema holds a person table; is this an OMOP CDM database?")
+    else:
+        raise IpmError(
+            f"{path}: several schemas hold a person table ({', '.join(with_person)}); choose one with cdm_schema"
+        )
+    tables = {}
+    for name in wanted:
+        holder = schema if name in by_schema[schema] else None
+        if holder is None and name in ("concept", "concept_relationship"):
+            # The vocabulary often lives in a schema of its own.
+            holders = sorted(s for s, t in by_schema.items() if name in t)
+            holder = holders[0] if len(holders) == 1 else None
+        if holder is None:
+            continue
+        actual = by_schema[holder][name]
+        relation = f"{_SOURCE_ALIAS}.{_quote(holder)}.{_quote(actual)}"
+        tables[name] = SourceTable(name, relation, f"{path.name}:{holder}.{actual}", _describe(con, relation))
+    return tables, schema
+
+
+def _cast(kind: str, column: str, source_type: str) -> str:
+    q = _quote(column)
+    is_int = source_type in _INTEGER_TYPES
+    is_float = source_type in ("FLOAT", "DOUBLE", "REAL") or source_type.startswith("DECIMAL")
+    is_text = source_type == "VARCHAR"
+    if kind == "id":
+        if is_int:
+            return f"cast({q} as varchar)"
+        if is_float:
+            return f"cast(try_cast({q} as bigint) as varchar)"
+        if is_text:
+            # Ids written by tools that turned integers into floats end in '.0'.
+            return rf"regexp_replace(nullif(trim({q}), ''), '\.0+$', '')"
+        return f"cast({q} as varchar)"
+    if kind in ("concept", "integer"):
+        if is_int:
+            return f"cast({q} as bigint)"
+        if is_text:
+            return f"try_cast(try_cast(nullif(trim({q}), '') as double) as bigint)"
+        return f"try_cast({q} as bigint)"
+    if kind == "number":
+        if is_int or is_float:
+            return f"cast({q} as double)"
+        if is_text:
+            return f"try_cast(nullif(trim({q}), '') as double)"
+        return f"try_cast({q} as double)"
+    if kind == "date":
+        if source_type == "DATE":
+            return q
+        if source_type.startswith("TIMESTAMP"):
+            return f"cast({q} as date)"
+        if is_int:
+            return f"cast(try_strptime(cast({q} as varchar), '%Y%m%d') as date)"
+        if is_text:
+            return (
+                f"coalesce(try_cast(trim({q}) as date), cast(try_cast(trim({q}) as timestamp) as date), "
+                f"cast(try_strptime(trim({q}), '%Y%m%d') as date))"
+            )
+        return f"try_cast({q} as date)"
+    return f"nullif(trim(cast({q} as varchar)), '')"
+
+
+def _create_cdm_views(
+    con: duckdb.DuckDBPyConnection, declared: Mapping[str, tuple[CdmColumn, ...]], tables: Mapping[str, SourceTable]
+) -> tuple[list[str], list[str]]:
+    """Create ``cdm.<table>`` with the declared columns, typed, lower-case; absent tables are empty."""
+    con.execute("create schema if not exists cdm")
+    absent, notes = [], []
+    for name, columns in declared.items():
+        source = tables.get(name)
+        header = None
+        if source is not None:
+            header = _header_only_columns(con, source.relation, source.columns)
+            if header is not None:
+                notes.append(f"{source.location} holds only a header row: read as an empty table")
+        if source is None:
+            if name in REQUIRED_CDM_TABLES:
+                raise IpmError(f"OMOP source has no {name} table; it is required (one file or table named {name})")
+            absent.append(name)
+        present = set(header) if header is not None else set(source.columns) if source else set()
+        exprs = []
+        for col in columns:
+            target_type = _KIND_TYPES[col.kind]
+            if source is not None and col.column not in present and col.required:
+                raise IpmError(
+                    f"{source.location}: CDM table {name} has no column {col.column}; it is required"
+                    " (column names may be in any letter case)"
+                )
+            if source is not None and header is None and col.column in source.columns:
+                actual, source_type = source.columns[col.column]
+                exprs.append(f"{_cast(col.kind, actual, source_type)} as {col.column}")
+            else:
+                exprs.append(f"cast(null as {target_type}) as {col.column}")
+        select = ",\n    ".join(exprs)
+        if source is None or header is not None:
+            con.execute(f"create or replace view cdm.{name} as select\n    {select}\nwhere false")
+        else:
+            con.execute(f"create or replace view cdm.{name} as select\n    {select}\nfrom {source.relation}")
+    return absent, notes
+
+
+def _load_mapping_tables(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> None:
+    con.execute("create schema if not exists omop_map")
+    con.execute(
+        """
+        create or replace table omop_map.concept_map (
+            rule varchar, vocabulary_id varchar, concept_code varchar, concept_id bigint,
+            text varchar, target varchar, label varchar
+        )
+        """
+    )
+    con.executemany(
+        "insert into omop_map.concept_map values (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (r["rule"], r["vocabulary_id"], r["concept_code"], r["concept_id"], r["text"], r["target"], r["label"])
+            for r in rows
+        ],
+    )
+    con.execute("create or replace table omop_map.pro_range (instrument varchar, low double, high double)")
+    con.executemany(
+        "insert into omop_map.pro_range values (?, ?, ?)",
+        [(name, low, high) for name, (low, high) in contract.PRO_RANGES.items()],
+    )
+
+
+def _cdm_version(con: duckdb.DuckDBPyConnection, tables: Mapping[str, SourceTable]) -> str | None:
+    source = tables.get("cdm_source")
+    if source is None or "cdm_version" not in source.columns:
+        return None
+    actual = _quote(source.columns["cdm_version"][0])
+    row = con.execute(f"select cast({actual} as varchar) from {source.relation} limit 1").fetchall()
+    return row[0][0] if row and row[0][0] else None
+
+
+# --- the public functions ---------------------------------------------------------------------------------
+
+
+def map_omop_to_extract(
+    source: str | Path,
+    out_dir: str | Path,
+    *,
+    cdm_schema: str | None = None,
+    concept_map_path: str | Path | None = None,
+    progress: bool = False,
+) -> OmopMappingReport:
+    """Map an OMOP CDM instance to an extract folder in the input contract.
+
+    Parameters
+    ----------
+    source
+        A folder of CDM tables (``person.csv``, ``PERSON.csv.gz``, ``Person.parquet`` or a folder
+        ``person/`` of parts) or a DuckDB database file holding the CDM.
+    out_dir
+        Folder to write the extract into (created; contract tables already there are replaced).
+    cdm_schema
+        Schema of a DuckDB source holding the CDM, when more than one schema has a person table.
+    concept_map_path
+        A concept mapping CSV to use instead of the packaged ``omop_mapping/concept_map.csv``.
+    progress
+        Print a line per step.
+
+    Returns
+    -------
+    OmopMappingReport
+        ``mapped`` has one row per CDM table per contract table per mapping path; ``unmapped`` one row
+        per CDM table per contract table per reason, with up to five example source values.
+    """
+    source = Path(source)
+    out_dir = Path(out_dir)
+    if not source.exists():
+        raise IpmError(f"{source}: no such folder or DuckDB file")
+    declared = cdm_columns()
+    rules = concept_map(concept_map_path)
+    con = duckdb.connect()
+    try:
+        wanted = set(declared) | {"cdm_source"}
+        schema = None
+        if source.is_dir():
+            kind = "folder"
+            tables, notes = _folder_tables(con, source, wanted)
+        elif _is_duckdb_file(source):
+            kind = "DuckDB file"
+            tables, schema = _duckdb_tables(con, source, wanted, cdm_schema)
+            notes = []
+        else:
+            raise IpmError(f"{source}: neither a folder of CDM tables nor a DuckDB database file")
+        if progress:
+            print(f"omop: {kind} {source}: CDM tables found: {', '.join(sorted(tables)) or 'none'}", file=sys.stderr)
+        absent, view_notes = _create_cdm_views(con, declared, tables)
+        notes += view_notes
+        _load_mapping_tables(con, rules)
+        params = {f"{name}_shape": pattern for name, pattern in contract.CODE_SHAPES.items()}
+        con.execute("begin transaction")
+        db.run_layers(con, params, layers=("omop",), ordered_tables={"omop": list(SQL_ORDER)})
+        con.execute("commit")
+        conflicts = con.execute(
+            "select rule, concept_id, list(distinct target) from omop.int_rule_concept "
+            "group by rule, concept_id having count(distinct target) > 1 order by rule, concept_id"
+        ).fetchall()
+        if conflicts:
+            rule, concept_id, targets = conflicts[0]
+            raise IpmError(
+                f"concept mapping: concept {concept_id} gets two values for rule {rule} ({', '.join(targets)});"
+                " fix the mapping table"
+            )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written, not_written = {}, []
+        for table in TARGET_TABLES:
+            rows = con.execute(f"select count(*) from omop.{table}").fetchall()[0][0]
+            for suffix in contract.TABLE_FILE_SUFFIXES:
+                stale = out_dir / f"{table}{suffix}"
+                if stale.exists():
+                    stale.unlink()
+            if rows == 0 and not contract.TABLES_BY_NAME[table].required:
+                not_written.append(table)
+                continue
+            target = out_dir / f"{table}.parquet"
+            con.execute(f"copy (select * from omop.{table}) to {_literal(str(target))} (format parquet)")
+            written[table] = rows
+            if progress:
+                print(f"omop: {table}: {rows:,} rows", file=sys.stderr)
+        source_rows = {
+            name: con.execute(f"select count(*) from cdm.{name}").fetchall()[0][0]
+            for name in declared
+            if name in tables
+        }
+        mapped = tuple(
+            MappedRow(*row)
+            for row in con.execute("select source_table, target_table, path, rows from omop.mapped").fetchall()
+        )
+        unmapped = tuple(
+            UnmappedRow(s, t, r, c, n, tuple(ex))
+            for s, t, r, c, n, ex in con.execute(
+                "select source_table, target_table, reason, consequence, rows, example_source_values from omop.unmapped"
+            ).fetchall()
+        )
+        version = _cdm_version(con, tables)
+    finally:
+        con.close()
+    report = OmopMappingReport(
+        source=str(source),
+        source_kind=kind,
+        cdm_schema=schema,
+        cdm_version=version,
+        extract_dir=out_dir,
+        source_rows=source_rows,
+        absent_tables=tuple(absent),
+        notes=tuple(notes),
+        written=written,
+        not_written=tuple(not_written),
+        mapped=mapped,
+        unmapped=unmapped,
+    )
+    # Rows that no rule concerns (laboratory results, allergies, ...) are counted, not listed.
+    for name in ("measurement", "observation"):
+        if name in source_rows:
+            report.not_used[name] = source_rows[name] - report.mapped_rows(name) - report.unmapped_rows(name)
+    return report
+
+
+def write_mapping_report(
+    con: duckdb.DuckDBPyConnection, report: OmopMappingReport, loaded_at: object | None = None
+) -> None:
+    """Write ``meta.omop_source``, ``meta.omop_mapped`` and ``meta.omop_unmapped`` (replacing them).
+
+    Grains: omop_source one row per CDM table read; omop_mapped one row per CDM table per contract
+    table per mapping path; omop_unmapped one row per CDM table per contract table per reason.
+    ``loaded_at`` is the ``meta.load.loaded_at`` of the load they describe: a later load of a native
+    extract leaves these tables behind, and the differing time tells them apart.
+    """
+    con.execute(f"create schema if not exists {contract.META_SCHEMA}")
+    meta = contract.META_SCHEMA
+    con.execute(
+        f"create or replace table {meta}.omop_source (source varchar, source_kind varchar, cdm_schema varchar,"
+        " cdm_version varchar, source_table varchar, rows bigint, not_used bigint, loaded_at timestamp)"
+    )
+    con.executemany(
+        f"insert into {meta}.omop_source values (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                report.source,
+                report.source_kind,
+                report.cdm_schema,
+                report.cdm_version,
+                name,
+                rows,
+                report.not_used.get(name, 0),
+                loaded_at,
+            )
+            for name, rows in sorted(report.source_rows.items())
+        ],
+    )
+    con.execute(
+        f"create or replace table {meta}.omop_mapped (source_table varchar, target_table varchar, path varchar,"
+        " rows bigint)"
+    )
+    if report.mapped:
+        con.executemany(
+            f"insert into {meta}.omop_mapped values (?, ?, ?, ?)",
+            [(m.source_table, m.target_table, m.path, m.rows) for m in report.mapped],
+        )
+    con.execute(
+        f"create or replace table {meta}.omop_unmapped (source_table varchar, target_table varchar, reason varchar,"
+        " consequence varchar, count bigint, example_source_values varchar[])"
+    )
+    if report.unmapped:
+        con.executemany(
+            f"insert into {meta}.omop_unmapped values (?, ?, ?, ?, ?, ?)",
+            [
+                (u.source_table, u.target_table, u.reason, u.consequence, u.rows, list(u.example_source_values))
+                for u in report.unmapped
+            ],
+        )
+
+
+def load_omop(
+    source: str | Path,
+    db_path: str | Path,
+    *,
+    report_path: str | Path | None = None,
+    progress: bool = False,
+    cdm_schema: str | None = None,
+    work_dir: str | Path | None = None,
+    today: date | None = None,
+) -> OmopLoadSummary:
+    """Map an OMOP CDM instance into the input contract and load it like any extract.
+
+    The mapped extract is written to ``work_dir`` (kept, for inspection) or a temporary folder, then
+    :func:`ipm_outcomes.ingest.load_extract` validates and loads it into ``db_path``; the mapping report
+    goes to ``meta.omop_*`` in the same database and, when ``report_path`` is given, into the report file
+    under ``"omop"``. ``today`` is passed to ingest (dates after it are errors; default: today). The CDM
+    schema of a DuckDB source with several is chosen with ``cdm_schema``.
+
+    Returns
+    -------
+    OmopLoadSummary
+        The ingest :class:`~ipm_outcomes.ingest.LoadSummary` plus ``mapping``, the
+        :class:`OmopMappingReport`.
+    """
+    from . import ingest
+
+    with tempfile.TemporaryDirectory(prefix="ipm-omop-") as tmp:
+        extract_dir = Path(work_dir) if work_dir is not None else Path(tmp) / "extract"
+        mapping = map_omop_to_extract(source, extract_dir, cdm_schema=cdm_schema, progress=progress)
+        try:
+            load = ingest.load_extract(
+                extract_dir, db_path, report_path=report_path, progress=progress, today=today
+            )
+        finally:
+            # A failed load still says what could not be mapped, next to what broke the contract.
+            if report_path is not None and Path(report_path).exists():
+                _add_to_report_file(Path(report_path), mapping)
+    con = db.connect(db_path)
+    try:
+        loaded_at = con.execute(f"select max(loaded_at) from {contract.META_SCHEMA}.load").fetchall()[0][0]
+        con.execute("begin transaction")
+        write_mapping_report(con, mapping, loaded_at)
+        con.execute("commit")
+    finally:
+        con.close()
+    fields = {f.name: getattr(load, f.name) for f in dataclasses.fields(LoadSummary)}
+    return OmopLoadSummary(**fields, mapping=mapping)
+
+
+def _add_to_report_file(path: Path, mapping: OmopMappingReport) -> None:
+    content = json.loads(path.read_text()) if path.exists() and path.stat().st_size else {}
+    if not isinstance(content, dict):
+        content = {"ingest": content}
+    content["omop"] = mapping.to_dict()
+    path.write_text(json.dumps(content, indent=2, default=str))

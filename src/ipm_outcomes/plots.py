@@ -1,0 +1,548 @@
+"""Figure functions for the report: data in, :class:`matplotlib.figure.Figure` out.
+
+Every function takes already-disclosure-controlled data (counts as display strings, curves truncated,
+bins merged) and an optional ``ax``; none calls ``plt.show()`` or saves: :mod:`ipm_outcomes.report`
+saves. Text that displays a count of persons is tagged with ``gid="count"`` so tests can find every
+such annotation (:func:`figure_texts`).
+
+Style: one look for all figures (:func:`report_style`), the Okabe-Ito colour-blind-safe palette,
+axes labelled with units, and a title that states the finding (passed in by the report).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: the report runs on servers and in CI
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import FancyBboxPatch  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
+
+#: Okabe & Ito (2008) colour-blind-safe palette.
+OKABE_ITO = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky_blue": "#56B4E9",
+    "green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "purple": "#CC79A7",
+    "grey": "#999999",
+}
+ARM_COLOURS = {"early": OKABE_ITO["blue"], "delayed": OKABE_ITO["orange"]}
+ARM_LABELS = {"early": "Early IPM", "delayed": "Delayed or no IPM"}
+METHOD_COLOURS = {
+    "ccw": OKABE_ITO["blue"],
+    "landmark_iptw": OKABE_ITO["green"],
+    "tv_cox": OKABE_ITO["purple"],
+    "naive": OKABE_ITO["grey"],
+    "ancova_iptw": OKABE_ITO["blue"],
+}
+COUNT_GID = "count"
+
+_STYLE = {
+    "font.family": "DejaVu Sans",
+    "font.size": 9.5,
+    "axes.titlesize": 11,
+    "axes.titleweight": "bold",
+    "axes.titlelocation": "left",
+    "axes.labelsize": 9.5,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#E3E3E3",
+    "grid.linewidth": 0.6,
+    "axes.axisbelow": True,
+    "legend.frameon": False,
+    "legend.fontsize": 9,
+    "xtick.labelsize": 8.5,
+    "ytick.labelsize": 8.5,
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+    "savefig.bbox": "tight",
+    "svg.fonttype": "none",
+}
+
+
+@contextmanager
+def report_style():
+    """Matplotlib settings shared by every report figure."""
+    with plt.rc_context(_STYLE):
+        yield
+
+
+def _wrap(text: str, width: int) -> str:
+    return "\n".join(textwrap.wrap(text, width)) if text else ""
+
+
+def _new(ax, figsize) -> tuple[Figure, plt.Axes]:
+    if ax is not None:
+        return ax.figure, ax
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _title(ax, title: str | None, width: int = 80) -> None:
+    if title:
+        ax.set_title(_wrap(title, width), loc="left")
+
+
+def _percent(ax, axis: str = "y", digits: int = 0) -> None:
+    fmt = FuncFormatter(lambda v, _pos: f"{100 * v:.{digits}f}%")
+    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)
+
+
+def figure_texts(fig: Figure) -> list[tuple[str, str | None]]:
+    """Every piece of text drawn in a figure as ``(text, gid)``, tick labels excluded.
+
+    Tests scan these for counts; report.py does not need them.
+    """
+    fig.canvas.draw()  # tick labels and layout exist only after drawing
+    tick_labels = set()
+    for ax in fig.axes:
+        for t in ax.get_xticklabels() + ax.get_yticklabels():
+            tick_labels.add(id(t))
+    out = []
+    for artist in fig.findobj(matplotlib.text.Text):
+        text = artist.get_text()
+        if text and id(artist) not in tick_labels and artist.get_visible():
+            out.append((text, artist.get_gid()))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Study population
+# --------------------------------------------------------------------------------------------------
+
+
+def attrition_diagram(
+    steps: Sequence[Mapping[str, str | None]],
+    arms: Sequence[tuple[str, str]] = (),
+    *,
+    title: str | None = None,
+    ax=None,
+) -> Figure:
+    """CONSORT-style flow: population boxes down the left, exclusion boxes to the right.
+
+    Parameters
+    ----------
+    steps
+        In order; each ``{"label": str, "remaining": str, "excluded": str | None, "excluded_label": str}``
+        with counts already formatted for display (e.g. ``"3,560"``, ``"<11"``). The first step's
+        ``excluded`` is None.
+    arms
+        Optional final split as ``(label, count text)`` pairs, drawn side by side under the last box.
+    """
+    n_rows = len(steps) + (1 if arms else 0)
+    height = 0.95 * n_rows + 0.9
+    fig, ax = _new(ax, (8.2, height))
+    ax.set_axis_off()
+    ax.grid(False)
+    ax.set_xlim(0, 10)
+    ax.set_ylim(-n_rows + 0.35, 0.75)
+    box = dict(boxstyle="round,pad=0.35", linewidth=0.9)
+
+    def draw_box(x, y, w, label, count, face, edge, size=8.6):
+        patch = FancyBboxPatch((x - w / 2, y - 0.3), w, 0.6, facecolor=face, edgecolor=edge, **box)
+        ax.add_patch(patch)
+        ax.text(x, y + 0.09, _wrap(label, int(w * 10.5)), ha="center", va="center", fontsize=size)
+        ax.text(x, y - 0.19, f"n = {count}", ha="center", va="center", fontsize=size, fontweight="bold", gid=COUNT_GID)
+
+    main_x, main_w = 2.9, 5.2
+    side_x, side_w = 7.95, 3.6
+    for i, step in enumerate(steps):
+        y = -i
+        draw_box(main_x, y, main_w, str(step["label"]), step["remaining"], "#EAF2F8", OKABE_ITO["blue"])
+        if i > 0:
+            ax.annotate("", xy=(main_x, y + 0.33), xytext=(main_x, y + 0.67),
+                        arrowprops=dict(arrowstyle="-|>", color="#444444", lw=0.9))
+            if step.get("excluded") is not None:
+                ym = y + 0.5
+                ax.annotate("", xy=(side_x - side_w / 2 - 0.02, ym), xytext=(main_x, ym),
+                            arrowprops=dict(arrowstyle="-|>", color="#888888", lw=0.8))
+                label = "Excluded: " + str(step.get("excluded_label") or step["label"])
+                patch = FancyBboxPatch((side_x - side_w / 2, ym - 0.24), side_w, 0.48,
+                                       facecolor="#FBF3E6", edgecolor=OKABE_ITO["orange"], **box)
+                ax.add_patch(patch)
+                ax.text(side_x, ym + 0.07, _wrap(label, 44), ha="center", va="center", fontsize=7.4)
+                ax.text(side_x, ym - 0.15, f"n = {step['excluded']}", ha="center", va="center",
+                        fontsize=7.6, fontweight="bold", gid=COUNT_GID)
+    if arms:
+        y = -len(steps)
+        k = len(arms)
+        width = min(4.6, 9.6 / k - 0.3)
+        xs = np.linspace(main_x - (k - 1) * (width + 0.35) / 2, main_x + (k - 1) * (width + 0.35) / 2, k)
+        xs = np.clip(xs, width / 2 + 0.1, 10 - width / 2 - 0.1)
+        for x, (label, count) in zip(xs, arms):
+            ax.annotate("", xy=(x, y + 0.33), xytext=(main_x, y + 0.67),
+                        arrowprops=dict(arrowstyle="-|>", color="#444444", lw=0.9))
+            colour = ARM_COLOURS["early"] if "early" in label.lower() else ARM_COLOURS["delayed"]
+            draw_box(x, y, width, label, count, "#FFFFFF", colour)
+    _title(ax, title, 90)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Return to work
+# --------------------------------------------------------------------------------------------------
+
+
+def cumulative_incidence(
+    curves: Mapping[str, pd.DataFrame],
+    risk_table: Mapping[str, Sequence[tuple[int, str]]] | None = None,
+    *,
+    horizons: Sequence[int] = (),
+    max_day: int = 365,
+    title: str | None = None,
+    ylabel: str = "Back at work (cumulative incidence)",
+    ax=None,
+) -> Figure:
+    """Step curves with 95% confidence bands per arm and a numbers-at-risk table under the axis.
+
+    Parameters
+    ----------
+    curves
+        Arm -> DataFrame with ``day``, ``estimate``, ``ci_low``, ``ci_high`` (proportions), already
+        truncated where fewer than ``min_cell_size`` persons remain at risk.
+    risk_table
+        Arm -> ``[(day, count text), ...]`` shown under the x axis.
+    """
+    arms = list(curves)
+    if ax is None:
+        n_rows = len(risk_table or {})
+        fig = Figure(figsize=(8.2, 4.6 + 0.28 * n_rows), layout="constrained")
+        grid = fig.add_gridspec(2, 1, height_ratios=[4.2, 0.42 + 0.28 * n_rows])
+        ax = fig.add_subplot(grid[0])
+        table_ax = fig.add_subplot(grid[1], sharex=ax) if risk_table else None
+    else:
+        fig, table_ax = ax.figure, None
+    for arm in arms:
+        df = curves[arm]
+        colour = ARM_COLOURS.get(arm, OKABE_ITO["black"])
+        label = ARM_LABELS.get(arm, arm)
+        if df.empty:
+            continue
+        ax.step(df["day"], df["estimate"], where="post", color=colour, lw=1.8, label=label)
+        if df["ci_low"].notna().any():
+            ax.fill_between(df["day"], df["ci_low"], df["ci_high"], step="post", color=colour, alpha=0.18, lw=0)
+    for h in horizons:
+        ax.axvline(h, color="#BBBBBB", lw=0.8, ls=":")
+    ax.set_xlim(0, max_day)
+    ax.set_ylim(0, 1)
+    _percent(ax)
+    ax.set_ylabel(ylabel)
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator([0, 30, 60, 90, 120, 150, 180, 210, 240, 270, 300, 330, 365]))
+    if any(not curves[a].empty for a in arms):
+        ax.legend(loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "Too few persons to draw curves", transform=ax.transAxes, ha="center", va="center", color="#666666")
+    _title(ax, title)
+    if table_ax is not None:
+        table_ax.set_axis_off()
+        table_ax.grid(False)
+        rows = list(risk_table.items())
+        table_ax.set_ylim(len(rows) - 0.4, -1.1)
+        table_ax.text(0, -0.95, "Number at risk", fontsize=8.2, fontweight="bold", transform=table_ax.get_yaxis_transform(), ha="left")
+        for r, (arm, cells) in enumerate(rows):
+            table_ax.text(-0.01, r, ARM_LABELS.get(arm, arm), ha="right", va="center", fontsize=8,
+                          color=ARM_COLOURS.get(arm, "black"), transform=table_ax.get_yaxis_transform())
+            for day, text in cells:
+                table_ax.text(day, r, text, ha="center", va="center", fontsize=8, gid=COUNT_GID)
+        ax.set_xlabel("")
+        table_ax.set_xlabel("Days since index (first low back pain visit)")
+        table_ax.xaxis.set_visible(False)
+        ax.tick_params(labelbottom=True)
+        fig.text(0.5, 0.0, "", ha="center")
+        ax.set_xlabel("Days since index (first low back pain visit)")
+    else:
+        ax.set_xlabel("Days since index (first low back pain visit)")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Referral timing and dose-response
+# --------------------------------------------------------------------------------------------------
+
+
+def referral_histogram(
+    bins: pd.DataFrame,
+    *,
+    grace_days: int,
+    title: str | None = None,
+    ax=None,
+) -> Figure:
+    """Days from index to first IPM contact, as persons per week in (possibly merged) bins.
+
+    Parameters
+    ----------
+    bins
+        One row per displayed bin: ``left``, ``right`` (first and last day, inclusive), ``n`` (NaN when
+        withheld) and ``label`` (display text for withheld bins, e.g. ``"<11"``).
+    """
+    fig, ax = _new(ax, (8.2, 3.6))
+    for row in bins.itertuples(index=False):
+        width = row.right - row.left + 1
+        colour = ARM_COLOURS["early"] if row.right <= grace_days else ARM_COLOURS["delayed"]
+        if pd.isna(row.n):
+            ax.axvspan(row.left, row.right + 1, ymin=0, ymax=0.06, facecolor="none", edgecolor="#777777", hatch="////", lw=0.6)
+            ax.text((row.left + row.right + 1) / 2, 0.08, str(row.label), transform=ax.get_xaxis_transform(),
+                    ha="center", va="bottom", fontsize=7.5, color="#555555", gid=COUNT_GID)
+            continue
+        ax.bar(row.left, row.n / width * 7, width=width, align="edge", color=colour, alpha=0.85, edgecolor="white", lw=0.4)
+    ax.axvline(grace_days + 1, color=OKABE_ITO["black"], ls="--", lw=1)
+    ax.text(grace_days + 3, 0.97, f"end of grace period (day {grace_days})", transform=ax.get_xaxis_transform(),
+            ha="left", va="top", fontsize=8)
+    ax.set_xlabel("Days from index to first IPM contact")
+    ax.set_ylabel("Persons per week")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    right = float(bins["right"].max()) + 1 if not bins.empty else 365
+    ax.set_xlim(0, max(right, grace_days + 30))
+    _title(ax, title)
+    return fig
+
+
+def dose_response(
+    points: pd.DataFrame,
+    *,
+    title: str | None = None,
+    ylabel: str = "Back at work (cumulative incidence)",
+    ax=None,
+) -> Figure:
+    """Estimate and 95% CI per referral-delay category, one series per horizon.
+
+    Parameters
+    ----------
+    points
+        ``delay_category`` (ordered), ``horizon_days``, ``estimate``, ``ci_low``, ``ci_high`` (NaN when
+        withheld), ``label`` (note drawn for withheld points).
+    """
+    fig, ax = _new(ax, (8.2, 3.8))
+    categories = list(dict.fromkeys(points["delay_category"]))
+    x = {c: i for i, c in enumerate(categories)}
+    horizons = sorted(points["horizon_days"].dropna().unique())
+    palette = [OKABE_ITO["blue"], OKABE_ITO["vermillion"], OKABE_ITO["green"]]
+    offsets = np.linspace(-0.12, 0.12, len(horizons)) if len(horizons) > 1 else [0.0]
+    for k, h in enumerate(horizons):
+        part = points[points["horizon_days"] == h]
+        xs = np.array([x[c] for c in part["delay_category"]]) + offsets[k]
+        est = part["estimate"].to_numpy(dtype=float)
+        lo = part["ci_low"].to_numpy(dtype=float)
+        hi = part["ci_high"].to_numpy(dtype=float)
+        ok = ~np.isnan(est)
+        colour = palette[k % len(palette)]
+        ax.errorbar(xs[ok], est[ok], yerr=[est[ok] - lo[ok], hi[ok] - est[ok]], fmt="o-", color=colour,
+                    capsize=3, lw=1.4, ms=5, label=f"by day {int(h)}")
+        for xi, okay, lab in zip(xs, ok, part.get("label", [""] * len(part))):
+            if not okay and lab:
+                ax.text(xi, 0.04, str(lab), ha="center", va="bottom", fontsize=7.5, color="#555555",
+                        transform=ax.get_xaxis_transform(), gid=COUNT_GID)
+    ax.set_xticks(range(len(categories)), [f"{c} days" if c[0].isdigit() or c[0] == ">" else c for c in categories])
+    ax.set_xlabel("Days from index to first IPM contact (delay category)")
+    ax.set_ylim(0, 1)
+    _percent(ax)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="lower left")
+    _title(ax, title)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Quality of life
+# --------------------------------------------------------------------------------------------------
+
+
+def qol_means(
+    means: pd.DataFrame,
+    *,
+    labels: Mapping[str, str],
+    title: str | None = None,
+) -> Figure:
+    """Adjusted mean score by arm and horizon, one panel per instrument.
+
+    Parameters
+    ----------
+    means
+        ``instrument``, ``horizon_days``, ``arm``, ``estimate``, ``ci_low``, ``ci_high`` (NaN when withheld).
+    labels
+        Instrument -> axis label with units and direction.
+    """
+    instruments = list(dict.fromkeys(means["instrument"]))
+    cols = min(3, max(1, len(instruments)))
+    rows = int(np.ceil(len(instruments) / cols)) if instruments else 1
+    fig = Figure(figsize=(8.2, 2.55 * rows + 0.6), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= len(instruments):
+            ax.set_axis_off()
+            continue
+        inst = instruments[i]
+        part = means[means["instrument"] == inst]
+        for j, arm in enumerate(("early", "delayed")):
+            p = part[part["arm"] == arm].sort_values("horizon_days")
+            if p.empty:
+                continue
+            xs = p["horizon_days"].to_numpy(dtype=float) + (j - 0.5) * 6
+            est = p["estimate"].to_numpy(dtype=float)
+            lo = p["ci_low"].to_numpy(dtype=float)
+            hi = p["ci_high"].to_numpy(dtype=float)
+            ok = ~np.isnan(est)
+            ax.errorbar(xs[ok], est[ok], yerr=[est[ok] - lo[ok], hi[ok] - est[ok]], fmt="o-",
+                        color=ARM_COLOURS[arm], capsize=2.5, lw=1.3, ms=4, label=ARM_LABELS[arm])
+        ax.set_title(_wrap(labels.get(inst, inst), 34), fontsize=9, fontweight="normal")
+        ax.set_xlabel("Days since index")
+        ax.set_xticks(sorted(part["horizon_days"].unique()))
+        if i == 0:
+            ax.legend(loc="best", fontsize=7.5)
+    if title:
+        fig.suptitle(_wrap(title, 95), x=0.0, ha="left", fontsize=11, fontweight="bold")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Robustness
+# --------------------------------------------------------------------------------------------------
+
+
+def forest(
+    rows: pd.DataFrame,
+    *,
+    null: float = 0.0,
+    xlabel: str,
+    title: str | None = None,
+    log: bool = False,
+    percent: bool = False,
+    ax=None,
+) -> Figure:
+    """Forest plot: one row per estimate with its 95% CI and the estimate printed on the right.
+
+    Parameters
+    ----------
+    rows
+        In display order: ``label``, ``estimate``, ``ci_low``, ``ci_high`` (NaN when withheld), ``text``
+        (the right-hand column), optional ``colour``, ``style`` ("biased" draws a hollow grey marker
+        and italic label), ``header`` (True for a group heading row without an estimate).
+    null
+        Value of no effect (0 for differences, 1 for ratios), drawn as a vertical line.
+    """
+    n = len(rows)
+    fig, ax = _new(ax, (8.2, 0.34 * n + 1.3))
+    ys = np.arange(n)[::-1]
+    for y, row in zip(ys, rows.to_dict("records")):
+        if row.get("header"):
+            ax.text(-0.02, y, str(row["label"]), transform=ax.get_yaxis_transform(), ha="right", va="center",
+                    fontsize=8.6, fontweight="bold")
+            continue
+        biased = row.get("style") == "biased"
+        colour = row.get("colour") or (OKABE_ITO["grey"] if biased else OKABE_ITO["blue"])
+        ax.text(-0.02, y, str(row["label"]), transform=ax.get_yaxis_transform(), ha="right", va="center",
+                fontsize=8.4, style="italic" if biased else "normal", color="#555555" if biased else "black")
+        ax.text(1.02, y, str(row.get("text", "")), transform=ax.get_yaxis_transform(), ha="left", va="center",
+                fontsize=8.2, gid=row.get("gid"))
+        est = row.get("estimate")
+        if est is None or pd.isna(est):
+            continue
+        lo, hi = row.get("ci_low"), row.get("ci_high")
+        if lo is not None and not pd.isna(lo):
+            ax.plot([lo, hi], [y, y], color=colour, lw=1.5)
+        ax.plot([est], [y], marker="D" if not biased else "o", ms=6, color=colour,
+                markerfacecolor="white" if biased else colour, markeredgewidth=1.4)
+    ax.axvline(null, color="#555555", lw=0.9)
+    ax.set_yticks([])
+    ax.set_ylim(-0.7, n - 0.3)
+    ax.spines["left"].set_visible(False)
+    ax.grid(axis="y", visible=False)
+    if log:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    if percent:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{100 * v:+.0f}" if v else "0"))
+    ax.set_xlabel(xlabel)
+    _title(ax, title, 70)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Diagnostics
+# --------------------------------------------------------------------------------------------------
+
+
+def love_plot(smd: pd.DataFrame, *, threshold: float = 0.1, title: str | None = None, ax=None) -> Figure:
+    """Absolute standardized mean differences before and after weighting, one row per covariate.
+
+    Parameters
+    ----------
+    smd
+        ``label``, ``smd_before``, ``smd_after`` (signed or absolute; plotted as absolute).
+    """
+    df = smd.assign(b=smd["smd_before"].abs(), a=smd["smd_after"].abs()).sort_values("b")
+    fig, ax = _new(ax, (8.2, 0.22 * len(df) + 1.4))
+    ys = np.arange(len(df))
+    ax.hlines(ys, df["a"], df["b"], color="#CCCCCC", lw=1)
+    ax.plot(df["b"], ys, "o", color=OKABE_ITO["vermillion"], ms=5, label="Before weighting", markerfacecolor="white", markeredgewidth=1.3)
+    ax.plot(df["a"], ys, "D", color=OKABE_ITO["blue"], ms=4.5, label="After weighting")
+    ax.axvline(threshold, color=OKABE_ITO["black"], ls="--", lw=0.9)
+    ax.text(threshold, 1.0, f" {threshold:g} threshold", transform=ax.get_xaxis_transform(), fontsize=8, va="bottom")
+    ax.set_yticks(ys, df["label"], fontsize=7.8)
+    ax.set_xlabel("Absolute standardized mean difference (early vs delayed)")
+    ax.set_xlim(left=0)
+    ax.legend(loc="lower right")
+    _title(ax, title)
+    return fig
+
+
+def binned_distribution(
+    bins: Mapping[str, pd.DataFrame],
+    *,
+    xlabel: str,
+    ylabel: str,
+    shade: tuple[float, float] | None = None,
+    shade_label: str = "",
+    log_x: bool = False,
+    title: str | None = None,
+    ax=None,
+) -> Figure:
+    """Per-arm distributions drawn from (merged) bins as step outlines of persons per bin width.
+
+    Parameters
+    ----------
+    bins
+        Arm -> DataFrame with ``left``, ``right``, ``n`` (NaN = withheld: not drawn).
+    shade
+        An x range to shade (e.g. the 0.3-0.7 equipoise band).
+    """
+    fig, ax = _new(ax, (8.2, 3.5))
+    if shade is not None:
+        ax.axvspan(*shade, color="#EEEEEE", zorder=0, label=shade_label or None)
+    drawn = False
+    for arm, df in bins.items():
+        df = df.dropna(subset=["n"])
+        if df.empty:
+            continue
+        width = (df["right"] - df["left"]).to_numpy(dtype=float)
+        density = df["n"].to_numpy(dtype=float) / width
+        total = df["n"].sum()
+        share = density / total if total else density
+        xs = np.r_[df["left"].to_numpy(dtype=float), df["right"].to_numpy(dtype=float)[-1]]
+        ax.stairs(share, xs, color=ARM_COLOURS.get(arm, "black"), lw=1.6, label=ARM_LABELS.get(arm, arm),
+                  fill=False, baseline=0)
+        drawn = True
+    if log_x:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if drawn or shade_label:
+        ax.legend(loc="upper right")
+    if not drawn:
+        ax.text(0.5, 0.5, "Too few persons to draw", transform=ax.transAxes, ha="center", color="#666666")
+    _title(ax, title)
+    return fig

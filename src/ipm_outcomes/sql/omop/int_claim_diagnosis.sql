@@ -1,0 +1,22 @@
+-- grain: one row per claim (claim_key) per distinct ICD-10-CM code, numbered in diagnosis order
+-- Primary-status conditions come first (a claim's first diagnosis is its principal one), then by date
+-- and source row.
+with codes as (
+    select
+        claim_key,
+        icd10cm_code,
+        max(cast(is_primary as integer)) as is_primary,
+        min(service_date) as first_date,
+        min(lpad(source_id, 20, '0')) as first_row
+    from omop.int_condition
+    where problem is null
+    group by claim_key, icd10cm_code
+)
+
+select
+    claim_key,
+    icd10cm_code,
+    row_number() over (
+        partition by claim_key order by is_primary desc, first_date, first_row, icd10cm_code
+    ) as diagnosis_position
+from codes

@@ -1,0 +1,74 @@
+-- grain: one row per OMOP source table per target table per reason something could not be mapped
+-- Nothing is dropped silently: every source row that is not loaded, every field left empty for want of a
+-- mapping and every code cut off is counted here, with the most frequent source values as examples.
+-- consequence: 'row not loaded' | 'field left empty' | 'code not loaded' | 'loaded with a doubtful value'.
+with enrolled as (
+    select distinct person_id from omop.int_observation_period where problem is null
+),
+
+problems as (
+    select source_table, 'eligibility' as target_table, problem as reason, 'row not loaded' as consequence, example
+    from omop.int_person where problem is not null
+    union all
+    select source_table, 'eligibility', 'person has no usable observation period (never enrolled)',
+        'row not loaded', example
+    from omop.int_person where problem is null and person_id not in (select person_id from enrolled)
+    union all
+    select source_table, 'eligibility', problem, 'row not loaded', example
+    from omop.int_observation_period where problem is not null
+    union all
+    select 'death', 'eligibility', 'person_id not in the person table or not enrolled', 'row not loaded',
+        coalesce(person_id, '')
+    from cdm.death where person_id is null or person_id not in (select person_id from enrolled)
+    union all
+    select source_table, 'medical_claim', problem, 'row not loaded', example
+    from omop.int_condition where problem is not null
+    union all
+    select 'condition_occurrence', 'medical_claim', 'more than 25 distinct ICD-10-CM codes on one visit or day',
+        'code not loaded', icd10cm_code
+    from omop.int_claim_diagnosis where diagnosis_position > 25
+    union all
+    select source_table, 'medical_claim', problem, 'row not loaded', example
+    from omop.int_procedure where problem is not null
+    union all
+    select source_table, 'pharmacy_claim', problem, 'row not loaded', example
+    from omop.int_drug where problem is not null
+    union all
+    select source_table, 'pharmacy_claim', doubtful, 'loaded with a doubtful value', example
+    from omop.int_drug where problem is null and doubtful is not null
+    union all
+    select source_table, 'ehr_encounter', problem, 'row not loaded', example
+    from omop.int_visit where problem is not null
+    union all
+    select source_table, 'ehr_encounter', taxonomy_gap || ': provider_taxonomy_code left empty',
+        'field left empty', coalesce(provider_id, '')
+    from omop.int_visit where problem is null and taxonomy_gap is not null
+    union all
+    select source_table, 'medical_claim, ehr_encounter', problem || ': taxonomy code left empty',
+        'field left empty', example
+    from omop.int_provider where problem is not null
+    union all
+    select source_table, 'ehr_pro', problem, 'row not loaded', example
+    from omop.int_pro where problem is not null
+    union all
+    select source_table, 'ehr_work_status', problem, 'row not loaded', example
+    from omop.int_work_status where problem is not null
+),
+
+by_example as (
+    select source_table, target_table, reason, consequence, example, count(*) as n
+    from problems
+    group by all
+)
+
+select
+    source_table,
+    target_table,
+    reason,
+    consequence,
+    sum(n) as rows,
+    coalesce(list(example order by n desc, example) filter (where example <> ''), [])[1:5]
+        as example_source_values
+from by_example
+group by source_table, target_table, reason, consequence
+order by source_table, target_table, rows desc, reason

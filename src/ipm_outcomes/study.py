@@ -1,0 +1,101 @@
+"""Where a study run puts its outputs, and the content keys that decide which stages must re-run.
+
+The Prefect flows in ``pipelines/`` call these; keeping them here means the caching rules are
+plain functions, tested without Prefect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from . import __version__
+from .fingerprint import combine, sha256_json, sha256_tree
+
+#: Spec sections that only the report reads: changing them must not re-fit anything.
+REPORT_ONLY_SECTIONS = ("report",)
+#: Spec sections that only the analysis (and report) read: changing them must not rebuild the cohort.
+ANALYSIS_ONLY_SECTIONS = ("analysis",)
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    """The folders and files of one study run under an output root (the DAG's layers)."""
+
+    root: Path
+    study: str
+
+    @property
+    def synthetic_extract_dir(self) -> Path:
+        return self.root / "data" / "raw" / "synthetic"
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "data" / "interim" / f"{self.study}.duckdb"
+
+    @property
+    def marts_dir(self) -> Path:
+        return self.root / "data" / "processed" / self.study / "marts"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / "data" / "processed" / self.study / "results"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.root / "reports" / self.study
+
+    def make_dirs(self) -> None:
+        for folder in (self.db_path.parent, self.marts_dir, self.results_dir, self.report_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True)
+class StageKeys:
+    """One content key per stage; a stage's key covers everything upstream of it."""
+
+    ingest: str
+    cohort: str
+    analyze: str
+    report: str
+
+
+def _spec_without(spec_json: dict, sections: tuple[str, ...]) -> dict:
+    return {name: value for name, value in spec_json.items() if name not in sections}
+
+
+def templates_fingerprint() -> str:
+    """sha256 over the packaged report templates (so a template edit re-renders the report only)."""
+    folder = resources.files("ipm_outcomes") / "templates"
+    return sha256_tree(Path(str(folder)))
+
+
+def stage_keys(spec_json: dict, extract_dir: Path, package_version: str = __version__) -> StageKeys:
+    """Content keys for each stage of a study run.
+
+    Parameters
+    ----------
+    spec_json
+        The validated study spec as JSON-able data (``spec.model_dump(mode="json")``).
+    extract_dir
+        The extract folder; every file's bytes enter the ingest key.
+    package_version
+        The installed package version; a new version re-runs everything.
+    """
+    ingest = combine("ingest", package_version, sha256_tree(extract_dir))
+    cohort_spec = _spec_without(spec_json, REPORT_ONLY_SECTIONS + ANALYSIS_ONLY_SECTIONS)
+    cohort = combine("cohort", ingest, sha256_json(cohort_spec))
+    analyze = combine("analyze", cohort, sha256_json(_spec_without(spec_json, REPORT_ONLY_SECTIONS)))
+    report = combine("report", analyze, sha256_json(spec_json), templates_fingerprint())
+    return StageKeys(ingest=ingest, cohort=cohort, analyze=analyze, report=report)
+
+
+def outputs_present(paths: StudyPaths) -> dict[str, bool]:
+    """Whether each stage's outputs are on disk: a cached stage whose outputs were deleted must re-run."""
+    return {
+        "ingest": paths.db_path.exists(),
+        "cohort": paths.marts_dir.is_dir() and any(paths.marts_dir.glob("*.parquet")),
+        "analyze": (paths.results_dir / "results.json").exists(),
+        "report": any(paths.report_dir.glob("*.html")),
+    }

@@ -1,0 +1,1940 @@
+"""Synthetic claims + EHR extract with known truth.
+
+``generate(out_dir, persons=..., seed=...)`` writes one file per contract table (see
+:mod:`ipm_outcomes.contract`) plus ``truth.json`` (true marginal contrasts of early vs delayed
+referral to Interventional Pain Medicine, IPM) and ``truth_persons.parquet`` (what was planted for
+each person). The data are built so that a naive analysis is wrong:
+
+* **Confounding by indication.** A severity score made of *measured* baseline covariates
+  (radiculopathy at index, opioid use in the 90 days before index, depression, anxiety, sleep
+  disorder, Charlson conditions, prior lumbar imaging) and workers' compensation raises the IPM
+  referral hazard and lowers the return-to-work (RTW) hazard and the PROMIS physical-function
+  recovery. Because every confounder is recorded in the claims, adjusted estimators can recover the
+  truth; crude comparisons cannot.
+* **Referral stops at RTW.** In the observed world a person who returns to work before their
+  natural referral time is never referred, so quick recoverers end up "delayed" (the immortal-time
+  trap of ever/never or fixed-window comparisons).
+* **Traps in the codes.** Dotted and undotted ICD-10-CM, legacy ``M54.5`` after 2021-10-01 (not a
+  low-back-pain code then), back codes outside the value set (``M54.9``, ``M54.6``, ``M54.2``),
+  non-IPM injections (20610, 64450) and non-IPM taxonomies (general anaesthesiology, PM&R), EHR-only
+  IPM visits, hyphenated 10-digit NDCs, enrolment gaps either side of the 30-day bridge, work-status
+  records outside the [-7, +14] window, death and disenrolment during follow-up.
+
+Everything is vectorised numpy; tables are written chunk by chunk with pyarrow (Parquet or CSV), and
+every random stream is keyed on (seed, stream, chunk), so the same seed gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from .contract import DIAGNOSIS_COLUMN_PREFIX, TABLES_BY_NAME, TABLE_FILE_SUFFIXES
+from .errors import IpmError
+
+__all__ = ["SynthSummary", "generate", "DATA_START", "DATA_END", "FILE_FORMATS"]
+
+FILE_FORMATS = ("csv", "parquet")
+
+#: The extract's calendar window: nothing is dated outside it; DATA_END is "the end of data".
+DATA_START = date(2019, 1, 1)
+DATA_END = date(2024, 12, 31)
+#: ICD-10-CM FY2022 split M54.5 into M54.50/M54.51/M54.59; M54.5 is an lbp code only before this day.
+LEGACY_M545_END = date(2021, 10, 1)
+
+# Cohort and exposure rules the planted data are built around (the study spec defaults).
+GRACE_DAYS = 42
+FOLLOWUP_DAYS = 365
+WASHOUT_DAYS = 365
+GAP_BRIDGE_DAYS = 30
+AGE_MIN, AGE_MAX = 18, 64
+RTW_WINDOW = (-7, 14)
+#: A referral on day r > GRACE_DAYS keeps a fraction (LATE_BENEFIT_END - r) / (LATE_BENEFIT_END - 42)
+#: of the log hazard ratio (and of the PROMIS-PF gain); from day LATE_BENEFIT_END on it gives none.
+LATE_BENEFIT_END = 180
+HORIZONS = (90, 180, 365)
+
+N_DX = 4  # diagnosis_code_1 .. diagnosis_code_4
+CHUNK_PERSONS = 100_000
+_MC_TARGET = 400_000  # potential-outcome draws aimed at per strategy in the truth simulation
+_MIN_DRAWS, _MAX_DRAWS = 20, 1000
+
+_EPOCH = date(1970, 1, 1)
+
+
+def _dn(d: date) -> int:
+    return (d - _EPOCH).days
+
+
+D_START, D_END, D_LEGACY = _dn(DATA_START), _dn(DATA_END), _dn(LEGACY_M545_END)
+NEVER = 10**6  # relative day meaning "does not happen"
+NO_DEATH = 10**7  # absolute day number for "alive through the data"
+
+EXCLUSION_REASONS = (
+    "no lbp claim",
+    "not a new episode",
+    "insufficient enrollment",
+    "age",
+    "red flag",
+    "prior IPM",
+)
+
+# ----------------------------------------------------------------------------------------------
+# Code books. Codes are stored in their canonical (dotted) form; claims write them dotted or not.
+# ----------------------------------------------------------------------------------------------
+
+# Low back pain (the study's lbp value set). Index claims use only codes whose meaning is not in
+# doubt (radicular vs not), so that "radiculopathy at index" has one answer.
+LBP_LEGACY = "M54.5"
+LBP_LOW_BACK_PAIN_FY22 = ("M54.50", "M54.59", "M54.51")  # from 2021-10-01
+LBP_NONRADIC = (
+    "M51.26", "M51.27", "M51.86", "M51.87", "M48.061", "M47.816", "M47.817",
+    "M43.16", "M43.17", "M53.3", "M53.86", "M53.87", "S33.5XXA", "S39.012A",
+)  # fmt: skip
+LBP_RADIC = ("M54.16", "M54.17", "M51.16")
+LBP_FOLLOWUP_EXTRA = (
+    "M54.30", "M54.31", "M54.32", "M54.40", "M54.41", "M54.42", "M51.17", "M48.062", "M48.07",
+    "M47.26", "M47.27",
+)  # fmt: skip
+LBP_FY2025 = ("M51.360", "M51.369", "M51.370", "M51.379")  # valid from 2024-10-01 only
+LBP_ALL = (LBP_LEGACY,) + LBP_LOW_BACK_PAIN_FY22 + LBP_NONRADIC + LBP_RADIC + LBP_FOLLOWUP_EXTRA + LBP_FY2025
+# Back and pain codes outside the lbp value set: a naive "M54%" or "back pain" match is wrong.
+NEAR_MISS_DX = ("M54.9", "M54.6", "M54.2", "M54.12", "G89.29", "G89.4", "M25.561", "M25.511")
+
+RED_FLAGS_ANY = (
+    "C18.9", "C34.90", "C79.51", "S32.009A", "S32.10XA", "S22.009A", "M48.50XA", "M80.08XA",
+    "M46.26", "M46.46", "G06.1", "A18.01", "G83.4",
+)  # fmt: skip
+RED_FLAGS_FEMALE = ("C50.911",)
+RED_FLAGS_PREGNANCY = ("Z34.00", "Z33.1", "Z3A.24", "O09.90")
+RED_FLAGS_MALE = ("C61",)
+
+# Chronic conditions: (name, ICD-10-CM, prevalence at age 45, counts toward Charlson).
+# Charlson codes follow Quan et al. 2005 (Med Care 43:1130); malignancy is left out because every
+# C code is a red flag here.
+CONDITIONS = (
+    ("mi", "I25.2", 0.010, True),
+    ("chf", "I50.9", 0.008, True),
+    ("pvd", "I73.9", 0.008, True),
+    ("cvd", "I63.9", 0.008, True),
+    ("dementia", "F03.90", 0.002, True),
+    ("copd", "J44.9", 0.035, True),
+    ("rheumatic", "M06.9", 0.012, True),
+    ("pud", "K27.9", 0.008, True),
+    ("mild_liver", "K76.0", 0.030, True),
+    ("diabetes", "E11.9", 0.070, True),
+    ("diabetes_cc", "E11.22", 0.015, True),
+    ("hemiplegia", "G81.90", 0.002, True),
+    ("renal", "N18.4", 0.008, True),
+    ("severe_liver", "K76.6", 0.002, True),
+    ("hiv", "B20", 0.003, True),
+    ("depression", "F32.9", 0.120, False),
+    ("anxiety", "F41.1", 0.100, False),
+    ("sleep", "G47.00", 0.070, False),
+    ("hypertension", "I10", 0.220, False),
+    ("hyperlipidemia", "E78.5", 0.180, False),
+    ("obesity", "E66.9", 0.120, False),
+    ("asthma", "J45.909", 0.060, False),
+    ("gerd", "K21.9", 0.090, False),
+    ("hypothyroid", "E03.9", 0.050, False),
+)
+_COND = {name: k for k, (name, *_rest) in enumerate(CONDITIONS)}
+ACUTE_DX = (
+    "J06.9", "J02.9", "Z00.00", "Z00.01", "J20.9", "B34.9", "R10.9", "N39.0", "L30.9", "H10.9",
+    "R53.83", "Z23", "R07.9", "K59.00", "R42", "G43.909", "M25.561", "M25.511", "M54.2", "M54.9",
+    "M54.6", "S93.401A", "L70.0", "Z01.419",
+)  # fmt: skip
+
+ICD = tuple(
+    dict.fromkeys(
+        LBP_ALL + NEAR_MISS_DX + RED_FLAGS_ANY + RED_FLAGS_FEMALE + RED_FLAGS_PREGNANCY + RED_FLAGS_MALE
+        + tuple(c[1] for c in CONDITIONS) + ACUTE_DX
+    )
+)  # fmt: skip
+
+IPM_TAXONOMIES = ("208VP0014X", "208VP0000X", "207LP2900X", "2081P2900X", "2084P2900X")
+TAXONOMIES = IPM_TAXONOMIES + (
+    "207Q00000X",  # family medicine
+    "207R00000X",  # internal medicine
+    "363L00000X",  # nurse practitioner
+    "363A00000X",  # physician assistant
+    "207P00000X",  # emergency medicine
+    "225100000X",  # physical therapist
+    "2085R0202X",  # diagnostic radiology
+    "207X00000X",  # orthopaedic surgery
+    "208100000X",  # physical medicine & rehabilitation (not its pain subspecialty)
+    "207L00000X",  # anesthesiology (not its pain subspecialty)
+    "111N00000X",  # chiropractor
+    "282N00000X",  # general acute care hospital
+    "261QA1903X",  # ambulatory surgical center
+    "291U00000X",  # clinical medical laboratory
+)
+_T = {code: k for k, code in enumerate(TAXONOMIES)}
+T_PCP = np.array([_T["207Q00000X"], _T["207R00000X"], _T["363L00000X"], _T["363A00000X"]])
+T_IPM = np.arange(len(IPM_TAXONOMIES))
+_ORG_TAXONOMIES = {"282N00000X", "261QA1903X", "291U00000X"}
+NPI_POOL = 400  # providers per taxonomy
+
+POS_CODES = ("11", "02", "22", "23", "21", "24", "81", "19")
+_P = {code: k for k, code in enumerate(POS_CODES)}
+
+# CPT/HCPCS with a typical allowed amount (USD) used as the centre of a log-normal price.
+HCPCS_PRICES = {
+    "99202": 75, "99203": 110, "99204": 165, "99212": 55, "99213": 90, "99214": 130, "99215": 180,
+    "99244": 190, "99283": 260, "99284": 420, "99285": 640, "99395": 160, "99396": 170, "99222": 210,
+    "G0439": 120, "36415": 4, "80053": 11, "85025": 8, "83036": 10, "80061": 14, "81003": 3,
+    "93000": 17, "71046": 30, "90471": 20, "90686": 22, "97110": 30, "97140": 28, "97112": 32,
+    "97161": 95, "97530": 34, "98940": 30, "72148": 410, "72131": 300, "72100": 40,
+    "62323": 210, "62321": 200, "64483": 240, "64484": 90, "64493": 200, "64494": 110,
+    "64635": 480, "20552": 55, "64490": 190, "20610": 60, "20550": 50, "64450": 70,
+}  # fmt: skip
+HCPCS = tuple(HCPCS_PRICES)
+_H = {code: k for k, code in enumerate(HCPCS)}
+IPM_PROCEDURES = ("62323", "64483", "64493", "64635", "20552", "62321")
+MODIFIERS = ("25", "GP", "RT", "LT", "50", "26", "59")
+_M = {code: k for k, code in enumerate(MODIFIERS)}
+
+# Drug reference: illustrative NDCs in the 11-digit 5-4-2 billing form. MME conversion factors are
+# the CDC 2022 clinical practice guideline values (oxycodone 1.5, hydrocodone 1, tramadol 0.2,
+# codeine 0.15).
+NDC_ROWS = (
+    # ndc, ingredient, strength_per_unit, unit, is_opioid, mme factor, units/day, price/unit
+    ("00406055201", "oxycodone hydrochloride", 5.0, "mg", True, 1.5, 4, 0.45),
+    ("00406055301", "oxycodone hydrochloride", 10.0, "mg", True, 1.5, 3, 0.75),
+    ("00406051201", "oxycodone hydrochloride and acetaminophen", 5.0, "mg", True, 1.5, 4, 0.40),
+    ("00406012301", "hydrocodone bitartrate and acetaminophen", 5.0, "mg", True, 1.0, 4, 0.30),
+    ("00406036701", "hydrocodone bitartrate and acetaminophen", 10.0, "mg", True, 1.0, 4, 0.40),
+    ("65162062710", "tramadol hydrochloride", 50.0, "mg", True, 0.2, 4, 0.15),
+    ("00093005001", "acetaminophen and codeine phosphate", 30.0, "mg", True, 0.15, 4, 0.20),
+    ("53746046401", "ibuprofen", 800.0, "mg", False, None, 3, 0.10),
+    ("68462019001", "naproxen", 500.0, "mg", False, None, 2, 0.12),
+    ("29300012510", "meloxicam", 15.0, "mg", False, None, 1, 0.08),
+    ("00591565601", "cyclobenzaprine hydrochloride", 10.0, "mg", False, None, 3, 0.10),
+    ("59762502401", "gabapentin", 300.0, "mg", False, None, 3, 0.12),
+    ("68180051301", "lisinopril", 10.0, "mg", False, None, 1, 0.05),
+    ("00093104801", "metformin hydrochloride", 500.0, "mg", False, None, 2, 0.05),
+    ("00378395077", "atorvastatin calcium", 20.0, "mg", False, None, 1, 0.08),
+    ("16729021101", "sertraline hydrochloride", 50.0, "mg", False, None, 1, 0.07),
+    ("00093310905", "amoxicillin", 500.0, "mg", False, None, 3, 0.09),
+)
+_NDC_OPIOID = np.array([k for k, r in enumerate(NDC_ROWS) if r[4]])
+_NDC_ACUTE = np.array([7, 8, 9, 10, 11])  # NSAIDs, muscle relaxant, gabapentin
+_NDC_CHRONIC = {"hypertension": 12, "diabetes": 13, "hyperlipidemia": 14, "depression": 15}
+_NDC_ANTIBIOTIC = 16
+
+GENDERS = ("male", "female", "unknown")
+PAYERS = ("commercial", "medicare", "medicaid", "workers_comp", "other")
+STATES = ("CA", "TX", "FL", "NY", "PA", "IL", "OH", "GA", "NC", "MI", "NJ", "VA", "WA", "AZ", "MA")
+ENCOUNTER_TYPES = ("office", "telehealth", "procedure", "ed", "inpatient", "other")
+WORK_STATUSES = (
+    "working", "modified_duty", "off_work", "disability_short_term", "disability_long_term",
+    "retired", "unemployed",
+)  # fmt: skip
+_W = {s: k for k, s in enumerate(WORK_STATUSES)}
+INSTRUMENTS = ("promis_pf", "promis_pi", "odi", "eq5d_index", "nrs_pain", "phq9", "gad7")
+EVENT_TYPES = ("censored", "rtw", "disability_long_term", "retired", "death")
+
+_ICD_INDEX = {code: k for k, code in enumerate(ICD)}
+
+
+def _icd(*codes: str) -> np.ndarray:
+    return np.array([_ICD_INDEX[c] for c in codes], dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    """What :func:`generate` wrote: files, row counts, planted cohort counts and headline truth."""
+
+    out_dir: Path
+    persons: int
+    seed: int
+    file_format: str
+    effect_rtw_hr: float
+    effect_promis_pf: float
+    files: dict[str, Path]
+    rows: dict[str, int]
+    counts: dict[str, int]
+    truth: dict[str, float]
+    wall_seconds: float = field(compare=False)
+
+    def describe(self) -> str:
+        """A short multi-line human-readable account (what the CLI prints)."""
+        c, t = self.counts, self.truth
+        lines = [
+            f"Synthetic extract: {self.persons:,} persons, seed {self.seed}, {self.file_format} "
+            f"-> {self.out_dir} ({self.wall_seconds:.1f} s)",
+        ]
+        for name, n in self.rows.items():
+            lines.append(f"  {name:<16} {n:>12,} rows")
+        lines.append(
+            f"  planted cohort: {c['eligible']:,} eligible ({c['early']:,} early, {c['delayed']:,} delayed); "
+            f"{c['rtw_population']:,} in the return-to-work population"
+        )
+        lines.append(
+            f"  truth (effect_rtw_hr={self.effect_rtw_hr:g}, effect_promis_pf={self.effect_promis_pf:g}): "
+            f"RTW by 180 d {t['cif_rtw_180_early']:.3f} early vs {t['cif_rtw_180_delayed']:.3f} delayed "
+            f"(RD {t['rd_rtw_180']:+.3f}); PROMIS-PF at 180 d difference {t['promis_pf_180_difference']:+.2f}"
+        )
+        lines.append("  truth.json and truth_persons.parquet hold the known answers")
+        return "\n".join(lines)
+
+
+def generate(
+    out_dir: str | Path,
+    *,
+    persons: int,
+    seed: int,
+    file_format: str = "csv",
+    effect_rtw_hr: float = 1.5,
+    effect_promis_pf: float = 3.0,
+    progress: bool = False,
+) -> SynthSummary:
+    """Write a synthetic claims + EHR extract with known truth into ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir
+        Folder to write into (created). Existing contract-table files in it are replaced.
+    persons
+        Number of persons with an eligibility record (>= 1). A few EHR-only persons are added.
+    seed
+        Non-negative integer; the same seed (and arguments) gives byte-identical files.
+    file_format
+        ``"csv"`` (header row, ISO dates, empty field for null) or ``"parquet"``.
+    effect_rtw_hr
+        True hazard ratio of RTW from the day of an IPM referral within 42 days (1 = no effect).
+    effect_promis_pf
+        True PROMIS physical-function gain (T-score points) at 180 days from referral within 42 days.
+    progress
+        Show a progress bar over the tables being generated and written.
+
+    Returns
+    -------
+    SynthSummary
+        Paths, row counts (one entry per table written), planted counts and headline truth.
+
+    Notes
+    -----
+    Files written: ``eligibility`` (one row per person per enrolment span), ``medical_claim`` (one
+    row per claim line; ``diagnosis_code_1..4``), ``pharmacy_claim`` (one row per fill),
+    ``ndc_reference`` (one row per NDC), ``ehr_encounter`` (one row per encounter), ``ehr_pro`` (one
+    row per person per assessment per instrument), ``ehr_work_status`` (one row per recorded
+    status), ``truth_persons.parquet`` (one row per person with an eligibility record) and
+    ``truth.json``.
+    """
+    if isinstance(persons, bool) or not isinstance(persons, (int, np.integer)) or persons < 1:
+        raise IpmError(f"persons={persons!r}: must be a whole number >= 1; pass e.g. --persons 20000")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise IpmError(f"seed={seed!r}: must be a whole number >= 0; pass e.g. --seed 20261128")
+    if file_format not in FILE_FORMATS:
+        raise IpmError(f"file format {file_format!r} is not supported; use one of: {', '.join(FILE_FORMATS)}")
+    if not (isinstance(effect_rtw_hr, (int, float)) and math.isfinite(effect_rtw_hr) and effect_rtw_hr > 0):
+        raise IpmError(f"effect_rtw_hr={effect_rtw_hr!r}: must be a positive finite hazard ratio (1 = no effect)")
+    if not (isinstance(effect_promis_pf, (int, float)) and math.isfinite(effect_promis_pf)):
+        raise IpmError(f"effect_promis_pf={effect_promis_pf!r}: must be a finite number of T-score points")
+    persons, seed = int(persons), int(seed)
+    effect_rtw_hr, effect_promis_pf = float(effect_rtw_hr), float(effect_promis_pf)
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise IpmError(f"{out}: exists and is not a folder; choose a folder for the extract")
+    out.mkdir(parents=True, exist_ok=True)
+    _clear_previous(out)
+
+    started = time.perf_counter()
+    table_names = list(_TABLE_BUILDERS)
+    steps = ["persons"] + table_names + ["truth"]
+    files: dict[str, Path] = {}
+    rows: dict[str, int] = {}
+    with _Progress(progress, len(steps)) as bar:
+        bar.update("simulating persons")
+        world = _simulate_world(persons, seed, effect_rtw_hr, effect_promis_pf)
+        bar.advance()
+        for name in table_names:
+            bar.update(f"writing {name}")
+            path = out / f"{name}.{file_format}"
+            schema = _schema(name)
+            with _TableWriter(path, schema, file_format) as writer:
+                counters = {"next_id": 1}
+                for chunk_no, start in enumerate(range(0, world.n, CHUNK_PERSONS)):
+                    stop = min(world.n, start + CHUNK_PERSONS)
+                    rng = _rng(seed, _STREAMS[name], chunk_no)
+                    table = _TABLE_BUILDERS[name](world, start, stop, rng, counters, chunk_no)
+                    if table is not None:
+                        writer.write(table)
+            files[name] = path
+            rows[name] = writer.rows
+            bar.advance()
+        bar.update("simulating truth")
+        truth = _truth(world, seed)
+        truth_persons = _truth_persons_table(world)
+        pq.write_table(truth_persons, out / "truth_persons.parquet", compression="zstd")
+        (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n")
+        files["truth_persons"] = out / "truth_persons.parquet"
+        files["truth"] = out / "truth.json"
+        bar.advance()
+
+    rtw, pf = truth["rtw"], truth["promis_pf_180"]
+    return SynthSummary(
+        out_dir=out,
+        persons=persons,
+        seed=seed,
+        file_format=file_format,
+        effect_rtw_hr=effect_rtw_hr,
+        effect_promis_pf=effect_promis_pf,
+        files=files,
+        rows=rows,
+        counts={k: truth["counts"][k] for k in ("eligible", "rtw_population", "early", "delayed")},
+        truth={
+            "cif_rtw_180_early": rtw["cumulative_incidence"]["early"]["180"],
+            "cif_rtw_180_delayed": rtw["cumulative_incidence"]["delayed"]["180"],
+            "rd_rtw_180": rtw["risk_difference"]["180"],
+            "promis_pf_180_difference": pf["difference"],
+        },
+        wall_seconds=time.perf_counter() - started,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Plumbing: random streams, progress, writers, schemas
+# ----------------------------------------------------------------------------------------------
+
+_STREAMS = {
+    "persons": 1,
+    "eligibility": 2,
+    "medical_claim": 3,
+    "pharmacy_claim": 4,
+    "ndc_reference": 5,
+    "ehr_encounter": 6,
+    "ehr_pro": 7,
+    "ehr_work_status": 8,
+    "truth": 9,
+}
+
+
+def _rng(seed: int, *keys: int) -> np.random.Generator:
+    # One independent stream per (seed, purpose, chunk): adding a table or reordering work never
+    # shifts the draws of another.
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, *keys])))
+
+
+class _Progress:
+    def __init__(self, enabled: bool, total: int):
+        self.enabled = enabled
+        self.total = total
+        self._progress = None
+        self._task = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]synth[/] {task.description:<28}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task("starting", total=self.total)
+        return self
+
+    def update(self, description: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, description=description)
+
+    def advance(self) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task)
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+        return False
+
+
+_ARROW_TYPES = {"VARCHAR": pa.string(), "INTEGER": pa.int32(), "DATE": pa.date32(), "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_()}
+
+
+def _schema(table_name: str) -> pa.Schema:
+    table = TABLES_BY_NAME[table_name]
+    fields = [pa.field(c.name, _ARROW_TYPES[c.type]) for c in table.columns]
+    if table.has_diagnosis_columns:
+        fields += [pa.field(f"{DIAGNOSIS_COLUMN_PREFIX}{k}", pa.string()) for k in range(1, N_DX + 1)]
+    return pa.schema(fields)
+
+
+def _clear_previous(out: Path) -> None:
+    names = list(TABLES_BY_NAME) + ["truth_persons"]
+    for name in names:
+        if (out / name).is_dir():
+            raise IpmError(f"{out / name}: a folder of parquet parts is in the way; write to an empty folder instead")
+        for suffix in TABLE_FILE_SUFFIXES:
+            p = out / f"{name}{suffix}"
+            if p.is_file():
+                p.unlink()
+    for p in (out / "truth.json", out / "truth_persons.parquet"):
+        if p.is_file():
+            p.unlink()
+
+
+class _TableWriter:
+    """Append arrow tables to one Parquet or CSV file, deterministically."""
+
+    def __init__(self, path: Path, schema: pa.Schema, file_format: str):
+        self.path, self.schema, self.format = path, schema, file_format
+        self.rows = 0
+
+    def __enter__(self):
+        if self.format == "parquet":
+            self._writer = pq.ParquetWriter(self.path, self.schema, compression="snappy")
+        else:
+            self._file = open(self.path, "wb")
+            # Plain header (pyarrow would quote the names); no value written here holds a comma or quote.
+            self._file.write((",".join(self.schema.names) + "\n").encode())
+            self._writer = pacsv.CSVWriter(
+                self._file,
+                self.schema,
+                write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"),
+            )
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        table = table.select(self.schema.names).cast(self.schema)
+        self._writer.write_table(table)
+        self.rows += table.num_rows
+
+    def __exit__(self, exc_type, *rest):
+        self._writer.close()
+        if self.format == "csv":
+            self._file.close()
+        if exc_type is None and self.rows == 0 and self.format == "csv":
+            pass
+        return False
+
+
+def _strings(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
+    digits = pc.utf8_lpad(pa.array(numbers, pa.int64()).cast(pa.string()), width=width, padding="0")
+    return pc.binary_join_element_wise(prefix, digits, "")
+
+
+def _take(book: pa.Array, idx: np.ndarray) -> pa.Array:
+    """Strings from a code book by index; negative index -> null."""
+    idx = np.asarray(idx, dtype=np.int64)
+    return book.take(pa.array(idx, mask=idx < 0))
+
+
+def _dates(days: np.ndarray) -> pa.Array:
+    days = np.asarray(days, dtype=np.int64)
+    return pa.array(days.astype(np.int32), type=pa.date32())
+
+
+def _year(days: np.ndarray) -> np.ndarray:
+    return np.asarray(days, dtype="int64").astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64) + 1970
+
+
+def _expit(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _choice(rng: np.random.Generator, options: np.ndarray, n: int, p=None) -> np.ndarray:
+    options = np.asarray(options)
+    if p is None:
+        return options[rng.integers(0, len(options), n)]
+    cdf = np.cumsum(np.asarray(p, dtype=float))
+    cdf /= cdf[-1]
+    return options[np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), len(options) - 1)]
+
+
+# ----------------------------------------------------------------------------------------------
+# The planted world (one value per person)
+# ----------------------------------------------------------------------------------------------
+
+
+class _World:
+    """Per-person arrays of everything planted. Days are absolute day numbers unless named ``*_rel``
+    (days from the planted index date)."""
+
+    def __init__(self, n: int, seed: int, hr: float, pf: float):
+        self.n, self.seed, self.hr, self.pf = n, seed, hr, pf
+
+
+def _late_weight(r: np.ndarray) -> np.ndarray:
+    """Share of the full early-referral benefit kept by a referral on day ``r`` (0 for never)."""
+    r = np.asarray(r, dtype=float)
+    w = np.clip((LATE_BENEFIT_END - r) / (LATE_BENEFIT_END - GRACE_DAYS), 0.0, 1.0)
+    return np.where(r <= GRACE_DAYS, 1.0, w)
+
+
+def _to_day(t: np.ndarray) -> np.ndarray:
+    """Continuous time since index -> the day the event is recorded (day 365 is pushed to 366, so
+    nothing sits on the follow-up boundary)."""
+    d = np.where(np.isfinite(t) & (t < NEVER), np.ceil(t), NEVER).astype(np.int64)
+    return np.where(d == FOLLOWUP_DAYS, FOLLOWUP_DAYS + 1, d)
+
+
+def _referral_day(t: np.ndarray) -> np.ndarray:
+    d = np.where(np.isfinite(t) & (t < NEVER), np.floor(t), NEVER).astype(np.int64)
+    return np.where(d == FOLLOWUP_DAYS, FOLLOWUP_DAYS + 1, d)
+
+
+def _rtw_continuous(E, start, theta, kappa, r, hr):
+    """Invert the RTW cumulative hazard: Weibull from ``start``, multiplied by ``hr**w(r)`` from day ``r``."""
+    hr_w = np.power(hr, _late_weight(r))
+    r_eff = np.minimum(r, 10_000).astype(float)
+    H_r = (np.maximum(r_eff - start, 0.0) / theta) ** kappa
+    # hr_w == 1 takes the untreated branch exactly, so the null scenario has no rounding noise.
+    before = (E < H_r) | (hr_w == 1.0)
+    t_before = start + theta * np.power(E, 1.0 / kappa)
+    t_after = start + theta * np.power(np.maximum(H_r + (E - H_r) / hr_w, 0.0), 1.0 / kappa)
+    return np.where(before, t_before, t_after)
+
+
+def _first_event(d_rtw, d_ltd, d_ret, d_death):
+    """First event day and type (1 rtw, 2 ltd, 3 retired, 4 death); ties go to the earlier type."""
+    stack = np.stack([d_rtw, d_ltd, d_ret, d_death])
+    kind = np.argmin(stack, axis=0)  # argmin returns the first minimum: rtw > ltd > retired > death
+    return np.take_along_axis(stack, kind[None], axis=0)[0], kind + 1
+
+
+def _nudge_death(d_death, *others):
+    # A death recorded on the same day as another event would leave the order of the two to the
+    # reader; move it one day later.
+    for _ in range(2):
+        for o in others:
+            d_death = np.where((d_death == o) & (d_death < NEVER), d_death + 1, d_death)
+    return d_death
+
+
+def _simulate_world(n: int, seed: int, hr: float, pf_effect: float) -> _World:
+    rng = _rng(seed, _STREAMS["persons"])
+    w = _World(n, seed, hr, pf_effect)
+    idx = np.arange(n)
+
+    # --- demographics, index date -------------------------------------------------------------
+    w.sex = _choice(rng, np.arange(3), n, [0.47, 0.52, 0.01])
+    w.has_lbp = rng.random(n) < 0.70
+    lo, hi = _dn(date(2019, 7, 1)), _dn(date(2024, 9, 30))
+    I = rng.integers(lo, hi + 1, n)
+    # Keep index dates clear of the 365-day look-back hitting the data start exactly.
+    I = np.where((I - D_START >= 350) & (I - D_START <= 380), I + 40, I)
+    w.I = I
+    u = rng.random(n)
+    age = np.clip(np.round(rng.normal(43, 11, n)), 18, 64)
+    age = np.where(u < 0.03, rng.integers(15, 18, n), np.where(u < 0.08, rng.integers(65, 81, n), age)).astype(np.int64)
+    w.birth_year = _year(I) - age
+    w.age = age
+    old = age >= 65
+    payer_young = _choice(rng, np.arange(5), n, [0.68, 0.03, 0.14, 0.08, 0.07])
+    payer_old = _choice(rng, np.array([1, 0, 4]), n, [0.85, 0.10, 0.05])
+    w.payer = np.where(old, payer_old, payer_young)
+    w.state = np.where(rng.random(n) < 0.03, -1, rng.integers(0, len(STATES), n))
+    w.ehr = rng.random(n) < 0.90
+    wc = (w.payer == 3).astype(float)
+
+    # --- chronic conditions (present throughout the data window) -------------------------------
+    prev = np.array([c[2] for c in CONDITIONS])
+    age_factor = np.exp(0.04 * (age - 45))[:, None]
+    w.cond = rng.random((n, len(CONDITIONS))) < np.minimum(prev[None, :] * age_factor, 0.6)
+    pregnant_ok = (w.sex == 1) & (age <= 45)
+    charlson_cols = [k for k, c in enumerate(CONDITIONS) if c[3]]
+    w.charlson_n = w.cond[:, charlson_cols].sum(1)
+    depr = w.cond[:, _COND["depression"]]
+    anx = w.cond[:, _COND["anxiety"]]
+    sleep = w.cond[:, _COND["sleep"]]
+
+    # --- enrolment spans: A [pre-index gap] B (holds the index) [post-index gap] C ---------------
+    late = rng.random(n) < 0.05
+    E0 = np.where(late, I - rng.integers(60, 331, n), I - 400 - rng.integers(0, 1500, n))
+    E0 = np.maximum(E0, D_START)
+    u = rng.random(n)
+    has_pre = u < 0.14
+    pre_len = np.where(u < 0.10, rng.integers(1, 26, n), rng.integers(45, 121, n))  # bridged | not
+    pre_end = I - 61 - rng.integers(0, 200, n)
+    pre_start = pre_end - pre_len + 1
+    has_pre &= pre_start - 1 >= E0 + 30
+    disenrol = rng.random(n) < 0.30
+    E1 = np.minimum(np.where(disenrol, I + rng.integers(20, 1000, n), D_END), D_END)
+    u = rng.random(n)
+    has_post = u < 0.14
+    post_len = np.where(u < 0.08, rng.integers(1, 26, n), rng.integers(45, 201, n))
+    post_start = I + rng.integers(30, 301, n)
+    has_post &= post_start + post_len + 30 <= E1
+    span_s = np.empty((3, n), np.int64)
+    span_e = np.empty((3, n), np.int64)
+    span_s[0] = np.where(has_pre, E0, 1)
+    span_e[0] = np.where(has_pre, pre_start - 1, 0)
+    span_s[1] = np.where(has_pre, pre_end + 1, E0)
+    span_e[1] = np.where(has_post, post_start - 1, E1)
+    span_s[2] = np.where(has_post, post_start + post_len, 1)
+    span_e[2] = np.where(has_post, E1, 0)
+
+    # --- planted baseline facts (LBP persons); all before index, inside [I-60, I] which is always enrolled
+    lbp = w.has_lbp
+    w.radic = lbp & (rng.random(n) < _expit(-0.7 + 0.02 * (age - 45)))
+    w.opioid = lbp & (rng.random(n) < _expit(-1.3 + 0.9 * w.radic + 0.4 * depr + 0.5 * wc))
+    w.prior_img = lbp & (rng.random(n) < 0.07 + 0.08 * w.radic)
+    w.prior_pt = lbp & (rng.random(n) < 0.10)
+    # Severity: measured covariates only, so adjusted analyses can recover the truth.
+    sev = (
+        0.9 * w.radic + 0.6 * w.opioid + 0.4 * depr + 0.2 * anx + 0.2 * sleep
+        + 0.25 * np.minimum(w.charlson_n, 3) + 0.3 * w.prior_img
+    ) - 0.75  # fmt: skip
+    w.sev = sev
+
+    # --- index code (radicular or not; legacy M54.5 before 2021-10-01) -------------------------
+    radic_code = _choice(rng, _icd(*LBP_RADIC), n, [0.45, 0.2, 0.35])
+    lbp_fy22 = _choice(rng, _icd(*LBP_LOW_BACK_PAIN_FY22), n, [0.8, 0.15, 0.05])
+    generic = np.where(I < D_LEGACY, _ICD_INDEX[LBP_LEGACY], lbp_fy22)
+    other = _choice(rng, _icd(*LBP_NONRADIC), n)
+    w.index_code = np.where(w.radic, radic_code, np.where(rng.random(n) < 0.65, generic, other))
+    w.index_dx_pos = np.where(rng.random(n) < 0.8, 1, 2)
+    w.index_ed = rng.random(n) < 0.08
+
+    # --- red flags: in the look-back (excludes), on the index claim, or harmless (too old / later)
+    u = rng.random(n)
+    red_rel = np.full(n, NEVER)
+    red_rel = np.where(u < 0.05, -rng.integers(20, 331, n), red_rel)
+    red_rel = np.where((u >= 0.05) & (u < 0.06), 0, red_rel)
+    red_rel = np.where((u >= 0.06) & (u < 0.08), -rng.integers(400, 701, n), red_rel)
+    red_rel = np.where((u >= 0.08) & (u < 0.11), rng.integers(30, 301, n), red_rel)
+    w.red_rel = np.where(lbp, red_rel, NEVER)
+    red_code = _choice(rng, _icd(*RED_FLAGS_ANY), n)
+    red_code = np.where((w.sex == 1) & (rng.random(n) < 0.3), _ICD_INDEX[RED_FLAGS_FEMALE[0]], red_code)
+    red_code = np.where((w.sex == 0) & (rng.random(n) < 0.2), _ICD_INDEX[RED_FLAGS_MALE[0]], red_code)
+    preg = _choice(rng, _icd(*RED_FLAGS_PREGNANCY), n)
+    red_code = np.where(pregnant_ok & (rng.random(n) < 0.5), preg, red_code)
+    w.red_code = red_code
+
+    # --- prior IPM contact: in the look-back (excludes) or older (harmless) ----------------------
+    u = rng.random(n)
+    pipm_rel = np.where(u < 0.04, -rng.integers(20, 331, n), np.where(u < 0.06, -rng.integers(400, 801, n), NEVER))
+    w.pipm_rel = np.where(lbp, pipm_rel, NEVER)
+    w.pipm_kind = _choice(rng, np.arange(3), n, [0.4, 0.4, 0.2])  # 0 procedure, 1 IPM visit claim, 2 EHR only
+    w.pipm_kind = np.where(~w.ehr & (w.pipm_kind == 2), 1, w.pipm_kind)
+
+    # --- prior LBP claim in the first data year (index then lacks 365 days of enrolment) ---------
+    prior = lbp & (_year(I) == 2020) & (rng.random(n) < 0.25)
+    P = np.minimum(I - rng.integers(30, 301, n), _dn(date(2019, 12, 31)))
+    w.prior_lbp_day = np.where(prior, P, NEVER * 10)
+
+    # --- legacy M54.5 after 2021-10-01, before index: not an lbp code then ------------------------
+    trap_lo = np.maximum(D_LEGACY, I - 300)
+    trap = lbp & (I - 1 > trap_lo) & (rng.random(n) < 0.05)
+    w.legacy_trap_day = np.where(trap, trap_lo + (rng.random(n) * (I - 1 - trap_lo)).astype(np.int64), NEVER * 10)
+
+    # --- natural referral process ---------------------------------------------------------------
+    w.ref_pi = _expit(-0.1 + 1.0 * sev + 0.5 * wc - 0.01 * (age - 45))
+    w.ref_rate = math.log(2) / 40 * np.exp(0.5 * sev + 0.3 * wc)
+    referable = rng.random(n) < w.ref_pi
+    R = np.where(referable, rng.exponential(1.0, n) / w.ref_rate, np.inf)
+    r = np.where(lbp, _referral_day(R), NEVER)
+    w.ref_kind = _choice(rng, np.arange(3), n, [0.3, 0.5, 0.2])  # first contact: procedure | visit claim | EHR
+    w.ref_kind = np.where(~w.ehr & (w.ref_kind == 2), 1, w.ref_kind)
+    w.followon_rel = np.where(rng.random(n) < np.where(w.ref_kind == 0, 0.4, 0.6), rng.integers(7, 46, n), NEVER)
+
+    # --- employment and the work absence --------------------------------------------------------
+    p_emp = np.where(age >= 65, 0.25, np.where(age < 18, 0.35, 0.78))
+    p_emp = np.where(w.payer == 2, 0.5, np.where((w.payer == 1) & (age < 65), 0.15, p_emp))
+    p_emp = np.where(w.payer == 3, 1.0, p_emp)
+    w.employed = lbp & (rng.random(n) < p_emp)
+    w.off_work = w.employed & (rng.random(n) < _expit(-0.1 + 0.8 * sev + 1.2 * wc))
+    near_miss = rng.random(n) < 0.08
+    w0 = rng.integers(-6, 13, n)
+    w0 = np.where(near_miss, np.where(rng.random(n) < 0.5, -rng.integers(9, 41, n), rng.integers(17, 46, n)), w0)
+    w.w0 = w0
+    w.w0_status = np.where(rng.random(n) < 0.7, _W["off_work"], _W["disability_short_term"])
+    w.rtw_start = np.maximum(w0, 0) + 1.0
+    w.rtw_theta = 90.0 * np.exp(0.8 * sev + 0.4 * wc + 0.15 * (age - 45) / 10)
+    w.ltd_rate = 0.0008 * np.exp(0.9 * sev + 0.5 * wc)
+    w.ret_rate = 0.00005 + 0.0004 * (age >= 58) * np.exp(0.1 * np.maximum(age - 58, 0))
+    w.death_rate = 0.000008 * np.exp(0.5 * np.minimum(w.charlson_n, 4) + 0.06 * (age - 45))
+    E = rng.exponential(1.0, (4, n))
+    d_death = _to_day(1.0 + E[3] / w.death_rate)
+
+    # --- death: recorded when inside the data; enrolment ends within a month after it ----------
+    nonlbp_death = rng.random(n) < 0.015
+    death_nonlbp = span_s[1] + 30 + (rng.random(n) * 2500).astype(np.int64)
+    death_abs_lbp = I + d_death  # provisional; nudged below once the other events are known
+    w.E = E
+    w.span_s, w.span_e = span_s, span_e
+    w.E1 = E1
+
+    # The RTW process with the natural referral (referral stops once the person is back at work).
+    kappa = 0.9
+    w.kappa = kappa
+    t_rtw = _rtw_continuous(E[0], w.rtw_start, w.rtw_theta, kappa, r.astype(float), hr)
+    d_rtw = np.where(w.off_work & w.ehr, _to_day(t_rtw), NEVER)
+    d_ltd = np.where(w.off_work & w.ehr, _to_day(60.0 + E[1] / w.ltd_rate), NEVER)
+    d_ret = np.where(w.off_work & w.ehr, _to_day(14.0 + E[2] / w.ret_rate), NEVER)
+    d_death = np.where(lbp, _nudge_death(d_death, d_rtw, d_ltd, d_ret), NEVER)
+    death_abs = np.where(lbp, I + d_death, np.where(nonlbp_death, death_nonlbp, NO_DEATH))
+    death_abs = np.where(death_abs <= D_END, death_abs, NO_DEATH)
+    w.death_day = death_abs
+    w.d_rtw, w.d_ltd, w.d_ret = d_rtw, d_ltd, d_ret
+    w.d_death = np.where(death_abs < NO_DEATH, death_abs - I, NEVER)
+
+    # Enrolment ends 1-30 days after death (coverage to the end of the month or so).
+    end_after_death = np.where(death_abs < NO_DEATH, death_abs + rng.integers(1, 31, n), NO_DEATH)
+    final_end = np.minimum(E1, np.minimum(end_after_death, D_END))
+    span_e = np.minimum(span_e, final_end[None, :])
+    w.span_s, w.span_e = span_s, span_e
+
+    # --- eligibility by the cohort rules (literal reading; see _exclusions) -------------------
+    w.first_lbp = np.where(lbp, np.minimum(I, w.prior_lbp_day), NEVER * 10)
+    _plant_check(w)
+    w.exclusion = _exclusions(w)
+    w.eligible = w.exclusion < 0
+
+    # --- referral observed in follow-up, RTW events, censoring -----------------------------------
+    # A first contact on a day without coverage can only be seen in the EHR.
+    on_day = np.minimum(r, 4000)
+    enrolled_r = _enrolled(w, idx, I + on_day)
+    r = np.where((r < NEVER) & ~enrolled_r & ~w.ehr, NEVER, r)
+    w.ref_kind = np.where((r < NEVER) & ~enrolled_r, 2, w.ref_kind)
+    # Rebuild RTW with the final natural referral day (only changes persons whose r became NEVER).
+    t_rtw = _rtw_continuous(E[0], w.rtw_start, w.rtw_theta, kappa, r.astype(float), hr)
+    d_rtw = np.where(w.off_work & w.ehr, _to_day(t_rtw), NEVER)
+    w.d_rtw = d_rtw
+    w.r_natural = r
+
+    seg_start, seg_end = _bridged_segment(w, idx, I)
+    c_enrol = seg_end - I
+    ev_day, ev_kind = _first_event(w.d_rtw, w.d_ltd, w.d_ret, w.d_death)
+    # An event on the last covered day would leave "event or censored" to the reader: extend that
+    # span by one day (only where enrolment, not the data end or day 365, ends follow-up).
+    tie = w.has_lbp & (ev_day == c_enrol) & (c_enrol < np.minimum(D_END - I, FOLLOWUP_DAYS)) & (ev_kind != 4)
+    if tie.any():
+        k = np.argmax((span_e == seg_end[None, :]) & (span_s <= span_e), axis=0)
+        span_e[k[tie], np.nonzero(tie)[0]] += 1
+        w.span_e = span_e
+        seg_start, seg_end = _bridged_segment(w, idx, I)
+        c_enrol = seg_end - I
+    censor = np.minimum(np.minimum(c_enrol, D_END - I), FOLLOWUP_DAYS)
+    w.censor_day = censor
+    w.followup_end = np.minimum(censor, w.d_death)
+    w.ev_day, w.ev_kind = ev_day, ev_kind
+
+    # Referral seen in the data: before follow-up ends, before RTW (referral stops at RTW).
+    stopped = r >= d_rtw
+    w.referral_day = np.where((r < w.followup_end) & ~stopped & w.has_lbp, r, NEVER)
+    # Contacts after day 365 (still covered) are written too; they are outside follow-up.
+    late_ok = (r > FOLLOWUP_DAYS) & (r < NEVER) & ~stopped & _enrolled(w, idx, I + np.minimum(r, 4000))
+    w.contact_day = np.where(w.referral_day < NEVER, w.referral_day, np.where(late_ok & w.has_lbp, r, NEVER))
+    # Procedure-only referral: the first IPM procedure claim inside follow-up.
+    proc_first = np.where((w.ref_kind == 0) & (w.contact_day < NEVER), w.contact_day, NEVER)
+    fo = np.where(w.contact_day < NEVER, w.contact_day + w.followon_rel, NEVER)
+    fo = np.where(fo < NEVER, fo, NEVER)
+    fo_ok = (fo < NEVER) & _enrolled(w, idx, I + np.minimum(fo, 4000))
+    w.followon_day = np.where(fo_ok, fo, NEVER)
+    proc = np.minimum(proc_first, w.followon_day)
+    w.referral_day_proc = np.where(proc < w.followup_end, proc, NEVER)
+
+    # Observed RTW outcome (RTW population only is reported).
+    w.in_rtw = (
+        w.eligible & w.off_work & w.ehr & (w0 >= RTW_WINDOW[0]) & (w0 <= RTW_WINDOW[1]) & (I + w0 < w.death_day)
+    )
+    observed = ev_day <= censor
+    w.obs_time = np.where(observed, ev_day, censor)
+    w.obs_kind = np.where(observed, ev_kind, 0)
+
+    # --- QoL latent trajectories -----------------------------------------------------------------
+    w.pf_base = 36.0 - 3.5 * sev - 0.08 * (age - 45) + rng.normal(0, 5, n)
+    w.pf_gain = 9.0 - 2.5 * sev - 1.0 * wc + rng.normal(0, 3, n)
+    w.pro_u = rng.normal(0, 1, (4, n))  # person-level offsets of the other instruments
+    # The referral that acts on PROMIS-PF in the observed world (none once stopped by RTW).
+    w.r_effect = np.where(stopped, NEVER, r)
+
+    # --- PRO visits (days from index): baseline, one per follow-up window, extras between windows
+    linked = lbp & w.ehr
+    days = np.full((7, n), NEVER, dtype=np.int64)
+    days[0] = np.where(rng.random(n) < 0.85, rng.integers(-25, 11, n), NEVER)
+    young, medicaid = (age < 30).astype(float), (w.payer == 2).astype(float)
+    for j, h in enumerate(HORIZONS, start=1):
+        referred = (w.referral_day < h - 30).astype(float)
+        # more missing for the young, Medicaid and the not-yet-referred (MAR given measured data)
+        p_obs = _expit(0.9 - 0.5 * young - 0.6 * medicaid + 0.7 * referred - 0.3 * h / 365)
+        days[j] = np.where(rng.random(n) < p_obs, h + rng.integers(-25, 26, n), NEVER)
+    for j, (a, b) in enumerate(((20, 56), (125, 146), (215, 331)), start=4):
+        days[j] = np.where(rng.random(n) < 0.25, rng.integers(a, b, n), NEVER)
+    absolute = I[None, :] + days
+    ok = linked[None, :] & (days < NEVER) & (absolute <= D_END) & (absolute < w.death_day[None, :])
+    w.pro_days = np.where(ok, days, NEVER)
+    w.pf_noise = rng.normal(0, 2.5, (7, n))
+    return w
+
+
+def _pf_latent(w: _World, p: np.ndarray, t: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """PROMIS physical function (T-score) of person p on day t after index, referred on day r."""
+    t = np.asarray(t, dtype=float)
+    base = w.pf_base[p] + w.pf_gain[p] * (1.0 - np.exp(-np.maximum(t, 0.0) / 35.0))
+    ramp = np.clip((t - np.minimum(r, 10_000)) / 30.0, 0.0, 1.0)
+    return base + w.pf * _late_weight(r) * ramp
+
+
+def _untreated_latent(w: _World, p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    t = np.asarray(t, dtype=float)
+    return w.pf_base[p] + w.pf_gain[p] * (1.0 - np.exp(-np.maximum(t, 0.0) / 35.0))
+
+
+def _plant_check(w: _World) -> None:
+    """Which planted pre-index facts made it into the data (claims need coverage on the day)."""
+    idx = np.arange(w.n)
+    I = w.I
+    red_day = np.where(w.red_rel < NEVER, I + w.red_rel, NEVER * 10)
+    red_ok = (w.red_rel < NEVER) & (_enrolled(w, idx, red_day) | (w.red_rel == 0))
+    w.red_day = np.where(red_ok, red_day, NEVER * 10)
+    pipm_day = np.where(w.pipm_rel < NEVER, I + w.pipm_rel, NEVER * 10)
+    ok = (w.pipm_rel < NEVER) & ((w.pipm_kind == 2) | _enrolled(w, idx, pipm_day))
+    ok &= pipm_day >= D_START
+    w.pipm_day = np.where(ok, pipm_day, NEVER * 10)
+    prior_ok = (w.prior_lbp_day < NEVER) & _enrolled(w, idx, w.prior_lbp_day)
+    w.prior_lbp_day = np.where(prior_ok, w.prior_lbp_day, NEVER * 10)
+    trap_ok = (w.legacy_trap_day < NEVER) & _enrolled(w, idx, w.legacy_trap_day)
+    w.legacy_trap_day = np.where(trap_ok, w.legacy_trap_day, NEVER * 10)
+
+
+def _enrolled(w: _World, idx: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Whether person ``idx`` is covered (and alive, and inside the data window) on absolute ``day``."""
+    day = np.asarray(day)
+    ok = np.zeros(len(idx), dtype=bool)
+    for k in range(3):
+        ok |= (day >= w.span_s[k, idx]) & (day <= w.span_e[k, idx])
+    return ok & (day <= w.death_day[idx]) & (day >= D_START) & (day <= D_END)
+
+
+def _bridged_segment(w: _World, idx: np.ndarray, day: np.ndarray):
+    """First and last day of the enrolment stretch holding ``day`` once gaps <= 30 days are bridged."""
+    s, e = w.span_s[:, idx], w.span_e[:, idx]
+    valid = s <= e
+    big = np.int64(NEVER)
+    gap_ab = np.where(valid[0] & valid[1], s[1] - e[0] - 1, big)
+    gap_bc = np.where(valid[1] & valid[2], s[2] - e[1] - 1, big)
+    b_ab, b_bc = gap_ab <= GAP_BRIDGE_DAYS, gap_bc <= GAP_BRIDGE_DAYS
+    inside = valid & (day >= s) & (day <= e)
+    k = np.argmax(inside, axis=0)
+    start = np.select(
+        [k == 0, k == 1, k == 2],
+        [s[0], np.where(b_ab, s[0], s[1]), np.where(b_bc, np.where(b_ab, s[0], s[1]), s[2])],
+    )
+    end = np.select(
+        [k == 0, k == 1, k == 2],
+        [np.where(b_ab, np.where(b_bc, e[2], e[1]), e[0]), np.where(b_bc, e[2], e[1]), e[2]],
+    )
+    has = inside.any(axis=0)
+    return np.where(has, start, big * 10), np.where(has, end, -big)
+
+
+def _exclusions(w: _World) -> np.ndarray:
+    """First failing cohort rule per person (index into EXCLUSION_REASONS), -1 if eligible.
+
+    The literal reading of the rules: index = the first claim with an lbp diagnosis. Persons with a
+    planted earlier LBP claim (first data year) therefore index on that claim and fail the enrolment
+    rule; they also fail under the reading "first lbp claim that starts a new episode", so the set of
+    eligible persons is the same under both.
+    """
+    idx = np.arange(w.n)
+    f = w.first_lbp
+    lbp = w.has_lbp
+    start, _end = _bridged_segment(w, idx, np.where(lbp, f, w.I))
+    insufficient = start > f - WASHOUT_DAYS
+    age_f = _year(np.where(lbp, f, w.I)) - w.birth_year
+    bad_age = (age_f < AGE_MIN) | (age_f > AGE_MAX)
+    red = (w.red_day >= f - WASHOUT_DAYS) & (w.red_day <= f)
+    pipm = (w.pipm_day >= f - WASHOUT_DAYS) & (w.pipm_day <= f - 1)
+    not_new = np.zeros(w.n, dtype=bool)  # the first lbp claim has none before it by construction
+    rules = [~lbp, not_new, insufficient, bad_age, red, pipm]
+    out = np.full(w.n, -1, dtype=np.int64)
+    for k in range(len(rules) - 1, -1, -1):
+        out = np.where(rules[k], k, out)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Table builders (one chunk of persons at a time)
+# ----------------------------------------------------------------------------------------------
+
+
+def _person_ids(start: int, stop: int) -> pa.Array:
+    return _strings("P", np.arange(start, stop) + 1, 8)
+
+
+def _build_eligibility(w: _World, start: int, stop: int, rng, counters, chunk_no):
+    idx = np.arange(start, stop)
+    s, e = w.span_s[:, idx], w.span_e[:, idx]
+    valid = (s <= e).T.ravel()  # person-major: A, B, C per person
+    p = np.repeat(idx, 3)[valid]
+    ss, ee = s.T.ravel()[valid], e.T.ravel()[valid]
+    death = w.death_day[p]
+    pid = _person_ids(start, stop).take(pa.array(p - start))
+    return pa.table(
+        {
+            "person_id": pid,
+            "gender": _take(pa.array(GENDERS), w.sex[p]),
+            "birth_year": pa.array(w.birth_year[p].astype(np.int32)),
+            "death_date": pa.array(death.astype(np.int32), type=pa.date32(), mask=death >= NO_DEATH),
+            "enrollment_start_date": _dates(ss),
+            "enrollment_end_date": _dates(ee),
+            "payer_type": _take(pa.array(PAYERS), w.payer[p]),
+            "state": _take(pa.array(STATES), w.state[p]),
+        }
+    )
+
+
+class _Claims:
+    """Claim headers (one row per claim, up to 3 lines) collected from several planted sources."""
+
+    def __init__(self):
+        self.parts: list[dict[str, np.ndarray]] = []
+
+    def add(self, p, day, *, ctype=0, pos, tax, dx, hc, mod=(), los=0):
+        p = np.asarray(p, dtype=np.int64)
+        m = len(p)
+        if m == 0:
+            return
+
+        def col(v, fill=-1):
+            return np.broadcast_to(np.asarray(v, dtype=np.int64), (m,)) if v is not None else np.full(m, fill)
+
+        dx = list(dx) + [-1] * (N_DX - len(dx))
+        hc = list(hc) + [-1] * (3 - len(hc))
+        mod = list(mod) + [-1] * (3 - len(mod))
+        self.parts.append(
+            {
+                "p": p,
+                "day": col(day),
+                "ctype": col(ctype),
+                "pos": col(pos),
+                "tax": col(tax),
+                "los": col(los),
+                "dx": np.stack([col(v) for v in dx], axis=1),
+                "hc": np.stack([col(v) for v in hc], axis=1),
+                "mod": np.stack([col(v) for v in mod], axis=1),
+                "seq": np.full(m, len(self.parts)),
+            }
+        )
+
+    def concat(self) -> dict[str, np.ndarray]:
+        keys = self.parts[0].keys()
+        return {k: np.concatenate([part[k] for part in self.parts]) for k in keys}
+
+
+def _lbp_code_on(code: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """The lbp code as it would be written on ``day`` (M54.5 before 2021-10-01, M54.50 after)."""
+    legacy, new = _ICD_INDEX[LBP_LEGACY], _ICD_INDEX["M54.50"]
+    fy22 = _icd(*LBP_LOW_BACK_PAIN_FY22)
+    code = np.where((code == legacy) & (day >= D_LEGACY), new, code)
+    code = np.where(np.isin(code, fy22) & (day < D_LEGACY), legacy, code)
+    return code
+
+
+def _enrolled_days(w: _World, p: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Map uniform u in [0, 1) to a covered day of person p (spans weighted by length)."""
+    s, e = w.span_s[:, p], np.minimum(w.span_e[:, p], np.minimum(w.death_day[p], D_END))
+    length = np.maximum(e - s + 1, 0)
+    total = length.sum(0)
+    off = np.floor(u * total).astype(np.int64)
+    c0, c1 = length[0], length[0] + length[1]
+    return np.where(off < c0, s[0] + off, np.where(off < c1, s[1] + off - c0, s[2] + off - c1))
+
+
+def _enrolled_length(w: _World, p: np.ndarray) -> np.ndarray:
+    s, e = w.span_s[:, p], np.minimum(w.span_e[:, p], np.minimum(w.death_day[p], D_END))
+    return np.maximum(e - s + 1, 0).sum(0)
+
+
+def _pick(rng, codes, m, p=None):
+    return _choice(rng, np.asarray(codes), m, p)
+
+
+def _h(*codes):
+    return np.array([_H[c] for c in codes])
+
+
+def _build_medical_claim(w: _World, start: int, stop: int, rng, counters, chunk_no):
+    idx = np.arange(start, stop)
+    n = len(idx)
+    cl = _Claims()
+    lbp = idx[w.has_lbp[idx]]
+    I = w.I
+    cond = w.cond
+
+    # --- background care for everyone ---------------------------------------------------------
+    L = _enrolled_length(w, idx)
+    rate = 1.8 + 0.5 * cond[idx].sum(1) + 0.02 * np.maximum(w.age[idx] - 40, 0)
+    k = rng.poisson(rate * L / 365.25)
+    p = np.repeat(idx, k)
+    m = len(p)
+    day = _enrolled_days(w, p, rng.random(m))
+    # dx: an acute reason or a chronic condition first, then up to three chronic conditions
+    chronic_pick = _chronic_codes(w, p, rng, 3)
+    acute = _pick(rng, _icd(*ACUTE_DX), m)
+    first_is_chronic = (chronic_pick[:, 0] >= 0) & (rng.random(m) < 0.5)
+    dx1 = np.where(first_is_chronic, chronic_pick[:, 0], acute)
+    dx2 = np.where(first_is_chronic, chronic_pick[:, 1], chronic_pick[:, 0])
+    dx3 = np.where(first_is_chronic, chronic_pick[:, 2], chronic_pick[:, 1])
+    kind = _choice(rng, np.arange(5), m, [0.76, 0.12, 0.06, 0.02, 0.04])
+    em = _pick(rng, _h("99212", "99213", "99214", "99215", "99203"), m, [0.15, 0.5, 0.25, 0.04, 0.06])
+    lab = np.where(rng.random(m) < 0.3, _pick(rng, _h("36415", "80053", "85025", "83036", "80061", "81003"), m), -1)
+    extra = np.where(rng.random(m) < 0.12, _pick(rng, _h("93000", "90471", "71046"), m), -1)
+    tele = rng.random(m) < 0.1
+    office = kind == 0
+    cl.add(
+        p[office], day[office], pos=np.where(tele, _P["02"], _P["11"])[office],
+        tax=_pick(rng, T_PCP, m)[office], dx=[dx1[office], dx2[office], dx3[office]],
+        hc=[em[office], lab[office], extra[office]],
+        mod=[np.where((lab[office] >= 0) & (rng.random(office.sum()) < 0.3), _M["25"], -1)],
+    )  # fmt: skip
+    opd = kind == 1
+    cl.add(
+        p[opd], day[opd], ctype=1, pos=_P["22"], tax=_T["282N00000X"], dx=[dx1[opd], dx2[opd]],
+        hc=[_pick(rng, _h("80053", "85025", "71046", "93000"), int(opd.sum())), _H["36415"]],
+    )  # fmt: skip
+    ed = kind == 2
+    ned = int(ed.sum())
+    ed_code = _pick(rng, _h("99283", "99284", "99285"), ned, [0.5, 0.4, 0.1])
+    cl.add(p[ed], day[ed], ctype=1, pos=_P["23"], tax=_T["282N00000X"], dx=[acute[ed], dx2[ed]], hc=[ed_code, _H["71046"]])
+    cl.add(p[ed], day[ed], pos=_P["23"], tax=_T["207P00000X"], dx=[acute[ed], dx2[ed]], hc=[ed_code])
+    ip = kind == 3
+    nip = int(ip.sum())
+    cl.add(p[ip], day[ip], ctype=1, pos=_P["21"], tax=_T["282N00000X"], dx=[dx1[ip], dx2[ip], dx3[ip]], hc=[-2], los=rng.integers(1, 6, nip))
+    cl.add(p[ip], day[ip], pos=_P["21"], tax=_pick(rng, T_PCP[:2], nip), dx=[dx1[ip], dx2[ip]], hc=[_H["99222"]])
+    prev = kind == 4
+    npv = int(prev.sum())
+    cl.add(
+        p[prev], day[prev], pos=_P["11"], tax=_pick(rng, T_PCP, npv), dx=[_ICD_INDEX["Z00.00"], dx2[prev]],
+        hc=[np.where(w.age[p[prev]] >= 65, _H["G0439"], _pick(rng, _h("99395", "99396"), npv)), _H["90471"], _H["90686"]],
+    )  # fmt: skip
+
+    # Near-miss back and joint care for anyone (codes outside the lbp / IPM value sets)
+    nm = idx[rng.random(n) < 0.04]
+    nm_day = _enrolled_days(w, nm, rng.random(len(nm)))
+    nm_dx = _pick(rng, _icd("M54.9", "M54.6", "M54.2", "M25.561"), len(nm))
+    nm_kind = rng.random(len(nm))
+    cl.add(nm, nm_day, pos=_P["11"], tax=_T["207X00000X"], dx=[nm_dx], hc=[np.where(nm_kind < 0.5, _H["20610"], _H["99213"])])
+    chiro = nm[nm_kind > 0.8]
+    cl.add(chiro, nm_day[nm_kind > 0.8] + 7, pos=_P["11"], tax=_T["111N00000X"], dx=[_ICD_INDEX["M54.9"]], hc=[_H["98940"]])
+
+    # Persons without an lbp episode: occasional red flags, IPM contacts and legacy M54.5 after 2021-10
+    other = idx[~w.has_lbp[idx]]
+    no = len(other)
+    rf = other[rng.random(no) < 0.02]
+    cl.add(rf, _enrolled_days(w, rf, rng.random(len(rf))), pos=_P["11"], tax=_pick(rng, T_PCP, len(rf)),
+           dx=[_pick(rng, _icd(*RED_FLAGS_ANY), len(rf))], hc=[_H["99214"]])  # fmt: skip
+    bi = other[rng.random(no) < 0.015]
+    cl.add(bi, _enrolled_days(w, bi, rng.random(len(bi))), pos=_P["11"], tax=_pick(rng, T_IPM, len(bi)),
+           dx=[_pick(rng, _icd("M54.2", "M54.12", "G89.29"), len(bi))], hc=[_pick(rng, _h("20552", "64490"), len(bi))])  # fmt: skip
+    lg = other[rng.random(no) < 0.01]
+    lg_day = _enrolled_days(w, lg, rng.random(len(lg)))
+    lg_keep = lg_day >= D_LEGACY
+    cl.add(lg[lg_keep], lg_day[lg_keep], pos=_P["11"], tax=_pick(rng, T_PCP, int(lg_keep.sum())), dx=[_ICD_INDEX[LBP_LEGACY]], hc=[_H["99213"]])
+
+    # --- the low-back-pain episode (planted) ---------------------------------------------------
+    nl = len(lbp)
+    Il = I[lbp]
+    code0 = w.index_code[lbp]
+    # chronic condition visits in [-55, -5]: every condition is recorded inside the look-back
+    cp, cc = np.nonzero(cond[lbp])
+    cp_p = lbp[cp]
+    cl.add(cp_p, I[cp_p] - rng.integers(5, 56, len(cp)), pos=_P["11"], tax=_pick(rng, T_PCP, len(cp)),
+           dx=[_icd(*(c[1] for c in CONDITIONS))[cc]], hc=[_pick(rng, _h("99213", "99214"), len(cp))])  # fmt: skip
+    pt = lbp[w.prior_pt[lbp]]
+    cl.add(pt, I[pt] - rng.integers(5, 56, len(pt)), pos=_P["11"], tax=_T["225100000X"],
+           dx=[_pick(rng, _icd("M25.561", "M54.2", "M25.511"), len(pt))], hc=[_H["97110"], _H["97140"]], mod=[_M["GP"], _M["GP"]])  # fmt: skip
+    im = lbp[w.prior_img[lbp]]
+    cl.add(im, I[im] - rng.integers(5, 56, len(im)), pos=_P["22"], tax=_T["2085R0202X"],
+           dx=[_pick(rng, _icd("M54.9", "M54.6"), len(im))], hc=[_pick(rng, _h("72148", "72131"), len(im))], mod=[_M["26"]])  # fmt: skip
+
+    # index claim: lbp code in position 1 (or 2 behind another reason); red flag in position 3 for some
+    ctx = np.where(w.cond[lbp].any(1), _chronic_codes(w, lbp, rng, 1)[:, 0], _pick(rng, _icd("Z00.00", "J06.9"), nl))
+    ctx = np.where(ctx < 0, _ICD_INDEX["J06.9"], ctx)
+    first = w.index_dx_pos[lbp] == 1
+    d1 = np.where(first, code0, ctx)
+    d2 = np.where(first, np.where(rng.random(nl) < 0.4, ctx, -1), code0)
+    d3 = np.where(w.red_rel[lbp] == 0, w.red_code[lbp], -1)
+    ed = w.index_ed[lbp]
+    em = _pick(rng, _h("99213", "99214", "99203", "99204"), nl, [0.45, 0.3, 0.15, 0.1])
+    cl.add(lbp[~ed], Il[~ed], pos=_P["11"], tax=_pick(rng, T_PCP, int((~ed).sum())), dx=[d1[~ed], d2[~ed], d3[~ed]], hc=[em[~ed]])
+    ne = int(ed.sum())
+    cl.add(lbp[ed], Il[ed], ctype=1, pos=_P["23"], tax=_T["282N00000X"], dx=[d1[ed], d2[ed], d3[ed]], hc=[_H["99284"], _H["72100"]])
+    cl.add(lbp[ed], Il[ed], pos=_P["23"], tax=_T["207P00000X"], dx=[d1[ed], d2[ed], d3[ed]], hc=[_pick(rng, _h("99283", "99284"), ne)])
+
+    # imaging around index, follow-up visits, physical therapy: lbp codes only up to day 365
+    radic = w.radic[lbp]
+    img = rng.random(nl) < 0.15 + 0.25 * radic
+    img_rel = np.where(rng.random(nl) < 0.3, 0, rng.integers(1, 46, nl))
+    ip_ = lbp[img]
+    cl.add(ip_, Il[img] + img_rel[img], pos=_P["22"], tax=_T["2085R0202X"],
+           dx=[_lbp_code_on(code0[img], Il[img] + img_rel[img])], hc=[_H["72148"]], mod=[_M["26"]])  # fmt: skip
+    nfu = rng.poisson(1.2 + 0.6 * radic)
+    fp = np.repeat(lbp, nfu)
+    fr = rng.integers(7, 301, len(fp))
+    fcode = np.where(rng.random(len(fp)) < 0.6, np.repeat(code0, nfu), _pick(rng, _icd(*(LBP_NONRADIC + LBP_FOLLOWUP_EXTRA)), len(fp)))
+    fday = I[fp] + fr
+    fcode = _lbp_code_on(fcode, fday)
+    fy25 = fday >= _dn(date(2024, 10, 1))
+    fcode = np.where(fy25 & (rng.random(len(fp)) < 0.3), _pick(rng, _icd(*LBP_FY2025), len(fp)), fcode)
+    ftax = _pick(rng, np.concatenate([T_PCP, [_T["207X00000X"], _T["208100000X"], _T["111N00000X"]]]), len(fp))
+    fhc = np.where(ftax == _T["111N00000X"], _H["98940"], _pick(rng, _h("99213", "99214"), len(fp)))
+    cl.add(fp, fday, pos=np.where(rng.random(len(fp)) < 0.15, _P["02"], _P["11"]), tax=ftax, dx=[fcode], hc=[fhc])
+    has_pt = rng.random(nl) < 0.3 + 0.15 * radic
+    npt = np.where(has_pt, rng.integers(2, 9, nl), 0)
+    pp = np.repeat(lbp, npt)
+    seq = np.arange(len(pp)) - np.repeat(np.cumsum(npt) - npt, npt)
+    pday = I[pp] + np.repeat(rng.integers(3, 41, nl), npt) + 7 * seq
+    pcode = _lbp_code_on(np.repeat(code0, npt), pday)
+    cl.add(pp, pday, pos=_P["11"], tax=_T["225100000X"], dx=[pcode],
+           hc=[np.where(seq == 0, _H["97161"], _H["97110"]), np.where(seq == 0, -1, _pick(rng, _h("97140", "97112", "97530"), len(pp)))],
+           mod=[_M["GP"], _M["GP"]])  # fmt: skip
+    # non-IPM injections and general anaesthesiology / PM&R after index (value-set traps)
+    nm2 = lbp[rng.random(nl) < 0.04]
+    nm2_day = I[nm2] + rng.integers(10, 200, len(nm2))
+    cl.add(nm2, nm2_day, pos=_P["11"], tax=_pick(rng, np.array([_T["207L00000X"], _T["208100000X"], _T["207X00000X"]]), len(nm2)),
+           dx=[_lbp_code_on(w.index_code[nm2], nm2_day)], hc=[_pick(rng, _h("64450", "20610", "20550", "99204"), len(nm2))])  # fmt: skip
+
+    # red flags (look-back, old or later; the index-claim ones are already on the index claim)
+    rf = lbp[(w.red_rel[lbp] != 0) & (w.red_rel[lbp] < NEVER)]
+    cl.add(rf, I[rf] + w.red_rel[rf], pos=_P["11"], tax=_pick(rng, T_PCP, len(rf)), dx=[w.red_code[rf]], hc=[_H["99214"]])
+    # prior IPM contacts (non-lbp reasons: neck pain, chronic pain)
+    pi = lbp[w.pipm_rel[lbp] < NEVER]
+    _add_ipm_contact(cl, w, rng, pi, I[pi] + w.pipm_rel[pi], w.pipm_kind[pi], _pick(rng, _icd("M54.2", "M54.12", "G89.29", "M25.511"), len(pi)))
+    # prior LBP claim and the legacy M54.5 trap
+    pl = lbp[w.prior_lbp_day[lbp] < NEVER]
+    cl.add(pl, w.prior_lbp_day[pl], pos=_P["11"], tax=_pick(rng, T_PCP, len(pl)),
+           dx=[_lbp_code_on(w.index_code[pl], w.prior_lbp_day[pl])], hc=[_H["99213"]])  # fmt: skip
+    lt = lbp[w.legacy_trap_day[lbp] < NEVER]
+    cl.add(lt, w.legacy_trap_day[lt], pos=_P["11"], tax=_pick(rng, T_PCP, len(lt)), dx=[_ICD_INDEX[LBP_LEGACY]], hc=[_H["99213"]])
+
+    # referral: first IPM contact, a follow-on procedure, later IPM visits
+    rp = lbp[w.contact_day[lbp] < NEVER]
+    rday = I[rp] + w.contact_day[rp]
+    _add_ipm_contact(cl, w, rng, rp, rday, w.ref_kind[rp], _episode_dx(w, rp, rday))
+    fo = lbp[w.followon_day[lbp] < NEVER]
+    foday = I[fo] + w.followon_day[fo]
+    _add_ipm_contact(cl, w, rng, fo, foday, np.zeros(len(fo), np.int64), _episode_dx(w, fo, foday))
+    again = rp[rng.random(len(rp)) < 0.3]
+    aday = I[again] + w.contact_day[again] + rng.integers(30, 121, len(again))
+    _add_ipm_contact(cl, w, rng, again, aday, np.ones(len(again), np.int64), _episode_dx(w, again, aday))
+
+    return _claims_table(w, cl, rng, counters, start, stop)
+
+
+def _episode_dx(w: _World, p: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """The person's lbp code as written on ``day``; past day 365 the visit is coded as chronic pain,
+    so no lbp diagnosis falls more than 365 days after the index (one episode per person)."""
+    code = _lbp_code_on(w.index_code[p], day)
+    return np.where(day - w.I[p] <= FOLLOWUP_DAYS, code, _ICD_INDEX["G89.29"])
+
+
+def _add_ipm_contact(cl: _Claims, w: _World, rng, p, day, kind, dx) -> None:
+    """kind 0: IPM procedure (professional claim by an IPM provider + facility claim);
+    kind 1: visit billed by an IPM provider; kind 2: visit seen only in the EHR (its claim has no
+    rendering taxonomy). EHR encounters are written by the encounter builder."""
+    p, day, kind, dx = (np.asarray(a, dtype=np.int64) for a in (p, day, kind, dx))
+    m = len(p)
+    proc = _pick(rng, _h(*IPM_PROCEDURES), m, [0.3, 0.25, 0.2, 0.1, 0.1, 0.05])
+    side = _pick(rng, np.array([_M["RT"], _M["LT"], _M["50"]]), m)
+    side = np.where(np.isin(proc, _h("64483", "64493", "64635")), side, -1)
+    tax = _pick(rng, T_IPM, m, [0.4, 0.2, 0.25, 0.1, 0.05])
+    k0, k1, k2 = kind == 0, kind == 1, kind == 2
+    cl.add(p[k0], day[k0], pos=_P["24"], tax=tax[k0], dx=[dx[k0]], hc=[proc[k0]], mod=[side[k0]])
+    fac = k0 & (rng.random(m) < 0.7)
+    cl.add(p[fac], day[fac], ctype=1, pos=_P["24"], tax=_T["261QA1903X"], dx=[dx[fac]], hc=[proc[fac]], mod=[side[fac]])
+    cl.add(p[k1], day[k1], pos=_P["11"], tax=tax[k1], dx=[dx[k1]], hc=[_pick(rng, _h("99204", "99244", "99214"), int(k1.sum()))])
+    cl.add(p[k2], day[k2], pos=_P["11"], tax=-1, dx=[dx[k2]], hc=[_H["99204"]])
+
+
+def _chronic_codes(w: _World, p: np.ndarray, rng, k: int) -> np.ndarray:
+    """Up to k of person p's chronic-condition codes (random order), -1 where fewer."""
+    cond = w.cond[p]
+    keys = np.where(cond, rng.random(cond.shape), 2.0)
+    order = np.argsort(keys, axis=1)[:, :k]
+    has = np.take_along_axis(cond, order, axis=1)
+    codes = _icd(*(c[1] for c in CONDITIONS))[order]
+    return np.where(has, codes, -1)
+
+
+_ICD_BOOK = pa.array(list(ICD) + [c.replace(".", "") for c in ICD])
+_HCPCS_BOOK = pa.array(HCPCS)
+_TAX_BOOK = pa.array(TAXONOMIES)
+_POS_BOOK = pa.array(POS_CODES)
+_MOD_BOOK = pa.array(MODIFIERS)
+_PRICES = np.array([HCPCS_PRICES[c] for c in HCPCS], dtype=float)
+
+
+def _npi_book() -> pa.Array:
+    # NPIs with a valid Luhn check digit (prefix 80840), 1xxxxxxxx for people, 2xxxxxxxx for organisations.
+    rng = _rng(0, 99)
+    base = np.empty((len(TAXONOMIES), NPI_POOL), dtype=np.int64)
+    for t, code in enumerate(TAXONOMIES):
+        first = 2 if code in _ORG_TAXONOMIES else 1
+        base[t] = first * 10**8 + rng.choice(10**8, NPI_POOL, replace=False)
+    base = base.ravel()
+    digits = (base[:, None] // 10 ** np.arange(8, -1, -1)) % 10
+    doubled = digits[:, 0::2] * 2  # positions 1,3,5,7,9 from the left (rightmost of the base is doubled)
+    s = (doubled // 10 + doubled % 10).sum(1) + digits[:, 1::2].sum(1) + 24
+    check = (10 - s % 10) % 10
+    return pa.array([f"{b}{c}" for b, c in zip(base.tolist(), check.tolist())])
+
+
+_NPI_BOOK = _npi_book()
+
+
+def _claims_table(w: _World, cl: _Claims, rng, counters, start: int, stop: int) -> pa.Table:
+    c = cl.concat()
+    p, day = c["p"], c["day"]
+    keep = _enrolled(w, p, day)
+    c = {k: v[keep] for k, v in c.items()}
+    order = np.lexsort((c["seq"], c["day"], c["p"]))
+    c = {k: v[order] for k, v in c.items()}
+    m = len(c["p"])
+    first_id = counters["next_id"]
+    counters["next_id"] += m
+    # lines: one per procedure code; -2 marks a line without a code (inpatient facility)
+    hc = c["hc"]
+    present = hc != -1
+    nlines = present.sum(1)
+    lc = np.repeat(np.arange(m), nlines)
+    line_no = np.arange(len(lc)) - np.repeat(np.cumsum(nlines) - nlines, nlines) + 1
+    line_hc = hc[present]
+    line_mod = c["mod"][present]
+    nl = len(lc)
+    dotted = rng.random(m) < 0.6
+    dx_off = np.where(dotted, 0, len(ICD))
+    price = np.where(line_hc >= 0, _PRICES[np.maximum(line_hc, 0)], 9000.0)
+    allowed = np.round(price * rng.lognormal(0.0, 0.25, nl), 2)
+    payer = w.payer[c["p"][lc]]
+    paid_share = np.where(payer == 2, rng.uniform(0.5, 0.75, nl), rng.uniform(0.6, 0.95, nl))
+    paid = np.round(allowed * paid_share, 2)
+    amount_null = rng.random(nl) < 0.01
+    tax = c["tax"]
+    npi = np.where(tax >= 0, tax * NPI_POOL + rng.integers(0, NPI_POOL, m), -1)
+    start_day = c["day"]
+    end_day = np.minimum(start_day + c["los"], D_END)
+    claim_ids = _strings("CL", np.arange(first_id, first_id + m), 10)
+    lc_arr = pa.array(lc)
+    cols = {
+        "claim_id": claim_ids.take(lc_arr),
+        "claim_line_number": pa.array(line_no.astype(np.int32)),
+        "person_id": _person_ids(start, stop).take(pa.array(c["p"][lc] - start)),
+        "claim_type": _take(pa.array(["professional", "institutional"]), c["ctype"][lc]),
+        "claim_start_date": _dates(start_day[lc]),
+        "claim_end_date": _dates(end_day[lc]),
+        "place_of_service_code": _take(_POS_BOOK, c["pos"][lc]),
+        "rendering_npi": _take(_NPI_BOOK, npi[lc]),
+        "rendering_taxonomy_code": _take(_TAX_BOOK, tax[lc]),
+        "hcpcs_code": _take(_HCPCS_BOOK, np.where(line_hc >= 0, line_hc, -1)),
+        "hcpcs_modifier_1": _take(_MOD_BOOK, line_mod),
+        "allowed_amount": pa.array(allowed, mask=amount_null),
+        "paid_amount": pa.array(paid, mask=amount_null),
+    }
+    for k in range(N_DX):
+        code = c["dx"][:, k]
+        cols[f"{DIAGNOSIS_COLUMN_PREFIX}{k + 1}"] = _take(_ICD_BOOK, np.where(code >= 0, code + dx_off, -1)[lc])
+    return pa.table(cols)
+
+
+_NDC11 = [row[0] for row in NDC_ROWS]
+# The contract also accepts the hyphenated 10-digit form; write it where the labeler has a leading 0.
+_NDC_BOOK = pa.array(_NDC11 + [f"{c[1:5]}-{c[5:9]}-{c[9:]}" if c[0] == "0" else c for c in _NDC11])
+_NDC_UNITS = np.array([row[6] for row in NDC_ROWS], dtype=float)
+_NDC_PRICE = np.array([row[7] for row in NDC_ROWS], dtype=float)
+
+
+def _build_pharmacy_claim(w: _World, start: int, stop: int, rng, counters, chunk_no):
+    idx = np.arange(start, stop)
+    I = w.I
+    parts = []  # (p, day, ndc, days_supply)
+    # opioid use in the 90 days before index (planted, always inside coverage)
+    op = idx[w.opioid[idx]]
+    nf = rng.integers(1, 4, len(op))
+    p = np.repeat(op, nf)
+    ndc = np.repeat(_pick(rng, _NDC_OPIOID, len(op), [0.15, 0.1, 0.15, 0.2, 0.1, 0.25, 0.05]), nf)
+    parts.append((p, I[p] - rng.integers(2, 56, len(p)), ndc, _pick(rng, np.array([5, 7, 10, 14, 30]), len(p))))
+    # opioids after index (never on the index day), more for the sicker
+    lbp = idx[w.has_lbp[idx]]
+    po = lbp[rng.random(len(lbp)) < _expit(-1.0 + 0.8 * w.sev[lbp])]
+    nf = rng.integers(1, 5, len(po))
+    p = np.repeat(po, nf)
+    parts.append((p, I[p] + rng.integers(1, 181, len(p)), _pick(rng, _NDC_OPIOID, len(p)), _pick(rng, np.array([5, 7, 14, 30]), len(p))))
+    # NSAIDs, muscle relaxants, gabapentin around index
+    ac = lbp[rng.random(len(lbp)) < 0.5]
+    nf = rng.integers(1, 3, len(ac))
+    p = np.repeat(ac, nf)
+    parts.append((p, I[p] + rng.integers(0, 31, len(p)), _pick(rng, _NDC_ACUTE, len(p)), _pick(rng, np.array([10, 14, 30]), len(p))))
+    # chronic medicines, 90-day supplies through coverage
+    L = _enrolled_length(w, idx)
+    for cond_name, ndc_k in _NDC_CHRONIC.items():
+        on = idx[w.cond[idx, _COND[cond_name]] & (rng.random(len(idx)) < 0.5)]
+        nf = rng.poisson(_enrolled_length(w, on) / 90.0)
+        p = np.repeat(on, nf)
+        parts.append((p, _enrolled_days(w, p, rng.random(len(p))), np.full(len(p), ndc_k), np.full(len(p), 90)))
+    # antibiotics for anyone
+    nf = rng.poisson(0.3 * L / 365.25)
+    p = np.repeat(idx, nf)
+    parts.append((p, _enrolled_days(w, p, rng.random(len(p))), np.full(len(p), _NDC_ANTIBIOTIC), np.full(len(p), 10)))
+
+    p = np.concatenate([x[0] for x in parts])
+    day = np.concatenate([x[1] for x in parts])
+    ndc = np.concatenate([x[2] for x in parts]).astype(np.int64)
+    supply = np.concatenate([x[3] for x in parts]).astype(np.int64)
+    keep = _enrolled(w, p, day)
+    p, day, ndc, supply = p[keep], day[keep], ndc[keep], supply[keep]
+    order = np.lexsort((ndc, day, p))
+    p, day, ndc, supply = p[order], day[order], ndc[order], supply[order]
+    m = len(p)
+    first_id = counters["next_id"]
+    counters["next_id"] += m
+    qty = supply * _NDC_UNITS[ndc] * np.where(rng.random(m) < 0.2, 1.5, 1.0)
+    allowed = np.round(qty * _NDC_PRICE[ndc] * rng.lognormal(0.0, 0.2, m) + 2.0, 2)
+    paid = np.round(allowed * rng.uniform(0.5, 0.9, m), 2)
+    hyphen = rng.random(m) < 0.1
+    return pa.table(
+        {
+            "claim_id": _strings("RX", np.arange(first_id, first_id + m), 10),
+            "claim_line_number": pa.array(np.ones(m, dtype=np.int32)),
+            "person_id": _person_ids(start, stop).take(pa.array(p - start)),
+            "dispensing_date": _dates(day),
+            "ndc_code": _take(_NDC_BOOK, ndc + np.where(hyphen, len(NDC_ROWS), 0)),
+            "quantity": pa.array(qty),
+            "days_supply": pa.array(supply.astype(np.int32)),
+            "allowed_amount": pa.array(allowed),
+            "paid_amount": pa.array(paid),
+        }
+    )
+
+
+def _build_ndc_reference(w: _World, start: int, stop: int, rng, counters, chunk_no):
+    if chunk_no != 0:
+        return None
+    return pa.table(
+        {
+            "ndc_code": pa.array(_NDC11),
+            "ingredient": pa.array([r[1] for r in NDC_ROWS]),
+            "strength_per_unit": pa.array([r[2] for r in NDC_ROWS], pa.float64()),
+            "strength_unit": pa.array([r[3] for r in NDC_ROWS]),
+            "is_opioid": pa.array([r[4] for r in NDC_ROWS]),
+            "mme_conversion_factor": pa.array([r[5] for r in NDC_ROWS], pa.float64()),
+        }
+    )
+
+
+_ENC = {t: k for k, t in enumerate(ENCOUNTER_TYPES)}
+
+
+def _build_ehr_encounter(w: _World, start: int, stop: int, rng, counters, chunk_no):
+    idx = np.arange(start, stop)
+    I = w.I
+    linked = idx[w.ehr[idx]]
+    parts = []  # (p, day, type, tax, dx)
+    # background encounters across the data window
+    alive_to = np.minimum(w.death_day[linked], D_END)
+    span = np.maximum(alive_to - D_START + 1, 0)
+    k = rng.poisson(0.8 * span / 365.25)
+    p = np.repeat(linked, k)
+    m = len(p)
+    day = D_START + np.floor(rng.random(m) * np.repeat(span, k)).astype(np.int64)
+    etype = _choice(rng, np.array([_ENC["office"], _ENC["telehealth"], _ENC["ed"], _ENC["inpatient"], _ENC["other"]]), m, [0.7, 0.15, 0.08, 0.02, 0.05])
+    tax = np.where(etype == _ENC["ed"], _T["207P00000X"], _pick(rng, T_PCP, m))
+    tax = np.where((etype == _ENC["other"]) | (rng.random(m) < 0.05), -1, tax)
+    chronic = _chronic_codes(w, p, rng, 1)[:, 0]
+    dx = np.where((chronic >= 0) & (rng.random(m) < 0.4), chronic, _pick(rng, _icd(*ACUTE_DX), m))
+    dx = np.where(rng.random(m) < 0.1, -1, dx)
+    parts.append((p, day, etype, tax, dx))
+    # neck-pain IPM visits for persons without an lbp episode
+    bi = linked[~w.has_lbp[linked] & (rng.random(len(linked)) < 0.01)]
+    parts.append((bi, D_START + np.floor(rng.random(len(bi)) * 2000).astype(np.int64), np.full(len(bi), _ENC["office"]),
+                  _pick(rng, T_IPM, len(bi)), np.full(len(bi), _ICD_INDEX["M54.2"])))  # fmt: skip
+    # the episode: index visit, PRO visits, IPM contacts (first, follow-on) and prior IPM
+    lb = linked[w.has_lbp[linked]]
+    iv = lb[rng.random(len(lb)) < 0.9]
+    ed = w.index_ed[iv]
+    parts.append((iv, I[iv], np.where(ed, _ENC["ed"], _ENC["office"]), np.where(ed, _T["207P00000X"], _pick(rng, T_PCP, len(iv))),
+                  _lbp_code_on(w.index_code[iv], I[iv])))  # fmt: skip
+    pv, pj = np.nonzero((w.pro_days[:, lb] < NEVER).T)
+    pv = lb[pv]
+    pday = I[pv] + w.pro_days[pj, pv]
+    parts.append((pv, pday, np.where(rng.random(len(pv)) < 0.8, _ENC["office"], _ENC["telehealth"]),
+                  _pick(rng, np.concatenate([T_PCP, [_T["208100000X"], _T["207X00000X"]]]), len(pv)), _episode_dx(w, pv, pday)))  # fmt: skip
+    c = lb[w.contact_day[lb] < NEVER]
+    kind = w.ref_kind[c]
+    mirror = (kind == 2) | (rng.random(len(c)) < 0.7)
+    c, kind = c[mirror], kind[mirror]
+    cday = I[c] + w.contact_day[c]
+    parts.append((c, cday, np.where(kind == 0, _ENC["procedure"], _ENC["office"]), _pick(rng, T_IPM, len(c)), _episode_dx(w, c, cday)))
+    f = lb[(w.followon_day[lb] < NEVER) & (rng.random(len(lb)) < 0.7)]
+    fday = I[f] + w.followon_day[f]
+    parts.append((f, fday, np.full(len(f), _ENC["procedure"]), _pick(rng, T_IPM, len(f)), _episode_dx(w, f, fday)))
+    pi = lb[w.pipm_day[lb] < NEVER]
+    pi = pi[(w.pipm_kind[pi] == 2) | (rng.random(len(pi)) < 0.5)]
+    parts.append((pi, w.pipm_day[pi], np.full(len(pi), _ENC["office"]), _pick(rng, T_IPM, len(pi)),
+                  _pick(rng, _icd("M54.2", "M54.12", "G89.29"), len(pi))))  # fmt: skip
+
+    p = np.concatenate([x[0] for x in parts]).astype(np.int64)
+    day = np.concatenate([x[1] for x in parts]).astype(np.int64)
+    etype = np.concatenate([x[2] for x in parts]).astype(np.int64)
+    tax = np.concatenate([x[3] for x in parts]).astype(np.int64)
+    dx = np.concatenate([x[4] for x in parts]).astype(np.int64)
+    keep = (day >= D_START) & (day <= D_END) & (day <= w.death_day[p])
+    p, day, etype, tax, dx = p[keep], day[keep], etype[keep], tax[keep], dx[keep]
+    ids = _person_ids(start, stop).take(pa.array(p - start))
+    if stop == w.n:  # a few EHR-only persons with no eligibility record (ingest counts them)
+        extra = max(1, w.n // 500)
+        ep = np.repeat(np.arange(extra), 2)
+        ids = pa.concat_arrays([ids, _strings("P", w.n + 1 + ep, 8)])
+        eday = D_START + rng.integers(0, D_END - D_START + 1, len(ep))
+        day = np.concatenate([day, eday])
+        p = np.concatenate([p, w.n + ep])
+        etype = np.concatenate([etype, np.full(len(ep), _ENC["office"])])
+        tax = np.concatenate([tax, _pick(rng, T_PCP, len(ep))])
+        dx = np.concatenate([dx, _pick(rng, _icd(*ACUTE_DX), len(ep))])
+    order = np.lexsort((etype, day, p))
+    m = len(order)
+    first_id = counters["next_id"]
+    counters["next_id"] += m
+    dotted = rng.random(m) < 0.5
+    dx = dx[order]
+    return pa.table(
+        {
+            "person_id": ids.take(pa.array(order)),
+            "encounter_id": _strings("EN", np.arange(first_id, first_id + m), 10),
+            "encounter_date": _dates(day[order]),
+            "encounter_type": _take(pa.array(ENCOUNTER_TYPES), etype[order]),
+            "provider_taxonomy_code": _take(_TAX_BOOK, tax[order]),
+            "primary_diagnosis_code": _take(_ICD_BOOK, np.where(dx >= 0, dx + np.where(dotted, 0, len(ICD)), -1)),
+        }
+    )
+
+
+def _build_ehr_pro(w: _World, start: int, stop: int, rng, counters, chunk_no):
+    idx = np.arange(start, stop)
+    pv, pj = np.nonzero((w.pro_days[:, idx] < NEVER).T)
+    p = idx[pv]
+    t = w.pro_days[pj, p]
+    m = len(p)
+    z = _untreated_latent(w, p, t) - 36.0
+    u = w.pro_u[:, p]
+    depr = w.cond[p, _COND["depression"]].astype(float)
+    anx = w.cond[p, _COND["anxiety"]].astype(float)
+    pf = np.round(np.clip(_pf_latent(w, p, t, w.r_effect[p]) + w.pf_noise[pj, p], 10, 90), 1)
+    scores = [
+        pf,
+        np.round(np.clip(72 - 0.8 * z + 2 * u[0] + rng.normal(0, 3, m), 10, 90), 1),
+        np.round(np.clip(46 - 1.4 * z + 5 * u[1] + rng.normal(0, 6, m), 0, 100)),
+        np.round(np.clip(0.56 + 0.014 * z + 0.05 * u[3] + rng.normal(0, 0.06, m), -0.594, 1.0), 3),
+        np.round(np.clip(6.6 - 0.16 * z + 0.8 * u[2] + rng.normal(0, 1.2, m), 0, 10)),
+        np.round(np.clip(4 + 5 * depr + 1.5 * anx - 0.12 * z + rng.normal(0, 2.5, m), 0, 27)),
+        np.round(np.clip(3 + 5 * anx + rng.normal(0, 2.5, m), 0, 21)),
+    ]
+    present = np.stack(
+        [
+            np.ones(m, bool),
+            rng.random(m) < 0.97,
+            rng.random(m) < 0.8,
+            rng.random(m) < 0.7,
+            rng.random(m) < 0.97,
+            rng.random(m) < 0.6,
+            (pj == 0) & (rng.random(m) < 0.2),
+        ]
+    )
+    vis, ins = np.nonzero(present.T)  # visit-major, instruments in order
+    score = np.stack(scores)[ins, vis]
+    day = w.I[p[vis]] + t[vis]
+    order = np.lexsort((ins, day, p[vis]))
+    return pa.table(
+        {
+            "person_id": _person_ids(start, stop).take(pa.array(p[vis][order] - start)),
+            "assessment_date": _dates(day[order]),
+            "instrument": _take(pa.array(INSTRUMENTS), ins[order]),
+            "score": pa.array(score[order] + 0.0),
+        }
+    )
+
+
+def _build_ehr_work_status(w: _World, start: int, stop: int, rng, counters, chunk_no):
+    idx = np.arange(start, stop)
+    I = w.I
+    lb = idx[w.has_lbp[idx] & w.ehr[idx]]
+    parts = []  # (p, day, status)
+    emp = lb[w.employed[lb] & (rng.random(len(lb)) < 0.4)]
+    parts.append((emp, I[emp] - rng.integers(60, 401, len(emp)), np.full(len(emp), _W["working"])))
+    off = lb[w.off_work[lb]]
+    parts.append((off, I[off] + w.w0[off], w.w0_status[off]))
+    # still off: one or two more absence records before the first event
+    lim = np.minimum(w.ev_day[off], 400)
+    room = lim - w.w0[off] - 1
+    nmid = np.where(room >= 1, _choice(rng, np.arange(3), len(off), [0.4, 0.4, 0.2]), 0)
+    mp = np.repeat(off, nmid)
+    mday = np.repeat(w.w0[off] + 1, nmid) + np.floor(rng.random(len(mp)) * np.repeat(room, nmid)).astype(np.int64)
+    parts.append((mp, I[mp] + mday, np.repeat(w.w0_status[off], nmid)))
+    # the first event (death is recorded in eligibility, not here)
+    ev = off[np.isin(w.ev_kind[off], (1, 2, 3))]
+    kind = w.ev_kind[ev]
+    status = np.select(
+        [kind == 1, kind == 2, kind == 3],
+        [np.where(rng.random(len(ev)) < 0.75, _W["working"], _W["modified_duty"]), _W["disability_long_term"], _W["retired"]],
+    )
+    parts.append((ev, I[ev] + w.ev_day[ev], status))
+    back = ev[(kind == 1) & (rng.random(len(ev)) < 0.4)]
+    parts.append((back, I[back] + w.ev_day[back] + rng.integers(30, 201, len(back)), np.full(len(back), _W["working"])))
+    at_work = lb[w.employed[lb] & ~w.off_work[lb] & (rng.random(len(lb)) < 0.6)]
+    parts.append((at_work, I[at_work] + rng.integers(-5, 61, len(at_work)), np.full(len(at_work), _W["working"])))
+    not_emp = lb[~w.employed[lb]]
+    ret = not_emp[(w.age[not_emp] >= 60) & (rng.random(len(not_emp)) < 0.5)]
+    parts.append((ret, I[ret] - rng.integers(0, 301, len(ret)), np.full(len(ret), _W["retired"])))
+    une = not_emp[(w.age[not_emp] < 60) & (rng.random(len(not_emp)) < 0.4)]
+    parts.append((une, I[une] + rng.integers(-30, 31, len(une)), np.full(len(une), _W["unemployed"])))
+    # persons without an lbp episode
+    bg = idx[~w.has_lbp[idx] & w.ehr[idx]]
+    bg = bg[rng.random(len(bg)) < 0.2]
+    st = _choice(rng, np.array([_W["working"], _W["unemployed"], _W["retired"]]), len(bg), [0.7, 0.2, 0.1])
+    st = np.where((st == _W["retired"]) & (w.age[bg] < 60), _W["working"], st)
+    parts.append((bg, D_START + rng.integers(0, D_END - D_START + 1, len(bg)), st))
+
+    p = np.concatenate([x[0] for x in parts]).astype(np.int64)
+    day = np.concatenate([x[1] for x in parts]).astype(np.int64)
+    status = np.concatenate([x[2] for x in parts]).astype(np.int64)
+    keep = (day >= D_START) & (day <= D_END) & (day < w.death_day[p])
+    p, day, status = p[keep], day[keep], status[keep]
+    order = np.lexsort((status, day, p))
+    return pa.table(
+        {
+            "person_id": _person_ids(start, stop).take(pa.array(p[order] - start)),
+            "status_date": _dates(day[order]),
+            "work_status": _take(pa.array(WORK_STATUSES), status[order]),
+        }
+    )
+
+
+_TABLE_BUILDERS = {
+    "eligibility": _build_eligibility,
+    "medical_claim": _build_medical_claim,
+    "pharmacy_claim": _build_pharmacy_claim,
+    "ndc_reference": _build_ndc_reference,
+    "ehr_encounter": _build_ehr_encounter,
+    "ehr_pro": _build_ehr_pro,
+    "ehr_work_status": _build_ehr_work_status,
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Truth
+# ----------------------------------------------------------------------------------------------
+
+STRATEGY_DEFINITIONS = {
+    "time_zero": "the index date (day 0); days are whole days after index",
+    "grace_period_days": GRACE_DAYS,
+    "natural_referral": (
+        "Each person's natural IPM referral time is a cure-mixture: with probability pi_i the person is "
+        "referable and the continuous time R ~ Exponential(rate_i); otherwise R = infinity. pi_i and rate_i "
+        "rise with severity (radiculopathy, opioid use, depression, anxiety, sleep disorder, Charlson "
+        "conditions, prior imaging) and workers' compensation. The referral day is floor(R) (365 is moved "
+        "to 366). In the observed world referral is stopped by an earlier RTW (nobody is referred after "
+        "returning to work)."
+    ),
+    "early": (
+        "IPM within the 42-day grace period: R is drawn from the person's own natural referral-time "
+        "distribution conditioned on R < 43 (Exponential(rate_i) truncated to [0, 43)), so the referral day "
+        "is 0..42 for everyone."
+    ),
+    "delayed": (
+        "No IPM within 42 days: the natural referral hazard is switched off on [0, 43) and runs as natural "
+        "afterwards, i.e. R is the natural time conditioned on R >= 43: referable with probability "
+        "pi_i*exp(-43*rate_i) / (pi_i*exp(-43*rate_i) + 1 - pi_i), then R = 43 + Exponential(rate_i); "
+        "otherwise never referred."
+    ),
+    "effect_on_rtw": (
+        "From the referral day r on, the RTW hazard is multiplied by effect_rtw_hr**w(r), w(r) = 1 for "
+        f"r <= {GRACE_DAYS}, ({LATE_BENEFIT_END} - r) / {LATE_BENEFIT_END - GRACE_DAYS} for "
+        f"{GRACE_DAYS} < r < {LATE_BENEFIT_END}, 0 afterwards (later referral gives a shrinking benefit). "
+        "Competing events (long-term disability, retirement, death) are not affected directly."
+    ),
+    "effect_on_promis_pf": (
+        "PROMIS-PF gains effect_promis_pf*w(r), phased in linearly over the 30 days after referral."
+    ),
+    "outcomes": (
+        "RTW day = first working/modified_duty record; competing = long-term disability, retired or death, "
+        "whichever comes first; potential outcomes are uncensored (no disenrolment, no end of data). "
+        "cumulative_incidence[t] = P(RTW on or before day t as the first event); restricted mean days not "
+        "returned = E[min(RTW day, 365)] with a competing event counted as not returned (= integral over "
+        "0..365 of 1 - CIF_RTW). PROMIS-PF at 180 = the noise-free latent T-score on day 180."
+    ),
+    "populations": (
+        "RTW contrasts: eligible persons in the RTW population (off_work / disability_short_term record in "
+        "[index-7, index+14]). PROMIS-PF contrasts: all eligible persons (promis_pf_180.rtw_population "
+        "gives the RTW population too). Both are the planted persons, each simulated under both strategies "
+        "with common random numbers (same RTW/competing/death draws), so the null scenario gives exactly 0."
+    ),
+}
+
+COHORT_RULES = {
+    "index": "first medical claim with an lbp diagnosis in any position (legacy M54.5 only before 2021-10-01)",
+    "new_episode": "no lbp diagnosis in the 365 days before index",
+    "enrollment": "an enrolment stretch (gaps <= 30 days bridged) covering index-365 .. index",
+    "age": "index year - birth_year in 18..64",
+    "red_flag": "no red-flag diagnosis from index-365 through index",
+    "prior_ipm": "no IPM contact (procedure claim, professional claim with IPM taxonomy, EHR encounter with IPM taxonomy) in index-365 .. index-1",
+    "exclusion_order": list(EXCLUSION_REASONS),
+    "note": (
+        "With index = the first lbp claim, 'not a new episode' cannot fail; persons planted with an earlier "
+        "LBP claim (in the first data year, within 365 days of a later one) index on that claim and fail "
+        "the enrolment rule. Under the reading 'first lbp claim that starts a new episode' they fail as "
+        "'not a new episode' instead; the eligible set is the same."
+    ),
+}
+
+
+def _draws(n_units: int) -> int:
+    return int(np.clip(math.ceil(_MC_TARGET / max(n_units, 1)), _MIN_DRAWS, _MAX_DRAWS))
+
+
+def _strategy_days(rng, pi, lam, K):
+    """Referral days under early, delayed and natural referral; arrays of shape (K, n)."""
+    n = len(pi)
+    u = rng.random((K, n))
+    early = -np.log1p(-u * -np.expm1(-(GRACE_DAYS + 1) * lam)) / lam
+    s43 = np.exp(-(GRACE_DAYS + 1) * lam)
+    p_after = pi * s43 / (pi * s43 + 1.0 - pi)
+    later = rng.random((K, n)) < p_after
+    delayed = np.where(later, (GRACE_DAYS + 1) + rng.exponential(1.0, (K, n)) / lam, np.inf)
+    natural = np.where(rng.random((K, n)) < pi, rng.exponential(1.0, (K, n)) / lam, np.inf)
+    early_day = np.minimum(_referral_day(early), GRACE_DAYS)  # guards the rare u -> 1 rounding
+    return {"early": early_day, "delayed": _referral_day(delayed), "natural": _referral_day(natural)}
+
+
+def _truth(w: _World, seed: int) -> dict:
+    rng = _rng(seed, _STREAMS["truth"])
+    pop = np.nonzero(w.in_rtw)[0]
+    K = _draws(len(pop))
+    days = _strategy_days(rng, w.ref_pi[pop], w.ref_rate[pop], K)
+    E = rng.exponential(1.0, (4, K, len(pop)))
+    start, theta = w.rtw_start[pop], w.rtw_theta[pop]
+    d_ltd = _to_day(60.0 + E[1] / w.ltd_rate[pop])
+    d_ret = _to_day(14.0 + E[2] / w.ret_rate[pop])
+    d_death0 = _to_day(1.0 + E[3] / w.death_rate[pop])
+    res = {}
+    for name, r in days.items():
+        d_rtw = _to_day(_rtw_continuous(E[0], start, theta, w.kappa, r.astype(float), w.hr))
+        d_death = _nudge_death(d_death0, d_rtw, d_ltd, d_ret)
+        ev, kind = _first_event(d_rtw, d_ltd, d_ret, d_death)
+        res[name] = (ev, kind, r, d_rtw)
+
+    def cif(name, t, competing=False):
+        ev, kind = res[name][0], res[name][1]
+        hit = (ev <= t) & ((kind >= 2) if competing else (kind == 1))
+        return hit.mean(axis=1)  # one value per draw
+
+    def days_not_returned(name):
+        ev, kind = res[name][0], res[name][1]
+        return np.where(kind == 1, np.minimum(ev, FOLLOWUP_DAYS), FOLLOWUP_DAYS).mean(axis=1)
+
+    def summary(values):
+        return float(np.mean(values)), float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
+
+    rtw = {"cumulative_incidence": {}, "competing_cumulative_incidence": {}, "risk_difference": {}, "risk_ratio": {},
+           "competing_risk_difference": {}, "monte_carlo_se": {}}  # fmt: skip
+    for s in ("early", "delayed"):
+        rtw["cumulative_incidence"][s] = {str(t): _r(np.mean(cif(s, t))) for t in HORIZONS}
+        rtw["competing_cumulative_incidence"][s] = {str(t): _r(np.mean(cif(s, t, True))) for t in HORIZONS}
+    for t in HORIZONS:
+        rd, se = summary(cif("early", t) - cif("delayed", t))
+        rtw["risk_difference"][str(t)] = _r(rd)
+        rtw["monte_carlo_se"][f"risk_difference_{t}"] = _r(se)
+        e_, d_ = np.mean(cif("early", t)), np.mean(cif("delayed", t))
+        rtw["risk_ratio"][str(t)] = _r(e_ / d_) if d_ > 0 else None
+        rtw["competing_risk_difference"][str(t)] = _r(np.mean(cif("early", t, True) - cif("delayed", t, True)))
+    dnr_e, dnr_d = days_not_returned("early"), days_not_returned("delayed")
+    diff, se = summary(dnr_e - dnr_d)
+    rtw["restricted_mean_days_not_returned_365"] = {
+        "early": _r(np.mean(dnr_e)),
+        "delayed": _r(np.mean(dnr_d)),
+        "difference": _r(diff),
+    }
+    rtw["monte_carlo_se"]["restricted_mean_days_difference"] = _r(se)
+
+    # Naive comparison in the natural world: exposure = referral seen by day 42 (referral stops at
+    # RTW), outcome uncensored; pooled over the same draws.
+    ev, kind, r, d_rtw = res["natural"]
+    r_seen = np.where(r < d_rtw, r, NEVER)
+    early_seen = r_seen <= GRACE_DAYS
+    rtw180 = (ev <= 180) & (kind == 1)
+    naive_rd = float(rtw180[early_seen].mean() - rtw180[~early_seen].mean()) if early_seen.any() and (~early_seen).any() else 0.0
+    true_rd = rtw["risk_difference"]["180"]
+
+    # PROMIS-PF at 180 days: all eligible persons (and the RTW population).
+    coh = np.nonzero(w.eligible)[0]
+    Kc = _draws(len(coh))
+    cdays = _strategy_days(rng, w.ref_pi[coh], w.ref_rate[coh], Kc)
+    pf = {s: _pf_latent(w, coh[None, :], np.full((Kc, len(coh)), 180.0), cdays[s]) for s in ("early", "delayed")}
+    in_rtw_c = w.in_rtw[coh]
+    pf_diff, pf_se = summary(pf["early"].mean(axis=1) - pf["delayed"].mean(axis=1))
+    obs_early = w.eligible & (w.referral_day <= GRACE_DAYS)
+    pf_obs = _pf_latent(w, np.arange(w.n), np.full(w.n, 180.0), w.r_effect)
+    naive_pf = float(pf_obs[obs_early].mean() - pf_obs[w.eligible & ~obs_early].mean()) if obs_early.any() and (w.eligible & ~obs_early).any() else 0.0
+    promis = {
+        "population": "eligible cohort",
+        "early": _r(pf["early"].mean()),
+        "delayed": _r(pf["delayed"].mean()),
+        "difference": _r(pf_diff),
+        "monte_carlo_se": _r(pf_se),
+        "rtw_population": {
+            "early": _r(pf["early"][:, in_rtw_c].mean()) if in_rtw_c.any() else None,
+            "delayed": _r(pf["delayed"][:, in_rtw_c].mean()) if in_rtw_c.any() else None,
+            "difference": _r((pf["early"][:, in_rtw_c] - pf["delayed"][:, in_rtw_c]).mean()) if in_rtw_c.any() else None,
+        },
+    }
+
+    direction = "toward_harm" if naive_rd < true_rd else "toward_benefit"
+    why = (
+        "Sicker persons (radiculopathy, opioid use, comorbidity) are referred sooner and return to work more "
+        "slowly, and persons who return to work quickly are never referred and so count as delayed; both make "
+        "early referral look worse than it is."
+        if direction == "toward_harm"
+        else "In this draw the crude early-vs-delayed comparison overstates the benefit of early referral."
+    )
+    counts = _counts(w)
+    return {
+        "generator": {
+            "module": "ipm_outcomes.synth",
+            "seed": seed,
+            "persons": w.n,
+            "data_start": DATA_START.isoformat(),
+            "data_end": DATA_END.isoformat(),
+        },
+        "seed": seed,
+        "effect_settings": {
+            "effect_rtw_hr": w.hr,
+            "effect_promis_pf": w.pf,
+            "grace_period_days": GRACE_DAYS,
+            "late_benefit_end_day": LATE_BENEFIT_END,
+            "other_instruments": "no true effect on promis_pi, odi, eq5d_index, nrs_pain, phq9 (negative-control outcomes)",
+        },
+        "strategy_definitions": STRATEGY_DEFINITIONS,
+        "cohort_rules": COHORT_RULES,
+        "simulation": {
+            "draws_per_person_rtw": K,
+            "draws_per_person_promis_pf": Kc,
+            "rtw_population_size": int(len(pop)),
+            "cohort_size": int(len(coh)),
+            "censoring": "none: truth is the uncensored potential outcome",
+        },
+        "counts": counts,
+        "rtw": rtw,
+        "promis_pf_180": promis,
+        "naive_bias_direction": direction,
+        "naive_bias_explanation": why,
+        "naive_comparison": {
+            "rtw_risk_difference_180_naive": _r(naive_rd),
+            "rtw_risk_difference_180_true": true_rd,
+            "promis_pf_180_difference_naive": _r(naive_pf),
+            "promis_pf_180_difference_true": promis["difference"],
+            "definition": "crude difference between persons referred by day 42 and the rest, uncensored, natural referral",
+        },
+    }
+
+
+def _r(x) -> float:
+    return round(float(x), 6)
+
+
+def _counts(w: _World) -> dict:
+    elig = w.eligible
+    early = elig & (w.referral_day <= GRACE_DAYS)
+    reasons = {reason: int((w.exclusion == k).sum()) for k, reason in enumerate(EXCLUSION_REASONS)}
+    rtw = w.in_rtw
+    return {
+        "persons": int(w.n),
+        "with_lbp_claim": int(w.has_lbp.sum()),
+        "eligible": int(elig.sum()),
+        "excluded_by_reason": reasons,
+        "early": int(early.sum()),
+        "delayed": int((elig & ~early).sum()),
+        "rtw_population": int(rtw.sum()),
+        "rtw_population_early": int((rtw & early).sum()),
+        "rtw_population_delayed": int((rtw & ~early).sum()),
+        "rtw_observed_events": {
+            "censored": int((rtw & (w.obs_kind == 0)).sum()),
+            "rtw": int((rtw & (w.obs_kind == 1)).sum()),
+            "competing": int((rtw & (w.obs_kind >= 2)).sum()),
+        },
+    }
+
+
+def _delay_category(day: np.ndarray) -> np.ndarray:
+    cats = np.array(["0-14", "15-42", "43-90", "91-180", ">180", "never"])
+    k = np.select([day <= 14, day <= 42, day <= 90, day <= 180, day < NEVER], [0, 1, 2, 3, 4], 5)
+    return cats[k]
+
+
+def _truth_persons_table(w: _World) -> pa.Table:
+    """One row per person with an eligibility record: the planted facts downstream code must find."""
+    n = w.n
+    lbp, elig, rtw = w.has_lbp, w.eligible, w.in_rtw
+    f = w.first_lbp
+
+    def opt_int(values, mask):
+        return pa.array(np.where(mask, values, 0).astype(np.int32), mask=~mask)
+
+    def opt_float(values, mask):
+        return pa.array(np.where(mask, values, 0.0).astype(float), mask=~mask)
+
+    ref = w.referral_day
+    proc = w.referral_day_proc
+    event = np.where(w.obs_kind == 0, 0, np.where(w.obs_kind == 1, 1, 2))
+    etype = np.array(EVENT_TYPES)[w.obs_kind]
+    # observed PROMIS-PF on the baseline and 180-day visits (each window holds at most one visit)
+    pf_at = {}
+    for j in (0, 2):
+        t = w.pro_days[j]
+        has = elig & (t < NEVER)
+        val = np.round(np.clip(_pf_latent(w, np.arange(n), np.where(has, t, 0), w.r_effect) + w.pf_noise[j], 10, 90), 1)
+        pf_at[j] = (val, has)
+    exposure = np.where(ref <= GRACE_DAYS, "early", "delayed")
+    reason = np.array(EXCLUSION_REASONS + ("",))[np.where(w.exclusion < 0, len(EXCLUSION_REASONS), w.exclusion)]
+    return pa.table(
+        {
+            "person_id": _person_ids(0, n),
+            "index_date": pa.array(np.where(lbp, f, 0).astype(np.int32), type=pa.date32(), mask=~lbp),
+            "eligible": pa.array(elig),
+            "exclusion_reason": pa.array(reason, mask=elig),
+            "age_at_index": opt_int(_year(np.where(lbp, f, w.I)) - w.birth_year, lbp),
+            "in_rtw_population": pa.array(rtw),
+            "referral_day": opt_int(ref, elig & (ref < NEVER)),
+            "referral_day_procedure_only": opt_int(proc, elig & (proc < NEVER)),
+            "exposure": pa.array(exposure, mask=~elig),
+            "delay_category": pa.array(_delay_category(ref), mask=~elig),
+            "followup_end_day": opt_int(w.followup_end, elig),
+            "rtw_time_days": opt_int(w.obs_time, rtw),
+            "rtw_event": opt_int(event, rtw),
+            "rtw_event_type": pa.array(etype, mask=~rtw),
+            "rtw_censor_day": opt_int(w.censor_day, rtw),
+            "radiculopathy": pa.array(w.radic),
+            "opioid_use": pa.array(w.opioid),
+            "severity": opt_float(w.sev, lbp),
+            "employed": pa.array(w.employed),
+            "off_work": pa.array(w.off_work),
+            "promis_pf_baseline_observed": opt_float(*pf_at[0]),
+            "promis_pf_180_observed": opt_float(*pf_at[2]),
+            "promis_pf_180_latent": opt_float(_pf_latent(w, np.arange(n), np.full(n, 180.0), w.r_effect), elig),
+            "prior_lbp_planted": pa.array(w.prior_lbp_day < NEVER),
+            "legacy_m545_trap": pa.array(w.legacy_trap_day < NEVER),
+        }
+    )

@@ -1,0 +1,448 @@
+"""The rules an extract must meet, written as SQL expressions over one table's normalised view.
+
+Ingest (:mod:`ipm_outcomes.ingest`) reads each file once into a view whose columns are the
+contract columns, trimmed and normalised (empty -> NULL, codes upper case, ICD-10-CM without the
+dot, NDC in 11 digits) plus a typed twin ``<column>__t`` for every non-text column. A rule here is
+a boolean SQL condition over that view that is true on a *bad* row, so every rule of a table is
+counted in a single scan (``count(*) filter (where <condition>)``) and examples are fetched only
+for the rules that fail.
+
+Rule names (the ``rule`` of a :class:`Problem`) are stable: ``missing_table``, ``ambiguous_table``,
+``unknown_file``, ``unreadable_file``, ``malformed_row``, ``missing_column``, ``duplicate_column``,
+``extra_columns``, ``no_rows``, ``identifier_column``, ``identifier_value``, ``null``, ``type``,
+``allowed_values``, ``code_shape``, ``future_date``, ``date_order``, ``birth_year_range``,
+``pro_range``, ``duplicate_key``, ``orphan_person``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import date
+
+from .contract import CODE_SHAPES, DIAGNOSIS_COLUMN_PREFIX, PRO_RANGES, Column, Table
+
+ERROR = "error"
+WARNING = "warning"
+
+#: Rows per table scanned for identifier-shaped values (a sample: the first rows of each file).
+IDENTIFIER_SAMPLE_ROWS = 100_000
+
+#: Earliest plausible birth year; the latest is the current year.
+MIN_BIRTH_YEAR = 1900
+
+#: Accepted spellings of booleans in text files (case-insensitive).
+BOOLEAN_SPELLINGS = ("true", "false", "t", "f", "1", "0")
+
+_CODE_SYSTEM_NAMES = {
+    "icd10cm": "ICD-10-CM",
+    "hcpcs": "CPT/HCPCS",
+    "nucc": "NUCC taxonomy",
+    "ndc": "11-digit NDC",
+    "npi": "10-digit NPI",
+    "pos": "2-digit place-of-service",
+}
+
+_TYPE_NAMES = {
+    "INTEGER": "a whole number",
+    "DOUBLE": "a number",
+    "BOOLEAN": "a boolean (true/false)",
+    "DATE": "an ISO date (YYYY-MM-DD)",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule of the input contract, with where it happened and the first examples.
+
+    ``rows`` are data row numbers in ``file`` (1 = first row after the header; for parquet the
+    row within that part file), ``examples`` the offending values of those rows (identifier-shaped
+    values are masked), ``count`` how many rows (or, for ``orphan_person``, distinct persons) break
+    the rule in the whole table.
+    """
+
+    severity: str
+    file: str
+    table: str | None
+    column: str | None
+    rule: str
+    message: str
+    rows: tuple[int, ...] = ()
+    examples: tuple[str, ...] = ()
+    count: int = 1
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == ERROR
+
+    def location(self) -> str:
+        """``file, column c, row r`` as far as known."""
+        parts = [self.file]
+        if self.column:
+            parts.append(f"column {self.column}")
+        if self.rows:
+            parts.append(f"row {self.rows[0]}")
+        return ", ".join(parts)
+
+    def one_line(self) -> str:
+        """The problem as one line: where, what, an example, and the rule name."""
+        example = f" (e.g. {self.examples[0]!r})" if self.examples else ""
+        return f"{self.location()}: {self.message}{example} (rule {self.rule})"
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["rows"] = list(self.rows)
+        out["examples"] = list(self.examples)
+        return out
+
+
+@dataclass(frozen=True)
+class Check:
+    """A row-level rule: ``condition`` is true on a bad row of the table's view.
+
+    ``message`` turns the count of bad rows into the problem's text; ``example`` is the SQL
+    expression shown as the example value (None: nothing worth showing, as for empty values).
+    """
+
+    rule: str
+    column: str | None
+    condition: str
+    message: Callable[[int], str]
+    example: str | None
+    columns_needed: tuple[str, ...]
+    severity: str = ERROR
+
+
+def quote_ident(name: str) -> str:
+    """A SQL identifier, double-quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def typed_name(column: str) -> str:
+    """Name of the typed twin of a column in the validation view."""
+    return f"{column}__t"
+
+
+def _is(n: int, noun: str = "value") -> str:
+    """``1 value is`` / ``2 values are``."""
+    return f"{n:,} {noun} is" if n == 1 else f"{n:,} {noun}s are"
+
+
+# --- normalisation -------------------------------------------------------------------------
+
+
+def clean_text(expr: str) -> str:
+    """Trim and turn empty strings into NULL."""
+    return f"nullif(trim({expr}), '')"
+
+
+def ndc_to_11_digits(expr: str) -> str:
+    """Hyphenated 10-digit NDCs (4-4-2, 5-3-2, 5-4-1) to the 11-digit 5-4-2 billing form.
+
+    The zero goes in front of the short segment (FDA's conversion); other hyphenated forms just lose
+    their hyphens, and the shape rule then reports them.
+    """
+    p1, p2, p3 = (f"length(split_part({expr}, '-', {i}))" for i in (1, 2, 3))
+    seg = [f"split_part({expr}, '-', {i})" for i in (1, 2, 3)]
+    three_parts = f"(length({expr}) - length(replace({expr}, '-', '')) = 2)"
+    return (
+        f"case when {expr} is null or not contains({expr}, '-') then {expr}"
+        f" when {three_parts} and {p1} = 4 and {p2} = 4 and {p3} = 2 then '0' || {seg[0]} || {seg[1]} || {seg[2]}"
+        f" when {three_parts} and {p1} = 5 and {p2} = 3 and {p3} = 2 then {seg[0]} || '0' || {seg[1]} || {seg[2]}"
+        f" when {three_parts} and {p1} = 5 and {p2} = 4 and {p3} = 1 then {seg[0]} || {seg[1]} || '0' || {seg[2]}"
+        f" else replace({expr}, '-', '') end"
+    )
+
+
+def normalise_expr(column: Column | None, source_type: str, ref: str) -> str:
+    """SQL that turns the file's value into the view's value for a contract (or diagnosis) column.
+
+    ``column=None`` means a diagnosis column (ICD-10-CM). Text is trimmed and empty strings become
+    NULL; enumerations are lower-cased; codes are upper-cased (ICD-10-CM also loses its dot, NDC its
+    hyphens). Non-text parquet columns pass through unchanged unless the contract wants text.
+    """
+    code_system = "icd10cm" if column is None else column.code_system
+    target = "VARCHAR" if column is None else column.type
+    if source_type != "VARCHAR":
+        if target != "VARCHAR":
+            return ref
+        ref = f"cast({ref} as VARCHAR)"
+    text = clean_text(ref)
+    if code_system == "icd10cm":
+        return f"nullif(replace(upper({text}), '.', ''), '')"
+    if code_system == "ndc":
+        return ndc_to_11_digits(text)
+    if code_system is not None:
+        return f"upper({text})"
+    if column is not None and (column.allowed is not None or column.name == "instrument"):
+        return f"lower({text})"
+    return text
+
+
+def typed_expr(column: Column, ref: str) -> str:
+    """SQL for the typed twin of a normalised column (NULL when the value cannot be read)."""
+    if column.type == "BOOLEAN":
+        return f"try_cast(lower({ref}) as BOOLEAN)"
+    return f"try_cast({ref} as {column.type})"
+
+
+def _strict_text_form(column: Column, ref: str) -> str | None:
+    """Extra condition that a text value is in the contract's spelling (DuckDB's casts are lenient)."""
+    if column.type == "DATE":
+        return f"length({ref}) <> 10 or substr({ref}, 5, 1) <> '-' or substr({ref}, 8, 1) <> '-'"
+    if column.type == "INTEGER":
+        return f"not regexp_full_match({ref}, '[+-]?[0-9]+')"
+    if column.type == "DOUBLE":
+        return f"not regexp_full_match({ref}, '[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?')"
+    if column.type == "BOOLEAN":
+        allowed = ", ".join(quote_literal(v) for v in BOOLEAN_SPELLINGS)
+        return f"lower({ref}) not in ({allowed})"
+    return None
+
+
+# --- row-level rules ------------------------------------------------------------------------
+
+
+def column_checks(table: Table, column: Column, source_type: str, today: date) -> list[Check]:
+    """The row-level rules of one contract column, given its type in the file."""
+    ref = quote_ident(column.name)
+    typed = quote_ident(typed_name(column.name))
+    checks: list[Check] = []
+    if not column.nullable:
+        checks.append(
+            Check(
+                "null",
+                column.name,
+                f"{ref} is null",
+                lambda n: f"{_is(n, 'row')} empty; {column.name} must have a value",
+                None,
+                (column.name,),
+            )
+        )
+    if column.type != "VARCHAR":
+        bad = f"{typed} is null"
+        if source_type == "VARCHAR":
+            bad = f"{bad} or {_strict_text_form(column, ref)}"
+        elif column.type == "INTEGER" and (source_type in ("FLOAT", "DOUBLE") or source_type.startswith("DECIMAL")):
+            bad = f"{bad} or {ref} <> trunc({ref})"
+        what = _TYPE_NAMES[column.type]
+        checks.append(
+            Check(
+                "type",
+                column.name,
+                f"{ref} is not null and ({bad})",
+                lambda n, what=what: f"{_is(n)} not {what}",
+                f"cast({ref} as VARCHAR)",
+                (column.name,),
+            )
+        )
+    if column.allowed is not None:
+        allowed = ", ".join(quote_literal(v) for v in column.allowed)
+        checks.append(
+            Check(
+                "allowed_values",
+                column.name,
+                f"{ref} not in ({allowed})",
+                lambda n: f"{_is(n)} not one of {', '.join(column.allowed)}",
+                ref,
+                (column.name,),
+            )
+        )
+    if column.code_system is not None:
+        pattern = CODE_SHAPES[column.code_system]
+        checks.append(code_shape_check(column.name, column.code_system, pattern))
+    if column.type == "DATE":
+        checks.append(
+            Check(
+                "future_date",
+                column.name,
+                f"{typed} > DATE {quote_literal(today.isoformat())}",
+                lambda n: f"{_is(n, 'date')} after today ({today.isoformat()})",
+                f"cast({typed} as VARCHAR)",
+                (column.name,),
+            )
+        )
+    if table.name == "eligibility" and column.name == "birth_year":
+        checks.append(
+            Check(
+                "birth_year_range",
+                column.name,
+                f"{typed} not between {MIN_BIRTH_YEAR} and {today.year}",
+                lambda n: f"{_is(n)} outside {MIN_BIRTH_YEAR}..{today.year}",
+                f"cast({typed} as VARCHAR)",
+                (column.name,),
+            )
+        )
+    return checks
+
+
+def code_shape_check(column: str, code_system: str, pattern: str) -> Check:
+    ref = quote_ident(column)
+    name = _CODE_SYSTEM_NAMES[code_system]
+    return Check(
+        "code_shape",
+        column,
+        f"not regexp_full_match({ref}, {quote_literal(pattern)})",
+        lambda n: f"{_is(n)} not a well-formed {name} code (checked after normalisation)",
+        ref,
+        (column,),
+    )
+
+
+def diagnosis_checks(column: str) -> list[Check]:
+    """Rules of one ``diagnosis_code_N`` column: ICD-10-CM shape; the first one must be present."""
+    checks = [code_shape_check(column, "icd10cm", CODE_SHAPES["icd10cm"])]
+    if column == f"{DIAGNOSIS_COLUMN_PREFIX}1":
+        ref = quote_ident(column)
+        checks.insert(
+            0,
+            Check(
+                "null",
+                column,
+                f"{ref} is null",
+                lambda n: f"{_is(n, 'row')} without a first diagnosis; {column} must have a value",
+                None,
+                (column,),
+            ),
+        )
+    return checks
+
+
+def table_checks(table: Table) -> list[Check]:
+    """Row-level rules across columns of one table: date order and PRO score ranges."""
+    checks: list[Check] = []
+    for start, end in table.ordered_dates:
+        s, e = quote_ident(typed_name(start)), quote_ident(typed_name(end))
+        checks.append(
+            Check(
+                "date_order",
+                end,
+                f"{e} < {s}",
+                lambda n, start=start, end=end: f"{n:,} row{'' if n == 1 else 's'} with {end} before {start}",
+                f"cast({s} as VARCHAR) || ' > ' || cast({e} as VARCHAR)",
+                (start, end),
+            )
+        )
+    if table.name == "ehr_pro":
+        score = quote_ident(typed_name("score"))
+        for instrument, (lo, hi) in PRO_RANGES.items():
+            checks.append(
+                Check(
+                    "pro_range",
+                    "score",
+                    f"instrument = {quote_literal(instrument)} and not ({score} between {lo!r} and {hi!r})",
+                    lambda n, i=instrument, lo=lo, hi=hi: f"{_is(n, i + ' score')} outside {lo:g}..{hi:g}",
+                    f"cast({score} as VARCHAR)",
+                    ("instrument", "score"),
+                )
+            )
+    return checks
+
+
+ORPHAN_JOIN_COLUMN = "_eligible_person_id"
+
+
+def orphan_check(table: Table) -> Check:
+    """person_id with no eligibility row (a warning: those rows can never enter the cohort)."""
+    return Check(
+        "orphan_person",
+        "person_id",
+        f"person_id is not null and {ORPHAN_JOIN_COLUMN} is null",
+        lambda n: f"{n:,} person{'' if n == 1 else 's'} with no eligibility row; their {table.name} rows cannot enter the cohort",
+        "person_id",
+        ("person_id",),
+        severity=WARNING,
+    )
+
+
+# --- de-identification ----------------------------------------------------------------------
+
+#: Column names that name a direct identifier (HIPAA Safe Harbor), matched on ``_``-separated words.
+IDENTIFIER_COLUMN_PATTERNS: tuple[tuple[str, str], ...] = (
+    (r"^(name|surname|fullname)$|(^|_)(first|last|middle|full|given|family|patient|member|person|subscriber)_?name(_|$)",
+     "a person's name"),
+    (r"(^|_)(ssn|social_security(_number|_no)?|socsec)(_|$)", "a social security number"),
+    (r"(^|_)(phone|telephone|phone_number|mobile|cellphone|cell_phone|fax)(_|$)", "a telephone number"),
+    (r"(^|_)(email|e_mail|email_address)(_|$)", "an e-mail address"),
+    (r"(^|_)(address|street|street_address|addr|address_line_?[0-9]*)(_|$)", "a street address"),
+    (r"(^|_)(zip|zip5|zip_code|zipcode|postal_code|postcode)(_|$)", "a 5-digit ZIP code"),
+    (r"(^|_)(mrn|medical_record(_number|_no)?)(_|$)", "a medical record number"),
+    (r"(^|_)(dob|date_of_birth|birth_date|birthdate)(_|$)", "a full date of birth"),
+)
+
+#: Values that look like direct identifiers, found anywhere in a text value (RE2 syntax).
+IDENTIFIER_VALUE_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("social security number", r"(^|[^0-9])[0-9]{3}-[0-9]{2}-[0-9]{4}([^0-9]|$)"),
+    ("e-mail address", r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),
+    (
+        "US telephone number",
+        r"(^|[^0-9])(\+?1[ .-]?)?(\([0-9]{3}\) ?|[0-9]{3}[ .-])[0-9]{3}[ .-][0-9]{4}([^0-9]|$)",
+    ),
+)
+
+
+def identifier_column_reason(name: str) -> str | None:
+    """Why a column name looks like a direct identifier, or None."""
+    words = "_".join(w for w in re.split(r"[^a-z0-9]+", name.strip().lower()) if w)
+    for pattern, what in IDENTIFIER_COLUMN_PATTERNS:
+        if re.search(pattern, words):
+            return what
+    return None
+
+
+def mask_sql(ref: str) -> str:
+    """Shape of a value with digits as # and letters as x, so reports do not repeat an identifier."""
+    return f"regexp_replace(regexp_replace({ref}, '[0-9]', '#', 'g'), '[A-Za-z]', 'x', 'g')"
+
+
+# --- presentation ---------------------------------------------------------------------------
+
+
+def count_by_severity(problems: list[Problem]) -> tuple[int, int]:
+    errors = sum(p.is_error for p in problems)
+    return errors, len(problems) - errors
+
+
+def problems_table(problems: list[Problem]):
+    """A ``rich`` table of problems, one row each, errors first."""
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    errors, warnings = count_by_severity(problems)
+    table = RichTable(
+        title=f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}",
+        show_lines=False,
+        expand=False,
+    )
+    for name in ("severity", "file", "column", "rows", "rule", "count", "problem", "examples"):
+        table.add_column(name, overflow="fold")
+    for p in sorted(problems, key=lambda p: not p.is_error):
+        table.add_row(
+            Text(p.severity, style="bold red" if p.is_error else "yellow"),
+            Text(p.file),
+            Text(p.column or ""),
+            Text(", ".join(str(r) for r in p.rows)),
+            Text(p.rule),
+            Text(f"{p.count:,}"),
+            Text(p.message),
+            Text(", ".join(repr(e) for e in p.examples)),
+        )
+    return table
+
+
+@dataclass
+class ProblemList:
+    """Problems in the order found."""
+
+    items: list[Problem] = field(default_factory=list)
+
+    def add(self, severity, file, table, column, rule, message, rows=(), examples=(), count=1) -> Problem:
+        problem = Problem(severity, file, table, column, rule, message, tuple(rows), tuple(examples), count)
+        self.items.append(problem)
+        return problem
