@@ -54,9 +54,7 @@ BUILD_ORDER: dict[str, list[str]] = {
         "charlson",
         "baseline_opioid",
         "prior_cost",
-        "pro_assessment",
-        "baseline_pro",
-        "qol_followup",
+        "pro_selected",
         "work_status",
         "rtw_event",
     ],
@@ -107,7 +105,15 @@ COHORT_COLUMNS: tuple[str, ...] = (
 )
 
 #: The attrition rules of the cohort, in order (step_order = position; 0 is everyone enrolled).
-COHORT_RULES: tuple[str, ...] = ("enrolled_person", "lbp_claim", "new_episode", "enrollment", "age", "red_flags", "prior_ipm")
+COHORT_RULES: tuple[str, ...] = (
+    "enrolled_person",
+    "lbp_claim",
+    "new_episode",
+    "enrollment",
+    "age",
+    "red_flags",
+    "prior_ipm",
+)
 RTW_RULES: tuple[str, ...] = ("cohort", "off_work_at_index")
 
 _REQUIRED_RAW = tuple(t.name for t in TABLES) + ("medical_claim_diagnosis",)
@@ -191,7 +197,12 @@ def reference_rows(spec: StudySpec) -> dict[str, tuple[str, list[tuple]]]:
     steps = [
         ("cohort", 0, COHORT_RULES[0], "Persons with an enrollment record"),
         ("cohort", 1, COHORT_RULES[1], "At least one medical claim with a low back pain diagnosis (any position)"),
-        ("cohort", 2, COHORT_RULES[2], f"New episode: no low back pain diagnosis in the {cohort.washout_days} days before"),
+        (
+            "cohort",
+            2,
+            COHORT_RULES[2],
+            f"New episode: no low back pain diagnosis in the {cohort.washout_days} days before",
+        ),
         (
             "cohort",
             3,
@@ -300,6 +311,9 @@ def build(
     con = db.connect(db_path)
     try:
         _check_raw(con, db_path)
+        # Marts are exported sorted by key, so row order inside tables is never relied on; letting
+        # DuckDB drop it lowers the memory of large create-table-as statements.
+        con.execute("set preserve_insertion_order = false")
         available = {t: _has_rows(con, t) for t in ("pharmacy_claim", "ndc_reference", "ehr_work_status", "ehr_pro")}
         params = dict(spec.sql_params())
         params["pharmacy_available"] = available["pharmacy_claim"] and available["ndc_reference"]

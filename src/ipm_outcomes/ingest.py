@@ -337,7 +337,7 @@ def _create_view(con: duckdb.DuckDBPyConnection, src: _Source, *, rejects: bool)
         ref = quote_ident(col.name)
         inner.append(f"{normalise_expr(col, src.types[col.name], ref)} as {ref}")
         if col.type != "VARCHAR":
-            outer.append(f"{typed_expr(col, ref)} as {quote_ident(typed_name(col.name))}")
+            outer.append(f"{typed_expr(col, src.types[col.name], ref)} as {quote_ident(typed_name(col.name))}")
     for _, name in src.diagnosis:
         ref = quote_ident(name)
         inner.append(f"{normalise_expr(None, src.types[name], ref)} as {ref}")
@@ -380,7 +380,7 @@ def _check_table(
     join = _orphan_join() if with_orphans else ""
     counts_sql = ", ".join(["count(*)"] + [f"count(*) filter (where {c.condition})" for c in checks])
     try:
-        counts = con.execute(f"select {counts_sql} from {src.view} _v{join}").fetchone()
+        counts = con.execute(f"select {counts_sql} from {src.view} _v{join}").fetchall()[0]
         dup_rows = _duplicate_count(con, src)
     except duckdb.Error as exc:
         problems.add(ERROR, src.rel, src.name, None, "unreadable_file", _one_line(f"{src.rel} cannot be read: {exc}"))
@@ -411,7 +411,7 @@ def _duplicate_count(con: duckdb.DuckDBPyConnection, src: _Source) -> int:
     return con.execute(
         f"select coalesce(sum(n - 1), 0) from (select {', '.join(keys)}, count(*) as n from {src.view}"
         f" where {not_null} group by all having count(*) > 1)"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
 
 
 def _stage_csv(con: duckdb.DuckDBPyConnection, src: _Source) -> None:
@@ -467,7 +467,7 @@ def _report_orphans(
     join = _orphan_join()
     persons, first = con.execute(
         f"select count(distinct person_id), min(_row) from {src.view} _v{join} where {check.condition}"
-    ).fetchone()
+    ).fetchall()[0]
     examples = con.execute(
         f"select person_id from {src.view} _v{join} where {check.condition}"
         f" group by person_id order by min(_file), min(_row), person_id limit {EXAMPLES}"
@@ -516,8 +516,9 @@ def _report_rejects(con: duckdb.DuckDBPyConnection, src: _Source, problems: Prob
         return
     try:
         found = con.execute(
-            f"select distinct line, error_type, coalesce(column_name, ''), csv_line, error_message"
-            f" from _rej_{src.name} order by line"
+            # one row per line and kind: a short line is logged once per missing column
+            f"select line, error_type, coalesce(min(column_name), ''), min(csv_line), min(error_message)"
+            f" from _rej_{src.name} group by line, error_type order by line"
         ).fetchall()
     except duckdb.CatalogException:
         return
@@ -564,7 +565,7 @@ def _scan_identifier_values(
         "select "
         + ", ".join(f"count(*) filter (where regexp_matches({quote_ident(n)}, {quote_literal(p)}))" for n, _, p in rules)
         + f" from {sample}"
-    ).fetchone()
+    ).fetchall()[0]
     severity = WARNING if allow_identifiers else ERROR
     for (name, what, pattern), n in zip(rules, counts, strict=True):
         if not n:
@@ -578,7 +579,7 @@ def _scan_identifier_values(
         problems.add(
             severity, file, src.name, name, "identifier_value",
             f"{n:,} {'value' if n == 1 else 'values'} in the first {IDENTIFIER_SAMPLE_ROWS:,} rows "
-            f"{'looks' if n == 1 else 'look'} like a {what}, a direct identifier; {todo}",
+            f"{'looks' if n == 1 else 'look'} like {what}, a direct identifier; {todo}",
             rows=[r for r in rows if r is not None], examples=[f[2] for f in same], count=n,
         )
     con.execute(f"drop table {sample}")
@@ -691,7 +692,7 @@ def validate_extract(
     with tempfile.TemporaryDirectory(prefix="ipm-validate-") as spill:
         con = duckdb.connect(config=_config(memory_limit, threads))
         try:
-            con.execute(f"set temp_directory = {quote_literal(spill)}")
+            _configure(con, spill)
             problems, _, steps = _validate(
                 con, Path(extract_dir), allow_identifiers=allow_identifiers, today=today or date.today(),
                 steps_enabled=False,
@@ -700,6 +701,12 @@ def validate_extract(
             return problems
         finally:
             con.close()
+
+
+def _configure(con: duckdb.DuckDBPyConnection, spill_dir: str) -> None:
+    # DuckDB's own bar would interleave with ours; spilling keeps memory bounded beyond the limit
+    con.execute("set enable_progress_bar = false")
+    con.execute(f"set temp_directory = {quote_literal(spill_dir)}")
 
 
 def _config(memory_limit: str | None, threads: int | None) -> dict:
@@ -785,6 +792,9 @@ def _write(
         _create_view(con, src, rejects=False)  # the write scans must not log rejects into temp tables
     loaded_at = datetime.now(timezone.utc).replace(tzinfo=None)
     rows: dict[str, int] = {}
+    # Row order in raw tables carries no meaning (row numbers were needed for reporting only);
+    # letting DuckDB write in parallel out of order cuts the write time by about a third.
+    con.execute("set preserve_insertion_order = false")
     con.execute("begin transaction")
     try:
         con.execute(f"create schema if not exists {RAW_SCHEMA}")
@@ -796,14 +806,14 @@ def _write(
                 con.execute(raw_table_ddl(table))
                 if src:
                     con.execute(_insert_sql(src))
-            rows[table.name] = con.execute(f"select count(*) from {RAW_SCHEMA}.{table.name}").fetchone()[0]
+            rows[table.name] = con.execute(f"select count(*) from {RAW_SCHEMA}.{table.name}").fetchall()[0][0]
         with steps.step("writing medical_claim_diagnosis"):
             con.execute(f"drop table if exists {RAW_SCHEMA}.medical_claim_diagnosis")
             con.execute(medical_claim_diagnosis_ddl())
             con.execute(_diagnosis_sql(sources["medical_claim"]))
             rows["medical_claim_diagnosis"] = con.execute(
                 f"select count(*) from {RAW_SCHEMA}.medical_claim_diagnosis"
-            ).fetchone()[0]
+            ).fetchall()[0][0]
         with steps.step("writing provenance"):
             _write_meta(con, sources, extract_dir, hashes, allow_identifiers, n_warnings, loaded_at)
         con.execute("commit")
@@ -907,7 +917,7 @@ def load_extract(
     hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
     steps = None
     try:
-        con.execute(f"set temp_directory = {quote_literal(str(db_path.resolve()) + '.tmp')}")
+        _configure(con, str(db_path.resolve()) + ".tmp")
         n_tables = len(TABLES) + 2  # every raw table, the diagnoses, provenance
         problems, sources, steps = _validate(
             con, extract_dir, allow_identifiers=allow_identifiers, today=today or date.today(),

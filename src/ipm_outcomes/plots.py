@@ -23,7 +23,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import FancyBboxPatch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 #: Okabe & Ito (2008) colour-blind-safe palette.
@@ -104,9 +103,8 @@ def _percent(ax, axis: str = "y", digits: int = 0) -> None:
 def figure_texts(fig: Figure) -> list[tuple[str, str | None]]:
     """Every piece of text drawn in a figure as ``(text, gid)``, tick labels excluded.
 
-    Tests scan these for counts; report.py does not need them.
+    Call after the figure was drawn (saved): tick labels are only final then. Tests scan these for counts.
     """
-    fig.canvas.draw()  # tick labels and layout exist only after drawing
     tick_labels = set()
     for ax in fig.axes:
         for t in ax.get_xticklabels() + ax.get_yticklabels():
@@ -143,50 +141,41 @@ def attrition_diagram(
         Optional final split as ``(label, count text)`` pairs, drawn side by side under the last box.
     """
     n_rows = len(steps) + (1 if arms else 0)
-    height = 0.95 * n_rows + 0.9
-    fig, ax = _new(ax, (8.2, height))
+    fig, ax = _new(ax, (8.2, 1.0 * n_rows + 0.5))
     ax.set_axis_off()
-    ax.grid(False)
-    ax.set_xlim(0, 10)
-    ax.set_ylim(-n_rows + 0.35, 0.75)
-    box = dict(boxstyle="round,pad=0.35", linewidth=0.9)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ys = [1 - (i + 0.5) / n_rows for i in range(n_rows)]
+    step_y = 1 / n_rows
+    main_x, side_x = 0.3, 0.78
+    arrow = dict(arrowstyle="-|>", color="#444444", lw=0.9, shrinkA=0, shrinkB=0)
 
-    def draw_box(x, y, w, label, count, face, edge, size=8.6):
-        patch = FancyBboxPatch((x - w / 2, y - 0.3), w, 0.6, facecolor=face, edgecolor=edge, **box)
-        ax.add_patch(patch)
-        ax.text(x, y + 0.09, _wrap(label, int(w * 10.5)), ha="center", va="center", fontsize=size)
-        ax.text(x, y - 0.19, f"n = {count}", ha="center", va="center", fontsize=size, fontweight="bold", gid=COUNT_GID)
+    def box(x, y, text, face, edge, size):
+        return ax.text(x, y, text, ha="center", va="center", fontsize=size, linespacing=1.35, gid=COUNT_GID,
+                       bbox=dict(boxstyle="round,pad=0.55", facecolor=face, edgecolor=edge, linewidth=0.9))
 
-    main_x, main_w = 2.9, 5.2
-    side_x, side_w = 7.95, 3.6
+    mains = []
     for i, step in enumerate(steps):
-        y = -i
-        draw_box(main_x, y, main_w, str(step["label"]), step["remaining"], "#EAF2F8", OKABE_ITO["blue"])
-        if i > 0:
-            ax.annotate("", xy=(main_x, y + 0.33), xytext=(main_x, y + 0.67),
-                        arrowprops=dict(arrowstyle="-|>", color="#444444", lw=0.9))
-            if step.get("excluded") is not None:
-                ym = y + 0.5
-                ax.annotate("", xy=(side_x - side_w / 2 - 0.02, ym), xytext=(main_x, ym),
-                            arrowprops=dict(arrowstyle="-|>", color="#888888", lw=0.8))
-                label = "Excluded: " + str(step.get("excluded_label") or step["label"])
-                patch = FancyBboxPatch((side_x - side_w / 2, ym - 0.24), side_w, 0.48,
-                                       facecolor="#FBF3E6", edgecolor=OKABE_ITO["orange"], **box)
-                ax.add_patch(patch)
-                ax.text(side_x, ym + 0.07, _wrap(label, 44), ha="center", va="center", fontsize=7.4)
-                ax.text(side_x, ym - 0.15, f"n = {step['excluded']}", ha="center", va="center",
-                        fontsize=7.6, fontweight="bold", gid=COUNT_GID)
+        text = f"{_wrap(str(step['label']), 46)}\nn = {step['remaining']}"
+        mains.append(box(main_x, ys[i], text, "#EAF2F8", OKABE_ITO["blue"], 8.6))
+        if i == 0:
+            continue
+        ax.annotate("", xy=(main_x, ys[i]), xytext=(main_x, ys[i - 1]),
+                    arrowprops=dict(arrow, patchA=mains[i - 1].get_bbox_patch(), patchB=mains[i].get_bbox_patch()))
+        if step.get("excluded") is not None:
+            y_mid = ys[i] + step_y / 2
+            label = str(step.get("excluded_label") or step["label"])
+            side = box(side_x, y_mid, f"{_wrap('Excluded, did not meet: ' + label, 40)}\nn = {step['excluded']}", "#FBF3E6",
+                       OKABE_ITO["orange"], 7.6)
+            ax.annotate("", xy=(side_x, y_mid), xytext=(main_x, y_mid),
+                        arrowprops=dict(arrow, color="#888888", patchB=side.get_bbox_patch()))
     if arms:
-        y = -len(steps)
-        k = len(arms)
-        width = min(4.6, 9.6 / k - 0.3)
-        xs = np.linspace(main_x - (k - 1) * (width + 0.35) / 2, main_x + (k - 1) * (width + 0.35) / 2, k)
-        xs = np.clip(xs, width / 2 + 0.1, 10 - width / 2 - 0.1)
+        xs = np.linspace(0.14, 0.64, len(arms)) if len(arms) > 1 else [main_x]
         for x, (label, count) in zip(xs, arms):
-            ax.annotate("", xy=(x, y + 0.33), xytext=(main_x, y + 0.67),
-                        arrowprops=dict(arrowstyle="-|>", color="#444444", lw=0.9))
             colour = ARM_COLOURS["early"] if "early" in label.lower() else ARM_COLOURS["delayed"]
-            draw_box(x, y, width, label, count, "#FFFFFF", colour)
+            arm_box = box(x, ys[-1], f"{_wrap(label, 34)}\nn = {count}", "#FFFFFF", colour, 8.6)
+            ax.annotate("", xy=(x, ys[-1]), xytext=(main_x, ys[-2]),
+                        arrowprops=dict(arrow, patchA=mains[-1].get_bbox_patch(), patchB=arm_box.get_bbox_patch()))
     _title(ax, title, 90)
     return fig
 
@@ -253,7 +242,7 @@ def cumulative_incidence(
         table_ax.set_ylim(len(rows) - 0.4, -1.1)
         table_ax.text(0, -0.95, "Number at risk", fontsize=8.2, fontweight="bold", transform=table_ax.get_yaxis_transform(), ha="left")
         for r, (arm, cells) in enumerate(rows):
-            table_ax.text(-0.01, r, ARM_LABELS.get(arm, arm), ha="right", va="center", fontsize=8,
+            table_ax.text(-0.05, r, ARM_LABELS.get(arm, arm), ha="right", va="center", fontsize=8,
                           color=ARM_COLOURS.get(arm, "black"), transform=table_ax.get_yaxis_transform())
             for day, text in cells:
                 table_ax.text(day, r, text, ha="center", va="center", fontsize=8, gid=COUNT_GID)
@@ -300,7 +289,7 @@ def referral_histogram(
         ax.bar(row.left, row.n / width * 7, width=width, align="edge", color=colour, alpha=0.85, edgecolor="white", lw=0.4)
     ax.axvline(grace_days + 1, color=OKABE_ITO["black"], ls="--", lw=1)
     ax.text(grace_days + 3, 0.97, f"end of grace period (day {grace_days})", transform=ax.get_xaxis_transform(),
-            ha="left", va="top", fontsize=8)
+            ha="left", va="top", fontsize=8, bbox=dict(facecolor="white", edgecolor="none", alpha=0.85, pad=1.5))
     ax.set_xlabel("Days from index to first IPM contact")
     ax.set_ylabel("Persons per week")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))

@@ -121,10 +121,10 @@ def render(
     with plots.report_style():
         for name, spec in builder.figures.items():
             fig = spec["make"]()
-            figure_text[name] = plots.figure_texts(fig)
             path = figures_dir / f"{name}.png"
             buffer = io.BytesIO()
             fig.savefig(buffer, format="png", dpi=150, bbox_inches="tight", facecolor="white")
+            figure_text[name] = plots.figure_texts(fig)
             path.write_bytes(buffer.getvalue())
             figure_paths.append(path)
             context["figures"][name] = {
@@ -644,7 +644,7 @@ class _Builder:
         max_day = int(per_day.index.max())
         rows = []
         for label, lo, hi in bands:
-            if lo is None:
+            if lo is None or (label in self.delay_keys and self.ledger.cells[self.delay_keys[label]].value == 0):
                 continue
             hi_eff = max(hi if hi is not None else max_day, lo)
             edges = list(range(lo, hi_eff + 1, 7)) + [hi_eff + 1]
@@ -964,7 +964,7 @@ class _Builder:
                     "label": s["step"] if i == 0 else s["step"],
                     "remaining": self.c(s["rkey"]),
                     "excluded": self.c(s["ekey"]) if s["ekey"] else None,
-                    "excluded_label": "not " + s["step"][0].lower() + s["step"][1:] if i > 0 else "",
+                    "excluded_label": s["step"] if i > 0 else "",
                 })
             arms = []
             if not d.empty:

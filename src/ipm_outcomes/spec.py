@@ -129,7 +129,9 @@ class Cohort(_Section):
     @model_validator(mode="after")
     def _ages(self) -> Cohort:
         if self.age_min > self.age_max:
-            raise ValueError(f"age_min ({self.age_min}) is greater than age_max ({self.age_max}); no one could be eligible")
+            raise ValueError(
+                f"age_min ({self.age_min}) is greater than age_max ({self.age_max}); no one could be eligible"
+            )
         return self
 
 
@@ -184,7 +186,9 @@ class Covariates(_Section):
         for lower, upper in value.items():
             for name in (lower, upper):
                 if name not in CHARLSON_COMPONENTS:
-                    raise ValueError(f"{name!r} is not a Charlson component; use one of {', '.join(CHARLSON_COMPONENTS)}")
+                    raise ValueError(
+                        f"{name!r} is not a Charlson component; use one of {', '.join(CHARLSON_COMPONENTS)}"
+                    )
             if lower == upper:
                 raise ValueError(f"{lower!r} cannot be superseded by itself")
         return value
@@ -213,7 +217,9 @@ class RtwOutcome(_Section):
         for group, statuses in groups.items():
             for status in statuses:
                 if status in seen and seen[status] != group:
-                    raise ValueError(f"work status {status!r} is in both {seen[status]} and {group}; a status has one role")
+                    raise ValueError(
+                        f"work status {status!r} is in both {seen[status]} and {group}; a status has one role"
+                    )
                 seen[status] = group
         return self
 
@@ -317,7 +323,7 @@ class Analysis(_Section):
     @classmethod
     def _landmark(cls, value: int | str) -> int | str:
         if isinstance(value, int) and value <= 0:
-            raise ValueError(f"must be > 0 days (or \"grace_period\"), got {value}")
+            raise ValueError(f'must be > 0 days (or "grace_period"), got {value}')
         return value
 
     @field_validator("covariates")
@@ -358,7 +364,9 @@ class StudySpec(_Section):
         follow = self.cohort.followup_days
         grace = self.exposure.grace_period_days
         if grace >= follow:
-            raise ValueError(f"exposure.grace_period_days ({grace}) must be shorter than cohort.followup_days ({follow})")
+            raise ValueError(
+                f"exposure.grace_period_days ({grace}) must be shorter than cohort.followup_days ({follow})"
+            )
         checks = [
             ("outcomes.qol.horizons_days", self.outcomes.qol.horizons_days),
             ("analysis.horizons_days", self.analysis.horizons_days),
@@ -367,9 +375,13 @@ class StudySpec(_Section):
         for name, values in checks:
             beyond = [v for v in values if v > follow]
             if beyond:
-                raise ValueError(f"{name} {beyond} lie beyond cohort.followup_days ({follow}); follow-up ends before them")
+                raise ValueError(
+                    f"{name} {beyond} lie beyond cohort.followup_days ({follow}); follow-up ends before them"
+                )
         if self.landmark_day >= follow:
-            raise ValueError(f"analysis.landmark_day ({self.landmark_day}) must be before cohort.followup_days ({follow})")
+            raise ValueError(
+                f"analysis.landmark_day ({self.landmark_day}) must be before cohort.followup_days ({follow})"
+            )
         if max(self.exposure.delay_categories) >= follow:
             raise ValueError(
                 f"exposure.delay_categories {self.exposure.delay_categories} reach cohort.followup_days ({follow}); "
@@ -561,19 +573,50 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     return model
 
 
+def _clean_loc(loc: tuple) -> tuple:
+    """Drop the union-member tags pydantic adds to a location (``date``, ``literal['auto']``, ``int``)."""
+    cleaned: list = []
+    model: Any = StudySpec
+    for part in loc:
+        if isinstance(part, int):
+            cleaned.append(part)
+            continue
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            if fields is None and cleaned and not isinstance(cleaned[-1], int):
+                continue  # a union tag under a plain field
+            if fields is not None:
+                cleaned.append(part)  # an unknown key: keep it so the message can name it
+            continue
+        cleaned.append(part)
+        annotation = fields[part].annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return tuple(cleaned)
+
+
+def _key(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
 def _describe_errors(exc: ValidationError) -> str:
-    problems = []
+    problems: list[str] = []
+    unions: dict[str, list[str]] = {}
     for error in exc.errors(include_url=False):
-        loc = tuple(error["loc"])
-        key = ".".join(str(p) for p in loc) or "(top level)"
+        loc = _clean_loc(tuple(error["loc"]))
+        key = _key(loc)
         kind = error["type"]
         if kind == "extra_forbidden":
             parent = _model_at(loc[:-1])
             hint = ""
             if parent is not None:
                 close = difflib.get_close_matches(str(loc[-1]), list(parent.model_fields), n=1)
-                hint = f" (did you mean {'.'.join(str(p) for p in loc[:-1] + (close[0],))}?)" if close else ""
-                hint += f"; allowed keys here: {', '.join(parent.model_fields)}" if not close else ""
+                if close:
+                    hint = f" (did you mean {_key(loc[:-1] + (close[0],))}?)"
+                else:
+                    hint = f"; allowed keys here: {', '.join(parent.model_fields)}"
             problems.append(f"unknown key {key}{hint}")
         elif kind == "missing":
             problems.append(f"missing key {key}")
@@ -581,5 +624,17 @@ def _describe_errors(exc: ValidationError) -> str:
             message = error["msg"].removeprefix("Value error, ")
             problems.append(f"{key}: {message}" if loc else message)
         else:
-            problems.append(f"{key}: {error['msg'].lower()} (got {error.get('input')!r})")
-    return "; ".join(problems)
+            text = f"{error['msg'].lower()}"
+            if key in unions:
+                unions[key].append(text)
+                continue
+            unions[key] = [text]
+            problems.append((key, error.get("input")))  # type: ignore[arg-type]
+    lines = []
+    for problem in problems:
+        if isinstance(problem, tuple):
+            key, value = problem
+            lines.append(f"{key}: {' or '.join(unions[key])} (got {value!r})")
+        else:
+            lines.append(problem)
+    return "; ".join(lines)

@@ -28,21 +28,24 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
+import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .contract import DIAGNOSIS_COLUMN_PREFIX, TABLES_BY_NAME, TABLE_FILE_SUFFIXES
+from .contract import DIAGNOSIS_COLUMN_PREFIX, TABLE_FILE_SUFFIXES, TABLES_BY_NAME
 from .errors import IpmError
 
-__all__ = ["SynthSummary", "generate", "DATA_START", "DATA_END", "FILE_FORMATS"]
+__all__ = ["DATA_END", "DATA_START", "FILE_FORMATS", "SynthSummary", "generate"]
 
 FILE_FORMATS = ("csv", "parquet")
 
@@ -65,7 +68,9 @@ LATE_BENEFIT_END = 180
 HORIZONS = (90, 180, 365)
 
 N_DX = 4  # diagnosis_code_1 .. diagnosis_code_4
-CHUNK_PERSONS = 100_000
+CHUNK_PERSONS = 50_000
+_ID_BLOCK = 10**8  # identifiers per chunk (claim, pharmacy claim and encounter numbers)
+_MAX_WORKERS = 4
 _MC_TARGET = 400_000  # potential-outcome draws aimed at per strategy in the truth simulation
 _MIN_DRAWS, _MAX_DRAWS = 20, 1000
 
@@ -274,23 +279,27 @@ class SynthSummary:
 
     def describe(self) -> str:
         """A short multi-line human-readable account (what the CLI prints)."""
-        c, t = self.counts, self.truth
+        c = self.counts
+        t = {k: (float("nan") if v is None else v) for k, v in self.truth.items()}
         lines = [
-            f"Synthetic extract: {self.persons:,} persons, seed {self.seed}, {self.file_format} "
-            f"-> {self.out_dir} ({self.wall_seconds:.1f} s)",
+            f"Synthetic extract: {self.persons:,} persons, seed {self.seed}, {self.file_format} ({self.wall_seconds:.1f} s)",
+            f"  folder: {self.out_dir}",
         ]
         for name, n in self.rows.items():
             lines.append(f"  {name:<16} {n:>12,} rows")
-        lines.append(
-            f"  planted cohort: {c['eligible']:,} eligible ({c['early']:,} early, {c['delayed']:,} delayed); "
-            f"{c['rtw_population']:,} in the return-to-work population"
+        cohort = (
+            f"  cohort: {c['eligible']:,} eligible ({c['early']:,} early, {c['delayed']:,} delayed), "
+            f"{c['rtw_population']:,} in RTW population"
         )
-        lines.append(
-            f"  truth (effect_rtw_hr={self.effect_rtw_hr:g}, effect_promis_pf={self.effect_promis_pf:g}): "
-            f"RTW by 180 d {t['cif_rtw_180_early']:.3f} early vs {t['cif_rtw_180_delayed']:.3f} delayed "
-            f"(RD {t['rd_rtw_180']:+.3f}); PROMIS-PF at 180 d difference {t['promis_pf_180_difference']:+.2f}"
+        rtw = (
+            f"  truth, RTW by 180 d: {t['cif_rtw_180_early']:.3f} early vs {t['cif_rtw_180_delayed']:.3f} delayed "
+            f"(RD {t['rd_rtw_180']:+.3f})"
         )
-        lines.append("  truth.json and truth_persons.parquet hold the known answers")
+        pf = (
+            f"  truth, PROMIS-PF at 180 d: difference {t['promis_pf_180_difference']:+.2f} "
+            f"(set: HR {self.effect_rtw_hr:g}, PF {self.effect_promis_pf:+g})"
+        )
+        lines += [cohort, rtw, pf, "  known answers: truth.json, truth_persons.parquet"]
         return "\n".join(lines)
 
 
@@ -361,22 +370,27 @@ def generate(
     steps = ["persons"] + table_names + ["truth"]
     files: dict[str, Path] = {}
     rows: dict[str, int] = {}
-    with _Progress(progress, len(steps)) as bar:
+    workers = max(1, min(_MAX_WORKERS, os.cpu_count() or 1))
+    with _Progress(progress, len(steps)) as bar, ThreadPoolExecutor(max_workers=workers) as pool:
         bar.update("simulating persons")
         world = _simulate_world(persons, seed, effect_rtw_hr, effect_promis_pf)
         bar.advance()
         for name in table_names:
             bar.update(f"writing {name}")
             path = out / f"{name}.{file_format}"
-            schema = _schema(name)
-            with _TableWriter(path, schema, file_format) as writer:
-                counters = {"next_id": 1}
+            with _TableWriter(path, _schema(name), file_format) as writer:
+                # Chunks are built in worker threads (numpy and pyarrow release the GIL) and written
+                # in order; each chunk has its own random stream and identifier block, so the
+                # files do not depend on the number of threads.
+                pending: deque = deque()
                 for chunk_no, start in enumerate(range(0, world.n, CHUNK_PERSONS)):
                     stop = min(world.n, start + CHUNK_PERSONS)
                     rng = _rng(seed, _STREAMS[name], chunk_no)
-                    table = _TABLE_BUILDERS[name](world, start, stop, rng, counters, chunk_no)
-                    if table is not None:
-                        writer.write(table)
+                    pending.append(pool.submit(_TABLE_BUILDERS[name], world, start, stop, rng, chunk_no))
+                    while len(pending) > workers:
+                        _write_chunk(writer, pending.popleft().result())
+                while pending:
+                    _write_chunk(writer, pending.popleft().result())
             files[name] = path
             rows[name] = writer.rows
             bar.advance()
@@ -384,7 +398,7 @@ def generate(
         truth = _truth(world, seed)
         truth_persons = _truth_persons_table(world)
         pq.write_table(truth_persons, out / "truth_persons.parquet", compression="zstd")
-        (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n")
+        (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True, allow_nan=False) + "\n")
         files["truth_persons"] = out / "truth_persons.parquet"
         files["truth"] = out / "truth.json"
         bar.advance()
@@ -443,7 +457,13 @@ class _Progress:
     def __enter__(self):
         if self.enabled:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             self._progress = Progress(
                 TextColumn("[bold]synth[/] {task.description:<28}"),
@@ -497,16 +517,19 @@ def _clear_previous(out: Path) -> None:
 
 
 class _TableWriter:
-    """Append arrow tables to one Parquet or CSV file, deterministically."""
+    """Append arrow tables to one Parquet or CSV file, deterministically.
+
+    Code columns arrive as dictionary arrays (no string copies). Parquet keeps them as dictionary
+    pages and does not store the arrow schema, so every reader sees plain strings; CSV casts them.
+    """
 
     def __init__(self, path: Path, schema: pa.Schema, file_format: str):
         self.path, self.schema, self.format = path, schema, file_format
         self.rows = 0
+        self._writer = None
 
     def __enter__(self):
-        if self.format == "parquet":
-            self._writer = pq.ParquetWriter(self.path, self.schema, compression="snappy")
-        else:
+        if self.format == "csv":
             self._file = open(self.path, "wb")
             # Plain header (pyarrow would quote the names); no value written here holds a comma or quote.
             self._file.write((",".join(self.schema.names) + "\n").encode())
@@ -517,29 +540,91 @@ class _TableWriter:
             )
         return self
 
+    def _open_parquet(self, schema: pa.Schema) -> None:
+        dict_cols = [f.name for f in schema if pa.types.is_dictionary(f.type) or f.type in (pa.bool_(), pa.int32())]
+        # Min/max statistics cost as much as the encoding for text; keep them for dates only.
+        stats = [f.name for f in schema if f.type == pa.date32()] or False
+        self._writer = pq.ParquetWriter(
+            self.path,
+            schema,
+            compression="snappy",
+            use_dictionary=dict_cols,
+            write_statistics=stats,
+            store_schema=False,
+        )
+
     def write(self, table: pa.Table) -> None:
-        table = table.select(self.schema.names).cast(self.schema)
+        table = table.select(self.schema.names)
+        if self.format == "csv":
+            table = table.cast(self.schema)
+        else:
+            target = pa.schema(
+                [f if pa.types.is_dictionary(table.schema.field(f.name).type) else self.schema.field(f.name) for f in table.schema]
+            )
+            table = table.cast(target)
+            if self._writer is None:
+                self._open_parquet(target)
         self._writer.write_table(table)
         self.rows += table.num_rows
 
     def __exit__(self, exc_type, *rest):
+        if self._writer is None:  # nothing written: an empty file with the declared schema
+            self._open_parquet(self.schema)
         self._writer.close()
         if self.format == "csv":
             self._file.close()
-        if exc_type is None and self.rows == 0 and self.format == "csv":
-            pass
         return False
 
 
+def _write_chunk(writer: _TableWriter, table: pa.Table | None) -> None:
+    if table is not None:
+        writer.write(table)
+
+
+def _first_id(chunk_no: int, m: int) -> int:
+    """Identifiers are numbered per chunk of persons (block chunk_no * 10**8), so chunks can be built
+    independently and in parallel."""
+    if m >= _ID_BLOCK:
+        raise RuntimeError("too many rows in one chunk for its identifier block")
+    return chunk_no * _ID_BLOCK + 1
+
+
 def _strings(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
-    digits = pc.utf8_lpad(pa.array(numbers, pa.int64()).cast(pa.string()), width=width, padding="0")
-    return pc.binary_join_element_wise(prefix, digits, "")
+    """``prefix`` + zero-padded ``numbers`` as a string array, built as one fixed-width byte buffer."""
+    numbers = np.asarray(numbers, dtype=np.int64)
+    m = len(numbers)
+    if m and int(numbers.max()) >= 10**width:
+        width = len(str(int(numbers.max())))
+    size = len(prefix) + width
+    buf = np.empty((m, size), dtype=np.uint8)
+    buf[:, : len(prefix)] = np.frombuffer(prefix.encode(), dtype=np.uint8)
+    rest = numbers.copy()
+    for k in range(size - 1, len(prefix) - 1, -1):
+        buf[:, k] = 48 + rest % 10
+        rest //= 10
+    offsets = np.arange(0, (m + 1) * size, size, dtype=np.int32 if (m + 1) * size < 2**31 else np.int64)
+    kind = pa.string() if offsets.dtype == np.int32 else pa.large_string()
+    arr = pa.Array.from_buffers(kind, m, [None, pa.py_buffer(offsets), pa.py_buffer(buf)])
+    return arr if kind == pa.string() else arr.cast(pa.string())
+
+
+def _pid(p: np.ndarray) -> pa.Array:
+    """person_id of person index p (P00000001 is index 0)."""
+    return _strings("P", np.asarray(p, dtype=np.int64) + 1, 8)
+
+
+def _book(values) -> pa.Array:
+    """A code book for :func:`_take`; values must be distinct (see the note at _ICD_BOOK)."""
+    values = list(values)
+    if len(set(values)) != len(values):
+        raise ValueError("code book values must be distinct")
+    return pa.array(values, pa.string())
 
 
 def _take(book: pa.Array, idx: np.ndarray) -> pa.Array:
-    """Strings from a code book by index; negative index -> null."""
-    idx = np.asarray(idx, dtype=np.int64)
-    return book.take(pa.array(idx, mask=idx < 0))
+    """Strings from a code book by index (as a dictionary array); negative index -> null."""
+    idx = np.asarray(idx, dtype=np.int32)
+    return pa.DictionaryArray.from_arrays(pa.array(idx, mask=idx < 0), book)
 
 
 def _dates(days: np.ndarray) -> pa.Array:
@@ -638,7 +723,7 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float) -> _World:
     I = np.where((I - D_START >= 350) & (I - D_START <= 380), I + 40, I)
     w.I = I
     u = rng.random(n)
-    age = np.clip(np.round(rng.normal(43, 11, n)), 18, 64)
+    age = 18 + np.floor(rng.beta(1.8, 1.6, n) * 47)  # 18..64, mean about 43
     age = np.where(u < 0.03, rng.integers(15, 18, n), np.where(u < 0.08, rng.integers(65, 81, n), age)).astype(np.int64)
     w.birth_year = _year(I) - age
     w.age = age
@@ -657,6 +742,10 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float) -> _World:
     pregnant_ok = (w.sex == 1) & (age <= 45)
     charlson_cols = [k for k, c in enumerate(CONDITIONS) if c[3]]
     w.charlson_n = w.cond[:, charlson_cols].sum(1)
+    # the conditions as a ragged list per person (row-major nonzero is person-ordered)
+    _, cond_k = np.nonzero(w.cond)
+    w.cond_ptr = np.concatenate([[0], np.cumsum(w.cond.sum(1))]).astype(np.int64)
+    w.cond_codes = np.append(_icd(*(c[1] for c in CONDITIONS))[cond_k], -1)
     depr = w.cond[:, _COND["depression"]]
     anx = w.cond[:, _COND["anxiety"]]
     sleep = w.cond[:, _COND["sleep"]]
@@ -773,7 +862,6 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float) -> _World:
     # --- death: recorded when inside the data; enrolment ends within a month after it ----------
     nonlbp_death = rng.random(n) < 0.015
     death_nonlbp = span_s[1] + 30 + (rng.random(n) * 2500).astype(np.int64)
-    death_abs_lbp = I + d_death  # provisional; nudged below once the other events are known
     w.E = E
     w.span_s, w.span_e = span_s, span_e
     w.E1 = E1
@@ -799,8 +887,8 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float) -> _World:
     w.span_s, w.span_e = span_s, span_e
 
     # --- eligibility by the cohort rules (literal reading; see _exclusions) -------------------
-    w.first_lbp = np.where(lbp, np.minimum(I, w.prior_lbp_day), NEVER * 10)
     _plant_check(w)
+    w.first_lbp = np.where(lbp, np.minimum(I, w.prior_lbp_day), NEVER * 10)
     w.exclusion = _exclusions(w)
     w.eligible = w.exclusion < 0
 
@@ -816,7 +904,7 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float) -> _World:
     w.d_rtw = d_rtw
     w.r_natural = r
 
-    seg_start, seg_end = _bridged_segment(w, idx, I)
+    _, seg_end = _bridged_segment(w, idx, I)
     c_enrol = seg_end - I
     ev_day, ev_kind = _first_event(w.d_rtw, w.d_ltd, w.d_ret, w.d_death)
     # An event on the last covered day would leave "event or censored" to the reader: extend that
@@ -826,7 +914,7 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float) -> _World:
         k = np.argmax((span_e == seg_end[None, :]) & (span_s <= span_e), axis=0)
         span_e[k[tie], np.nonzero(tie)[0]] += 1
         w.span_e = span_e
-        seg_start, seg_end = _bridged_segment(w, idx, I)
+        _, seg_end = _bridged_segment(w, idx, I)
         c_enrol = seg_end - I
     censor = np.minimum(np.minimum(c_enrol, D_END - I), FOLLOWUP_DAYS)
     w.censor_day = censor
@@ -843,6 +931,7 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float) -> _World:
     proc_first = np.where((w.ref_kind == 0) & (w.contact_day < NEVER), w.contact_day, NEVER)
     fo = np.where(w.contact_day < NEVER, w.contact_day + w.followon_rel, NEVER)
     fo = np.where(fo < NEVER, fo, NEVER)
+    fo = np.where(fo == w.followup_end, fo + 1, fo)  # keep procedures off the follow-up boundary
     fo_ok = (fo < NEVER) & _enrolled(w, idx, I + np.minimum(fo, 4000))
     w.followon_day = np.where(fo_ok, fo, NEVER)
     proc = np.minimum(proc_first, w.followon_day)
@@ -879,6 +968,7 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float) -> _World:
     ok = linked[None, :] & (days < NEVER) & (absolute <= D_END) & (absolute < w.death_day[None, :])
     w.pro_days = np.where(ok, days, NEVER)
     w.pf_noise = rng.normal(0, 2.5, (7, n))
+    _coverage_index(w)
     return w
 
 
@@ -974,27 +1064,27 @@ def _exclusions(w: _World) -> np.ndarray:
 
 
 def _person_ids(start: int, stop: int) -> pa.Array:
-    return _strings("P", np.arange(start, stop) + 1, 8)
+    return _pid(np.arange(start, stop))
 
 
-def _build_eligibility(w: _World, start: int, stop: int, rng, counters, chunk_no):
+def _build_eligibility(w: _World, start: int, stop: int, rng, chunk_no: int):
     idx = np.arange(start, stop)
     s, e = w.span_s[:, idx], w.span_e[:, idx]
     valid = (s <= e).T.ravel()  # person-major: A, B, C per person
     p = np.repeat(idx, 3)[valid]
     ss, ee = s.T.ravel()[valid], e.T.ravel()[valid]
     death = w.death_day[p]
-    pid = _person_ids(start, stop).take(pa.array(p - start))
+    pid = _pid(p)
     return pa.table(
         {
             "person_id": pid,
-            "gender": _take(pa.array(GENDERS), w.sex[p]),
+            "gender": _take(_book(GENDERS), w.sex[p]),
             "birth_year": pa.array(w.birth_year[p].astype(np.int32)),
             "death_date": pa.array(death.astype(np.int32), type=pa.date32(), mask=death >= NO_DEATH),
             "enrollment_start_date": _dates(ss),
             "enrollment_end_date": _dates(ee),
-            "payer_type": _take(pa.array(PAYERS), w.payer[p]),
-            "state": _take(pa.array(STATES), w.state[p]),
+            "payer_type": _take(_book(PAYERS), w.payer[p]),
+            "state": _take(_book(STATES), w.state[p]),
         }
     )
 
@@ -1010,16 +1100,18 @@ class _Claims:
         m = len(p)
         if m == 0:
             return
+        if len(self.parts) >= 64:  # the sort key keeps 6 bits for the source
+            raise RuntimeError("too many claim sources for the sort key")
 
         def col(v, fill=-1):
-            return np.broadcast_to(np.asarray(v, dtype=np.int64), (m,)) if v is not None else np.full(m, fill)
+            return np.broadcast_to(np.asarray(v, dtype=np.int32), (m,)) if v is not None else np.full(m, fill, np.int32)
 
         dx = list(dx) + [-1] * (N_DX - len(dx))
         hc = list(hc) + [-1] * (3 - len(hc))
         mod = list(mod) + [-1] * (3 - len(mod))
         self.parts.append(
             {
-                "p": p,
+                "p": p.astype(np.int32),
                 "day": col(day),
                 "ctype": col(ctype),
                 "pos": col(pos),
@@ -1028,7 +1120,7 @@ class _Claims:
                 "dx": np.stack([col(v) for v in dx], axis=1),
                 "hc": np.stack([col(v) for v in hc], axis=1),
                 "mod": np.stack([col(v) for v in mod], axis=1),
-                "seq": np.full(m, len(self.parts)),
+                "seq": np.full(m, len(self.parts), np.int32),
             }
         )
 
@@ -1046,19 +1138,25 @@ def _lbp_code_on(code: np.ndarray, day: np.ndarray) -> np.ndarray:
     return code
 
 
+def _coverage_index(w: _World) -> None:
+    """Per person: covered days in each span slot (up to death and the data end), for sampling dates."""
+    s, e = w.span_s, np.minimum(w.span_e, np.minimum(w.death_day, D_END)[None, :])
+    length = np.maximum(e - s + 1, 0)
+    w.cov_c0 = length[0]
+    w.cov_c1 = length[0] + length[1]
+    w.cov_len = w.cov_c1 + length[2]
+    w.cov_base = np.stack([s[0], s[1] - w.cov_c0, s[2] - w.cov_c1])
+
+
 def _enrolled_days(w: _World, p: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Map uniform u in [0, 1) to a covered day of person p (spans weighted by length)."""
-    s, e = w.span_s[:, p], np.minimum(w.span_e[:, p], np.minimum(w.death_day[p], D_END))
-    length = np.maximum(e - s + 1, 0)
-    total = length.sum(0)
-    off = np.floor(u * total).astype(np.int64)
-    c0, c1 = length[0], length[0] + length[1]
-    return np.where(off < c0, s[0] + off, np.where(off < c1, s[1] + off - c0, s[2] + off - c1))
+    off = np.floor(u * w.cov_len[p]).astype(np.int64)
+    slot = (off >= w.cov_c0[p]).astype(np.int64) + (off >= w.cov_c1[p])
+    return off + w.cov_base[slot, p]
 
 
 def _enrolled_length(w: _World, p: np.ndarray) -> np.ndarray:
-    s, e = w.span_s[:, p], np.minimum(w.span_e[:, p], np.minimum(w.death_day[p], D_END))
-    return np.maximum(e - s + 1, 0).sum(0)
+    return w.cov_len[p]
 
 
 def _pick(rng, codes, m, p=None):
@@ -1069,7 +1167,7 @@ def _h(*codes):
     return np.array([_H[c] for c in codes])
 
 
-def _build_medical_claim(w: _World, start: int, stop: int, rng, counters, chunk_no):
+def _build_medical_claim(w: _World, start: int, stop: int, rng, chunk_no: int):
     idx = np.arange(start, stop)
     n = len(idx)
     cl = _Claims()
@@ -1234,7 +1332,7 @@ def _build_medical_claim(w: _World, start: int, stop: int, rng, counters, chunk_
     aday = I[again] + w.contact_day[again] + rng.integers(30, 121, len(again))
     _add_ipm_contact(cl, w, rng, again, aday, np.ones(len(again), np.int64), _episode_dx(w, again, aday))
 
-    return _claims_table(w, cl, rng, counters, start, stop)
+    return _claims_table(w, cl, rng, chunk_no, start, stop)
 
 
 def _episode_dx(w: _World, p: np.ndarray, day: np.ndarray) -> np.ndarray:
@@ -1263,20 +1361,34 @@ def _add_ipm_contact(cl: _Claims, w: _World, rng, p, day, kind, dx) -> None:
 
 
 def _chronic_codes(w: _World, p: np.ndarray, rng, k: int) -> np.ndarray:
-    """Up to k of person p's chronic-condition codes (random order), -1 where fewer."""
-    cond = w.cond[p]
-    keys = np.where(cond, rng.random(cond.shape), 2.0)
-    order = np.argsort(keys, axis=1)[:, :k]
-    has = np.take_along_axis(cond, order, axis=1)
-    codes = _icd(*(c[1] for c in CONDITIONS))[order]
-    return np.where(has, codes, -1)
+    """Up to k distinct chronic-condition codes of each person p (random start), -1 where fewer."""
+    lo = w.cond_ptr[p]
+    cnt = w.cond_ptr[p + 1] - lo
+    off = np.floor(rng.random(len(p)) * cnt).astype(np.int64)
+    out = np.full((len(p), k), -1, dtype=np.int64)
+    safe = np.maximum(cnt, 1)
+    for j in range(k):
+        pos = lo + (off + j) % safe
+        out[:, j] = np.where(j < cnt, w.cond_codes[np.minimum(pos, len(w.cond_codes) - 1)], -1)
+    return out
 
 
-_ICD_BOOK = pa.array(list(ICD) + [c.replace(".", "") for c in ICD])
-_HCPCS_BOOK = pa.array(HCPCS)
-_TAX_BOOK = pa.array(TAXONOMIES)
-_POS_BOOK = pa.array(POS_CODES)
-_MOD_BOOK = pa.array(MODIFIERS)
+# Code books must hold each string once: the parquet writer's dictionary encoding is not
+# byte-reproducible when an arrow dictionary repeats a value.
+_ICD_DOTTED = [c for c in ICD if "." in c]
+_ICD_BOOK = _book(list(ICD) + [c.replace(".", "") for c in _ICD_DOTTED])
+_ICD_UNDOTTED = np.array(
+    [len(ICD) + _ICD_DOTTED.index(c) if "." in c else k for k, c in enumerate(ICD)] + [-1], dtype=np.int64
+)  # index -1 (null) maps to -1
+
+
+def _icd_written(code: np.ndarray, dotted: np.ndarray) -> np.ndarray:
+    """Book index of each code as written (with or without the dot); -1 stays null."""
+    return np.where(dotted | (code < 0), code, _ICD_UNDOTTED[code])
+_HCPCS_BOOK = _book(HCPCS)
+_TAX_BOOK = _book(TAXONOMIES)
+_POS_BOOK = _book(POS_CODES)
+_MOD_BOOK = _book(MODIFIERS)
 _PRICES = np.array([HCPCS_PRICES[c] for c in HCPCS], dtype=float)
 
 
@@ -1292,74 +1404,76 @@ def _npi_book() -> pa.Array:
     doubled = digits[:, 0::2] * 2  # positions 1,3,5,7,9 from the left (rightmost of the base is doubled)
     s = (doubled // 10 + doubled % 10).sum(1) + digits[:, 1::2].sum(1) + 24
     check = (10 - s % 10) % 10
-    return pa.array([f"{b}{c}" for b, c in zip(base.tolist(), check.tolist())])
+    return _book(f"{b}{c}" for b, c in zip(base.tolist(), check.tolist()))
 
 
 _NPI_BOOK = _npi_book()
 
 
-def _claims_table(w: _World, cl: _Claims, rng, counters, start: int, stop: int) -> pa.Table:
+def _claims_table(w: _World, cl: _Claims, rng, chunk_no: int, start: int, stop: int) -> pa.Table:
+    """Claim headers -> one row per claim line (grain of medical_claim), sorted by person, date."""
     c = cl.concat()
-    p, day = c["p"], c["day"]
-    keep = _enrolled(w, p, day)
-    c = {k: v[keep] for k, v in c.items()}
-    order = np.lexsort((c["seq"], c["day"], c["p"]))
-    c = {k: v[order] for k, v in c.items()}
-    m = len(c["p"])
-    first_id = counters["next_id"]
-    counters["next_id"] += m
+    sel = np.nonzero(_enrolled(w, c["p"], c["day"]))[0]
+    # order by person, date, source: one int64 key (person < 2**17 per chunk, day < 2**12, source < 2**6)
+    key = ((c["p"][sel].astype(np.int64) - start) << 18) | ((c["day"][sel].astype(np.int64) - D_START) << 6) | c["seq"][sel]
+    order = sel[np.argsort(key, kind="stable")]
+    m = len(order)
+    first_id = _first_id(chunk_no, m)
     # lines: one per procedure code; -2 marks a line without a code (inpatient facility)
-    hc = c["hc"]
+    hc = c["hc"][order]
     present = hc != -1
     nlines = present.sum(1)
     lc = np.repeat(np.arange(m), nlines)
+    src = order[lc]  # line -> row of the unsorted claim arrays (one gather per column)
     line_no = np.arange(len(lc)) - np.repeat(np.cumsum(nlines) - nlines, nlines) + 1
     line_hc = hc[present]
-    line_mod = c["mod"][present]
+    line_mod = c["mod"][order][present]
     nl = len(lc)
-    dotted = rng.random(m) < 0.6
-    dx_off = np.where(dotted, 0, len(ICD))
+    dotted = (rng.random(m) < 0.6)[lc]
     price = np.where(line_hc >= 0, _PRICES[np.maximum(line_hc, 0)], 9000.0)
     allowed = np.round(price * rng.lognormal(0.0, 0.25, nl), 2)
-    payer = w.payer[c["p"][lc]]
-    paid_share = np.where(payer == 2, rng.uniform(0.5, 0.75, nl), rng.uniform(0.6, 0.95, nl))
+    p = c["p"][src]
+    u = rng.random(nl)
+    paid_share = np.where(w.payer[p] == 2, 0.5 + 0.25 * u, 0.6 + 0.35 * u)  # Medicaid pays less
     paid = np.round(allowed * paid_share, 2)
     amount_null = rng.random(nl) < 0.01
-    tax = c["tax"]
-    npi = np.where(tax >= 0, tax * NPI_POOL + rng.integers(0, NPI_POOL, m), -1)
-    start_day = c["day"]
-    end_day = np.minimum(start_day + c["los"], D_END)
-    claim_ids = _strings("CL", np.arange(first_id, first_id + m), 10)
-    lc_arr = pa.array(lc)
+    tax = c["tax"][src]
+    npi = np.where(tax >= 0, tax * NPI_POOL + rng.integers(0, NPI_POOL, m)[lc], -1)
+    start_day = c["day"][src]
+    end_day = np.minimum(start_day + c["los"][src], D_END)
     cols = {
-        "claim_id": claim_ids.take(lc_arr),
+        "claim_id": _strings("CL", first_id + np.arange(m), 10).take(pa.array(lc)),
         "claim_line_number": pa.array(line_no.astype(np.int32)),
-        "person_id": _person_ids(start, stop).take(pa.array(c["p"][lc] - start)),
-        "claim_type": _take(pa.array(["professional", "institutional"]), c["ctype"][lc]),
-        "claim_start_date": _dates(start_day[lc]),
-        "claim_end_date": _dates(end_day[lc]),
-        "place_of_service_code": _take(_POS_BOOK, c["pos"][lc]),
-        "rendering_npi": _take(_NPI_BOOK, npi[lc]),
-        "rendering_taxonomy_code": _take(_TAX_BOOK, tax[lc]),
+        "person_id": _person_ids(start, stop).take(pa.array(p - start)),
+        "claim_type": _take(_book(["professional", "institutional"]), c["ctype"][src]),
+        "claim_start_date": _dates(start_day),
+        "claim_end_date": _dates(end_day),
+        "place_of_service_code": _take(_POS_BOOK, c["pos"][src]),
+        "rendering_npi": _take(_NPI_BOOK, npi),
+        "rendering_taxonomy_code": _take(_TAX_BOOK, tax),
         "hcpcs_code": _take(_HCPCS_BOOK, np.where(line_hc >= 0, line_hc, -1)),
         "hcpcs_modifier_1": _take(_MOD_BOOK, line_mod),
         "allowed_amount": pa.array(allowed, mask=amount_null),
         "paid_amount": pa.array(paid, mask=amount_null),
     }
+    dx = c["dx"][src]
     for k in range(N_DX):
-        code = c["dx"][:, k]
-        cols[f"{DIAGNOSIS_COLUMN_PREFIX}{k + 1}"] = _take(_ICD_BOOK, np.where(code >= 0, code + dx_off, -1)[lc])
+        cols[f"{DIAGNOSIS_COLUMN_PREFIX}{k + 1}"] = _take(_ICD_BOOK, _icd_written(dx[:, k], dotted))
     return pa.table(cols)
 
 
 _NDC11 = [row[0] for row in NDC_ROWS]
 # The contract also accepts the hyphenated 10-digit form; write it where the labeler has a leading 0.
-_NDC_BOOK = pa.array(_NDC11 + [f"{c[1:5]}-{c[5:9]}-{c[9:]}" if c[0] == "0" else c for c in _NDC11])
+_NDC_HYPHENATED = [f"{c[1:5]}-{c[5:9]}-{c[9:]}" for c in _NDC11 if c[0] == "0"]
+_NDC_BOOK = _book(_NDC11 + _NDC_HYPHENATED)
+_NDC_AS_HYPHENATED = np.array(
+    [len(_NDC11) + _NDC_HYPHENATED.index(f"{c[1:5]}-{c[5:9]}-{c[9:]}") if c[0] == "0" else k for k, c in enumerate(_NDC11)]
+)
 _NDC_UNITS = np.array([row[6] for row in NDC_ROWS], dtype=float)
 _NDC_PRICE = np.array([row[7] for row in NDC_ROWS], dtype=float)
 
 
-def _build_pharmacy_claim(w: _World, start: int, stop: int, rng, counters, chunk_no):
+def _build_pharmacy_claim(w: _World, start: int, stop: int, rng, chunk_no: int):
     idx = np.arange(start, stop)
     I = w.I
     parts = []  # (p, day, ndc, days_supply)
@@ -1401,8 +1515,7 @@ def _build_pharmacy_claim(w: _World, start: int, stop: int, rng, counters, chunk
     order = np.lexsort((ndc, day, p))
     p, day, ndc, supply = p[order], day[order], ndc[order], supply[order]
     m = len(p)
-    first_id = counters["next_id"]
-    counters["next_id"] += m
+    first_id = _first_id(chunk_no, m)
     qty = supply * _NDC_UNITS[ndc] * np.where(rng.random(m) < 0.2, 1.5, 1.0)
     allowed = np.round(qty * _NDC_PRICE[ndc] * rng.lognormal(0.0, 0.2, m) + 2.0, 2)
     paid = np.round(allowed * rng.uniform(0.5, 0.9, m), 2)
@@ -1411,9 +1524,9 @@ def _build_pharmacy_claim(w: _World, start: int, stop: int, rng, counters, chunk
         {
             "claim_id": _strings("RX", np.arange(first_id, first_id + m), 10),
             "claim_line_number": pa.array(np.ones(m, dtype=np.int32)),
-            "person_id": _person_ids(start, stop).take(pa.array(p - start)),
+            "person_id": _pid(p),
             "dispensing_date": _dates(day),
-            "ndc_code": _take(_NDC_BOOK, ndc + np.where(hyphen, len(NDC_ROWS), 0)),
+            "ndc_code": _take(_NDC_BOOK, np.where(hyphen, _NDC_AS_HYPHENATED[ndc], ndc)),
             "quantity": pa.array(qty),
             "days_supply": pa.array(supply.astype(np.int32)),
             "allowed_amount": pa.array(allowed),
@@ -1422,7 +1535,7 @@ def _build_pharmacy_claim(w: _World, start: int, stop: int, rng, counters, chunk
     )
 
 
-def _build_ndc_reference(w: _World, start: int, stop: int, rng, counters, chunk_no):
+def _build_ndc_reference(w: _World, start: int, stop: int, rng, chunk_no: int):
     if chunk_no != 0:
         return None
     return pa.table(
@@ -1440,7 +1553,7 @@ def _build_ndc_reference(w: _World, start: int, stop: int, rng, counters, chunk_
 _ENC = {t: k for k, t in enumerate(ENCOUNTER_TYPES)}
 
 
-def _build_ehr_encounter(w: _World, start: int, stop: int, rng, counters, chunk_no):
+def _build_ehr_encounter(w: _World, start: int, stop: int, rng, chunk_no: int):
     idx = np.arange(start, stop)
     I = w.I
     linked = idx[w.ehr[idx]]
@@ -1495,11 +1608,9 @@ def _build_ehr_encounter(w: _World, start: int, stop: int, rng, counters, chunk_
     dx = np.concatenate([x[4] for x in parts]).astype(np.int64)
     keep = (day >= D_START) & (day <= D_END) & (day <= w.death_day[p])
     p, day, etype, tax, dx = p[keep], day[keep], etype[keep], tax[keep], dx[keep]
-    ids = _person_ids(start, stop).take(pa.array(p - start))
     if stop == w.n:  # a few EHR-only persons with no eligibility record (ingest counts them)
         extra = max(1, w.n // 500)
         ep = np.repeat(np.arange(extra), 2)
-        ids = pa.concat_arrays([ids, _strings("P", w.n + 1 + ep, 8)])
         eday = D_START + rng.integers(0, D_END - D_START + 1, len(ep))
         day = np.concatenate([day, eday])
         p = np.concatenate([p, w.n + ep])
@@ -1508,23 +1619,22 @@ def _build_ehr_encounter(w: _World, start: int, stop: int, rng, counters, chunk_
         dx = np.concatenate([dx, _pick(rng, _icd(*ACUTE_DX), len(ep))])
     order = np.lexsort((etype, day, p))
     m = len(order)
-    first_id = counters["next_id"]
-    counters["next_id"] += m
+    first_id = _first_id(chunk_no, m)
     dotted = rng.random(m) < 0.5
     dx = dx[order]
     return pa.table(
         {
-            "person_id": ids.take(pa.array(order)),
+            "person_id": _pid(p[order]),
             "encounter_id": _strings("EN", np.arange(first_id, first_id + m), 10),
             "encounter_date": _dates(day[order]),
-            "encounter_type": _take(pa.array(ENCOUNTER_TYPES), etype[order]),
+            "encounter_type": _take(_book(ENCOUNTER_TYPES), etype[order]),
             "provider_taxonomy_code": _take(_TAX_BOOK, tax[order]),
-            "primary_diagnosis_code": _take(_ICD_BOOK, np.where(dx >= 0, dx + np.where(dotted, 0, len(ICD)), -1)),
+            "primary_diagnosis_code": _take(_ICD_BOOK, _icd_written(dx, dotted)),
         }
     )
 
 
-def _build_ehr_pro(w: _World, start: int, stop: int, rng, counters, chunk_no):
+def _build_ehr_pro(w: _World, start: int, stop: int, rng, chunk_no: int):
     idx = np.arange(start, stop)
     pv, pj = np.nonzero((w.pro_days[:, idx] < NEVER).T)
     p = idx[pv]
@@ -1561,15 +1671,15 @@ def _build_ehr_pro(w: _World, start: int, stop: int, rng, counters, chunk_no):
     order = np.lexsort((ins, day, p[vis]))
     return pa.table(
         {
-            "person_id": _person_ids(start, stop).take(pa.array(p[vis][order] - start)),
+            "person_id": _pid(p[vis][order]),
             "assessment_date": _dates(day[order]),
-            "instrument": _take(pa.array(INSTRUMENTS), ins[order]),
+            "instrument": _take(_book(INSTRUMENTS), ins[order]),
             "score": pa.array(score[order] + 0.0),
         }
     )
 
 
-def _build_ehr_work_status(w: _World, start: int, stop: int, rng, counters, chunk_no):
+def _build_ehr_work_status(w: _World, start: int, stop: int, rng, chunk_no: int):
     idx = np.arange(start, stop)
     I = w.I
     lb = idx[w.has_lbp[idx] & w.ehr[idx]]
@@ -1578,12 +1688,13 @@ def _build_ehr_work_status(w: _World, start: int, stop: int, rng, counters, chun
     parts.append((emp, I[emp] - rng.integers(60, 401, len(emp)), np.full(len(emp), _W["working"])))
     off = lb[w.off_work[lb]]
     parts.append((off, I[off] + w.w0[off], w.w0_status[off]))
-    # still off: one or two more absence records before the first event
-    lim = np.minimum(w.ev_day[off], 400)
-    room = lim - w.w0[off] - 1
+    # still off: one or two more absence records before the first event, after the [-7, +14] window
+    # (so the planted first record alone decides who is in the RTW population)
+    lo = np.maximum(w.w0[off], RTW_WINDOW[1]) + 1
+    room = np.minimum(w.ev_day[off], 400) - lo
     nmid = np.where(room >= 1, _choice(rng, np.arange(3), len(off), [0.4, 0.4, 0.2]), 0)
     mp = np.repeat(off, nmid)
-    mday = np.repeat(w.w0[off] + 1, nmid) + np.floor(rng.random(len(mp)) * np.repeat(room, nmid)).astype(np.int64)
+    mday = np.repeat(lo, nmid) + np.floor(rng.random(len(mp)) * np.repeat(room, nmid)).astype(np.int64)
     parts.append((mp, I[mp] + mday, np.repeat(w.w0_status[off], nmid)))
     # the first event (death is recorded in eligibility, not here)
     ev = off[np.isin(w.ev_kind[off], (1, 2, 3))]
@@ -1617,9 +1728,9 @@ def _build_ehr_work_status(w: _World, start: int, stop: int, rng, counters, chun
     order = np.lexsort((status, day, p))
     return pa.table(
         {
-            "person_id": _person_ids(start, stop).take(pa.array(p[order] - start)),
+            "person_id": _pid(p[order]),
             "status_date": _dates(day[order]),
-            "work_status": _take(pa.array(WORK_STATUSES), status[order]),
+            "work_status": _take(_book(WORK_STATUSES), status[order]),
         }
     )
 
@@ -1721,6 +1832,14 @@ def _strategy_days(rng, pi, lam, K):
 
 
 def _truth(w: _World, seed: int) -> dict:
+    # Tiny extracts can have an empty RTW population or an empty exposure group; their contrasts are
+    # written as null rather than warned about.
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _truth_unguarded(w, seed)
+
+
+def _truth_unguarded(w: _World, seed: int) -> dict:
     rng = _rng(seed, _STREAMS["truth"])
     pop = np.nonzero(w.in_rtw)[0]
     K = _draws(len(pop))
@@ -1776,7 +1895,7 @@ def _truth(w: _World, seed: int) -> dict:
     r_seen = np.where(r < d_rtw, r, NEVER)
     early_seen = r_seen <= GRACE_DAYS
     rtw180 = (ev <= 180) & (kind == 1)
-    naive_rd = float(rtw180[early_seen].mean() - rtw180[~early_seen].mean()) if early_seen.any() and (~early_seen).any() else 0.0
+    naive_rd = float(rtw180[early_seen].mean() - rtw180[~early_seen].mean()) if early_seen.any() and (~early_seen).any() else math.nan
     true_rd = rtw["risk_difference"]["180"]
 
     # PROMIS-PF at 180 days: all eligible persons (and the RTW population).
@@ -1788,7 +1907,7 @@ def _truth(w: _World, seed: int) -> dict:
     pf_diff, pf_se = summary(pf["early"].mean(axis=1) - pf["delayed"].mean(axis=1))
     obs_early = w.eligible & (w.referral_day <= GRACE_DAYS)
     pf_obs = _pf_latent(w, np.arange(w.n), np.full(w.n, 180.0), w.r_effect)
-    naive_pf = float(pf_obs[obs_early].mean() - pf_obs[w.eligible & ~obs_early].mean()) if obs_early.any() and (w.eligible & ~obs_early).any() else 0.0
+    naive_pf = float(pf_obs[obs_early].mean() - pf_obs[w.eligible & ~obs_early].mean()) if obs_early.any() and (w.eligible & ~obs_early).any() else math.nan
     promis = {
         "population": "eligible cohort",
         "early": _r(pf["early"].mean()),
@@ -1802,14 +1921,18 @@ def _truth(w: _World, seed: int) -> dict:
         },
     }
 
-    direction = "toward_harm" if naive_rd < true_rd else "toward_benefit"
-    why = (
-        "Sicker persons (radiculopathy, opioid use, comorbidity) are referred sooner and return to work more "
-        "slowly, and persons who return to work quickly are never referred and so count as delayed; both make "
-        "early referral look worse than it is."
-        if direction == "toward_harm"
-        else "In this draw the crude early-vs-delayed comparison overstates the benefit of early referral."
-    )
+    if true_rd is None or not math.isfinite(naive_rd):
+        direction, why = None, "not estimable: the RTW population or one exposure group is empty"
+    elif naive_rd < true_rd:
+        direction = "toward_harm"
+        why = (
+            "Sicker persons (radiculopathy, opioid use, comorbidity) are referred sooner and return to work more "
+            "slowly, and persons who return to work quickly are never referred and so count as delayed; both "
+            "make early referral look worse than it is."
+        )
+    else:
+        direction = "toward_benefit"
+        why = "In this draw the crude early-vs-delayed comparison overstates the benefit of early referral."
     counts = _counts(w)
     return {
         "generator": {
@@ -1832,8 +1955,8 @@ def _truth(w: _World, seed: int) -> dict:
         "simulation": {
             "draws_per_person_rtw": K,
             "draws_per_person_promis_pf": Kc,
-            "rtw_population_size": int(len(pop)),
-            "cohort_size": int(len(coh)),
+            "rtw_population_size": len(pop),
+            "cohort_size": len(coh),
             "censoring": "none: truth is the uncensored potential outcome",
         },
         "counts": counts,
@@ -1851,8 +1974,10 @@ def _truth(w: _World, seed: int) -> dict:
     }
 
 
-def _r(x) -> float:
-    return round(float(x), 6)
+def _r(x) -> float | None:
+    """Rounded for a stable, readable truth.json; None where a population is empty."""
+    x = float(x)
+    return round(x, 6) if math.isfinite(x) else None
 
 
 def _counts(w: _World) -> dict:

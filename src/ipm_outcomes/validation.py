@@ -7,11 +7,8 @@ a boolean SQL condition over that view that is true on a *bad* row, so every rul
 counted in a single scan (``count(*) filter (where <condition>)``) and examples are fetched only
 for the rules that fail.
 
-Rule names (the ``rule`` of a :class:`Problem`) are stable: ``missing_table``, ``ambiguous_table``,
-``unknown_file``, ``unreadable_file``, ``malformed_row``, ``missing_column``, ``duplicate_column``,
-``extra_columns``, ``no_rows``, ``identifier_column``, ``identifier_value``, ``null``, ``type``,
-``allowed_values``, ``code_shape``, ``future_date``, ``date_order``, ``birth_year_range``,
-``pro_range``, ``duplicate_key``, ``orphan_person``.
+Rule names (the ``rule`` of a :class:`Problem`) are listed in :data:`RULES` and documented in
+``data/README.md``.
 """
 
 from __future__ import annotations
@@ -25,6 +22,31 @@ from .contract import CODE_SHAPES, DIAGNOSIS_COLUMN_PREFIX, PRO_RANGES, Column, 
 
 ERROR = "error"
 WARNING = "warning"
+
+#: Every rule a problem can name (documented in data/README.md, which a test keeps in step).
+RULES = (
+    "missing_table",
+    "ambiguous_table",
+    "unknown_file",
+    "unreadable_file",
+    "malformed_row",
+    "missing_column",
+    "duplicate_column",
+    "extra_columns",
+    "no_rows",
+    "identifier_column",
+    "identifier_value",
+    "null",
+    "type",
+    "allowed_values",
+    "code_shape",
+    "future_date",
+    "date_order",
+    "birth_year_range",
+    "pro_range",
+    "duplicate_key",
+    "orphan_person",
+)
 
 #: Rows per table scanned for identifier-shaped values (a sample: the first rows of each file).
 IDENTIFIER_SAMPLE_ROWS = 100_000
@@ -185,9 +207,9 @@ def normalise_expr(column: Column | None, source_type: str, ref: str) -> str:
     return text
 
 
-def typed_expr(column: Column, ref: str) -> str:
+def typed_expr(column: Column, source_type: str, ref: str) -> str:
     """SQL for the typed twin of a normalised column (NULL when the value cannot be read)."""
-    if column.type == "BOOLEAN":
+    if column.type == "BOOLEAN" and source_type == "VARCHAR":
         return f"try_cast(lower({ref}) as BOOLEAN)"
     return f"try_cast({ref} as {column.type})"
 
@@ -231,6 +253,8 @@ def column_checks(table: Table, column: Column, source_type: str, today: date) -
             bad = f"{bad} or {_strict_text_form(column, ref)}"
         elif column.type == "INTEGER" and (source_type in ("FLOAT", "DOUBLE") or source_type.startswith("DECIMAL")):
             bad = f"{bad} or {ref} <> trunc({ref})"
+        elif column.type == "DOUBLE" and source_type in ("FLOAT", "DOUBLE"):
+            bad = f"{bad} or isnan({typed}) or isinf({typed})"
         what = _TYPE_NAMES[column.type]
         checks.append(
             Check(
@@ -336,7 +360,9 @@ def table_checks(table: Table) -> list[Check]:
                 Check(
                     "pro_range",
                     "score",
-                    f"instrument = {quote_literal(instrument)} and not ({score} between {lo!r} and {hi!r})",
+                    # NaN is left to the type rule
+                    f"instrument = {quote_literal(instrument)} and not isnan({score})"
+                    f" and not ({score} between {lo!r} and {hi!r})",
                     lambda n, i=instrument, lo=lo, hi=hi: f"{_is(n, i + ' score')} outside {lo:g}..{hi:g}",
                     f"cast({score} as VARCHAR)",
                     ("instrument", "score"),
@@ -378,10 +404,10 @@ IDENTIFIER_COLUMN_PATTERNS: tuple[tuple[str, str], ...] = (
 
 #: Values that look like direct identifiers, found anywhere in a text value (RE2 syntax).
 IDENTIFIER_VALUE_PATTERNS: tuple[tuple[str, str], ...] = (
-    ("social security number", r"(^|[^0-9])[0-9]{3}-[0-9]{2}-[0-9]{4}([^0-9]|$)"),
-    ("e-mail address", r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),
+    ("a social security number", r"(^|[^0-9])[0-9]{3}-[0-9]{2}-[0-9]{4}([^0-9]|$)"),
+    ("an e-mail address", r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),
     (
-        "US telephone number",
+        "a US telephone number",
         r"(^|[^0-9])(\+?1[ .-]?)?(\([0-9]{3}\) ?|[0-9]{3}[ .-])[0-9]{3}[ .-][0-9]{4}([^0-9]|$)",
     ),
 )
@@ -443,6 +469,7 @@ class ProblemList:
     items: list[Problem] = field(default_factory=list)
 
     def add(self, severity, file, table, column, rule, message, rows=(), examples=(), count=1) -> Problem:
+        assert rule in RULES and severity in (ERROR, WARNING), (rule, severity)
         problem = Problem(severity, file, table, column, rule, message, tuple(rows), tuple(examples), count)
         self.items.append(problem)
         return problem

@@ -146,7 +146,9 @@ def _parse_date(text: str, path: Path, line: int, column: str) -> dt.date | None
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise IpmError(f"{path}: line {line}, column {column}: {text!r} is not a date; write YYYY-MM-DD or leave empty") from None
+        raise IpmError(
+            f"{path}: line {line}, column {column}: {text!r} is not a date; write YYYY-MM-DD or leave empty"
+        ) from None
 
 
 def read_valueset(name: str, path: str | Path) -> ValueSet:

@@ -179,9 +179,7 @@ class Extract:
 
     def encounter(self, person_id: str, on: Day, taxonomy: str | None = None, diagnosis: str | None = None) -> Extract:
         self._claims += 1
-        self.ehr_encounter.append(
-            (person_id, f"e{self._claims}", day(on), "office", norm(taxonomy), norm(diagnosis))
-        )
+        self.ehr_encounter.append((person_id, f"e{self._claims}", day(on), "office", norm(taxonomy), norm(diagnosis)))
         return self
 
     def pro(self, person_id: str, on: Day, instrument: str, score: float) -> Extract:

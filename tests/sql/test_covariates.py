@@ -27,7 +27,9 @@ def _extract() -> Extract:
     # utilisation
     ex.person("util").claim("util", 0, LBP, hcpcs="72131").claim("util", -200, "Z00.00", hcpcs="97110")
     ex.claim("util", -366, "Z00.00", hcpcs="72148")
-    ex.person("util_old", spans=((-900, 500),)).claim("util_old", 0, LBP).claim("util_old", -366, "Z00.00", hcpcs="72148")
+    ex.person("util_old", spans=((-900, 500),)).claim("util_old", 0, LBP).claim(
+        "util_old", -366, "Z00.00", hcpcs="72148"
+    )
     ex.claim("util_old", 1, LBP, hcpcs="97110")
     # radiculopathy at index (index-day claim) vs none
     ex.person("rad").claim("rad", 0, LBP, "M54.17")
@@ -89,7 +91,9 @@ def test_charlson_without_hierarchy(marts):
 
 
 def test_prior_physical_therapy_and_imaging(marts):
-    got = {p: (marts.cohort_row(p)["prior_pt"], marts.cohort_row(p)["prior_imaging"]) for p in ("util", "util_old", "rad")}
+    got = {
+        p: (marts.cohort_row(p)["prior_pt"], marts.cohort_row(p)["prior_imaging"]) for p in ("util", "util_old", "rad")
+    }
     assert got == {"util": (1, 1), "util_old": (0, 0), "rad": (0, 0)}
 
 
@@ -133,7 +137,9 @@ def test_opioid_use_is_unavailable_without_pharmacy_data(tmp_path):
 
 def test_baseline_pro_scores(marts):
     row = marts.cohort_row("pro")
-    got = {name: row[f"baseline_{name}"] for name in ("promis_pf", "odi", "nrs_pain", "promis_pi", "eq5d_index", "phq9")}
+    got = {
+        name: row[f"baseline_{name}"] for name in ("promis_pf", "odi", "nrs_pain", "promis_pi", "eq5d_index", "phq9")
+    }
     assert got == {
         "promis_pf": 45.0,  # day 14 is closer than day -20; day -31 is outside
         "odi": 30.0,  # day -5 and day 5 tie: the earlier wins

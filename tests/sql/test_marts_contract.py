@@ -27,7 +27,9 @@ def _extract() -> Extract:
     ex.person("a4_prior_ipm").claim("a4_prior_ipm", -30, "M79.1", hcpcs="20553").claim("a4_prior_ipm", 0, LBP)
     ex.person("a5_off_work").claim("a5_off_work", 0, LBP, "M54.16").claim("a5_off_work", 12, LBP, hcpcs="64483")
     ex.work("a5_off_work", 0, "off_work").work("a5_off_work", 61, "working")
-    ex.pro("a5_off_work", 0, "odi", 44.0).pro("a5_off_work", 92, "odi", 30.0).fill("a5_off_work", -20, "00406055201", 30, 10)
+    ex.pro("a5_off_work", 0, "odi", 44.0).pro("a5_off_work", 92, "odi", 30.0).fill(
+        "a5_off_work", -20, "00406055201", 30, 10
+    )
     # two new episodes; the first is eligible, so index stays on day 0
     ex.person("a6_working", spans=((-500, 900),)).claim("a6_working", 0, LBP).claim("a6_working", 500, LBP)
     ex.work("a6_working", 0, "working")
@@ -40,7 +42,10 @@ def marts(tmp_path_factory):
 
 
 def test_attrition_table_exactly(marts):
-    got = [tuple(r) for r in marts.attrition[["population", "step_order", "rule", "remaining", "excluded"]].itertuples(index=False)]
+    got = [
+        tuple(r)
+        for r in marts.attrition[["population", "step_order", "rule", "remaining", "excluded"]].itertuples(index=False)
+    ]
     assert got == [
         ("cohort", 0, "enrolled_person", 7, 0),
         ("cohort", 1, "lbp_claim", 6, 1),
@@ -54,12 +59,17 @@ def test_attrition_table_exactly(marts):
     ]
     steps = dict(zip(marts.attrition.rule, marts.attrition.step, strict=True))
     assert steps["age"] == "Aged 18 to 64 at index"
-    assert steps["off_work_at_index"] == "Off work at index: off_work, disability_short_term recorded from day -7 to day 14"
+    assert (
+        steps["off_work_at_index"]
+        == "Off work at index: off_work, disability_short_term recorded from day -7 to day 14"
+    )
 
 
 def test_summary_attrition_matches_the_mart(marts):
     from_summary = [(r["population"], r["step_order"], r["remaining"], r["excluded"]) for r in marts.summary.attrition]
-    from_mart = [tuple(r) for r in marts.attrition[["population", "step_order", "remaining", "excluded"]].itertuples(index=False)]
+    from_mart = [
+        tuple(r) for r in marts.attrition[["population", "step_order", "remaining", "excluded"]].itertuples(index=False)
+    ]
     assert from_summary == from_mart
 
 
@@ -68,7 +78,9 @@ def test_every_mart_key_is_unique_and_not_null(marts, mart, key):
     con = db.connect(marts.db_path, read_only=True)
     try:
         columns = ", ".join(key)
-        nulls = con.execute(f"select count(*) from marts.{mart} where " + " or ".join(f"{c} is null" for c in key)).fetchone()[0]
+        nulls = con.execute(
+            f"select count(*) from marts.{mart} where " + " or ".join(f"{c} is null" for c in key)
+        ).fetchone()[0]
         duplicates = con.execute(
             f"select count(*) from (select {columns} from marts.{mart} group by {columns} having count(*) > 1)"
         ).fetchone()[0]
@@ -83,7 +95,12 @@ def test_cohort_columns_and_types(marts):
     assert tuple(marts.cohort.columns) == cohort.COHORT_COLUMNS
     con = db.connect(marts.db_path, read_only=True)
     try:
-        types = dict(con.execute("select column_name, data_type from information_schema.columns where table_schema = 'marts' and table_name = 'cohort'").fetchall())
+        types = dict(
+            con.execute(
+                "select column_name, data_type from information_schema.columns "
+                "where table_schema = 'marts' and table_name = 'cohort'"
+            ).fetchall()
+        )
     finally:
         con.close()
     assert types["index_date"] == "DATE"
@@ -94,9 +111,22 @@ def test_cohort_columns_and_types(marts):
 
 
 def test_outcome_mart_columns(marts):
-    assert list(marts.rtw.columns)[:6] == ["person_id", "time_days", "event", "event_type", "referral_day", "censor_day"]
+    assert list(marts.rtw.columns)[:6] == [
+        "person_id",
+        "time_days",
+        "event",
+        "event_type",
+        "referral_day",
+        "censor_day",
+    ]
     assert list(marts.qol.columns) == [
-        "person_id", "instrument", "horizon_days", "baseline_day", "baseline_score", "followup_day", "followup_score",
+        "person_id",
+        "instrument",
+        "horizon_days",
+        "baseline_day",
+        "baseline_score",
+        "followup_day",
+        "followup_score",
     ]
     assert list(marts.attrition.columns) == ["population", "step_order", "rule", "step", "remaining", "excluded"]
 
@@ -130,7 +160,12 @@ def test_build_exports_when_asked_and_records_provenance(tmp_path):
     db_path = _extract().write(tmp_path / "x.duckdb")
     spec = spec_with()
     summary = cohort.build(spec, db_path, export_dir=tmp_path / "out", progress=True)
-    assert [p.name for p in summary.exported] == ["cohort.parquet", "rtw_outcome.parquet", "qol_outcome.parquet", "attrition.parquet"]
+    assert [p.name for p in summary.exported] == [
+        "cohort.parquet",
+        "rtw_outcome.parquet",
+        "qol_outcome.parquet",
+        "attrition.parquet",
+    ]
     assert "wrote" in summary.describe()
     con = db.connect(db_path, read_only=True)
     try:
@@ -204,7 +239,9 @@ def test_every_sql_file_is_built_and_every_built_table_has_a_file():
     assert on_disk == ordered
 
 
-@pytest.mark.parametrize("layer, name, text", list(_sql_files()), ids=lambda v: v if isinstance(v, str) and len(v) < 40 else "")
+@pytest.mark.parametrize(
+    "layer, name, text", list(_sql_files()), ids=lambda v: v if isinstance(v, str) and len(v) < 40 else ""
+)
 def test_sql_file_states_its_grain_and_holds_one_select(layer, name, text):
     assert text.startswith("-- grain: one row"), f"{layer}/{name}.sql must start with a grain comment"
     code = _code(text)
@@ -222,7 +259,18 @@ def test_sql_parameters_all_come_from_the_spec():
 
 def test_sql_reads_only_earlier_tables():
     built: set[str] = {f"raw.{t.name}" for t in contract.TABLES} | {"raw.medical_claim_diagnosis"}
-    built |= {f"ref.{name}" for name in ("valueset", "delay_category", "qol_instrument", "qol_horizon", "work_status_role", "charlson_weight", "attrition_step")}
+    built |= {
+        f"ref.{name}"
+        for name in (
+            "valueset",
+            "delay_category",
+            "qol_instrument",
+            "qol_horizon",
+            "work_status_role",
+            "charlson_weight",
+            "attrition_step",
+        )
+    }
     for layer, names in cohort.BUILD_ORDER.items():
         for name in names:
             text = (resources.files("ipm_outcomes") / "sql" / layer / f"{name}.sql").read_text()

@@ -90,7 +90,11 @@ def test_referral_date_matches_days_to_referral(marts):
 
 def test_follow_up_end_day_and_reason(marts):
     got = {
-        p: (marts.cohort_row(p)["followup_end_day"], marts.cohort_row(p)["censor_day"], marts.cohort_row(p)["censor_reason"])
+        p: (
+            marts.cohort_row(p)["followup_end_day"],
+            marts.cohort_row(p)["censor_day"],
+            marts.cohort_row(p)["censor_reason"],
+        )
         for p in ("ref0", "enrol_end_100", "dead")
     }
     assert got == {

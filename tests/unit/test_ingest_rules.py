@@ -81,13 +81,12 @@ def db(previous_load: Path, tmp_path: Path) -> Path:
 
 
 def refused(extract: Path, db: Path, db_state, **kwargs) -> list[Problem]:
-    """Load must fail, leave the database as it was, and agree with validate_extract."""
+    """Load must fail and leave the database (holding a previous good load) exactly as it was."""
     before = db_state(db)
     assert before is not None and before["raw.eligibility"][1] == 4
     with pytest.raises(ValidationFailed) as info:
         load_extract(extract, db, today=TODAY, **kwargs)
     assert db_state(db) == before
-    assert validate_extract(extract, today=TODAY, **kwargs) == info.value.problems
     return info.value.problems
 
 
@@ -312,7 +311,7 @@ def test_required_table_without_rows(good_extract, db, db_state):
     ]
     # with no eligibility rows, every person elsewhere has none either
     assert [(p.table, p.count) for p in of_rule(problems, "orphan_person")] == [
-        ("medical_claim", 3), ("pharmacy_claim", 3), ("ehr_encounter", 3), ("ehr_pro", 3), ("ehr_work_status", 2)
+        ("medical_claim", 3), ("pharmacy_claim", 3), ("ehr_encounter", 3), ("ehr_pro", 3), ("ehr_work_status", 3)
     ]
 
 
@@ -385,13 +384,13 @@ def test_identifier_column_allowed_loads_without_it(good_extract, tmp_path):
 def test_identifier_values_in_free_text_are_refused_and_masked(good_extract, db, db_state):
     add_column(good_extract, "ehr_encounter", "comment", ["", "call 555-123-4567 asap", "fine", "jane.doe@example.org"])
     set_cell(good_extract, "ehr_encounter", 3, "encounter_id", "123-45-6789")
-    sample = "in the first 100,000 rows looks like a"
+    sample = "in the first 100,000 rows looks like a"  # + "n e-mail ..." or " US telephone ..."
     todo = "a direct identifier; remove or mask them, or use --allow-identifiers"
     assert of_rule(refused(good_extract, db, db_state), "identifier_value") == [
         Problem(E, "ehr_encounter.csv", "ehr_encounter", "encounter_id", "identifier_value",
                 f"1 value {sample} social security number, {todo}", (3,), ("###-##-####",), 1),
         Problem(E, "ehr_encounter.csv", "ehr_encounter", "comment", "identifier_value",
-                f"1 value {sample}n e-mail address, {todo}".replace("a n e-mail", "an e-mail"),
+                f"1 value {sample}n e-mail address, {todo}",
                 (4,), ("xxxx.xxx@xxxxxxx.xxx",), 1),
         Problem(E, "ehr_encounter.csv", "ehr_encounter", "comment", "identifier_value",
                 f"1 value {sample} US telephone number, {todo}", (2,), ("xxxx ###-###-#### xxxx",), 1),
@@ -426,27 +425,27 @@ def test_first_diagnosis_must_be_present(good_extract, db, db_state):
     ]
 
 
-@pytest.mark.parametrize(
-    ("table", "row", "column", "value", "message"),
-    [
+def test_types(good_extract, db, db_state):
+    cases = [  # table, row, column, bad value, message; in the order reported (contract order)
+        ("eligibility", 4, "birth_year", "1990.0", "1 value is not a whole number"),
         ("medical_claim", 3, "claim_line_number", "1.5", "1 value is not a whole number"),
-        ("medical_claim", 3, "claim_line_number", "one", "1 value is not a whole number"),
-        ("medical_claim", 3, "claim_line_number", "99999999999", "1 value is not a whole number"),
+        ("medical_claim", 2, "claim_start_date", "2021/03/02", "1 value is not an ISO date (YYYY-MM-DD)"),
+        ("medical_claim", 3, "claim_end_date", "2021-4-10", "1 value is not an ISO date (YYYY-MM-DD)"),
         ("medical_claim", 2, "allowed_amount", "1,200.00", "1 value is not a number"),
-        ("ehr_pro", 2, "score", "nan", "1 value is not a number"),
+        ("pharmacy_claim", 4, "claim_line_number", "99999999999", "1 value is not a whole number"),
+        ("pharmacy_claim", 1, "dispensing_date", "03/03/2021", "1 value is not an ISO date (YYYY-MM-DD)"),
+        ("pharmacy_claim", 2, "days_supply", "five", "1 value is not a whole number"),
         ("ndc_reference", 3, "is_opioid", "yes", "1 value is not a boolean (true/false)"),
-        ("medical_claim", 3, "claim_start_date", "2021/04/10", "1 value is not an ISO date (YYYY-MM-DD)"),
-        ("medical_claim", 3, "claim_start_date", "2021-4-10", "1 value is not an ISO date (YYYY-MM-DD)"),
-        ("medical_claim", 3, "claim_start_date", "04/10/2021", "1 value is not an ISO date (YYYY-MM-DD)"),
-        ("ehr_pro", 2, "assessment_date", "2021-02-30", "1 value is not an ISO date (YYYY-MM-DD)"),
-        ("eligibility", 4, "birth_year", "90", "1 value is outside 1900..2025"),
-    ],
-)
-def test_types(good_extract, db, db_state, table, row, column, value, message):
-    set_cell(good_extract, table, row, column, value)
-    rule = "birth_year_range" if column == "birth_year" else "type"
-    problems = refused(good_extract, db, db_state)
-    assert problems == [Problem(E, f"{table}.csv", table, column, rule, message, (row,), (value,))]
+        ("ndc_reference", 4, "mme_conversion_factor", "0x10", "1 value is not a number"),
+        ("ehr_pro", 1, "assessment_date", "2021-02-30", "1 value is not an ISO date (YYYY-MM-DD)"),
+        ("ehr_pro", 2, "score", "nan", "1 value is not a number"),
+    ]
+    for table, row, column, value, _ in cases:
+        set_cell(good_extract, table, row, column, value)
+    assert refused(good_extract, db, db_state) == [
+        Problem(E, f"{table}.csv", table, column, "type", message, (row,), (value,))
+        for table, row, column, value, message in cases
+    ]
 
 
 def test_type_accepts_the_documented_spellings(good_extract):
@@ -469,29 +468,28 @@ def test_allowed_values_after_lower_casing(good_extract, db, db_state):
     ]
 
 
-@pytest.mark.parametrize(
-    ("table", "row", "column", "value", "shown", "system"),
-    [
-        ("medical_claim", 4, "diagnosis_code_2", "M5", "M5", "ICD-10-CM"),
-        ("medical_claim", 1, "diagnosis_code_1", "545.0", "5450", "ICD-10-CM"),
-        ("ehr_encounter", 2, "primary_diagnosis_code", "M54-5", "M54-5", "ICD-10-CM"),
-        ("medical_claim", 2, "hcpcs_code", "7214", "7214", "CPT/HCPCS"),
-        ("medical_claim", 2, "hcpcs_code", "AB123", "AB123", "CPT/HCPCS"),
-        ("medical_claim", 3, "rendering_taxonomy_code", "208VP0014", "208VP0014", "NUCC taxonomy"),
-        ("ehr_encounter", 1, "provider_taxonomy_code", "2O7Q00000X", "2O7Q00000X", "NUCC taxonomy"),
-        ("medical_claim", 3, "rendering_npi", "132604521", "132604521", "10-digit NPI"),
+def test_code_shapes(good_extract, db, db_state):
+    cases = [  # table, row, column, bad value, value after normalisation, code system
         ("medical_claim", 3, "place_of_service_code", "2", "2", "2-digit place-of-service"),
+        ("medical_claim", 3, "rendering_npi", "132604521", "132604521", "10-digit NPI"),
+        ("medical_claim", 3, "rendering_taxonomy_code", "208VP0014", "208VP0014", "NUCC taxonomy"),
+        ("medical_claim", 2, "hcpcs_code", "7214", "7214", "CPT/HCPCS"),
+        ("medical_claim", 1, "diagnosis_code_1", "545.0", "5450", "ICD-10-CM"),
+        ("medical_claim", 4, "diagnosis_code_2", "M5", "M5", "ICD-10-CM"),
         ("pharmacy_claim", 2, "ndc_code", "1234-567-89", "123456789", "11-digit NDC"),
-        ("pharmacy_claim", 2, "ndc_code", "0406051201", "0406051201", "11-digit NDC"),
-        ("ndc_reference", 5, "ndc_code", "68180-0513-011", "681800513011", "11-digit NDC"),
-    ],
-)
-def test_code_shapes(good_extract, db, db_state, table, row, column, value, shown, system):
-    set_cell(good_extract, table, row, column, value)
-    problems = [p for p in refused(good_extract, db, db_state) if p.is_error]
-    assert problems == [
+        ("ndc_reference", 2, "ndc_code", "0406051201", "0406051201", "11-digit NDC"),
+        ("ehr_encounter", 1, "provider_taxonomy_code", "2O7Q00000X", "2O7Q00000X", "NUCC taxonomy"),
+        ("ehr_encounter", 2, "primary_diagnosis_code", "M54-5", "M54-5", "ICD-10-CM"),
+    ]
+    for table, row, column, value, _, _ in cases:
+        set_cell(good_extract, table, row, column, value)
+    set_cell(good_extract, "medical_claim", 5, "hcpcs_code", "j1030")  # HCPCS level II, upper-cased: fine
+    set_cell(good_extract, "ndc_reference", 5, "ndc_code", "68180-0513-01")  # 5-4-2 with hyphens: fine
+    problems = refused(good_extract, db, db_state)
+    assert [p for p in problems if p.is_error] == [
         Problem(E, f"{table}.csv", table, column, "code_shape",
                 f"1 value is not a well-formed {system} code (checked after normalisation)", (row,), (shown,))
+        for table, row, column, _, shown, system in cases
     ]
 
 
@@ -540,23 +538,22 @@ def test_pro_score_ranges(good_extract, db, db_state):
     ]
 
 
-@pytest.mark.parametrize(
-    ("table", "row", "column", "value", "key", "example"),
-    [
+def test_duplicate_keys(good_extract, db, db_state):
+    cases = [  # table, row, column, value making the row repeat an earlier key, key, example
+        ("eligibility", 3, "enrollment_start_date", "2021-01-01", "person_id, enrollment_start_date",
+         "P002, 2021-01-01 (first at row 2)"),
         ("medical_claim", 2, "claim_line_number", "01", "claim_id, claim_line_number", "C001, 1 (first at row 1)"),
         ("pharmacy_claim", 3, "claim_id", " R002 ", "claim_id, claim_line_number", "R002, 1 (first at row 2)"),
         ("ndc_reference", 4, "ndc_code", "00591-0385-01", "ndc_code", "00591038501 (first at row 1)"),
         ("ehr_encounter", 4, "encounter_id", "E002", "encounter_id", "E002 (first at row 2)"),
-        ("eligibility", 3, "enrollment_start_date", "2021-01-01", "person_id, enrollment_start_date",
-         "P002, 2021-01-01 (first at row 2)"),
-    ],
-)
-def test_duplicate_keys(good_extract, db, db_state, table, row, column, value, key, example):
-    set_cell(good_extract, table, row, column, value)
-    problems = [p for p in refused(good_extract, db, db_state) if p.rule == "duplicate_key"]
-    assert problems == [
+    ]
+    for table, row, column, value, _, _ in cases:
+        set_cell(good_extract, table, row, column, value)
+    set_cell(good_extract, "eligibility", 3, "enrollment_end_date", "2021-12-31")  # keep the spans ordered
+    assert refused(good_extract, db, db_state) == [
         Problem(E, f"{table}.csv", table, key, "duplicate_key",
                 f"1 row repeats the key ({key}) of an earlier row; the key must be unique", (row,), (example,))
+        for table, row, _, _, key, example in cases
     ]
 
 
@@ -600,6 +597,17 @@ def test_every_problem_at_once_and_the_one_line_message(good_extract, db, db_sta
         "load again (every problem: --report FILE; columns: data/README.md)"
     )
     assert "\n" not in str(info.value)
+
+
+def test_validate_extract_reports_what_the_load_reports(good_extract, db, db_state):
+    set_cell(good_extract, "eligibility", 2, "gender", "x")
+    add_column(good_extract, "ehr_pro", "email", ["a@b.org"] * 8)
+    set_cell(good_extract, "ehr_pro", 2, "person_id", "P999")
+    problems = refused(good_extract, db, db_state)
+    # problems with the files and headers of all tables come first, then the rows of each table in turn
+    assert [p.rule for p in problems] == ["extra_columns", "identifier_column", "allowed_values", "identifier_value",
+                                          "orphan_person"]
+    assert validate_extract(good_extract, today=TODAY) == problems
 
 
 def test_examples_are_the_first_five_and_count_is_all(good_extract):

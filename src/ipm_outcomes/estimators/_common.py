@@ -126,3 +126,12 @@ def build_design(df: pd.DataFrame, covariates: Sequence[str]) -> Design:
                 source.append(col)
     matrix = np.hstack(blocks) if blocks else np.zeros((len(df), 0))
     return Design(matrix=matrix, names=names, source=source, dropped=dropped)
+
+
+def standardize(matrix: np.ndarray) -> np.ndarray:
+    """Columns centred and scaled to unit variance (constant columns only centred)."""
+    if matrix.shape[1] == 0:
+        return matrix.astype(float)
+    mean = matrix.mean(axis=0)
+    sd = matrix.std(axis=0)
+    return (matrix - mean) / np.where(sd > 0, sd, 1.0)

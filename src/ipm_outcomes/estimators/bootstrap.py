@@ -35,16 +35,44 @@ class BootstrapResult:
     first_error: str | None = None
 
     def interval(self, name: str, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-        """Percentile interval of ``name`` over the replicates that produced a value."""
-        reps = self.replicates[name]
+        """Percentile interval of ``name`` over the replicates that produced a (finite) value."""
         lo, hi = 50 * (1 - level), 100 - 50 * (1 - level)
-        with np.errstate(all="ignore"):
-            ok = np.isfinite(reps).sum(axis=0) > 0
-            if not np.any(ok):
-                shape = reps.shape[1:]
-                return np.full(shape, np.nan), np.full(shape, np.nan)
-            q = np.nanpercentile(np.where(np.isfinite(reps), reps, np.nan), [lo, hi], axis=0)
-        return np.where(ok, q[0], np.nan), np.where(ok, q[1], np.nan)
+        q = nan_percentiles(self.replicates[name], [lo, hi])
+        return q[0], q[1]
+
+    def standard_error(self, name: str) -> np.ndarray:
+        """Standard deviation of ``name`` over the replicates with a finite value."""
+        reps = self.replicates[name]
+        ok = np.isfinite(reps)
+        k = ok.sum(axis=0)
+        mean = np.where(ok, reps, 0).sum(axis=0) / np.maximum(k, 1)
+        var = np.where(ok, (reps - mean) ** 2, 0).sum(axis=0) / np.maximum(k - 1, 1)
+        return np.where(k > 1, np.sqrt(var), np.nan)
+
+
+def nan_percentiles(reps: np.ndarray, percentiles) -> np.ndarray:
+    """Percentiles along axis 0 ignoring non-finite values (linear interpolation, as np.percentile).
+
+    Vectorised: ``np.nanpercentile`` loops in Python over every column, which is slow for curves
+    with hundreds of days.
+    """
+    reps = np.asarray(reps, dtype=float)
+    x = np.where(np.isfinite(reps), reps, np.inf)
+    x = np.sort(x, axis=0)
+    k = np.isfinite(reps).sum(axis=0)
+    out = []
+    for pct in percentiles:
+        pos = (k - 1) * pct / 100.0
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, np.maximum(k - 1, 0))
+        lo = np.clip(lo, 0, None)
+        frac = pos - np.floor(pos)
+        x_lo = np.take_along_axis(x, lo[None, ...], axis=0)[0]
+        x_hi = np.take_along_axis(x, hi[None, ...], axis=0)[0]
+        with np.errstate(invalid="ignore"):
+            val = x_lo + (x_hi - x_lo) * frac
+        out.append(np.where(k > 0, np.where(frac == 0, x_lo, val), np.nan))
+    return np.array(out)
 
 
 def resample(data: Mapping[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -3,35 +3,47 @@
 The question "does IPM referral within the grace period, rather than later or never, change
 return to work?" has an immortal-time trap: a person can only be "delayed" by staying off work
 (and enrolled) long enough to be referred late. The emulated trial avoids it by starting every
-strategy at index (time zero) for everyone:
+strategy at index (time zero, day 0) for everyone.
 
-* **Clone**: each person is copied into every strategy. A strategy is a window of referral days
-  ``[a, b]``: "IPM within the grace period" is ``[0, G]``, "no IPM within the grace period" is
-  ``[G+1, never]``, a delay category such as 43-90 days is ``[43, 90]``.
-* **Censor**: a clone is censored when its person's data stop agreeing with the strategy: at the
-  referral if the referral comes before ``a`` (on day r the referral happens before that day's
-  outcome, so the clone's last day at risk is r-1), and at the end of day ``b`` if the person is
-  still at risk and was not referred within the window. An outcome before any deviation counts in
-  every strategy the person still follows (an RTW on day 20 without referral is an RTW in both
-  "within 42 days" and "not within 42 days").
-* **Weight**: artificial censoring depends on prognosis (sicker patients are referred sooner), so
-  uncensored clones are weighted by the inverse probability of remaining uncensored:
+**Strategies.** A strategy is a window of referral days ``[a, b]`` with the timing inside the
+window left to its natural course: "IPM within the grace period" is ``[0, G]``, "no IPM within the
+grace period" is ``[G+1, never]`` (referral switched off until G, natural afterwards), a delay band
+such as 43-90 days is ``[43, 90]``. Formally, under strategy ``[a, b]`` the referral day is drawn
+from the person's natural referral-time distribution (given baseline covariates X) restricted to
+the window (for ``b = never`` the window includes "never referred").
 
-  - before ``a``, from a pooled logistic model of the daily referral hazard among persons at risk
-    (not yet referred, no outcome yet) given baseline covariates: weight on day s
-    ``1 / P(no referral through day s | X)``;
-  - at ``b``, among clones still at risk after day ``b``, from a logistic model of "referred in
-    ``[a, b]``" given X in that risk set: weight ``1 / P(referred in window | X, at risk after b)``.
+**Days.** On each day the day's outcomes come first and a referral after them: a person referred
+on day r is at risk on day r as not yet referred, and the referral can change outcomes from day
+r + 1 (an RTW recorded on the day of the first IPM contact was not caused by it).
 
-  Weights are stabilised (numerator: the same probabilities without covariates), which leaves the
-  weighted curves unchanged because the numerator is common to all clones at a given day, and
-  truncated at percentiles of their final values (reported).
+**Clone and censor.** Each person is copied into every strategy. A clone is censored when its
+person's data stop agreeing with the strategy: after day r if referred on day r < a, and after day
+b if not referred by then. An outcome before any deviation counts in every strategy the person
+still follows.
 
-The outcome is return to work with competing events (long-term disability, retirement, death):
-the weighted Aalen-Johansen cumulative incidence per strategy on a daily grid, risk differences
-and ratios at the horizons, the restricted mean days not back at work (RMST-style) and a
-weighted cause-specific Cox hazard ratio. Confidence intervals come from the person-level
-bootstrap (persons are resampled, then cloned; every model is refitted in every replicate).
+**Weight.** Let S(s | X) be the probability of no referral through day s, from a pooled logistic
+model of the daily referral hazard among persons at risk (not yet referred, no outcome yet), with
+a piecewise-constant baseline and baseline covariates. Each clone-day is weighted by the ratio of
+the probability of its referral history under the strategy to its probability as observed
+(inverse-probability weighting for a strategy with natural timing, Young et al. 2014). The ratios
+telescope to closed forms:
+
+* before the window (days s <= a, not referred before s): ``1 / S(s-1)`` (the usual inverse
+  probability of remaining uncensored: referral is what censors these clones);
+* inside a finite window (a < s <= b+1), not referred before s:
+  ``(1 - S(b)/S(s-1)) / (S(a-1) - S(b))``, falling to 0 after day b (censoring);
+* referred on day r in the window, from day r + 1: ``1 / (S(a-1) - S(b))`` (for the grace-period
+  strategy ``1 / P(referral within G | X)``); for ``b = never`` every clone from day a on:
+  ``1 / S(a-1)``.
+
+Weights are truncated at percentiles of each strategy's final weights (reported). They need no
+stabilising numerator: a factor common to every clone at risk on a day leaves the curves unchanged.
+
+**Outcome.** Return to work with competing events (long-term disability, retirement, death): the
+weighted Aalen-Johansen cumulative incidence per strategy on a daily grid, risk differences and
+ratios at the horizons, the restricted mean days not back at work (RMST-style) and a weighted
+cause-specific Cox hazard ratio. Confidence intervals come from the person-level bootstrap
+(persons are resampled, then cloned; the referral model is refitted in every replicate).
 """
 
 from __future__ import annotations
@@ -45,12 +57,12 @@ from scipy import stats
 
 from ..errors import IpmError
 from . import bootstrap as boot
-from ._common import NEVER, build_design, event_codes, integer_days, require_columns
-from .propensity import LogisticRegression, PooledLogisticHazard
+from ._common import build_design, event_codes, integer_days, require_columns, standardize
+from .propensity import PooledLogisticHazard
 from .survival import EventTable, aalen_johansen, cause_specific_hazard_ratio, kaplan_meier
 
-#: Measures of the summary table.
 CUMULATIVE_INCIDENCE = "cumulative_incidence"
+DAYS_OFF_WORK = "restricted_mean_days_off_work"
 
 
 def grace_period_strategies(grace_period_days: int) -> dict[str, tuple[int, int | None]]:
@@ -62,23 +74,24 @@ def grace_period_strategies(grace_period_days: int) -> dict[str, tuple[int, int 
 def clone(time: np.ndarray, event: np.ndarray, referral: np.ndarray, a: int, b: int | None):
     """Follow-up of each person's clone in strategy ``[a, b]``.
 
+    Parameters
+    ----------
+    time, event : arrays
+        Last day of follow-up and event code (0 censored, 1, 2) of each person.
+    referral : array
+        Referral day (:data:`~ipm_outcomes.estimators._common.NEVER` for none).
+
     Returns
     -------
     (duration, event)
-        Grain: one row per person. ``duration`` is the clone's last day at risk (-1 when the clone
-        deviates on day 0 and is never at risk); ``event`` is 0 when the clone is artificially
-        censored.
+        Grain: one row per person. The clone's last day at risk and its event code (0 when the
+        clone is artificially censored).
     """
-    duration = time.copy()
-    ev = event.copy()
-    if a > 0:
-        early_referral = (referral < a) & (referral <= time)
-        duration = np.where(early_referral, referral - 1, duration)
-        ev = np.where(early_referral, 0, ev)
-    else:
-        early_referral = np.zeros(time.shape[0], dtype=bool)
+    early = (referral < a) & (referral < time)
+    duration = np.where(early, referral, time)
+    ev = np.where(early, 0, event)
     if b is not None:
-        missed = ~early_referral & (time > b) & ~((referral >= a) & (referral <= b))
+        missed = ~early & (time > b) & ~((referral >= a) & (referral <= b))
         duration = np.where(missed, b, duration)
         ev = np.where(missed, 0, ev)
     return duration, ev
@@ -86,17 +99,17 @@ def clone(time: np.ndarray, event: np.ndarray, referral: np.ndarray, a: int, b: 
 
 @dataclass
 class StrategyFit:
-    """One strategy's clones, weights and curves (internal to :class:`CloneCensorWeight`).
+    """One strategy's curves and final weights (internal to :class:`CloneCensorWeight`).
 
-    Arrays of length n have one entry per person (= per clone of this strategy).
+    Arrays of length n have one entry per person (= per clone of this strategy). ``final_weight``
+    is the (truncated) weight a clone carries once the strategy's window has closed, and
+    ``weighted_population`` marks the clones at risk then (day b+1, or day a when b is never).
     """
 
     name: str
     window: tuple[int, int | None]
-    duration: np.ndarray
-    event: np.ndarray
     table: EventTable
-    group_tables: dict[str, EventTable]
+    group_tables: dict[str, tuple]
     cif: np.ndarray
     cif_competing: np.ndarray
     km_rtw: np.ndarray
@@ -105,9 +118,7 @@ class StrategyFit:
     weighted_population: np.ndarray
     weights_from_day: int
     truncation: dict = field(default_factory=dict)
-    end_model: LogisticRegression | None = None
-    end_population: np.ndarray | None = None
-    end_probability: np.ndarray | None = None
+    n_clones: int = 0
 
 
 @dataclass
@@ -123,126 +134,78 @@ class _Settings:
     subgroup_contrast: tuple[str, str] | None = None
     init: dict = field(default_factory=dict)
 
+    @property
+    def hazard_horizon(self) -> int:
+        """Days of the referral model: S(s) is needed up to day b (finite windows) and a-1."""
+        days = [b + 1 if b is not None else a for a, b in self.strategies.values()]
+        return max(days + [0])
 
-def _fit_hazard(settings: _Settings, X, time, referral) -> PooledLogisticHazard | None:
-    horizon = max(a for a, _ in settings.strategies.values())
-    if horizon <= 0:
-        return None
-    exit_day = np.minimum(time, referral)
-    referred = referral <= time
-    return PooledLogisticHazard(interval_days=settings.hazard_interval_days, l2=settings.l2).fit(
-        X, exit_day, referred, horizon=horizon, init=settings.init.get("hazard")
-    )
+
+class _Referral:
+    """The fitted referral-hazard model and S(s | X) for the persons of one (re)sample."""
+
+    def __init__(self, settings: _Settings, X, time, referral):
+        self.horizon = settings.hazard_horizon
+        self.model = None
+        if self.horizon <= 0:
+            return
+        exit_day = np.minimum(referral, time - 1)  # at risk of referral on day s when no outcome by s
+        referred = referral < time
+        self.model = PooledLogisticHazard(
+            interval_days=settings.hazard_interval_days, l2=settings.l2, standardize=False
+        ).fit(X, exit_day, referred, horizon=self.horizon, init=settings.init.get("hazard"))
+        h = self.model.interval_hazard(X)
+        self.log_keep = np.log1p(-np.minimum(h, 1 - 1e-15))  # n x intervals
+        self.interval_of_day = np.repeat(np.arange(h.shape[1]), np.diff(self.model.breaks_))
+        self.widths = np.diff(self.model.breaks_)
+
+    def survival(self, day: int) -> np.ndarray:
+        """S(day | X) for every person (1 for day < 0)."""
+        if day < 0 or self.model is None:
+            return np.ones(self.log_keep.shape[0] if self.model is not None else 0)
+        day = min(day, self.horizon - 1)
+        start = self.model.breaks_[:-1]
+        days_in = np.clip(day + 1 - start, 0, self.widths)
+        return np.exp(self.log_keep @ days_in)
 
 
 @dataclass
-class _Unreferred:
-    """Weights of the 'not yet referred' process on days 0..A-1, shared by every strategy.
+class _Acc:
+    """Accumulators of one strategy in one grouping: arrays L x D (x 2)."""
 
-    Before its window opens, a clone of any strategy is at risk on day s exactly when its person
-    has had no outcome before s and no referral by s (``last_day >= s``), and then carries the
-    weight ``P(no referral through s) / P(no referral through s | X)``. Computing this once lets
-    each strategy read its pre-window risk sets instead of rebuilding them.
-    """
+    at_risk: np.ndarray
+    n_at_risk: np.ndarray
+    events: np.ndarray
+    n_events: np.ndarray
 
-    weights: np.ndarray  # n x A, stabilised, original row order
-    weights_sorted: np.ndarray  # same rows ordered by last_day descending
-    at_risk_count: np.ndarray  # (A,) persons at risk on day s
-    order: np.ndarray
-    last_day: np.ndarray
+    @classmethod
+    def zeros(cls, L: int, D: int) -> _Acc:
+        return cls(np.zeros((L, D)), np.zeros((L, D)), np.zeros((L, D, 2)), np.zeros((L, D, 2)))
 
 
-def _unreferred(hazard, marginal, X, time, referral) -> _Unreferred:
-    surv = hazard.survival(X)
-    num = marginal.survival(np.zeros((1, 0)))[0]
-    weights = num[None, :] / np.clip(surv, 1e-300, None)
-    last_day = np.minimum(time, referral - 1)
-    order = np.argsort(-last_day, kind="stable")
-    A = weights.shape[1]
-    counts = np.bincount(np.clip(last_day, -1, A - 1) + 1, minlength=A + 1)
-    at_risk_count = np.cumsum(counts[::-1])[::-1][1:]
-    return _Unreferred(weights, weights[order], at_risk_count, order, last_day)
+def _add_constant(acc: _Acc, codes, L, D, start, stop, event, weight) -> None:
+    """Add persons at risk on days ``start..stop`` with a constant weight and their event (if any)
+    on day ``stop``; days beyond the grid (``D`` days) are dropped."""
+    first = np.maximum(start, 0)
+    last = np.minimum(stop, D - 1)
+    ok = last >= first
+    first, last, stop, codes, event, weight = first[ok], last[ok], stop[ok], codes[ok], event[ok], weight[ok]
+    size = L * (D + 1)
+    enter = codes * (D + 1) + first
+    leave = codes * (D + 1) + last + 1
+    for target, w in ((acc.at_risk, weight), (acc.n_at_risk, None)):
+        delta = np.bincount(enter, weights=w, minlength=size) - np.bincount(leave, weights=w, minlength=size)
+        target += np.cumsum(delta.reshape(L, D + 1), axis=1)[:, :D]
+    for c in (1, 2):
+        sel = (event == c) & (stop <= D - 1)
+        idx = codes[sel] * (D + 1) + stop[sel]
+        acc.events[:, :, c - 1] += np.bincount(idx, weights=weight[sel], minlength=size).reshape(L, D + 1)[:, :D]
+        acc.n_events[:, :, c - 1] += np.bincount(idx, minlength=size).reshape(L, D + 1)[:, :D]
 
 
-def _clip(x, lo, hi):
-    return x if lo is None else np.clip(x, lo, hi)
-
-
-def _strategy_tables(
-    a, b, max_day, duration, event, time, early_weight, final_weight, lo, hi, unref, groups
-) -> dict[str, EventTable]:
-    """Weighted event tables of one strategy, overall and per subgroup level.
-
-    ``groups`` maps a name to (codes, n_levels); "all" has one level. Returns name -> EventTable
-    whose arrays have an extra leading axis of levels.
-    """
-    D = max_day + 1
-    out = {}
-    for gname, (codes, L) in groups.items():
-        at_risk = np.zeros((L, D))
-        n_at_risk = np.zeros((L, D))
-        events = np.zeros((L, D, 2))
-        n_events = np.zeros((L, D, 2))
-        out[gname] = (codes, L, at_risk, n_at_risk, events, n_events)
-
-    pre = min(a, D)
-    if pre > 0:
-        sorted_codes = {g: v[0][unref.order] for g, v in out.items()}
-        for s in range(pre):
-            k = int(unref.at_risk_count[s])
-            if k == 0:
-                continue
-            vals = _clip(unref.weights_sorted[:k, s], lo, hi)
-            for g, (codes, L, at_risk, n_at_risk, _, _) in out.items():
-                sc = sorted_codes[g][:k]
-                at_risk[:, s] = np.bincount(sc, weights=vals, minlength=L)
-                n_at_risk[:, s] = np.bincount(sc, minlength=L)
-        # outcomes before the window opens, while not yet referred
-        rows = np.flatnonzero((unref.last_day == time) & (time < pre) & (event > 0))
-        w_rows = _clip(unref.weights[rows, time[rows]], lo, hi)
-        for g, (codes, L, _, _, events, n_events) in out.items():
-            for c in (1, 2):
-                sel = event[rows] == c
-                idx = codes[rows[sel]] * D + time[rows[sel]]
-                events[:, :, c - 1] += np.bincount(idx, weights=w_rows[sel], minlength=L * D).reshape(L, D)
-                n_events[:, :, c - 1] += np.bincount(idx, minlength=L * D).reshape(L, D)
-
-    # from the window start on: one weight per clone, changing once more after b
-    keep = duration >= pre
-    dur = np.minimum(duration[keep], D)  # D = beyond the last day, at risk throughout
-    ev = event[keep]
-    w_mid = _clip(early_weight[keep], lo, hi)
-    w_end = _clip(final_weight[keep], lo, hi)
-    cut = D if b is None else min(b + 1, D)
-    for g, (codes, L, at_risk, n_at_risk, events, n_events) in out.items():
-        cd = codes[keep]
-        idx = cd * (D + 1) + dur
-        for wv, lo_day, hi_day in ((w_mid, pre, cut), (w_end, cut, D)):
-            if lo_day >= hi_day:
-                continue
-            tot = np.bincount(idx, weights=wv, minlength=L * (D + 1)).reshape(L, D + 1)
-            at_risk[:, lo_day:hi_day] = np.cumsum(tot[:, ::-1], axis=1)[:, ::-1][:, lo_day:hi_day]
-            for c in (1, 2):
-                sel = (ev == c) & (dur >= lo_day) & (dur < hi_day)
-                events[:, :, c - 1] += np.bincount(idx[sel], weights=wv[sel], minlength=L * (D + 1)).reshape(
-                    L, D + 1
-                )[:, :D]
-        cnt = np.bincount(idx, minlength=L * (D + 1)).reshape(L, D + 1)
-        n_at_risk[:, pre:] = np.cumsum(cnt[:, ::-1], axis=1)[:, ::-1][:, pre:D]
-        for c in (1, 2):
-            sel = ev == c
-            n_events[:, :, c - 1] += np.bincount(idx[sel], minlength=L * (D + 1)).reshape(L, D + 1)[:, :D]
-    days = np.arange(D, dtype=float)
-    return {
-        g: EventTable(days, at_risk, events, n_at_risk, n_events)
-        for g, (codes, L, at_risk, n_at_risk, events, n_events) in out.items()
-    }
-
-
-def _level(table: EventTable, level: int) -> EventTable:
-    return EventTable(
-        table.times, table.at_risk[level], table.events[level], table.n_at_risk[level], table.n_events[level]
-    )
+def _table(acc: _Acc, level: int) -> EventTable:
+    days = np.arange(acc.at_risk.shape[1], dtype=float)
+    return EventTable(days, acc.at_risk[level], acc.events[level], acc.n_at_risk[level], acc.n_events[level])
 
 
 def _curves(table: EventTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -255,62 +218,140 @@ def _curves(table: EventTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return cif[:, 0], cif[:, 1], 1.0 - km
 
 
-def _fit_strategy(settings, name, X, time, event, referral, unref, groups) -> StrategyFit:
-    a, b = settings.strategies[name]
+def _fit_all(settings: _Settings, data) -> tuple[dict[str, StrategyFit], _Referral]:
+    """Weights and weighted event tables of every strategy, from one pass over the days."""
+    X, time, event, referral = data["X"], data["time"], data["event"], data["referral"]
     n = time.shape[0]
-    duration, ev = clone(time, event, referral, a, b)
-    early_weight = unref.weights[:, a - 1] if a > 0 else np.ones(n)
-    final_weight = early_weight
-    end_model = end_pop = end_prob = None
-    weights_from_day = max(a - 1, 0)
-    if b is not None:
-        # at b: among persons not referred before a and still at risk after day b,
-        # probability of having been referred within [a, b]
-        weights_from_day = b + 1
-        end_pop = (referral >= a) & (time > b)
-        end_treated = referral[end_pop] <= b
-        end_prob = np.full(n, np.nan)
-        if end_pop.sum() > 0 and 0 < end_treated.sum() < end_pop.sum():
-            end_model = LogisticRegression(l2=settings.l2).fit(
-                X[end_pop], end_treated, init=settings.init.get(f"end/{name}")
-            )
-            end_prob = end_model.predict_proba(X)
-            final_weight = early_weight * end_treated.mean() / np.clip(end_prob, 1e-12, None)
-        elif end_treated.sum() == 0:
-            # nobody at risk after b was referred within the window: the strategy is not
-            # estimable after b; zero weights empty its risk set there (the curve becomes NaN)
-            final_weight = np.zeros(n)
-    weighted_population = duration >= weights_from_day
-    lo = hi = None
-    truncation = {"lower": float("nan"), "upper": float("nan"), "n_truncated": 0}
-    if settings.truncation_percentiles is not None and (a > 0 or b is not None) and weighted_population.any():
-        ref = final_weight[weighted_population]
-        lo, hi = (float(v) for v in np.percentile(ref, settings.truncation_percentiles))
-        truncation = {"lower": lo, "upper": hi, "n_truncated": int(np.sum((ref < lo) | (ref > hi)))}
-    tables = _strategy_tables(
-        a, b, settings.max_day, duration, ev, time, early_weight, final_weight, lo, hi, unref, groups
-    )
-    table = _level(tables["all"], 0)
-    cif, cif_comp, km = _curves(table)
-    return StrategyFit(
-        name=name,
-        window=(a, b),
-        duration=duration,
-        event=ev,
-        table=table,
-        group_tables=tables,
-        cif=cif,
-        cif_competing=cif_comp,
-        km_rtw=km,
-        final_weight=_clip(final_weight, lo, hi),
-        final_weight_raw=final_weight,
-        weighted_population=weighted_population,
-        weights_from_day=weights_from_day,
-        truncation=truncation,
-        end_model=end_model,
-        end_population=end_pop,
-        end_probability=end_prob,
-    )
+    D = settings.max_day + 1
+    model = _Referral(settings, X, time, referral)
+    with_subgroups = set(settings.subgroup_contrast or ())
+    groupings = {"all": (np.zeros(n, dtype=np.int64), 1)}
+    groupings.update({g: (data[f"sub/{g}"], len(levels)) for g, levels in settings.subgroups.items()})
+
+    specs = {}
+    for name, (a, b) in settings.strategies.items():
+        s_a = model.survival(a - 1)
+        if b is not None:
+            s_b = model.survival(b)
+            denom = np.clip(s_a - s_b, 1e-12, None)
+            final_raw = 1.0 / denom
+            population = (referral >= a) & (referral <= b) & (referral < time) & (time >= b + 1)
+            from_day = b + 1
+            loop_last = b
+        else:
+            s_b = None
+            denom = None
+            final_raw = 1.0 / np.clip(s_a, 1e-12, None)
+            population = (referral >= a) & (time >= a)
+            from_day = a
+            loop_last = a - 1
+        lo = hi = None
+        truncation = {"lower": float("nan"), "upper": float("nan"), "n_truncated": 0}
+        if settings.truncation_percentiles is not None and (a > 0 or b is not None) and population.any():
+            ref = final_raw[population]
+            lo, hi = (float(v) for v in np.percentile(ref, settings.truncation_percentiles))
+            truncation = {"lower": lo, "upper": hi, "n_truncated": int(np.sum((ref < lo) | (ref > hi)))}
+        groups = [g for g in groupings if g == "all" or name in with_subgroups]
+        specs[name] = dict(
+            a=a, b=b, s_a=s_a, s_b=s_b, denom=denom, final_raw=final_raw, population=population,
+            from_day=from_day, loop_last=min(loop_last, D - 1), lo=lo, hi=hi, truncation=truncation,
+            acc={g: _Acc.zeros(groupings[g][1], D) for g in groups},
+        )  # fmt: skip
+
+    # Days a clone spends not yet referred, when its weight changes daily: one pass over the days
+    # with the persons at risk and not yet referred on day s (min(time, referral) >= s) kept as a
+    # shrinking prefix of the persons sorted by that day.
+    last_loop = max([sp["loop_last"] for sp in specs.values()] + [-1])
+    if last_loop >= 0:
+        u = np.minimum(time, referral)
+        order = np.argsort(-u, kind="stable")
+        u_sorted = u[order]
+        counts = np.bincount(np.clip(u_sorted, -1, last_loop + 1) + 1, minlength=last_loop + 3)
+        count_ge = np.cumsum(counts[::-1])[::-1][1:]  # count_ge[s] = persons with u >= s
+        t_sorted, e_sorted = time[order], event[order]
+        log_keep = np.ascontiguousarray(model.log_keep[order].T) if model.model is not None else None
+        codes_sorted = {g: c[order] for g, (c, _) in groupings.items()}
+        per_strategy_sorted = {
+            name: (sp["s_a"][order], None if sp["s_b"] is None else sp["s_b"][order], None if sp["denom"] is None else sp["denom"][order])
+            for name, sp in specs.items()
+        }  # fmt: skip
+        cum = np.zeros(n)  # -log S(s-1) for the prefix
+        for s in range(last_loop + 1):
+            k = int(count_ge[s])
+            if k == 0:
+                break
+            k1 = int(count_ge[s + 1])
+            inv_prev = np.exp(cum[:k])  # 1 / S(s-1)
+            tail_event = np.where(t_sorted[k1:k] == s, e_sorted[k1:k], 0)
+            for name, sp in specs.items():
+                if s > sp["loop_last"]:
+                    continue
+                a = sp["a"]
+                if s <= a:
+                    w = inv_prev
+                else:
+                    _, s_b, denom = per_strategy_sorted[name]
+                    w = (1.0 - s_b[:k] * inv_prev) / denom[:k]
+                if sp["hi"] is not None:
+                    # transitional weights (the upper cap only: before the window closes the
+                    # weights of clones not yet referred legitimately fall towards 0)
+                    w = np.minimum(w, sp["hi"])
+                w_tail = w[k1:k]
+                for g, acc in sp["acc"].items():
+                    L = groupings[g][1]
+                    if L == 1:
+                        acc.at_risk[0, s] += w.sum()
+                        acc.n_at_risk[0, s] += k
+                        for c in (1, 2):
+                            sel = tail_event == c
+                            acc.events[0, s, c - 1] += w_tail[sel].sum()
+                            acc.n_events[0, s, c - 1] += sel.sum()
+                    else:
+                        codes = codes_sorted[g][:k]
+                        acc.at_risk[:, s] += np.bincount(codes, weights=w, minlength=L)
+                        acc.n_at_risk[:, s] += np.bincount(codes, minlength=L)
+                        tail_codes = codes[k1:k]
+                        for c in (1, 2):
+                            sel = tail_event == c
+                            acc.events[:, s, c - 1] += np.bincount(tail_codes[sel], weights=w_tail[sel], minlength=L)
+                            acc.n_events[:, s, c - 1] += np.bincount(tail_codes[sel], minlength=L)
+            if log_keep is not None and s < model.horizon:
+                cum[:k] -= log_keep[model.interval_of_day[s], :k]
+
+    fits = {}
+    for name, sp in specs.items():
+        a, b = sp["a"], sp["b"]
+        final = sp["final_raw"] if sp["lo"] is None else np.clip(sp["final_raw"], sp["lo"], sp["hi"])
+        if b is not None:
+            # referred within the window: constant weight from the day after the referral
+            members = (referral >= a) & (referral <= b) & (referral < time)
+            start = referral + 1
+        else:
+            # from day a on every clone (referred since or not) carries 1 / S(a-1)
+            members = (referral >= a) & (time >= a)
+            start = np.full(n, a)
+        for g, acc in sp["acc"].items():
+            codes, L = groupings[g]
+            _add_constant(acc, codes[members], L, D, start[members], time[members], event[members], final[members])
+        tables = sp["acc"]
+        table = _table(tables["all"], 0)
+        cif, cif_comp, km = _curves(table)
+        fits[name] = StrategyFit(
+            name=name,
+            window=(a, b),
+            table=table,
+            group_tables=tables,
+            cif=cif,
+            cif_competing=cif_comp,
+            km_rtw=km,
+            final_weight=np.where(sp["population"], final, np.nan),
+            final_weight_raw=np.where(sp["population"], sp["final_raw"], np.nan),
+            weighted_population=sp["population"],
+            weights_from_day=sp["from_day"],
+            truncation=sp["truncation"],
+            n_clones=n,
+        )
+    return fits, model
 
 
 def _days_off_work(cif: np.ndarray, horizon: int) -> float:
@@ -321,36 +362,22 @@ def _days_off_work(cif: np.ndarray, horizon: int) -> float:
 def _subgroup_cif(fit: StrategyFit, group: str, n_levels: int, horizons) -> np.ndarray:
     out = np.full((n_levels, len(horizons)), np.nan)
     for level in range(n_levels):
-        cif, _, _ = _curves(_level(fit.group_tables[group], level))
+        cif, _, _ = _curves(_table(fit.group_tables[group], level))
         out[level] = cif[list(horizons)]
     return out
 
 
-def _estimate(settings: _Settings, data) -> tuple[dict[str, np.ndarray], dict[str, StrategyFit]]:
-    X, time, event, referral = data["X"], data["time"], data["event"], data["referral"]
-    n = time.shape[0]
-    hazard = _fit_hazard(settings, X, time, referral)
-    unref = None
-    if hazard is not None:
-        marginal = PooledLogisticHazard(interval_days=settings.hazard_interval_days).fit(
-            np.zeros((n, 0)), np.minimum(time, referral), referral <= time, horizon=hazard.horizon_
-        )
-        unref = _unreferred(hazard, marginal, X, time, referral)
-    all_groups = {"all": (np.zeros(n, dtype=np.int64), 1)}
-    sub_groups = {g: (data[f"sub/{g}"], len(levels)) for g, levels in settings.subgroups.items()}
-    fits = {}
-    for name in settings.strategies:
-        with_subgroups = settings.subgroup_contrast is not None and name in settings.subgroup_contrast
-        groups = {**all_groups, **sub_groups} if with_subgroups else all_groups
-        fits[name] = _fit_strategy(settings, name, X, time, event, referral, unref, groups)
+def _estimate(settings: _Settings, data) -> tuple[dict[str, np.ndarray], dict[str, StrategyFit], _Referral]:
+    fits, model = _fit_all(settings, data)
     h = list(settings.horizons)
+    with_subgroups = set(settings.subgroup_contrast or ())
     values: dict[str, np.ndarray] = {}
     for name, f in fits.items():
         values[f"cif/{name}"] = f.cif
         values[f"cif_competing/{name}"] = f.cif_competing
         values[f"km/{name}"] = f.km_rtw
         values[f"days_off/{name}"] = np.array([_days_off_work(f.cif, t) for t in h])
-        if settings.subgroup_contrast is not None and name in settings.subgroup_contrast:
+        if name in with_subgroups:
             for g, levels in settings.subgroups.items():
                 values[f"sub/{g}/{name}"] = _subgroup_cif(f, g, len(levels), h)
     for s1, s0 in settings.contrasts:
@@ -365,7 +392,7 @@ def _estimate(settings: _Settings, data) -> tuple[dict[str, np.ndarray], dict[st
         s1, s0 = settings.subgroup_contrast
         for g in settings.subgroups:
             values[f"sub_rd/{g}"] = values[f"sub/{g}/{s1}"] - values[f"sub/{g}/{s0}"]
-    return values, fits
+    return values, fits, model
 
 
 class _Statistic:
@@ -375,11 +402,11 @@ class _Statistic:
         self.settings = settings
 
     def __call__(self, data):
-        values, _ = _estimate(self.settings, data)
-        return values
+        return _estimate(self.settings, data)[0]
 
 
-def _cochran_q(estimates: np.ndarray, variances: np.ndarray) -> float:
+def cochran_q_pvalue(estimates: np.ndarray, variances: np.ndarray) -> float:
+    """P-value of Cochran's Q test that the estimates of several subgroup levels are equal."""
     ok = np.isfinite(estimates) & np.isfinite(variances) & (variances > 0)
     if ok.sum() < 2:
         return float("nan")
@@ -406,9 +433,11 @@ class CloneCensorWeight:
     max_day : int, optional
         Last day of the curves (default: the largest horizon).
     truncation_percentiles : (low, high) or None
-        Percentiles of each strategy's final weights at which all its weights are clipped.
+        Percentiles of each strategy's final weights; every weight of the strategy is clipped to them.
     hazard_interval_days : int
         Width of the piecewise-constant baseline of the referral-hazard model.
+    l2 : float
+        Ridge penalty of the referral model (see :class:`PooledLogisticHazard`).
     n_bootstrap, seed, workers : bootstrap settings (``n_bootstrap=0``: point estimates only).
     alpha : float
         1 - confidence level.
@@ -418,18 +447,23 @@ class CloneCensorWeight:
     curves_ : DataFrame
         One row per strategy per day 0..max_day: cumulative_incidence (RTW, Aalen-Johansen),
         ci_low, ci_high, cumulative_incidence_competing, one_minus_km (competing events treated as
-        censoring, for comparison only), n_at_risk (unweighted clones at risk), weighted_at_risk.
+        censoring; for comparison only, it overstates RTW), n_at_risk (unweighted clones at risk),
+        weighted_at_risk.
     summary : DataFrame
         One row per measure per arm (or contrast) per horizon: measure, arm (None for contrasts),
         contrast, horizon_days, estimate, ci_low, ci_high, n.
     subgroups_ : DataFrame
-        One row per subgroup level per measure per horizon, with the p-value of a heterogeneity
-        (interaction) test of the risk differences across levels.
+        One row per subgroup level per measure (per arm) per horizon, with the p-value of a test of
+        heterogeneity (interaction) of the risk differences across the levels (Cochran's Q with
+        bootstrap variances).
     weights_ : DataFrame
-        One row per strategy: distribution of the final weights, truncation caps, effective
-        sample size.
+        One row per strategy: distribution of the final weights (normalised to mean 1), truncation
+        caps and count, effective sample size.
     fits_ : dict
-        Per-strategy clones and weights (for diagnostics).
+        Per-strategy curves and final weights (for diagnostics).
+    referral_score_ : array
+        Model-based probability of referral within the grace period, 1 - S(G | X), per person
+        (the propensity of the primary contrast; for equipoise diagnostics).
     bootstrap_ : BootstrapResult or None
     """
 
@@ -468,14 +502,14 @@ class CloneCensorWeight:
         else:
             strategies = dict(self.strategies)
             contrasts = list(self.contrasts or [])
+        max_day = int(self.max_day if self.max_day is not None else max(self.horizons))
         for name, (a, b) in strategies.items():
-            if a < 0 or (b is not None and b < a):
+            if a < 0 or (b is not None and b < a) or a > max_day:
                 raise IpmError(f"strategy {name}: window [{a}, {b}] is not a valid range of referral days")
         for pair in contrasts:
             for s in pair:
                 if s not in strategies:
                     raise IpmError(f"contrast names unknown strategy {s!r}")
-        max_day = int(self.max_day if self.max_day is not None else max(self.horizons))
         if any(h > max_day for h in self.horizons):
             raise IpmError("every horizon must be <= max_day")
         return _Settings(
@@ -504,25 +538,27 @@ class CloneCensorWeight:
         Parameters
         ----------
         df : DataFrame
-            One row per person: days to event/censoring, event code (0 censored, 1 return to
-            work, 2 competing), days to referral (null = none during follow-up), covariates.
+            One row per person: last day of follow-up, event code (0 censored, 1 return to work,
+            2 competing), referral day (null = none during follow-up), covariates.
         covariates : list of str
-            Baseline covariates of the censoring (referral) models.
+            Baseline covariates of the referral model.
         subgroup_cols : list of str
-            Columns whose levels get their own estimates (using the same weights).
+            Columns whose levels get their own estimates (same weights).
 
         Returns
         -------
         self
         """
         require_columns(df, [duration_col, event_col, referral_col, *subgroup_cols], "clone-censor-weight")
+        if len(df) == 0:
+            raise IpmError("clone-censor-weight: the analysis table is empty")
         time = integer_days(df[duration_col], duration_col)
         event = event_codes(df[event_col], event_col)
         referral = integer_days(df[referral_col], referral_col, nullable=True)
-        if len(df) == 0:
-            raise IpmError("clone-censor-weight: the analysis table is empty")
         design = build_design(df, covariates)
-        data = {"X": design.matrix, "time": time, "event": event, "referral": referral}
+        # the models see covariates standardised once with full-data moments, so every bootstrap
+        # replicate works on the same scale (and warm starts from the full-data fit are exact)
+        data = {"X": standardize(design.matrix), "time": time, "event": event, "referral": referral}
         subgroups: dict[str, list[str]] = {}
         for col in subgroup_cols:
             labels = df[col].astype("string").fillna("(missing)")
@@ -532,30 +568,26 @@ class CloneCensorWeight:
         settings = self._settings(subgroups)
         self.settings_ = settings
         self.design_ = design
-        values, fits = _estimate(settings, data)
+        self.n_ = len(df)
+        values, fits, model = _estimate(settings, data)
         self.fits_ = fits
         self.values_ = values
-        self.n_ = len(df)
+        self.referral_model_ = model.model
+        grace = [b for a, b in settings.strategies.values() if a == 0 and b is not None]
+        self.referral_score_ = 1.0 - model.survival(grace[0]) if grace and model.model is not None else None
         self.bootstrap_ = None
         if self.n_bootstrap > 0:
-            # replicates start their Newton-Raphson from the full-data fits (same answer, fewer steps)
-            init = {}
-            hazard = _fit_hazard(settings, data["X"], time, referral)
-            if hazard is not None:
-                init["hazard"] = hazard.start_values()
-            for name, f in fits.items():
-                if f.end_model is not None:
-                    init[f"end/{name}"] = (f.end_model.intercept_, f.end_model.coef_)
-            replicate_settings = replace(settings, init=init)
+            # replicates start Newton-Raphson from the full-data fit (same answer, fewer steps)
+            init = {"hazard": model.model.start_values()} if model.model is not None else {}
             self.bootstrap_ = boot.run(
-                _Statistic(replicate_settings),
+                _Statistic(replace(settings, init=init)),
                 data,
                 values,
                 n_replicates=self.n_bootstrap,
                 seed=self.seed,
                 workers=self.workers,
             )
-        self._tabulate(referral, data)
+        self._tabulate(data)
         return self
 
     def _interval(self, key: str):
@@ -564,7 +596,7 @@ class CloneCensorWeight:
             return np.full(shape, np.nan), np.full(shape, np.nan)
         return self.bootstrap_.interval(key, 1 - self.alpha)
 
-    def _tabulate(self, referral, data) -> None:
+    def _tabulate(self, data) -> None:
         s = self.settings_
         h = list(s.horizons)
         days = np.arange(s.max_day + 1)
@@ -590,19 +622,15 @@ class CloneCensorWeight:
 
         rows = []
         for name, f in self.fits_.items():
-            n_arm = int(np.sum(f.duration >= 0))
-            lo, hi = self._interval(f"cif/{name}")
-            for t in h:
-                rows.append(
-                    dict(measure=CUMULATIVE_INCIDENCE, arm=name, contrast=None, horizon_days=t,
-                         estimate=f.cif[t], ci_low=lo[t], ci_high=hi[t], n=n_arm)
-                )
-            lo, hi = self._interval(f"days_off/{name}")
-            for i, t in enumerate(h):
-                rows.append(
-                    dict(measure="restricted_mean_days_off_work", arm=name, contrast=None, horizon_days=t,
-                         estimate=self.values_[f"days_off/{name}"][i], ci_low=lo[i], ci_high=hi[i], n=n_arm)
-                )
+            for measure, key in ((CUMULATIVE_INCIDENCE, "cif"), (DAYS_OFF_WORK, "days_off")):
+                lo, hi = self._interval(f"{key}/{name}")
+                est = self.values_[f"{key}/{name}"]
+                for i, t in enumerate(h):
+                    j = t if key == "cif" else i
+                    rows.append(
+                        dict(measure=measure, arm=name, contrast=None, horizon_days=t,
+                             estimate=float(est[j]), ci_low=float(lo[j]), ci_high=float(hi[j]), n=f.n_clones)
+                    )  # fmt: skip
         for s1, s0 in s.contrasts:
             label = f"{s1} vs {s0}"
             for measure, key in (("risk_difference", "rd"), ("risk_ratio", "rr"), ("rmst_difference", "days_off_diff")):
@@ -611,14 +639,14 @@ class CloneCensorWeight:
                 for i, t in enumerate(h):
                     rows.append(
                         dict(measure=measure, arm=None, contrast=label, horizon_days=t,
-                             estimate=self.values_[k][i], ci_low=lo[i], ci_high=hi[i], n=self.n_)
-                    )
+                             estimate=float(self.values_[k][i]), ci_low=float(lo[i]), ci_high=float(hi[i]), n=self.n_)
+                    )  # fmt: skip
             k = f"hr/{s1}/{s0}"
             lo, hi = self._interval(k)
             rows.append(
                 dict(measure="hazard_ratio", arm=None, contrast=label, horizon_days=s.max_day,
                      estimate=float(self.values_[k]), ci_low=float(lo), ci_high=float(hi), n=self.n_)
-            )
+            )  # fmt: skip
         self.summary = pd.DataFrame(rows)
 
         sub_rows = []
@@ -629,12 +657,12 @@ class CloneCensorWeight:
                 rd_key = f"sub_rd/{g}"
                 rd = self.values_[rd_key]
                 rd_lo, rd_hi = self._interval(rd_key)
-                if self.bootstrap_ is not None:
-                    with np.errstate(all="ignore"):
-                        var = np.nanvar(self.bootstrap_.replicates[rd_key], axis=0, ddof=1)
-                else:
-                    var = np.full(rd.shape, np.nan)
-                p_values = [_cochran_q(rd[:, i], var[:, i]) for i in range(len(h))]
+                var = (
+                    self.bootstrap_.standard_error(rd_key) ** 2
+                    if self.bootstrap_ is not None
+                    else np.full(rd.shape, np.nan)
+                )
+                p_values = [cochran_q_pvalue(rd[:, i], var[:, i]) for i in range(len(h))]
                 for li, level in enumerate(levels):
                     n_level = int(np.sum(codes == li))
                     for name in (s1, s0):
@@ -645,38 +673,40 @@ class CloneCensorWeight:
                                 dict(subgroup=g, level=level, measure=CUMULATIVE_INCIDENCE, arm=name,
                                      horizon_days=t, estimate=self.values_[key][li, i], ci_low=lo[li, i],
                                      ci_high=hi[li, i], n=n_level, p_interaction=np.nan)
-                            )
+                            )  # fmt: skip
                     for i, t in enumerate(h):
                         sub_rows.append(
                             dict(subgroup=g, level=level, measure="risk_difference", arm=None, horizon_days=t,
                                  estimate=rd[li, i], ci_low=rd_lo[li, i], ci_high=rd_hi[li, i], n=n_level,
                                  p_interaction=p_values[i])
-                        )
+                        )  # fmt: skip
         self.subgroups_ = pd.DataFrame(
             sub_rows,
             columns=["subgroup", "level", "measure", "arm", "horizon_days", "estimate", "ci_low", "ci_high", "n",
                      "p_interaction"],
-        )
+        )  # fmt: skip
 
         weight_rows = []
         for name, f in self.fits_.items():
-            w = f.final_weight[f.weighted_population]
-            raw = f.final_weight_raw[f.weighted_population]
+            pop = f.weighted_population
+            raw = f.final_weight_raw[pop]
+            w = f.final_weight[pop]
+            scale = raw.mean() if raw.size else np.nan
+            q = np.percentile(raw / scale, [1, 50, 99]) if raw.size else [np.nan] * 3
             weight_rows.append(
                 dict(
                     arm=name,
                     window_start=f.window[0],
                     window_end=f.window[1],
                     weights_from_day=f.weights_from_day,
-                    n_weighted=int(w.size),
-                    min=float(raw.min()) if w.size else np.nan,
-                    p01=float(np.percentile(raw, 1)) if w.size else np.nan,
-                    median=float(np.median(raw)) if w.size else np.nan,
-                    p99=float(np.percentile(raw, 99)) if w.size else np.nan,
-                    max=float(raw.max()) if w.size else np.nan,
-                    mean=float(raw.mean()) if w.size else np.nan,
-                    truncated_lower=f.truncation["lower"],
-                    truncated_upper=f.truncation["upper"],
+                    n_weighted=int(raw.size),
+                    min=float(raw.min() / scale) if raw.size else np.nan,
+                    p01=float(q[0]),
+                    median=float(q[1]),
+                    p99=float(q[2]),
+                    max=float(raw.max() / scale) if raw.size else np.nan,
+                    truncated_lower=f.truncation["lower"] / scale if raw.size else np.nan,
+                    truncated_upper=f.truncation["upper"] / scale if raw.size else np.nan,
                     n_truncated=f.truncation["n_truncated"],
                     ess=float(w.sum() ** 2 / np.sum(w**2)) if w.size and np.sum(w**2) > 0 else np.nan,
                 )

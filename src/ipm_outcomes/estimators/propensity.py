@@ -11,12 +11,14 @@ noticeably shrinking well-identified coefficients.
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit as _expit
 
 from ..errors import IpmError
 
 
-def _expit(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+def _log1pexp(x: np.ndarray) -> np.ndarray:
+    # log(1 + e^x) without overflow; faster than np.logaddexp(0, x)
+    return np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0.0)
 
 
 class _Standardizer:
@@ -36,6 +38,20 @@ class _Standardizer:
         return (X - self.mean) / self.scale
 
 
+class _Identity(_Standardizer):
+    def __init__(self, p: int):
+        self.mean = np.zeros(p)
+        self.scale = np.ones(p)
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        return X
+
+
+#: Newton steps larger than this (in standardised units) are checked by a backtracking line search;
+#: smaller ones, taken near the optimum of these strictly concave likelihoods, are accepted as is.
+_TRUST_STEP = 1.0
+
+
 class LogisticRegression:
     """Logistic regression P(y = 1 | X) with an intercept, fitted by penalised Newton-Raphson.
 
@@ -43,6 +59,9 @@ class LogisticRegression:
     ----------
     l2 : float
         Ridge penalty per unit of total weight on the standardised slopes (not the intercept).
+    standardize : bool
+        Centre and scale the covariates internally (turn off when the caller already did, to
+        save the work inside a bootstrap).
     max_iter, tol : Newton settings (tol on the largest parameter change).
 
     Attributes
@@ -53,8 +72,9 @@ class LogisticRegression:
     converged_ : bool
     """
 
-    def __init__(self, l2: float = 1e-4, max_iter: int = 100, tol: float = 1e-8):
+    def __init__(self, l2: float = 1e-4, standardize: bool = True, max_iter: int = 100, tol: float = 1e-7):
         self.l2 = l2
+        self.standardize = standardize
         self.max_iter = max_iter
         self.tol = tol
 
@@ -70,8 +90,10 @@ class LogisticRegression:
         if n == 0:
             raise IpmError("logistic model: no rows to fit")
         w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-        self._std = _Standardizer(X, w)
-        Z = np.hstack([np.ones((n, 1)), self._std(X)])
+        self._std = _Standardizer(X, w) if self.standardize else _Identity(X.shape[1])
+        Z = np.empty((n, X.shape[1] + 1))
+        Z[:, 0] = 1.0
+        Z[:, 1:] = self._std(X)
         p = Z.shape[1]
         lam = np.full(p, self.l2 * w.sum())
         lam[0] = 0.0
@@ -82,32 +104,41 @@ class LogisticRegression:
             theta[1:] = np.asarray(init[1]) * self._std.scale
             theta[0] = init[0] + np.sum(np.asarray(init[1]) * self._std.mean)
 
-        def objective(th):
-            eta = Z @ th
-            # log-likelihood written to stay finite for large |eta|
-            ll = np.sum(w * (y * eta - np.logaddexp(0.0, eta)))
-            return ll - 0.5 * np.sum(lam * th**2)
+        def objective(eta, th):
+            return np.sum(w * (y * eta - _log1pexp(eta))) - 0.5 * np.sum(lam * th**2)
 
-        obj = objective(theta)
+        eta = Z @ theta
         self.converged_ = False
+        self.n_iter_ = 0
+        hess = None
         for it in range(self.max_iter):
-            mu = _expit(Z @ theta)
+            mu = _expit(eta)
             grad = Z.T @ (w * (y - mu)) - lam * theta
-            hess = (Z * (w * mu * (1 - mu))[:, None]).T @ Z + np.diag(lam)
+            # converged when the step predicted by the last Hessian is negligible (saves a Hessian)
+            if hess is not None:
+                last = np.linalg.solve(hess, grad)
+                if np.max(np.abs(last)) < self.tol:
+                    theta = theta + last
+                    self.converged_ = True
+                    break
+            # Zs.T @ Zs with Zs = sqrt(weights) * Z runs as a symmetric rank-k update (half the work)
+            Zs = Z * np.sqrt(w * mu * (1 - mu))[:, None]
+            hess = Zs.T @ Zs + np.diag(lam)
             hess[np.diag_indices(p)] += 1e-10
             step = np.linalg.solve(hess, grad)
-            t = 1.0
-            for _ in range(30):
-                cand = theta + t * step
-                new = objective(cand)
-                if new >= obj - 1e-12 * abs(obj):
-                    break
-                t *= 0.5
-            theta, obj = cand, new
+            cand = theta + step
+            eta_c = Z @ cand
+            if np.max(np.abs(step)) > _TRUST_STEP:
+                obj = objective(eta, theta)
+                t = 1.0
+                for _ in range(30):
+                    if objective(eta_c, cand) >= obj - 1e-12 * abs(obj):
+                        break
+                    t *= 0.5
+                    cand = theta + t * step
+                    eta_c = Z @ cand
+            theta, eta = cand, eta_c
             self.n_iter_ = it + 1
-            if np.max(np.abs(t * step)) < self.tol:
-                self.converged_ = True
-                break
         self._theta = theta
         self.coef_ = theta[1:] / self._std.scale
         self.intercept_ = float(theta[0] - np.sum(self.coef_ * self._std.mean))
@@ -135,7 +166,7 @@ class PooledLogisticHazard:
     ----------
     interval_days : int
         Width of the baseline-hazard intervals.
-    l2, max_iter, tol : as in :class:`LogisticRegression`.
+    l2, standardize, max_iter, tol : as in :class:`LogisticRegression`.
 
     Attributes
     ----------
@@ -148,26 +179,37 @@ class PooledLogisticHazard:
     coef_ : array (p,)
     """
 
-    def __init__(self, interval_days: int = 7, l2: float = 1e-4, max_iter: int = 100, tol: float = 1e-8):
+    def __init__(
+        self, interval_days: int = 7, l2: float = 1e-4, standardize: bool = True, max_iter: int = 100, tol: float = 1e-7
+    ):
         if interval_days < 1:
             raise IpmError("interval_days must be >= 1")
         self.interval_days = int(interval_days)
         self.l2 = l2
+        self.standardize = standardize
         self.max_iter = max_iter
         self.tol = tol
 
     def _exposure(self, exit_day: np.ndarray, event: np.ndarray):
+        """Long layout: one row per person per interval with days at risk (grain: person-interval).
+
+        Returns (person, interval, days at risk, event) arrays; only intervals a person is at risk
+        in are listed, which is far fewer rows than persons x intervals when most leave early.
+        """
         c = self.breaks_
         last = np.minimum(exit_day, self.horizon_ - 1)
-        start = c[:-1][None, :]
-        stop = c[1:][None, :]
-        days = np.clip(np.minimum(last[:, None] + 1, stop) - start, 0, None).astype(float)
-        ev = (event.astype(bool) & (exit_day <= self.horizon_ - 1))[:, None] & (last[:, None] >= start) & (
-            last[:, None] < stop
-        )
-        return days, ev.astype(float)
+        at_risk = last >= 0
+        last_interval = np.searchsorted(c, last, side="right") - 1
+        n_rows = np.where(at_risk, last_interval + 1, 0)
+        person = np.repeat(np.arange(exit_day.shape[0]), n_rows)
+        first_row = np.cumsum(n_rows) - n_rows
+        interval = np.arange(person.shape[0]) - np.repeat(first_row, n_rows)
+        days = (np.minimum(last[person] + 1, c[interval + 1]) - c[interval]).astype(float)
+        is_last = interval == last_interval[person]
+        ev = (is_last & event[person] & (exit_day[person] <= self.horizon_ - 1)).astype(float)
+        return person, interval, days, ev
 
-    def fit(self, X, exit_day, event, horizon: int, init: tuple[np.ndarray, np.ndarray] | None = None) -> PooledLogisticHazard:
+    def fit(self, X, exit_day, event, horizon: int, init: tuple | None = None) -> PooledLogisticHazard:
         """Fit the hazard over days ``0 .. horizon-1``.
 
         Parameters
@@ -180,7 +222,7 @@ class PooledLogisticHazard:
             Whether the event happens on ``exit_day``.
         horizon : int
             Number of days modelled.
-        init : (intercepts at X = 0, coef), optional
+        init : tuple, optional
             Starting values from an earlier fit (see :meth:`start_values`).
         """
         X = np.asarray(X, dtype=float)
@@ -190,65 +232,110 @@ class PooledLogisticHazard:
             raise IpmError("hazard model horizon must be >= 1 day")
         self.horizon_ = int(horizon)
         self.breaks_ = np.append(np.arange(0, self.horizon_, self.interval_days), self.horizon_)
-        days, ev = self._exposure(exit_day, event)
+        n_int = len(self.breaks_) - 1
+        person, interval, D, E = self._exposure(exit_day, event)
         n, p = X.shape
-        self._std = _Standardizer(X)
+        self._std = _Standardizer(X) if self.standardize else _Identity(p)
         Z = self._std(X)
-        active = ev.sum(axis=0) > 0
+        ev_per = np.bincount(interval, weights=E, minlength=n_int)
+        days_per = np.bincount(interval, weights=D, minlength=n_int)
+        active = ev_per > 0
         J = int(active.sum())
-        D, E = days[:, active], ev[:, active]
-        alpha = np.log(E.sum(0) / np.clip(D.sum(0) - E.sum(0), 1e-12, None)) if J else np.zeros(0)
+        # intervals without events have hazard 0 (alpha = -inf): drop their rows from the fit
+        keep = active[interval]
+        person, D, E = person[keep], D[keep], E[keep]
+        col = (np.cumsum(active) - 1)[interval[keep]]
+        alpha = np.log(ev_per[active] / np.clip(days_per[active] - ev_per[active], 1e-12, None))
         beta = np.zeros(p)
-        if init is not None and len(init[1]) == p and len(init[0]) == len(active):
+        if init is not None and len(init[1]) == p and len(init[0]) == n_int:
             start_alpha = np.asarray(init[0], dtype=float)[active] + np.sum(np.asarray(init[1]) * self._std.mean)
             alpha = np.where(np.isfinite(start_alpha), start_alpha, alpha)
             beta = np.asarray(init[1], dtype=float) * self._std.scale
         lam = self.l2 * n
 
-        def loglik(a, b):
-            eta = a[None, :] + (Z @ b)[:, None]
-            return np.sum(E * eta - D * np.logaddexp(0.0, eta)) - 0.5 * lam * np.sum(b**2)
+        def linear(a, b):
+            return a[col] + (Z @ b)[person]
+
+        def loglik(eta, b):
+            return np.sum(E * eta - D * _log1pexp(eta)) - 0.5 * lam * np.sum(b**2)
+
+        def gradient(eta, b):
+            resid = E - D * _expit(eta)
+            g_a = np.bincount(col, weights=resid, minlength=J)
+            g_b = Z.T @ np.bincount(person, weights=resid, minlength=n) - lam * b
+            return np.concatenate([g_a, g_b])
 
         self.converged_ = p == 0
         self.n_iter_ = 0
+        H = None
         if p > 0 and J > 0:
-            obj = loglik(alpha, beta)
-            for it in range(self.max_iter):
-                eta = alpha[None, :] + (Z @ beta)[:, None]
+            eta = linear(alpha, beta)
+            fixed = init[2] if init is not None and len(init) > 2 else None
+            if fixed is not None and fixed[1].shape == active.shape and np.array_equal(fixed[1], active):
+                # Chord iterations with the Hessian of an earlier fit on similar data (a bootstrap
+                # replicate of it): each step costs one gradient, and converges to the same solution.
+                H = fixed[0]
+                for it in range(30):
+                    step = np.linalg.solve(H, gradient(eta, beta))
+                    if np.max(np.abs(step)) > _TRUST_STEP:
+                        break  # too far for a fixed Hessian: continue with full Newton below
+                    alpha, beta = alpha + step[:J], beta + step[J:]
+                    eta = linear(alpha, beta)
+                    self.n_iter_ = it + 1
+                    if np.max(np.abs(step)) < self.tol:
+                        self.converged_ = True
+                        break
+                H = None
+            for _ in range(0 if self.converged_ else self.max_iter):
+                g = gradient(eta, beta)
+                if H is not None:
+                    last = np.linalg.solve(H, g)
+                    if np.max(np.abs(last)) < self.tol:
+                        alpha, beta = alpha + last[:J], beta + last[J:]
+                        self.converged_ = True
+                        break
                 mu = _expit(eta)
-                resid = E - D * mu
                 W = D * mu * (1 - mu)
-                g = np.concatenate([resid.sum(0), Z.T @ resid.sum(1) - lam * beta])
                 H = np.empty((J + p, J + p))
-                H[:J, :J] = np.diag(W.sum(0))
-                H[:J, J:] = W.T @ Z
+                H[:J, :J] = np.diag(np.bincount(col, weights=W, minlength=J))
+                # sum over rows of W * z_person, per interval: (J x n) @ Z without a dense J x n matrix
+                per_person = np.bincount(person * J + col, weights=W, minlength=n * J).reshape(n, J)
+                H[:J, J:] = per_person.T @ Z
                 H[J:, :J] = H[:J, J:].T
-                H[J:, J:] = (Z * W.sum(1)[:, None]).T @ Z + lam * np.eye(p)
+                Zs = Z * np.sqrt(per_person.sum(1))[:, None]
+                H[J:, J:] = Zs.T @ Zs + lam * np.eye(p)
                 H[np.diag_indices(J + p)] += 1e-10
                 step = np.linalg.solve(H, g)
-                t = 1.0
-                for _ in range(30):
-                    a_c, b_c = alpha + t * step[:J], beta + t * step[J:]
-                    new = loglik(a_c, b_c)
-                    if new >= obj - 1e-12 * abs(obj):
-                        break
-                    t *= 0.5
-                alpha, beta, obj = a_c, b_c, new
-                self.n_iter_ = it + 1
-                if np.max(np.abs(t * step)) < self.tol:
-                    self.converged_ = True
-                    break
-        full_alpha = np.full(len(self.breaks_) - 1, -np.inf)
+                a_c, b_c = alpha + step[:J], beta + step[J:]
+                eta_c = linear(a_c, b_c)
+                if np.max(np.abs(step)) > _TRUST_STEP:
+                    obj = loglik(eta, beta)
+                    t = 1.0
+                    for _ in range(30):
+                        if loglik(eta_c, b_c) >= obj - 1e-12 * abs(obj):
+                            break
+                        t *= 0.5
+                        a_c, b_c = alpha + t * step[:J], beta + t * step[J:]
+                        eta_c = linear(a_c, b_c)
+                alpha, beta, eta = a_c, b_c, eta_c
+                self.n_iter_ += 1
+        self._hessian = (H, active) if H is not None else None
+        full_alpha = np.full(n_int, -np.inf)
         full_alpha[active] = alpha
         self.alpha_ = full_alpha
         self._beta_std = beta
         self.coef_ = beta / self._std.scale if p else beta
-        self.n_events_ = int(ev.sum())
+        self.n_events_ = int(E.sum())
         return self
 
-    def start_values(self) -> tuple[np.ndarray, np.ndarray]:
-        """(interval intercepts at X = 0, coef): starting values for a refit on similar data."""
-        return self.alpha_ - np.sum(self.coef_ * self._std.mean), self.coef_
+    def start_values(self) -> tuple:
+        """Starting values for a refit on similar data (a bootstrap replicate): interval intercepts
+        at X = 0, coef, and the Hessian at the solution (used when covariates are not
+        standardised internally, so both fits share one parametrisation)."""
+        start = (self.alpha_ - np.sum(self.coef_ * self._std.mean), self.coef_)
+        if not self.standardize and self._hessian is not None:
+            start = start + (self._hessian,)
+        return start
 
     def interval_hazard(self, X) -> np.ndarray:
         """Daily hazard in each interval; grain: one row per person, one column per interval."""

@@ -8,7 +8,7 @@ with per_person as (
         person_id,
         max(case when role = 'population' and day between $rtw_window_start and $rtw_window_end then 1 else 0 end)
             as in_population,
-        min(case when role = 'event' and day >= 0 then day end) as rtw_day,
+        min(case when role = 'event' and day >= 1 then day end) as rtw_day,
         min(case when role = 'competing' and day >= 1 then day end) as competing_day
     from intermediate.work_status
     group by person_id

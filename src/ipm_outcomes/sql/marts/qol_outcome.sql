@@ -5,17 +5,18 @@ select
     b.person_id,
     i.instrument,
     h.horizon_days,
-    bp.baseline_day,
-    bp.baseline_score,
-    f.followup_day,
-    f.followup_score
+    bp.day as baseline_day,
+    bp.score as baseline_score,
+    f.day as followup_day,
+    f.score as followup_score
 from intermediate.cohort_base as b
 cross join ref.qol_instrument as i
 cross join ref.qol_horizon as h
-left join intermediate.baseline_pro as bp
+left join intermediate.pro_selected as bp
     on bp.person_id = b.person_id
     and bp.instrument = i.instrument
-left join intermediate.qol_followup as f
+    and bp.target_day is null
+left join intermediate.pro_selected as f
     on f.person_id = b.person_id
     and f.instrument = i.instrument
-    and f.horizon_days = h.horizon_days
+    and f.target_day = h.horizon_days
