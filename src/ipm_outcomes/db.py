@@ -17,6 +17,7 @@ from .errors import DatabaseInUseError, IpmError
 
 SQL_LAYERS = ("staging", "intermediate", "marts")
 _PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_LINE_COMMENT = re.compile(r"--[^\n]*")
 
 
 def connect(
@@ -50,8 +51,8 @@ def connect(
 
 
 def sql_parameters(sql: str) -> set[str]:
-    """Names of the ``$name`` parameters a SQL text uses."""
-    return set(_PARAMETER.findall(sql))
+    """Names of the ``$name`` parameters a SQL text uses (a ``$name`` in a ``--`` comment is not a use)."""
+    return set(_PARAMETER.findall(_LINE_COMMENT.sub("", sql)))
 
 
 def bind(sql: str, params: Mapping[str, object]) -> dict[str, object]:

@@ -296,6 +296,7 @@ class CountLedger:
             return key
         self.cells[key] = _Cell(value=value_int, displayed=displayed, priority=priority)
         self.protected = False
+        self._by_cell = None
         return key
 
     def add_identity(self, total: Hashable, parts: Iterable[Hashable], *, only_if_holds: bool = False) -> bool:
@@ -317,6 +318,7 @@ class CountLedger:
             raise ValueError(f"identity {total!r} = sum{parts!r} does not hold for the registered values")
         self.identities.append((total, parts))
         self.protected = False
+        self._by_cell = None
         return True
 
     # -- protection ---------------------------------------------------------------------------------
@@ -336,11 +338,24 @@ class CountLedger:
         for total, parts in self.identities:
             for k in (total, *parts):
                 degree[k] += 1
-        # Each round withholds one more cell; there are finitely many cells, so this ends.
+        self._by_cell = defaultdict(list)
+        for idx, (total, parts) in enumerate(self.identities):
+            for k in (total, *parts):
+                self._by_cell[k].append(idx)
+        # Withholding a cell only widens what a reader can infer about the others, so a small cell once
+        # found safe stays safe: check each again only while it is pinned.
+        safe: set = set()
+        # Each round withholds at least one more cell; there are finitely many cells, so this ends.
         for _ in range(2 * len(self.cells) + 2):
-            pinned = [k for k in primary if self._is_pinned(k)]
-            if pinned:
-                key = pinned[0]
+            key = None
+            for k in primary:
+                if k in safe:
+                    continue
+                if self._is_pinned(k):
+                    key = k
+                    break
+                safe.add(k)
+            if key is not None:
                 candidates = self._complement_candidates(key)
                 if not candidates:
                     raise DisclosureError(
@@ -352,9 +367,12 @@ class CountLedger:
                 )
                 self.cells[choice].status = COMPLEMENT
                 continue
-            # The same number shown elsewhere under another name would undo a complement: withhold it too.
+            # A free-standing count (in no identity: a number at risk, a row count) equal to a complement may
+            # be the same number under another name, which would undo the complement: withhold it too.
             withheld = {c.value for c in self.cells.values() if c.status == COMPLEMENT}
-            echoes = [c for c in self.cells.values() if c.status == SHOWN and c.value in withheld]
+            echoes = [
+                c for k, c in self.cells.items() if c.status == SHOWN and c.value in withheld and not degree[k]
+            ]
             if not echoes:
                 self.protected = True
                 return self
@@ -364,11 +382,13 @@ class CountLedger:
 
     def _component(self, key: Hashable) -> tuple[list[Hashable], list[tuple[Hashable, tuple[Hashable, ...]]]]:
         """Hidden cells connected to ``key`` through identities, and those identities."""
-        hidden = {k for k, c in self.cells.items() if c.status != SHOWN}
-        by_cell = defaultdict(list)
-        for idx, (total, parts) in enumerate(self.identities):
-            for k in (total, *parts):
-                by_cell[k].append(idx)
+        by_cell = getattr(self, "_by_cell", None)
+        if by_cell is None:
+            by_cell = defaultdict(list)
+            for idx, (total, parts) in enumerate(self.identities):
+                for k in (total, *parts):
+                    by_cell[k].append(idx)
+        cells = self.cells
         seen_cells = {key}
         seen_ids: set[int] = set()
         stack = [key]
@@ -380,7 +400,7 @@ class CountLedger:
                 seen_ids.add(idx)
                 total, parts = self.identities[idx]
                 for other in (total, *parts):
-                    if other in hidden and other not in seen_cells:
+                    if cells[other].status != SHOWN and other not in seen_cells:
                         seen_cells.add(other)
                         stack.append(other)
         return sorted(seen_cells, key=str), [self.identities[i] for i in sorted(seen_ids)]

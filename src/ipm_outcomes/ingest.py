@@ -3,8 +3,10 @@
 Every file is read by DuckDB (CSV as text, so a bad value is reported rather than crashing the
 reader; parquet with its own types), never by pandas, so memory stays bounded for extracts larger
 than RAM (DuckDB spills to ``<db>.tmp``). Each table is checked in one scan that counts every rule
-at once; only rules that fail are scanned again for example rows. A CSV that fails is copied to a
-temporary table first, because only an insertion-ordered copy gives reliable row numbers.
+at once (key uniqueness included); only rules that fail are scanned again for example rows. A clean
+file is simply read twice, to check and to write: DuckDB parses a CSV in about half the time it
+takes to copy it into a temporary table. A CSV that fails is copied, though, because only an
+insertion-ordered copy gives reliable row numbers.
 
 Nothing in the database changes until every rule has been checked. The write (replace every
 ``raw`` table, derive ``raw.medical_claim_diagnosis``, record ``meta.load_provenance`` and
@@ -21,6 +23,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -29,7 +32,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
@@ -172,7 +175,11 @@ def _discover(extract_dir: Path, problems: ProblemList) -> dict[str, _Source]:
         named = _table_name_of(entry)
         if named is None or named[0] not in TABLES_BY_NAME:
             problems.add(
-                WARNING, entry.name + ("/" if entry.is_dir() else ""), None, None, "unknown_file",
+                WARNING,
+                entry.name + ("/" if entry.is_dir() else ""),
+                None,
+                None,
+                "unknown_file",
                 "not a contract table; ignored",
             )
             continue
@@ -183,7 +190,11 @@ def _discover(extract_dir: Path, problems: ProblemList) -> dict[str, _Source]:
         if len(entries) > 1:
             names = ", ".join(e.name for e, _ in entries)
             problems.add(
-                ERROR, names, table.name, None, "ambiguous_table",
+                ERROR,
+                names,
+                table.name,
+                None,
+                "ambiguous_table",
                 f"{table.name} is given more than once ({names}); keep one",
             )
             continue
@@ -192,7 +203,11 @@ def _discover(extract_dir: Path, problems: ProblemList) -> dict[str, _Source]:
                 near = [e.name for e in extract_dir.iterdir() if e.name.lower().startswith(table.name)]
                 hint = f"; found {', '.join(sorted(near))}: file names must be lower case" if near else ""
                 problems.add(
-                    ERROR, f"{table.name}.csv", table.name, None, "missing_table",
+                    ERROR,
+                    f"{table.name}.csv",
+                    table.name,
+                    None,
+                    "missing_table",
                     f"required table {table.name} is missing (give {table.name}.csv, .csv.gz, .parquet or a "
                     f"folder of parquet parts){hint}",
                 )
@@ -260,7 +275,11 @@ def _inspect(con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList
                 if name in seen:
                     seen[name] += 1
                     problems.add(
-                        ERROR, src.rel, table.name, name, "duplicate_column",
+                        ERROR,
+                        src.rel,
+                        table.name,
+                        name,
+                        "duplicate_column",
                         f"column {name} appears {seen[name]} times in the header; keep one",
                     )
                     name = f"{name}__{seen[name]}"
@@ -290,7 +309,9 @@ def _inspect(con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList
         hint = f"; found {variants[0]!r}: column names must be lower case without spaces" if variants else ""
         if len(src.header) == 1 and any(sep in src.header[0] for sep in (";", "\t", "|")):
             hint = "; the file does not look comma-separated"
-        problems.add(ERROR, src.rel, table.name, col.name, "missing_column", f"required column {col.name} is missing{hint}")
+        problems.add(
+            ERROR, src.rel, table.name, col.name, "missing_column", f"required column {col.name} is missing{hint}"
+        )
     declared = set(table.column_names)
     for name in src.header:
         match = _DIAGNOSIS_COLUMN.match(name)
@@ -301,13 +322,21 @@ def _inspect(con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList
     src.diagnosis.sort()
     if table.has_diagnosis_columns and not any(pos == 1 for pos, _ in src.diagnosis):
         problems.add(
-            ERROR, src.rel, table.name, f"{DIAGNOSIS_COLUMN_PREFIX}1", "missing_column",
+            ERROR,
+            src.rel,
+            table.name,
+            f"{DIAGNOSIS_COLUMN_PREFIX}1",
+            "missing_column",
             f"required column {DIAGNOSIS_COLUMN_PREFIX}1 is missing (diagnoses go in "
             f"{DIAGNOSIS_COLUMN_PREFIX}1 .. {DIAGNOSIS_COLUMN_PREFIX}N)",
         )
     if src.extras:
         problems.add(
-            WARNING, src.rel, table.name, None, "extra_columns",
+            WARNING,
+            src.rel,
+            table.name,
+            None,
+            "extra_columns",
             f"columns not in the contract are ignored: {', '.join(src.extras)}",
             count=len(src.extras),
         )
@@ -315,9 +344,17 @@ def _inspect(con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList
     for name in src.header:
         reason = identifier_column_reason(name)
         if reason:
-            todo = "loaded anyway: --allow-identifiers" if allow_identifiers else "drop the column or use --allow-identifiers"
+            todo = (
+                "loaded anyway: --allow-identifiers"
+                if allow_identifiers
+                else "drop the column or use --allow-identifiers"
+            )
             problems.add(
-                severity, src.rel, table.name, name, "identifier_column",
+                severity,
+                src.rel,
+                table.name,
+                name,
+                "identifier_column",
                 f"column name looks like {reason}, a direct identifier; {todo}",
             )
 
@@ -367,9 +404,7 @@ def _orphan_join() -> str:
 
 
 def _key_exprs(src: _Source) -> list[str]:
-    return [
-        quote_ident(typed_name(k) if src.table.column(k).type != "VARCHAR" else k) for k in src.table.key
-    ]
+    return [quote_ident(typed_name(k) if src.table.column(k).type != "VARCHAR" else k) for k in src.table.key]
 
 
 def _check_table(
@@ -378,19 +413,20 @@ def _check_table(
     """Count every row-level rule of one table in one scan, then fetch examples of those that fail."""
     checks = _checks_for(src, today, with_orphans)
     join = _orphan_join() if with_orphans else ""
-    counts_sql = ", ".join(["count(*)"] + [f"count(*) filter (where {c.condition})" for c in checks])
+    counts_sql = ", ".join(["count(*)", *_key_counts(src)] + [f"count(*) filter (where {c.condition})" for c in checks])
     try:
-        counts = con.execute(f"select {counts_sql} from {src.view} _v{join}").fetchall()[0]
-        dup_rows = _duplicate_count(con, src)
+        # fetchall, not fetchone: a CSV scan logs its malformed lines only once the query has finished
+        rows, keyed, distinct_keys, *counts = con.execute(f"select {counts_sql} from {src.view} _v{join}").fetchall()[0]
     except duckdb.Error as exc:
         problems.add(ERROR, src.rel, src.name, None, "unreadable_file", _one_line(f"{src.rel} cannot be read: {exc}"))
         src.usable = False
         return
-    src.rows = counts[0]
+    src.rows = rows
+    dup_rows = keyed - distinct_keys
     _report_rejects(con, src, problems)
     if src.rows == 0 and src.table.required:
         problems.add(ERROR, src.rel, src.name, None, "no_rows", f"required table {src.name} has no rows")
-    failing = [(c, n) for c, n in zip(checks, counts[1:], strict=True) if n]
+    failing = [(c, n) for c, n in zip(checks, counts, strict=True) if n]
     needs_rows = dup_rows or any(c.severity == ERROR for c, _ in failing)
     if needs_rows and src.kind == "csv" and not src.staged:
         _stage_csv(con, src)
@@ -403,15 +439,17 @@ def _check_table(
         _report_duplicates(con, src, dup_rows, problems)
 
 
-def _duplicate_count(con: duckdb.DuckDBPyConnection, src: _Source) -> int:
+def _key_counts(src: _Source) -> list[str]:
+    """Rows with a complete key and distinct keys among them: they differ when a key repeats.
+
+    Counted in the same scan as the other rules; DuckDB spills the distinct keys to disk when needed.
+    """
     if not src.table.key or not src.has(*src.table.key):
-        return 0
+        return ["0", "0"]
     keys = _key_exprs(src)
-    not_null = " and ".join(f"{k} is not null" for k in keys)
-    return con.execute(
-        f"select coalesce(sum(n - 1), 0) from (select {', '.join(keys)}, count(*) as n from {src.view}"
-        f" where {not_null} group by all having count(*) > 1)"
-    ).fetchall()[0][0]
+    complete = " and ".join(f"{k} is not null" for k in keys)
+    distinct = keys[0] if len(keys) == 1 else f"({', '.join(keys)})"
+    return [f"count(*) filter (where {complete})", f"count(distinct {distinct}) filter (where {complete})"]
 
 
 def _stage_csv(con: duckdb.DuckDBPyConnection, src: _Source) -> None:
@@ -456,8 +494,15 @@ def _report_examples(
     file, rows, same = _located(src, found)
     examples = [str(f[2]) for f in same] if check.example else []
     problems.add(
-        check.severity, file, src.name, check.column, check.rule, check.message(n),
-        rows=[r for r in rows if r is not None], examples=examples, count=n,
+        check.severity,
+        file,
+        src.name,
+        check.column,
+        check.rule,
+        check.message(n),
+        rows=[r for r in rows if r is not None],
+        examples=examples,
+        count=n,
     )
 
 
@@ -472,16 +517,22 @@ def _report_orphans(
         f"select person_id from {src.view} _v{join} where {check.condition}"
         f" group by person_id order by min(_file), min(_row), person_id limit {EXAMPLES}"
     ).fetchall()
-    rows = ()
-    if first is not None:  # parquet (or a staged CSV) knows its rows
-        rows = [
-            r for (r,) in con.execute(
-                f"select _row from {src.view} _v{join} where {check.condition} order by _file, _row limit {EXAMPLES}"
-            ).fetchall()
-        ]
+    file, rows = src.rel, []
+    if first is not None:  # parquet (or a staged CSV) knows its rows; an unstaged CSV does not
+        found = con.execute(
+            f"select _file, _row from {src.view} _v{join} where {check.condition} order by _file, _row limit {EXAMPLES}"
+        ).fetchall()
+        file, rows, _ = _located(src, found)
     problems.add(
-        check.severity, src.rel, src.name, check.column, check.rule,
-        f"{check.message(persons)} ({n_rows:,} row{'' if n_rows == 1 else 's'})", rows=rows, examples=[e for (e,) in examples], count=persons,
+        check.severity,
+        file,
+        src.name,
+        check.column,
+        check.rule,
+        f"{check.message(persons)} ({n_rows:,} row{'' if n_rows == 1 else 's'})",
+        rows=[r for r in rows if r is not None],
+        examples=[e for (e,) in examples],
+        count=persons,
     )
 
 
@@ -490,49 +541,66 @@ def _report_duplicates(con: duckdb.DuckDBPyConnection, src: _Source, n: int, pro
     not_null = " and ".join(f"{k} is not null" for k in keys)
     on = " and ".join(f"_v.{k} = _d.{k}" for k in keys)
     shown = " || ', ' || ".join(f"coalesce(cast(_v.{k} as VARCHAR), '')" for k in keys)
+    by_key = f"partition by {', '.join(f'_v.{k}' for k in keys)} order by _v._file, _v._row"
+    # the first repeats in file order, each with the row that first had its key
     found = con.execute(
         f"with _d as (select {', '.join(keys)} from {src.view} where {not_null} group by all having count(*) > 1)"
-        f" select _v._file, _v._row, {shown} from {src.view} _v semi join _d on {on}"
-        f" order by _v._file, _v._row limit 1000"
+        f" select _file, _row, _key, _first_file, _first_row from ("
+        f"select _v._file, _v._row, {shown} as _key, row_number() over ({by_key}) as _k,"
+        f" first_value(_v._file) over ({by_key}) as _first_file, first_value(_v._row) over ({by_key}) as _first_row"
+        f" from {src.view} _v semi join _d on {on}) where _k > 1 order by _file, _row limit {EXAMPLES}"
     ).fetchall()
-    first_seen: dict[str, int | None] = {}
     repeats = []
-    for file, row, key in found:
-        if key in first_seen:
-            repeats.append((file, row, f"{key} (first at row {_file_row(src, first_seen[key])})"))
-        else:
-            first_seen[key] = row
+    for file, row, key, first_file, first_row in found:
+        where = f"row {_file_row(src, first_row)}"
+        if src.display(first_file) != src.display(file):
+            where = f"{src.display(first_file)} {where}"
+        repeats.append((file, row, f"{key} (first at {where})"))
     file, rows, same = _located(src, repeats[:EXAMPLES])
     cols = ", ".join(src.table.key)
     problems.add(
-        ERROR, file, src.name, cols, "duplicate_key",
+        ERROR,
+        file,
+        src.name,
+        cols,
+        "duplicate_key",
         f"{n:,} {'row repeats' if n == 1 else 'rows repeat'} the key ({cols}) of an earlier row; the key must be unique",
-        rows=[r for r in rows if r is not None], examples=[f[2] for f in same], count=n,
+        rows=[r for r in rows if r is not None],
+        examples=[f[2] for f in same],
+        count=n,
     )
 
 
 def _report_rejects(con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList) -> None:
     if src.kind != "csv" or src.staged:
         return
+    # one row per line and kind of error (a short line is logged once per missing column)
+    lines = (
+        f"select line, error_type, min(column_name) as column_name, min(csv_line) as csv_line,"
+        f" min(error_message) as error_message from _rej_{src.name} group by line, error_type"
+    )
     try:
-        found = con.execute(
-            # one row per line and kind: a short line is logged once per missing column
-            f"select line, error_type, coalesce(min(column_name), ''), min(csv_line), min(error_message)"
-            f" from _rej_{src.name} group by line, error_type order by line"
+        kinds = con.execute(
+            f"select error_type, count(*), min(line) from ({lines}) group by error_type order by 3"
         ).fetchall()
     except duckdb.CatalogException:
-        return
-    by_type: dict[str, list[tuple]] = {}
-    for row in found:
-        by_type.setdefault(row[1], []).append(row)
-    for error_type, rows in by_type.items():
-        first = rows[0]
+        return  # nothing was malformed
+    for error_type, n, _ in kinds:
+        first = con.execute(
+            f"select line, column_name, csv_line, error_message from ({lines}) where error_type = ?"
+            f" order by line limit {EXAMPLES}",
+            [error_type],
+        ).fetchall()
         problems.add(
-            ERROR, src.rel, src.name, first[2] or None, "malformed_row",
-            f"{len(rows):,} line{'s' if len(rows) != 1 else ''} cannot be read as CSV "
-            f"({error_type.lower()}: {_one_line(first[4])})",
-            rows=[r[0] - 1 for r in rows[:EXAMPLES]], examples=[_one_line(r[3])[:80] for r in rows[:EXAMPLES]],
-            count=len(rows),
+            ERROR,
+            src.rel,
+            src.name,
+            first[0][1],
+            "malformed_row",
+            f"{n:,} line{'s' if n != 1 else ''} cannot be read as CSV ({error_type.lower()}: {_one_line(first[0][3])})",
+            rows=[line - 1 for line, *_ in first],
+            examples=[_one_line(r[2])[:80] for r in first],
+            count=n,
         )
 
 
@@ -544,9 +612,7 @@ def _scan_identifier_values(
     A sample (:data:`IDENTIFIER_SAMPLE_ROWS` rows), because scanning every value of a big claims
     table with three patterns would cost more than the rest of the validation together.
     """
-    free_text = [
-        c.name for c in src.columns if c.type == "VARCHAR" and c.allowed is None and c.code_system is None
-    ]
+    free_text = [c.name for c in src.columns if c.type == "VARCHAR" and c.allowed is None and c.code_system is None]
     names = [n for n in free_text + src.extras if src.types.get(n) == "VARCHAR"]
     if not names:
         return
@@ -563,7 +629,9 @@ def _scan_identifier_values(
     rules = [(n, what, pattern) for n in names for what, pattern in IDENTIFIER_VALUE_PATTERNS]
     counts = con.execute(
         "select "
-        + ", ".join(f"count(*) filter (where regexp_matches({quote_ident(n)}, {quote_literal(p)}))" for n, _, p in rules)
+        + ", ".join(
+            f"count(*) filter (where regexp_matches({quote_ident(n)}, {quote_literal(p)}))" for n, _, p in rules
+        )
         + f" from {sample}"
     ).fetchall()[0]
     severity = WARNING if allow_identifiers else ERROR
@@ -575,12 +643,22 @@ def _scan_identifier_values(
             f" where regexp_matches({quote_ident(name)}, {quote_literal(pattern)}) order by rowid limit {EXAMPLES}"
         ).fetchall()
         file, rows, same = _located(src, found)
-        todo = "loaded anyway: --allow-identifiers" if allow_identifiers else "remove or mask them, or use --allow-identifiers"
+        todo = (
+            "loaded anyway: --allow-identifiers"
+            if allow_identifiers
+            else "remove or mask them, or use --allow-identifiers"
+        )
         problems.add(
-            severity, file, src.name, name, "identifier_value",
+            severity,
+            file,
+            src.name,
+            name,
+            "identifier_value",
             f"{n:,} {'value' if n == 1 else 'values'} in the first {IDENTIFIER_SAMPLE_ROWS:,} rows "
             f"{'looks' if n == 1 else 'look'} like {what}, a direct identifier; {todo}",
-            rows=[r for r in rows if r is not None], examples=[f[2] for f in same], count=n,
+            rows=[r for r in rows if r is not None],
+            examples=[f[2] for f in same],
+            count=n,
         )
     con.execute(f"drop table {sample}")
 
@@ -602,8 +680,12 @@ class _Steps:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.progress = Progress(
-                TextColumn("{task.description:<34}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                TimeElapsedColumn(), console=Console(stderr=True), transient=False,
+                TextColumn("{task.description:<34}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=False,
             )
             self.progress.start()
             self.task = self.progress.add_task("ingest", total=total)
@@ -619,6 +701,7 @@ class _Steps:
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
+            self.progress = None
 
 
 def _validate(
@@ -681,7 +764,8 @@ def validate_extract(
     today
         Dates after this day are errors (default: today).
     memory_limit, threads
-        DuckDB settings; DuckDB spills to a temporary folder beyond the memory limit.
+        DuckDB settings (memory_limit default: 3 GB, or 80 % of memory if less); DuckDB spills to a
+        temporary folder beyond the memory limit.
 
     Returns
     -------
@@ -694,7 +778,10 @@ def validate_extract(
         try:
             _configure(con, spill)
             problems, _, steps = _validate(
-                con, Path(extract_dir), allow_identifiers=allow_identifiers, today=today or date.today(),
+                con,
+                Path(extract_dir),
+                allow_identifiers=allow_identifiers,
+                today=today or date.today(),
                 steps_enabled=False,
             )
             steps.close()
@@ -709,10 +796,17 @@ def _configure(con: duckdb.DuckDBPyConnection, spill_dir: str) -> None:
     con.execute(f"set temp_directory = {quote_literal(spill_dir)}")
 
 
+def _default_memory_limit() -> str:
+    """3 GB, or 80 % of the machine's memory when that is less (DuckDB's own default is 80 %)."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system
+        return "3GB"
+    return f"{min(3 * 1024, int(physical * 0.8 / 2**20))}MB"
+
+
 def _config(memory_limit: str | None, threads: int | None) -> dict:
-    config: dict[str, str | int] = {}
-    if memory_limit:
-        config["memory_limit"] = memory_limit
+    config: dict[str, str | int] = {"memory_limit": memory_limit or _default_memory_limit()}
     if threads:
         config["threads"] = threads
     return config
@@ -757,9 +851,7 @@ def _sha256(path: Path) -> str:
 
 def _insert_sql(src: _Source) -> str:
     cols = ", ".join(quote_ident(c.name) for c in src.table.columns)
-    values = ", ".join(
-        quote_ident(typed_name(c.name) if c.type != "VARCHAR" else c.name) for c in src.table.columns
-    )
+    values = ", ".join(quote_ident(typed_name(c.name) if c.type != "VARCHAR" else c.name) for c in src.table.columns)
     return f"insert into {RAW_SCHEMA}.{src.name} ({cols}) select {values} from {src.view}"
 
 
@@ -790,7 +882,7 @@ def _write(
     """Replace the raw and meta tables in one transaction; returns rows per raw table."""
     for src in sources.values():
         _create_view(con, src, rejects=False)  # the write scans must not log rejects into temp tables
-    loaded_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    loaded_at = datetime.now(UTC).replace(tzinfo=None)
     rows: dict[str, int] = {}
     # Row order in raw tables carries no meaning (row numbers were needed for reporting only);
     # letting DuckDB write in parallel out of order cuts the write time by about a third.
@@ -890,7 +982,8 @@ def load_extract(
     today
         Dates after this day are errors (default: today).
     memory_limit, threads
-        DuckDB settings; DuckDB spills to ``<db>.tmp`` beyond the memory limit.
+        DuckDB settings (memory_limit default: 3 GB, or 80 % of memory if less); DuckDB spills to
+        ``<db>.tmp`` beyond the memory limit.
 
     Returns
     -------
@@ -913,15 +1006,19 @@ def load_extract(
     db_path = Path(db_path)
     existed = db_path.exists()
     ok = False
-    con = db.connect(db_path, memory_limit=memory_limit, threads=threads)
+    con = db.connect(db_path, memory_limit=memory_limit or _default_memory_limit(), threads=threads)
     hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
     steps = None
     try:
         _configure(con, str(db_path.resolve()) + ".tmp")
         n_tables = len(TABLES) + 2  # every raw table, the diagnoses, provenance
         problems, sources, steps = _validate(
-            con, extract_dir, allow_identifiers=allow_identifiers, today=today or date.today(),
-            steps_enabled=progress, extra_steps=n_tables,
+            con,
+            extract_dir,
+            allow_identifiers=allow_identifiers,
+            today=today or date.today(),
+            steps_enabled=progress,
+            extra_steps=n_tables,
         )
         hashes = {p: hasher.submit(_sha256, p) for src in sources.values() for p in src.files}
         errors, _ = count_by_severity(problems)
@@ -941,9 +1038,12 @@ def load_extract(
             _write_report(Path(report_path), extract_dir, problems, rows)
         ok = True
         return LoadSummary(
-            extract_dir=extract_dir, db_path=db_path, rows=rows,
+            extract_dir=extract_dir,
+            db_path=db_path,
+            rows=rows,
             absent_tables=tuple(t.name for t in TABLES if t.name not in sources),
-            warnings=warnings, seconds=time.perf_counter() - started,
+            warnings=warnings,
+            seconds=time.perf_counter() - started,
         )
     finally:
         if steps is not None:
@@ -963,8 +1063,3 @@ def _remove_database(db_path: Path) -> None:
         if path.exists():
             path.unlink()
     shutil.rmtree(str(db_path) + ".tmp", ignore_errors=True)
-
-
-
-
-

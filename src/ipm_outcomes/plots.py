@@ -426,7 +426,7 @@ def forest(
     fig, ax = _new(ax, (8.2, 0.34 * n + 1.3))
     ys = np.arange(n)[::-1]
     for y, row in zip(ys, rows.to_dict("records")):
-        if row.get("header"):
+        if row.get("header") is True:
             ax.text(-0.02, y, str(row["label"]), transform=ax.get_yaxis_transform(), ha="right", va="center",
                     fontsize=8.6, fontweight="bold")
             continue
@@ -451,6 +451,12 @@ def forest(
     ax.grid(axis="y", visible=False)
     if log:
         ax.set_xscale("log")
+        values = rows[["estimate", "ci_low", "ci_high"]].to_numpy(dtype=float) if not rows.empty else np.array([[null]])
+        values = values[np.isfinite(values) & (values > 0)]
+        lo, hi = (min(values.min(), null), max(values.max(), null)) if values.size else (null / 2, null * 2)
+        ticks = [t for t in (0.1, 0.2, 0.25, 0.33, 0.5, 0.67, 0.75, 1, 1.25, 1.5, 2, 3, 4, 5, 10) if lo / 1.3 <= t <= hi * 1.3]
+        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks or [null]))
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
     if percent:
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{100 * v:+.0f}" if v else "0"))

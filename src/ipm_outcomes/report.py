@@ -233,8 +233,16 @@ def classify(ci_low: float | None, ci_high: float | None, null: float = 0.0, hig
     return "null"
 
 
+def _f(x: float, digits: int, sign: str = "") -> str:
+    """A number to ``digits`` decimals without a negative zero ("-0.0" reads as a loss that is not there)."""
+    text = f"{x:{sign}.{digits}f}"
+    if text.lstrip("+-").strip("0.") == "":
+        text = f"{0.0:{sign}.{digits}f}"
+    return text
+
+
 def _fmt_points(x: float, digits: int) -> str:
-    return f"{abs(x):.{digits}f}"
+    return _f(abs(x), digits)
 
 
 @dataclass(frozen=True)
@@ -285,7 +293,7 @@ def primary_finding(
         digits = 1
     if round(d, digits) == 0 or round(lo, digits) == round(hi, digits):
         digits = 1
-    num = lambda x: f"{x:.{digits}f}"  # noqa: E731
+    num = lambda x: _f(x, digits)  # noqa: E731
     ci = f"95% CI {num(lo)} to {num(hi)}"
     level_text = f"{num(levels[0])}% vs {num(levels[1])}% were back at work by {when}, " if levels else ""
     unit = "percentage point" + ("" if abs(round(d, digits)) == 1 else "s")
@@ -331,7 +339,7 @@ def qol_finding(
     verdict = classify(lo, hi, 0.0, higher_better)
     better = "higher is better" if higher_better else "lower is better"
     when = days_in_words(horizon_days)
-    ci = f"95% CI {lo:.{digits}f} to {hi:.{digits}f}"
+    ci = f"95% CI {_f(lo, digits)} to {_f(hi, digits)}"
     direction = "higher" if d > 0 else "lower"
     mcid_text = ""
     if mcid:
@@ -339,10 +347,10 @@ def qol_finding(
                      f"{'at least' if abs(d) >= mcid else 'smaller than'} that.")
     if verdict == "null":
         return (f"On {name} ({better}) at {when}, there was no clear difference between the groups: "
-                f"{d:+.{digits}f} points ({ci}).{mcid_text}")
+                f"{_f(d, digits, '+')} points ({ci}).{mcid_text}")
     word = "better" if verdict == "beneficial" else "worse"
     return (f"On {name} ({better}) at {when}, early referral was followed by {word} scores: "
-            f"{abs(d):.{digits}f} points {direction} ({ci}).{mcid_text}")
+            f"{_f(abs(d), digits)} points {direction} ({ci}).{mcid_text}")
 
 
 def diagnostics_sentence(checks) -> tuple[str, bool | None]:
@@ -408,10 +416,10 @@ def _fmt_ci(e: Estimate | None, kind: str) -> str:
         "score2": (1, 2, ""),
     }[kind]
     sign = "+" if kind in ("pp", "days", "score1", "score2") else ""
-    est = f"{scale * e.estimate:{sign}.{digits}f}{suffix}"
+    est = f"{_f(scale * e.estimate, digits, sign)}{suffix}"
     if e.ci_low is None or e.ci_high is None:
         return est
-    return f"{est} ({scale * e.ci_low:.{digits}f} to {scale * e.ci_high:.{digits}f})"
+    return f"{est} ({_f(scale * e.ci_low, digits)} to {_f(scale * e.ci_high, digits)})"
 
 
 def _withheld_text(policy: DisclosurePolicy) -> str:
@@ -474,8 +482,26 @@ class _Builder:
         for key in candidates:
             cell = self.ledger.cells.get(key)
             if cell is not None and cell.value == int(value):
+                self.ledger.add(key, value, displayed=displayed, priority=priority)  # now shown here too
                 return key
         self.ledger.add(fallback, value, displayed=displayed, priority=priority)
+        return fallback
+
+    def _alias_any(self, value: int, fallback):
+        """A registered displayed count with this value (cohort sizes first), else ``fallback`` as an unshown count.
+
+        Used for the total of a partition that is not printed itself: if a reader can see that total
+        elsewhere, the identity must hold against that number. Tying it to an unrelated equal number only
+        adds a constraint, which can only make the protection stricter.
+        """
+        value = int(value)
+        for key in (self.K_N, self.K_E, self.K_D, self.K_RTW):
+            if key in self.ledger.cells and self.ledger.cells[key].value == value:
+                return key
+        for key, cell in self.ledger.cells.items():
+            if cell.displayed and cell.value == value:
+                return key
+        self.ledger.add(fallback, value, displayed=False)
         return fallback
 
     def c(self, key) -> str:
@@ -767,22 +793,32 @@ class _Builder:
             per_col: dict[str, list] = {c: [] for c in cols}
             for row in part.to_dict("records"):
                 keys = {}
+                level = str(row["level"])
                 for col in cols:
                     if col in row and row[col] is not None and not pd.isna(row[col]):
-                        keys[col] = ("sub", name, str(row["level"]), col)
-                        L.add(keys[col], int(row[col]))
+                        # The same group counts appear in Table 1: one number, one key.
+                        arm = {"n_early": "early", "n_delayed": "delayed"}.get(col)
+                        cands = []
+                        if arm:
+                            cands = [("t1", name, level, arm)]
+                            if level.lower() in ("yes", "true", "1"):
+                                cands.append(("t1", name, None, arm))
+                            if level.lower() in ("no", "false", "0"):
+                                cands.append(("t1", name, "__rest__", arm))
+                        keys[col] = self._alias(int(row[col]), cands, ("sub", name, level, col))
                         per_col[col].append(keys[col])
                 if {"n", "n_early", "n_delayed"} <= set(keys):
                     L.add_identity(keys["n"], [keys["n_early"], keys["n_delayed"]], only_if_holds=True)
                 self.sub_keys[(name, str(row["level"]))] = keys
-            for col, total in cols.items():
+            for col in cols:
                 if per_col[col]:
+                    total_value = sum(L.cells[k].value for k in per_col[col])
+                    total = self._alias_any(total_value, ("sub", name, "__total__", col))
                     L.add_identity(total, per_col[col], only_if_holds=True)
 
     def _binned(self, name: str, values: pd.Series, arms: pd.Series, edges: np.ndarray) -> dict[str, list]:
         """Merge per-arm histogram bins and register them with their arm total."""
         out = {}
-        arm_keys = {"early": self.K_E, "delayed": self.K_D}
         for arm in ("early", "delayed"):
             x = values[arms == arm].to_numpy(dtype=float)
             x = x[~np.isnan(x)]
@@ -790,7 +826,7 @@ class _Builder:
                 continue
             counts, _ = np.histogram(np.clip(x, edges[0], edges[-1]), bins=edges)
             merged = merge_small_bins(edges, counts, self.policy)
-            total_key = self._alias(int(x.size), [arm_keys[arm]], (name, arm, "total"), displayed=False)
+            total_key = self._alias_any(int(x.size), (name, arm, "total"))
             keys = []
             rows = []
             for j, b in enumerate(merged.itertuples(index=False)):
@@ -904,12 +940,17 @@ class _Builder:
         naive = self._contrast("rtw", "naive", "risk_difference", h)
         naive_text = None
         if naive is not None and rd is not None:
-            diff = 100 * (naive.estimate - rd.estimate)
+            if naive.estimate * rd.estimate < 0 and abs(100 * rd.estimate) >= 0.5:
+                how = "points the other way"
+            elif abs(naive.estimate) > abs(rd.estimate):
+                how = "exaggerates the difference"
+            else:
+                how = "understates the difference"
             naive_text = (
                 f"A simple comparison of patients by when they were eventually referred would have given "
-                f"{100 * naive.estimate:+.0f} points instead of {100 * rd.estimate:+.0f}: it is biased "
+                f"{100 * naive.estimate:+.1f} points instead of {100 * rd.estimate:+.1f}: it is biased "
                 f"(immortal time: a patient must stay unreferred, and still off work, to be counted as delayed) "
-                f"and {'overstates' if diff > 0 else 'understates'} the effect. This report does not rely on it."
+                f"and {how}. This report does not rely on it."
             )
         key_numbers = []
         for horizon in d.horizons:
@@ -1131,20 +1172,27 @@ class _Builder:
         # Days off work and hazard ratios.
         hr_rows = []
         for method in ("ccw", "landmark_iptw", "tv_cox", "naive"):
-            rm = self._contrast("rtw", method, "rmst_difference", self._rmst_horizon(method))
+            h_rm = self._rmst_horizon(method)
+            rm = self._contrast("rtw", method, "rmst_difference", h_rm)
             hr = self._contrast("rtw", method, "hazard_ratio", None)
             if rm is None and hr is None:
                 continue
-            hr_rows.append([METHODS[method], _fmt_ci(rm, "days"), _fmt_ci(hr, "ratio")])
+            levels = []
+            for arm in ("early", "delayed"):
+                e = self.est("rtw", method, "restricted_mean_days_off_work", h_rm, arm) if h_rm else None
+                levels.append(_fmt_ci(e, "days").lstrip("+") if self.enough(e) else MISSING_LABEL)
+            hr_rows.append([METHODS[method], str(h_rm or ""), *levels, _fmt_ci(rm, "days"), _fmt_ci(hr, "ratio")])
         if hr_rows:
             out["days_off"] = True
             self.tables["rtw_days_off"] = DisplayTable(
-                columns=[("method", "Method"), ("days_off_difference", "Difference in days off work within a year (95% CI)"),
+                columns=[("method", "Method"), ("horizon_days", "Within days"), ("days_off_early", "Days off work, early (95% CI)"),
+                         ("days_off_delayed", "Days off work, delayed (95% CI)"),
+                         ("days_off_difference", "Difference in days off work (95% CI)"),
                          ("hazard_ratio", "Hazard ratio of return to work (95% CI)")],
                 rows=hr_rows,
                 caption="Days off work (restricted mean time not back at work, early minus delayed: negative = "
                         "fewer days off with early IPM) and cause-specific hazard ratios (> 1 = faster return).",
-                numeric_columns={"days_off_difference", "hazard_ratio"},
+                numeric_columns={"days_off_early", "days_off_delayed", "days_off_difference", "hazard_ratio"},
             )
         # Curves: primary method first.
         finding = self._summary_cache().get("finding")
@@ -1211,7 +1259,6 @@ class _Builder:
         for inst in instruments:
             digits = 2 if inst == "eq5d_index" else 1
             for h in d.horizons:
-                cells = []
                 for arm in ("early", "delayed"):
                     k = self.qol_keys.get((inst, h, arm))
                     mk = self.qol_keys.get((inst, h, arm, "missing"))
@@ -1222,41 +1269,46 @@ class _Builder:
                     am = self.est(inst, "ancova_iptw", "adjusted_mean", h, arm)
                     ok_obs = obs is not None and not self.policy.too_few(obs["n"])
                     resp = MISSING_LABEL
-                    if ok_obs and "responder_proportion" in obs and not pd.isna(obs["responder_proportion"]):
+                    adj_resp = self.est(inst, "ancova_iptw", "responder_proportion", h, arm)
+                    if adj_resp is not None and self.enough(adj_resp) and ok_obs and not self.policy.implied_count_small(
+                        adj_resp.estimate, float(obs["n"])
+                    ):
+                        resp = _fmt_ci(adj_resp, "pct")
+                    elif ok_obs and "responder_proportion" in obs and not pd.isna(obs["responder_proportion"]):
                         if not self.policy.implied_count_small(float(obs["responder_proportion"]), float(obs["n"])):
                             resp = f"{100 * obs['responder_proportion']:.1f}%"
-                    cells += [
+                    row = [
+                        INSTRUMENT_SHORT.get(inst, inst), str(h), plots.ARM_LABELS[arm],
                         self.c(k) if k else MISSING_LABEL,
                         self.c(mk) if mk else MISSING_LABEL,
                         f"{_fmt_num(obs['mean'], digits)} ({_fmt_num(obs['sd'], digits)})" if ok_obs else MISSING_LABEL,
                         _fmt_ci(am, f"score{digits}").lstrip("+") if self.enough(am) else MISSING_LABEL,
                         resp,
                     ]
+                    if any(c != MISSING_LABEL for c in row[3:]):
+                        mean_rows.append(row)
                     if self.enough(am):
                         plot_rows.append({"instrument": inst, "horizon_days": h, "arm": arm, "estimate": am.estimate,
                                           "ci_low": am.ci_low, "ci_high": am.ci_high})
-                if any(c != MISSING_LABEL for c in cells):
-                    mean_rows.append([INSTRUMENT_SHORT.get(inst, inst), str(h), *cells])
                 md = self._contrast(inst, "ancova_iptw", "mean_difference", h)
                 rr = self._contrast(inst, "ancova_iptw", "responder_risk_difference", h)
                 if md is not None or rr is not None:
                     mcid = d.mcid.get(inst)
                     diff_rows.append([INSTRUMENT_SHORT.get(inst, inst), str(h), _fmt_ci(md, f"score{digits}"),
-                                      f"{mcid:g}" if mcid else MISSING_LABEL, _fmt_ci(rr, "pp"),
+                                      f"{mcid:g} points" if mcid else MISSING_LABEL, _fmt_ci(rr, "pp"),
                                       "higher" if OUTCOMES[inst][1] else "lower"])
         if mean_rows:
             self.tables["qol_means"] = DisplayTable(
-                columns=[("instrument", "Instrument"), ("horizon_days", "Day"),
-                         ("n_early", "n early"), ("n_missing_early", "missing early"), ("observed_early", "Observed mean (SD), early"),
-                         ("adjusted_early", "Adjusted mean (95% CI), early"), ("responders_early", "Responders, early"),
-                         ("n_delayed", "n delayed"), ("n_missing_delayed", "missing delayed"), ("observed_delayed", "Observed mean (SD), delayed"),
-                         ("adjusted_delayed", "Adjusted mean (95% CI), delayed"), ("responders_delayed", "Responders, delayed")],
+                columns=[("instrument", "Instrument"), ("horizon_days", "Day"), ("arm", "Group"),
+                         ("n", "With a score"), ("n_missing", "Missing"), ("observed", "Observed mean (SD)"),
+                         ("adjusted", "Adjusted mean (95% CI)"), ("responders", "Responders (improved by at least the MCID)")],
                 rows=mean_rows,
-                caption="Quality of life at follow-up by group: persons with a score (n) and without (missing), observed "
+                caption="Quality of life at follow-up by group: persons with a score and without (missing), observed "
                         "means, IPTW-adjusted means, and the share improving by at least the MCID (responders).",
                 notes=[f"Means and shares from fewer than {self.t} persons, or revealing fewer than {self.t} "
                        "responders or non-responders, are not shown."],
-                count_columns={"n_early", "n_missing_early", "n_delayed", "n_missing_delayed"},
+                count_columns={"n", "n_missing"},
+                numeric_columns={"observed", "adjusted", "responders"},
             )
         if diff_rows:
             self.tables["qol_differences"] = DisplayTable(
@@ -1304,8 +1356,11 @@ class _Builder:
         for r in dr.to_dict("records"):
             label = str(r["delay_category"])
             n = int(r["n"]) if r["n"] is not None and not pd.isna(r["n"]) else None
-            k = self.dose_keys.get((label, int(r["horizon_days"])))
-            ok = n is not None and not self.policy.too_few(n)
+            # Persons referred in this band (the delay category), not the clones the estimator started
+            # from: a band strategy's estimate rests on the persons who followed it.
+            k = self.delay_keys.get(label) or self.dose_keys.get((label, int(r["horizon_days"])))
+            persons = self.ledger.cells[k].value if k in self.ledger.cells else n
+            ok = n is not None and not self.policy.too_few(n) and not self.policy.too_few(persons)
             e = Estimate("rtw", "dose", "cumulative_incidence", None, int(r["horizon_days"]),
                          r["estimate"], r.get("ci_low"), r.get("ci_high"), n)
             n_text = self.c(k) if k else MISSING_LABEL
@@ -1315,8 +1370,8 @@ class _Builder:
                            "ci_low": r.get("ci_low") if ok else np.nan, "ci_high": r.get("ci_high") if ok else np.nan,
                            "label": "" if ok else f"n {n_text}"})
         self.tables["dose_response"] = DisplayTable(
-            columns=[("delay_category", "Days to first IPM contact"), ("horizon_days", "Day"), ("n", "Persons"),
-                     ("estimate", "Back at work, % (95% CI)")],
+            columns=[("delay_category", "Days to first IPM contact"), ("horizon_days", "Day"),
+                     ("n", "Persons referred in this band"), ("estimate", "Back at work, % (95% CI)")],
             rows=rows,
             caption="How early matters: return to work by referral-delay category.",
             notes=[f"Estimates from fewer than {self.t} persons are not shown."], count_columns={"n"},
@@ -1595,6 +1650,12 @@ class _Builder:
             caption="Reporting checklist: where this report addresses RECORD (routinely collected health data) and "
                     "TARGET (target-trial emulation) items.",
         )
+        if d.intervals:
+            self.tables["intervals"] = DisplayTable(
+                columns=[("method", "Method"), ("interval", "How the 95% confidence interval was computed")],
+                rows=[[METHODS.get(m, m), text] for m, text in d.intervals.items()],
+                caption="Confidence intervals by method.",
+            )
         return {
             "spec_toml": spec_as_toml(d.spec) if d.spec else "(the results do not include the study spec)",
             "spec_sha256": d.spec_sha256,
@@ -1655,8 +1716,8 @@ def _covariate_label(name: str) -> str:
 
 
 def _level_label(level) -> str:
-    text = str(level)
-    return {"F": "Female", "M": "Male"}.get(text, text.replace("_", " "))
+    text = {"F": "female", "M": "male"}.get(str(level), str(level)).replace("_", " ")
+    return text[:1].upper() + text[1:]
 
 
 def _fmt_smd(x) -> str:

@@ -145,6 +145,7 @@ class ReportData:
     table_grains: dict[str, str]
     unavailable: dict[str, str]
     provenance: dict[str, Any]
+    intervals: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -411,6 +412,7 @@ def load_results(results_dir: str | Path) -> ReportData:
         table_grains=grains,
         unavailable={str(k): str(v) for k, v in (data.get("unavailable") or {}).items()},
         provenance=provenance,
+        intervals={str(k): str(v) for k, v in (data.get("intervals") or {}).items()},
     )
 
 

@@ -20,6 +20,17 @@ each person). The data are built so that a naive analysis is wrong:
   IPM visits, hyphenated 10-digit NDCs, enrolment gaps either side of the 30-day bridge, work-status
   records outside the [-7, +14] window, death and disenrolment during follow-up.
 
+The truth (``truth.json``) is simulated, not derived by formula: every eligible person in the RTW
+population is re-simulated many times under "early" (IPM within the 42-day grace period, referral
+day drawn from the person's own natural referral distribution truncated to days 0-42) and "delayed"
+(no IPM within 42 days; natural referral hazard switched off until day 43, natural afterwards), with
+common random numbers, uncensored. Early referral multiplies the RTW hazard by ``effect_rtw_hr``
+from the referral day on and adds ``effect_promis_pf`` T-score points to PROMIS physical function
+(phased in over 30 days). A later referral keeps a linearly shrinking share of the benefit, all of
+it at day 42 and none from day 180 (a "window of opportunity"; see ``STRATEGY_DEFINITIONS``). With
+``effect_rtw_hr=1`` and ``effect_promis_pf=0`` every true contrast is exactly 0 while the
+confounding, and so the bias of a naive comparison, is unchanged.
+
 Everything is vectorised numpy; tables are written chunk by chunk with pyarrow (Parquet or CSV), and
 every random stream is keyed on (seed, stream, chunk), so the same seed gives byte-identical files.
 """
@@ -73,6 +84,7 @@ _ID_BLOCK = 10**8  # identifiers per chunk (claim, pharmacy claim and encounter 
 _MAX_WORKERS = 4
 _MC_TARGET = 400_000  # potential-outcome draws aimed at per strategy in the truth simulation
 _MIN_DRAWS, _MAX_DRAWS = 20, 1000
+_BLOCK_CELLS = 1_000_000  # persons x draws simulated at once in the truth simulation
 
 _EPOCH = date(1970, 1, 1)
 
@@ -655,8 +667,14 @@ def _choice(rng: np.random.Generator, options: np.ndarray, n: int, p=None) -> np
 
 
 class _World:
-    """Per-person arrays of everything planted. Days are absolute day numbers unless named ``*_rel``
-    (days from the planted index date)."""
+    """Per-person arrays of everything planted (one element per person with an eligibility record).
+
+    Absolute day numbers (days since 1970-01-01): ``I`` (planted index), ``first_lbp``, ``span_s`` /
+    ``span_e``, ``death_day`` and the planted look-back facts ``red_day``, ``pipm_day``,
+    ``prior_lbp_day``, ``legacy_trap_day``. Everything else dated (``w0``, ``referral_day``,
+    ``contact_day``, ``followon_day``, ``d_rtw``, ``ev_day``, ``censor_day``, ``followup_end``,
+    ``pro_days``, ``*_rel``) counts days from ``I``. ``NEVER`` marks "does not happen".
+    """
 
     def __init__(self, n: int, seed: int, hr: float, pf: float):
         self.n, self.seed, self.hr, self.pf = n, seed, hr, pf
@@ -821,7 +839,10 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float) -> _World:
     w.pipm_kind = np.where(~w.ehr & (w.pipm_kind == 2), 1, w.pipm_kind)
 
     # --- prior LBP claim in the first data year (index then lacks 365 days of enrolment) ---------
-    prior = lbp & (_year(I) == 2020) & (rng.random(n) < 0.25)
+    # Only where the clipped claim stays within the washout: 2020 is a leap year, so an index on
+    # 2020-12-31 is 366 days after 2019-12-31 and would start a genuinely new episode.
+    last_2019 = _dn(date(2019, 12, 31))
+    prior = lbp & (_year(I) == 2020) & (I - last_2019 <= 365) & (rng.random(n) < 0.25)
     P = np.minimum(I - rng.integers(30, 301, n), _dn(date(2019, 12, 31)))
     w.prior_lbp_day = np.where(prior, P, NEVER * 10)
 
@@ -862,9 +883,7 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float) -> _World:
     # --- death: recorded when inside the data; enrolment ends within a month after it ----------
     nonlbp_death = rng.random(n) < 0.015
     death_nonlbp = span_s[1] + 30 + (rng.random(n) * 2500).astype(np.int64)
-    w.E = E
     w.span_s, w.span_e = span_s, span_e
-    w.E1 = E1
 
     # The RTW process with the natural referral (referral stops once the person is back at work).
     kappa = 0.9
@@ -902,7 +921,6 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float) -> _World:
     t_rtw = _rtw_continuous(E[0], w.rtw_start, w.rtw_theta, kappa, r.astype(float), hr)
     d_rtw = np.where(w.off_work & w.ehr, _to_day(t_rtw), NEVER)
     w.d_rtw = d_rtw
-    w.r_natural = r
 
     _, seg_end = _bridged_segment(w, idx, I)
     c_enrol = seg_end - I
@@ -1067,7 +1085,8 @@ def _person_ids(start: int, stop: int) -> pa.Array:
     return _pid(np.arange(start, stop))
 
 
-def _build_eligibility(w: _World, start: int, stop: int, rng, chunk_no: int):
+def _build_eligibility(w: _World, start: int, stop: int, rng, chunk_no: int) -> pa.Table:
+    """One row per person per enrolment span, for persons start..stop-1."""
     idx = np.arange(start, stop)
     s, e = w.span_s[:, idx], w.span_e[:, idx]
     valid = (s <= e).T.ravel()  # person-major: A, B, C per person
@@ -1167,7 +1186,9 @@ def _h(*codes):
     return np.array([_H[c] for c in codes])
 
 
-def _build_medical_claim(w: _World, start: int, stop: int, rng, chunk_no: int):
+def _build_medical_claim(w: _World, start: int, stop: int, rng, chunk_no: int) -> pa.Table:
+    """One row per claim line for persons start..stop-1: background care for everyone, the planted
+    low-back-pain episode (index, look-back facts, follow-up care, IPM contacts) for the rest."""
     idx = np.arange(start, stop)
     n = len(idx)
     cl = _Claims()
@@ -1473,7 +1494,9 @@ _NDC_UNITS = np.array([row[6] for row in NDC_ROWS], dtype=float)
 _NDC_PRICE = np.array([row[7] for row in NDC_ROWS], dtype=float)
 
 
-def _build_pharmacy_claim(w: _World, start: int, stop: int, rng, chunk_no: int):
+def _build_pharmacy_claim(w: _World, start: int, stop: int, rng, chunk_no: int) -> pa.Table:
+    """One row per fill (claim line 1): planted pre-index opioid use, opioids and analgesics after
+    index, chronic medicines in 90-day supplies and antibiotics, all inside coverage."""
     idx = np.arange(start, stop)
     I = w.I
     parts = []  # (p, day, ndc, days_supply)
@@ -1535,7 +1558,8 @@ def _build_pharmacy_claim(w: _World, start: int, stop: int, rng, chunk_no: int):
     )
 
 
-def _build_ndc_reference(w: _World, start: int, stop: int, rng, chunk_no: int):
+def _build_ndc_reference(w: _World, start: int, stop: int, rng, chunk_no: int) -> pa.Table | None:
+    """One row per NDC (written with the first chunk only)."""
     if chunk_no != 0:
         return None
     return pa.table(
@@ -1553,7 +1577,9 @@ def _build_ndc_reference(w: _World, start: int, stop: int, rng, chunk_no: int):
 _ENC = {t: k for k, t in enumerate(ENCOUNTER_TYPES)}
 
 
-def _build_ehr_encounter(w: _World, start: int, stop: int, rng, chunk_no: int):
+def _build_ehr_encounter(w: _World, start: int, stop: int, rng, chunk_no: int) -> pa.Table:
+    """One row per encounter: background visits, the index visit, PRO visits and IPM visits (EHR
+    mirrors of IPM claims and EHR-only IPM visits); the last chunk adds a few EHR-only persons."""
     idx = np.arange(start, stop)
     I = w.I
     linked = idx[w.ehr[idx]]
@@ -1634,7 +1660,8 @@ def _build_ehr_encounter(w: _World, start: int, stop: int, rng, chunk_no: int):
     )
 
 
-def _build_ehr_pro(w: _World, start: int, stop: int, rng, chunk_no: int):
+def _build_ehr_pro(w: _World, start: int, stop: int, rng, chunk_no: int) -> pa.Table:
+    """One row per person per assessment per instrument, on the planted PRO visit days."""
     idx = np.arange(start, stop)
     pv, pj = np.nonzero((w.pro_days[:, idx] < NEVER).T)
     p = idx[pv]
@@ -1679,7 +1706,9 @@ def _build_ehr_pro(w: _World, start: int, stop: int, rng, chunk_no: int):
     )
 
 
-def _build_ehr_work_status(w: _World, start: int, stop: int, rng, chunk_no: int):
+def _build_ehr_work_status(w: _World, start: int, stop: int, rng, chunk_no: int) -> pa.Table:
+    """One row per recorded work status: the absence near index, later absence records (after
+    day 14), the first event (RTW / long-term disability / retired) and background statuses."""
     idx = np.arange(start, stop)
     I = w.I
     lb = idx[w.has_lbp[idx] & w.ehr[idx]]
@@ -1770,7 +1799,8 @@ STRATEGY_DEFINITIONS = {
         "No IPM within 42 days: the natural referral hazard is switched off on [0, 43) and runs as natural "
         "afterwards, i.e. R is the natural time conditioned on R >= 43: referable with probability "
         "pi_i*exp(-43*rate_i) / (pi_i*exp(-43*rate_i) + 1 - pi_i), then R = 43 + Exponential(rate_i); "
-        "otherwise never referred."
+        "otherwise never referred. As in the observed world, this usual-care referral does not happen once "
+        "the person has returned to work (irrelevant for RTW itself; it matters for PROMIS-PF)."
     ),
     "effect_on_rtw": (
         "From the referral day r on, the RTW hazard is multiplied by effect_rtw_hr**w(r), w(r) = 1 for "
@@ -1839,85 +1869,109 @@ def _truth(w: _World, seed: int) -> dict:
         return _truth_unguarded(w, seed)
 
 
+def _blocks(draws: int, units: int):
+    """Ranges of draws processed together, so no (draws x units) array exceeds about a million cells."""
+    size = max(1, min(draws, _BLOCK_CELLS // max(units, 1)))
+    return [(k, min(draws, k + size)) for k in range(0, draws, size)]
+
+
+def _summary(values: np.ndarray) -> tuple[float, float]:
+    """Mean over draws and its Monte-Carlo standard error."""
+    se = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
+    return float(np.mean(values)), se
+
+
 def _truth_unguarded(w: _World, seed: int) -> dict:
     rng = _rng(seed, _STREAMS["truth"])
+    strategies = ("early", "delayed")
+
+    # --- RTW: the eligible RTW population, K potential-outcome draws per person -------------------
     pop = np.nonzero(w.in_rtw)[0]
     K = _draws(len(pop))
-    days = _strategy_days(rng, w.ref_pi[pop], w.ref_rate[pop], K)
-    E = rng.exponential(1.0, (4, K, len(pop)))
+    cif = {s: np.zeros((len(HORIZONS), K)) for s in strategies}  # per draw
+    comp = {s: np.zeros((len(HORIZONS), K)) for s in strategies}
+    dnr = {s: np.zeros(K) for s in strategies}
+    naive = np.zeros((2, 2))  # [early seen, not], [persons, RTW by 180]
     start, theta = w.rtw_start[pop], w.rtw_theta[pop]
-    d_ltd = _to_day(60.0 + E[1] / w.ltd_rate[pop])
-    d_ret = _to_day(14.0 + E[2] / w.ret_rate[pop])
-    d_death0 = _to_day(1.0 + E[3] / w.death_rate[pop])
-    res = {}
-    for name, r in days.items():
-        d_rtw = _to_day(_rtw_continuous(E[0], start, theta, w.kappa, r.astype(float), w.hr))
-        d_death = _nudge_death(d_death0, d_rtw, d_ltd, d_ret)
-        ev, kind = _first_event(d_rtw, d_ltd, d_ret, d_death)
-        res[name] = (ev, kind, r, d_rtw)
-
-    def cif(name, t, competing=False):
-        ev, kind = res[name][0], res[name][1]
-        hit = (ev <= t) & ((kind >= 2) if competing else (kind == 1))
-        return hit.mean(axis=1)  # one value per draw
-
-    def days_not_returned(name):
-        ev, kind = res[name][0], res[name][1]
-        return np.where(kind == 1, np.minimum(ev, FOLLOWUP_DAYS), FOLLOWUP_DAYS).mean(axis=1)
-
-    def summary(values):
-        return float(np.mean(values)), float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
+    for k0, k1 in _blocks(K, len(pop)):
+        B = k1 - k0
+        days = _strategy_days(rng, w.ref_pi[pop], w.ref_rate[pop], B)
+        E = rng.exponential(1.0, (4, B, len(pop)))
+        # common random numbers: the same RTW/competing/death draws under every strategy
+        d_ltd = _to_day(60.0 + E[1] / w.ltd_rate[pop])
+        d_ret = _to_day(14.0 + E[2] / w.ret_rate[pop])
+        d_death0 = _to_day(1.0 + E[3] / w.death_rate[pop])
+        for name, r in days.items():
+            d_rtw = _to_day(_rtw_continuous(E[0], start, theta, w.kappa, r.astype(float), w.hr))
+            ev, kind = _first_event(d_rtw, d_ltd, d_ret, _nudge_death(d_death0, d_rtw, d_ltd, d_ret))
+            if name == "natural":
+                # the naive comparison: exposure = referral seen by day 42 (referral stops at RTW)
+                seen_early = np.where(r < d_rtw, r, NEVER) <= GRACE_DAYS
+                rtw180 = (ev <= 180) & (kind == 1)
+                naive[0] += (seen_early.sum(), (rtw180 & seen_early).sum())
+                naive[1] += ((~seen_early).sum(), (rtw180 & ~seen_early).sum())
+                continue
+            for h, t in enumerate(HORIZONS):
+                cif[name][h, k0:k1] = ((ev <= t) & (kind == 1)).mean(axis=1)
+                comp[name][h, k0:k1] = ((ev <= t) & (kind >= 2)).mean(axis=1)
+            dnr[name][k0:k1] = np.where(kind == 1, np.minimum(ev, FOLLOWUP_DAYS), FOLLOWUP_DAYS).mean(axis=1)
 
     rtw = {"cumulative_incidence": {}, "competing_cumulative_incidence": {}, "risk_difference": {}, "risk_ratio": {},
            "competing_risk_difference": {}, "monte_carlo_se": {}}  # fmt: skip
-    for s in ("early", "delayed"):
-        rtw["cumulative_incidence"][s] = {str(t): _r(np.mean(cif(s, t))) for t in HORIZONS}
-        rtw["competing_cumulative_incidence"][s] = {str(t): _r(np.mean(cif(s, t, True))) for t in HORIZONS}
-    for t in HORIZONS:
-        rd, se = summary(cif("early", t) - cif("delayed", t))
+    for s in strategies:
+        rtw["cumulative_incidence"][s] = {str(t): _r(cif[s][h].mean()) for h, t in enumerate(HORIZONS)}
+        rtw["competing_cumulative_incidence"][s] = {str(t): _r(comp[s][h].mean()) for h, t in enumerate(HORIZONS)}
+    for h, t in enumerate(HORIZONS):
+        rd, se = _summary(cif["early"][h] - cif["delayed"][h])
         rtw["risk_difference"][str(t)] = _r(rd)
         rtw["monte_carlo_se"][f"risk_difference_{t}"] = _r(se)
-        e_, d_ = np.mean(cif("early", t)), np.mean(cif("delayed", t))
+        e_, d_ = cif["early"][h].mean(), cif["delayed"][h].mean()
         rtw["risk_ratio"][str(t)] = _r(e_ / d_) if d_ > 0 else None
-        rtw["competing_risk_difference"][str(t)] = _r(np.mean(cif("early", t, True) - cif("delayed", t, True)))
-    dnr_e, dnr_d = days_not_returned("early"), days_not_returned("delayed")
-    diff, se = summary(dnr_e - dnr_d)
+        rtw["competing_risk_difference"][str(t)] = _r((comp["early"][h] - comp["delayed"][h]).mean())
+    diff, se = _summary(dnr["early"] - dnr["delayed"])
     rtw["restricted_mean_days_not_returned_365"] = {
-        "early": _r(np.mean(dnr_e)),
-        "delayed": _r(np.mean(dnr_d)),
+        "early": _r(dnr["early"].mean()),
+        "delayed": _r(dnr["delayed"].mean()),
         "difference": _r(diff),
     }
     rtw["monte_carlo_se"]["restricted_mean_days_difference"] = _r(se)
-
-    # Naive comparison in the natural world: exposure = referral seen by day 42 (referral stops at
-    # RTW), outcome uncensored; pooled over the same draws.
-    ev, kind, r, d_rtw = res["natural"]
-    r_seen = np.where(r < d_rtw, r, NEVER)
-    early_seen = r_seen <= GRACE_DAYS
-    rtw180 = (ev <= 180) & (kind == 1)
-    naive_rd = float(rtw180[early_seen].mean() - rtw180[~early_seen].mean()) if early_seen.any() and (~early_seen).any() else math.nan
+    naive_rd = naive[0, 1] / naive[0, 0] - naive[1, 1] / naive[1, 0] if naive[:, 0].all() else math.nan
     true_rd = rtw["risk_difference"]["180"]
 
-    # PROMIS-PF at 180 days: all eligible persons (and the RTW population).
+    # --- PROMIS-PF at 180 days: all eligible persons (and the RTW population among them) ----------
     coh = np.nonzero(w.eligible)[0]
     Kc = _draws(len(coh))
-    cdays = _strategy_days(rng, w.ref_pi[coh], w.ref_rate[coh], Kc)
-    pf = {s: _pf_latent(w, coh[None, :], np.full((Kc, len(coh)), 180.0), cdays[s]) for s in ("early", "delayed")}
     in_rtw_c = w.in_rtw[coh]
-    pf_diff, pf_se = summary(pf["early"].mean(axis=1) - pf["delayed"].mean(axis=1))
+    pf_all = {s: np.zeros(Kc) for s in strategies}
+    pf_rtw = {s: np.zeros(Kc) for s in strategies}
+    stops = w.off_work[coh] & w.ehr[coh]  # persons whose usual-care referral ends at RTW
+    for k0, k1 in _blocks(Kc, len(coh)):
+        cdays = _strategy_days(rng, w.ref_pi[coh], w.ref_rate[coh], k1 - k0)
+        # Under "delayed", care after day 42 is usual care, which (as in the observed world) refers
+        # nobody who is already back at work. Under "early" IPM happens by day 42 regardless.
+        late = cdays["delayed"].astype(float)
+        E0 = rng.exponential(1.0, late.shape)
+        d_rtw = _to_day(_rtw_continuous(E0, w.rtw_start[coh], w.rtw_theta[coh], w.kappa, late, w.hr))
+        cdays["delayed"] = np.where(stops & (cdays["delayed"] >= d_rtw), NEVER, cdays["delayed"])
+        for s in strategies:
+            pf = _pf_latent(w, coh[None, :], np.full((k1 - k0, len(coh)), 180.0), cdays[s])
+            pf_all[s][k0:k1] = pf.mean(axis=1)
+            pf_rtw[s][k0:k1] = pf[:, in_rtw_c].mean(axis=1)
+    pf_diff, pf_se = _summary(pf_all["early"] - pf_all["delayed"])
     obs_early = w.eligible & (w.referral_day <= GRACE_DAYS)
+    obs_delayed = w.eligible & ~obs_early
     pf_obs = _pf_latent(w, np.arange(w.n), np.full(w.n, 180.0), w.r_effect)
-    naive_pf = float(pf_obs[obs_early].mean() - pf_obs[w.eligible & ~obs_early].mean()) if obs_early.any() and (w.eligible & ~obs_early).any() else math.nan
+    naive_pf = pf_obs[obs_early].mean() - pf_obs[obs_delayed].mean() if obs_early.any() and obs_delayed.any() else math.nan
     promis = {
         "population": "eligible cohort",
-        "early": _r(pf["early"].mean()),
-        "delayed": _r(pf["delayed"].mean()),
+        "early": _r(pf_all["early"].mean()),
+        "delayed": _r(pf_all["delayed"].mean()),
         "difference": _r(pf_diff),
         "monte_carlo_se": _r(pf_se),
         "rtw_population": {
-            "early": _r(pf["early"][:, in_rtw_c].mean()) if in_rtw_c.any() else None,
-            "delayed": _r(pf["delayed"][:, in_rtw_c].mean()) if in_rtw_c.any() else None,
-            "difference": _r((pf["early"][:, in_rtw_c] - pf["delayed"][:, in_rtw_c]).mean()) if in_rtw_c.any() else None,
+            "early": _r(pf_rtw["early"].mean()),
+            "delayed": _r(pf_rtw["delayed"].mean()),
+            "difference": _r((pf_rtw["early"] - pf_rtw["delayed"]).mean()),
         },
     }
 

@@ -1,8 +1,8 @@
 """The rules an extract must meet, written as SQL expressions over one table's normalised view.
 
-Ingest (:mod:`ipm_outcomes.ingest`) reads each file once into a view whose columns are the
-contract columns, trimmed and normalised (empty -> NULL, codes upper case, ICD-10-CM without the
-dot, NDC in 11 digits) plus a typed twin ``<column>__t`` for every non-text column. A rule here is
+Ingest (:mod:`ipm_outcomes.ingest`) puts a view over each file whose columns are the contract
+columns, trimmed and normalised (empty -> NULL, codes upper case, ICD-10-CM without the dot, NDC in
+11 digits), plus a typed twin ``<column>__t`` of every non-text column. A rule here is
 a boolean SQL condition over that view that is true on a *bad* row, so every rule of a table is
 counted in a single scan (``count(*) filter (where <condition>)``) and examples are fetched only
 for the rules that fail.
@@ -288,7 +288,7 @@ def column_checks(table: Table, column: Column, source_type: str, today: date) -
                 column.name,
                 f"{typed} > DATE {quote_literal(today.isoformat())}",
                 lambda n: f"{_is(n, 'date')} after today ({today.isoformat()})",
-                f"cast({typed} as VARCHAR)",
+                f"cast({ref} as VARCHAR)",
                 (column.name,),
             )
         )
@@ -299,7 +299,7 @@ def column_checks(table: Table, column: Column, source_type: str, today: date) -
                 column.name,
                 f"{typed} not between {MIN_BIRTH_YEAR} and {today.year}",
                 lambda n: f"{_is(n)} outside {MIN_BIRTH_YEAR}..{today.year}",
-                f"cast({typed} as VARCHAR)",
+                f"cast({ref} as VARCHAR)",
                 (column.name,),
             )
         )
@@ -349,7 +349,8 @@ def table_checks(table: Table) -> list[Check]:
                 end,
                 f"{e} < {s}",
                 lambda n, start=start, end=end: f"{n:,} row{'' if n == 1 else 's'} with {end} before {start}",
-                f"cast({s} as VARCHAR) || ' > ' || cast({e} as VARCHAR)",
+                # as written in the file (the typed twins are the values compared)
+                f"cast({quote_ident(start)} as VARCHAR) || ' > ' || cast({quote_ident(end)} as VARCHAR)",
                 (start, end),
             )
         )
@@ -364,7 +365,7 @@ def table_checks(table: Table) -> list[Check]:
                     f"instrument = {quote_literal(instrument)} and not isnan({score})"
                     f" and not ({score} between {lo!r} and {hi!r})",
                     lambda n, i=instrument, lo=lo, hi=hi: f"{_is(n, i + ' score')} outside {lo:g}..{hi:g}",
-                    f"cast({score} as VARCHAR)",
+                    "cast(score as VARCHAR)",
                     ("instrument", "score"),
                 )
             )
@@ -380,7 +381,9 @@ def orphan_check(table: Table) -> Check:
         "orphan_person",
         "person_id",
         f"person_id is not null and {ORPHAN_JOIN_COLUMN} is null",
-        lambda n: f"{n:,} person{'' if n == 1 else 's'} with no eligibility row; their {table.name} rows cannot enter the cohort",
+        lambda n: (
+            f"{n:,} person{'' if n == 1 else 's'} with no eligibility row; their {table.name} rows cannot enter the cohort"
+        ),
         "person_id",
         ("person_id",),
         severity=WARNING,
@@ -391,8 +394,10 @@ def orphan_check(table: Table) -> Check:
 
 #: Column names that name a direct identifier (HIPAA Safe Harbor), matched on ``_``-separated words.
 IDENTIFIER_COLUMN_PATTERNS: tuple[tuple[str, str], ...] = (
-    (r"^(name|surname|fullname)$|(^|_)(first|last|middle|full|given|family|patient|member|person|subscriber)_?name(_|$)",
-     "a person's name"),
+    (
+        r"^(name|surname|fullname)$|(^|_)(first|last|middle|full|given|family|patient|member|person|subscriber)_?name(_|$)",
+        "a person's name",
+    ),
     (r"(^|_)(ssn|social_security(_number|_no)?|socsec)(_|$)", "a social security number"),
     (r"(^|_)(phone|telephone|phone_number|mobile|cellphone|cell_phone|fax)(_|$)", "a telephone number"),
     (r"(^|_)(email|e_mail|email_address)(_|$)", "an e-mail address"),

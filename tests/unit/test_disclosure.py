@@ -246,7 +246,7 @@ def _solutions(shown: dict, hidden: dict, identities, t: int = 11, cap: int = 60
                 value = values[total] - rest if u != total else rest
                 lo, hi = domains[u]
                 if lo <= value <= hi:
-                    yield from search(dict(values, **{u: value}))
+                    yield from search({**values, u: value})
                 return
         open_cells = [k for k in domains if k not in values]
         if not open_cells:
@@ -255,7 +255,7 @@ def _solutions(shown: dict, hidden: dict, identities, t: int = 11, cap: int = 60
         cell = min(open_cells, key=lambda k: domains[k][1] - domains[k][0])
         lo, hi = domains[cell]
         for value in range(lo, hi + 1):
-            yield from search(dict(values, **{cell: value}))
+            yield from search({**values, cell: value})
 
     yield from search(dict(shown))
 

@@ -66,10 +66,36 @@ def test_good_extract_is_loaded_typed_and_normalised(good_extract, tmp_path):
         ("C004", 1, "P003", "professional", D(2021, 5, 5), 1, "M5450"),
     ]
     assert query(db, "select * from raw.medical_claim where claim_id = 'C001' order by claim_line_number") == [
-        ("C001", 1, "P001", "professional", D(2021, 3, 2), D(2021, 3, 2), "11", "1234567893", "207Q00000X", "99213",
-         None, 120.5, 96.4),
-        ("C001", 2, "P001", "professional", D(2021, 3, 2), D(2021, 3, 2), "11", "1234567893", "207Q00000X", "72148",
-         "26", 410.0, 328.0),
+        (
+            "C001",
+            1,
+            "P001",
+            "professional",
+            D(2021, 3, 2),
+            D(2021, 3, 2),
+            "11",
+            "1234567893",
+            "207Q00000X",
+            "99213",
+            None,
+            120.5,
+            96.4,
+        ),
+        (
+            "C001",
+            2,
+            "P001",
+            "professional",
+            D(2021, 3, 2),
+            D(2021, 3, 2),
+            "11",
+            "1234567893",
+            "207Q00000X",
+            "72148",
+            "26",
+            410.0,
+            328.0,
+        ),
     ]
     assert query(db, "select claim_id, ndc_code from raw.pharmacy_claim order by claim_id") == [
         ("R001", "00591038501"),  # 5-4-2 hyphenated
@@ -92,7 +118,10 @@ def test_good_extract_is_loaded_typed_and_normalised(good_extract, tmp_path):
         ("68180051301", False, None),
     ]
     assert query(db, "select encounter_id, primary_diagnosis_code from raw.ehr_encounter order by 1") == [
-        ("E001", "M5450"), ("E002", "M5116"), ("E003", None), ("E004", "M545")
+        ("E001", "M5450"),
+        ("E002", "M5116"),
+        ("E003", None),
+        ("E004", "M545"),
     ]
     # every raw table has exactly the contract's columns and types
     for table in TABLES:
@@ -113,10 +142,9 @@ def _write_forms(extract: Path, form: str) -> None:
         elif form == "parquet":
             con.execute(f"copy (select * from {source}) to '{extract / table.name}.parquet'")
         elif form == "parquet_typed":
-            header = next(csv.reader(open(csv_path)))
-            cols = [
-                f"cast({h} as {table.column(h).type}) as {h}" if h in table.column_names else h for h in header
-            ]
+            with open(csv_path) as handle:
+                header = next(csv.reader(handle))
+            cols = [f"cast({h} as {table.column(h).type}) as {h}" if h in table.column_names else h for h in header]
             con.execute(f"copy (select {', '.join(cols)} from {source}) to '{extract / table.name}.parquet'")
         elif form == "parquet_parts":
             folder = extract / table.name
@@ -138,7 +166,8 @@ def test_every_file_form_loads_the_same_tables(good_extract, tmp_path, db_state,
     assert raw_state(db_state(db)) == raw_state(db_state(reference))
     if form == "parquet_parts":
         assert query(db, "select file, rows from meta.load_provenance where table_name = 'ehr_pro' order by file") == [
-            ("ehr_pro/part-0.parquet", 2), ("ehr_pro/part-1.parquet", 6)
+            ("ehr_pro/part-0.parquet", 2),
+            ("ehr_pro/part-1.parquet", 6),
         ]
 
 
@@ -166,7 +195,9 @@ def test_absent_optional_tables_are_loaded_empty(good_extract, tmp_path):
     optional = tuple(t.name for t in TABLES if not t.required)
     assert summary.absent_tables == optional
     assert {name: n for name, n in summary.rows.items() if n} == {
-        "eligibility": 4, "medical_claim": 5, "medical_claim_diagnosis": 9
+        "eligibility": 4,
+        "medical_claim": 5,
+        "medical_claim_diagnosis": 9,
     }
     assert query(db, "select absent_tables from meta.load") == [(list(optional),)]
     assert query(db, "select count(*) from raw.ehr_pro") == [(0,)]
@@ -209,9 +240,10 @@ def test_provenance(good_extract, tmp_path):
         path = good_extract / file
         assert sha == hashlib.sha256(path.read_bytes()).hexdigest()
         assert rows == GOOD_ROWS[table]
-        assert columns == next(csv.reader(open(path)))
+        with open(path) as handle:
+            assert columns == next(csv.reader(handle))
         assert loaded_at == load_row[1]
-    assert abs(load_row[1] - dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)) < dt.timedelta(minutes=5)
+    assert abs(load_row[1] - dt.datetime.now(dt.UTC).replace(tzinfo=None)) < dt.timedelta(minutes=5)
 
 
 def test_loading_twice_gives_the_same_tables_and_a_changed_extract_replaces_the_load(good_extract, tmp_path, db_state):
@@ -247,8 +279,9 @@ def test_a_failed_first_load_leaves_no_database(good_extract, tmp_path):
 
 
 @pytest.mark.parametrize("interruption", [RuntimeError("disk full"), KeyboardInterrupt()])
-def test_an_interrupted_write_rolls_back_to_the_previous_load(good_extract, tmp_path, db_state, monkeypatch,
-                                                                 interruption):
+def test_an_interrupted_write_rolls_back_to_the_previous_load(
+    good_extract, tmp_path, db_state, monkeypatch, interruption
+):
     db = tmp_path / "study.duckdb"
     load_extract(good_extract, db, today=TODAY)
     before = db_state(db)
@@ -289,8 +322,9 @@ def test_a_database_held_by_another_process_is_refused(good_extract, tmp_path, d
     db = tmp_path / "study.duckdb"
     load_extract(good_extract, db, today=TODAY)
     before = db_state(db)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "holding"
         with pytest.raises(DatabaseInUseError, match="database is in use by another process"):
@@ -306,7 +340,9 @@ def test_another_process_opening_the_database_during_a_load_is_refused(good_extr
     attempts = []
 
     def try_to_open_meanwhile(*args, **kwargs):
-        done = subprocess.run([sys.executable, "-c", TRY_CONNECT, str(db)], capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-c", TRY_CONNECT, str(db)], capture_output=True, text=True, timeout=60, check=True
+        )
         attempts.append(done.stdout.strip())
         return write_meta(*args, **kwargs)
 
@@ -335,13 +371,21 @@ def test_report_file_on_failure_and_on_success(good_extract, tmp_path):
         "rows": None,
         "problems": [
             {
-                "severity": "error", "file": "ehr_pro.csv", "table": "ehr_pro", "column": "score", "rule": "pro_range",
-                "message": "1 odi score is outside 0..100", "rows": [1], "examples": ["142.0"], "count": 1,
+                "severity": "error",
+                "file": "ehr_pro.csv",
+                "table": "ehr_pro",
+                "column": "score",
+                "rule": "pro_range",
+                "message": "1 odi score is outside 0..100",
+                "rows": [1],
+                "examples": ["142"],
+                "count": 1,
             }
         ],
     }
-    assert [Problem(**{**p, "rows": tuple(p["rows"]), "examples": tuple(p["examples"])}) for p in content["problems"]] \
-        == info.value.problems
+    assert [
+        Problem(**{**p, "rows": tuple(p["rows"]), "examples": tuple(p["examples"])}) for p in content["problems"]
+    ] == info.value.problems
 
     (good_extract / "truth.json").write_text("{}")
     load_extract(good_extract, tmp_path / "study.duckdb", today=TODAY, report_path=report)
@@ -365,15 +409,16 @@ def test_progress_shows_the_problem_table_on_stderr(good_extract, tmp_path, caps
 def test_problems_table_lists_every_problem_errors_first():
     problems = [
         Problem("warning", "truth.json", None, None, "unknown_file", "not a contract table; ignored"),
-        Problem("error", "ehr_pro.csv", "ehr_pro", "score", "pro_range", "1 odi score is outside 0..100", (3,),
-                ("120.0",)),
+        Problem(
+            "error", "ehr_pro.csv", "ehr_pro", "score", "pro_range", "1 odi score is outside 0..100", (3,), ("120",)
+        ),
     ]
     console = Console(record=True, width=200)
     console.print(problems_table(problems))
     text = console.export_text()
     assert text.index("pro_range") < text.index("unknown_file")
     assert "1 error, 1 warning" in text
-    assert "'120.0'" in text
+    assert "'120'" in text
 
 
 def test_row_numbers_follow_the_file_in_a_large_csv(good_extract):
@@ -387,7 +432,10 @@ def test_row_numbers_follow_the_file_in_a_large_csv(good_extract):
     )
     (problem,) = validate_extract(good_extract, today=TODAY)
     assert (problem.rule, problem.rows, problem.examples, problem.count) == (
-        "allowed_values", (150001, 287654), ("x", "bogus"), 2
+        "allowed_values",
+        (150001, 287654),
+        ("x", "bogus"),
+        2,
     )
 
 

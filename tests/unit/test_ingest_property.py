@@ -29,8 +29,30 @@ TABLE_FILES = sorted(p.name for p in GOOD.iterdir())
 
 VALUES = st.one_of(
     st.sampled_from(
-        ["", " ", "x", "-1", "0", "1.5", "1e400", "2021-13-01", "9999-12-31", "2021-02-28", "NaN", "true", "M54.5",
-         "P999", "123-45-6789", "a@b.org", '"', ",", "\n", "office", "odi", "00591-0385-01"]
+        [
+            "",
+            " ",
+            "x",
+            "-1",
+            "0",
+            "1.5",
+            "1e400",
+            "2021-13-01",
+            "9999-12-31",
+            "2021-02-28",
+            "NaN",
+            "true",
+            "M54.5",
+            "P999",
+            "123-45-6789",
+            "a@b.org",
+            '"',
+            ",",
+            "\n",
+            "office",
+            "odi",
+            "00591-0385-01",
+        ]
     ),
     st.text(max_size=6),
 )
@@ -39,8 +61,22 @@ VALUES = st.one_of(
 @st.composite
 def corruptions(draw):
     file = draw(st.sampled_from(TABLE_FILES))
-    kind = draw(st.sampled_from(["cell", "cell", "cell", "drop_row", "copy_row", "drop_column", "add_column",
-                                 "rename_column", "truncate", "remove_file"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "cell",
+                "cell",
+                "cell",
+                "drop_row",
+                "copy_row",
+                "drop_column",
+                "add_column",
+                "rename_column",
+                "truncate",
+                "remove_file",
+            ]
+        )
+    )
     return file, kind, draw(st.integers(0, 10_000)), draw(st.integers(0, 10_000)), draw(VALUES)
 
 

@@ -105,7 +105,11 @@ def test_missing_required_table(good_extract, db, db_state):
     (good_extract / "eligibility.csv").unlink()
     assert refused(good_extract, db, db_state) == [
         Problem(
-            E, "eligibility.csv", "eligibility", None, "missing_table",
+            E,
+            "eligibility.csv",
+            "eligibility",
+            None,
+            "missing_table",
             "required table eligibility is missing (give eligibility.csv, .csv.gz, .parquet or a folder of parquet parts)",
         )
     ]
@@ -116,7 +120,11 @@ def test_missing_table_hints_at_upper_case_file_name(good_extract, db, db_state)
     assert refused(good_extract, db, db_state) == [
         Problem(W, "Medical_Claim.csv", None, None, "unknown_file", "not a contract table; ignored"),
         Problem(
-            E, "medical_claim.csv", "medical_claim", None, "missing_table",
+            E,
+            "medical_claim.csv",
+            "medical_claim",
+            None,
+            "missing_table",
             "required table medical_claim is missing (give medical_claim.csv, .csv.gz, .parquet or a folder of "
             "parquet parts); found Medical_Claim.csv: file names must be lower case",
         ),
@@ -129,7 +137,11 @@ def test_table_given_twice(good_extract, db, db_state):
     )
     assert refused(good_extract, db, db_state) == [
         Problem(
-            E, "ehr_pro.csv, ehr_pro.parquet", "ehr_pro", None, "ambiguous_table",
+            E,
+            "ehr_pro.csv, ehr_pro.parquet",
+            "ehr_pro",
+            None,
+            "ambiguous_table",
             "ehr_pro is given more than once (ehr_pro.csv, ehr_pro.parquet); keep one",
         )
     ]
@@ -151,17 +163,27 @@ def test_empty_file_is_unreadable(good_extract, db, db_state):
     (good_extract / "ehr_work_status.csv").write_text("")
     assert refused(good_extract, db, db_state) == [
         Problem(
-            E, "ehr_work_status.csv", "ehr_work_status", None, "unreadable_file",
+            E,
+            "ehr_work_status.csv",
+            "ehr_work_status",
+            None,
+            "unreadable_file",
             "ehr_work_status.csv is empty; a table needs at least a header line",
         )
     ]
 
 
 def test_header_not_utf8_is_unreadable(good_extract, db, db_state):
-    (good_extract / "ehr_work_status.csv").write_bytes(b"person_id,status_d\xe4te,work_status\nP001,2021-03-02,working\n")
+    (good_extract / "ehr_work_status.csv").write_bytes(
+        b"person_id,status_d\xe4te,work_status\nP001,2021-03-02,working\n"
+    )
     assert refused(good_extract, db, db_state) == [
         Problem(
-            E, "ehr_work_status.csv", "ehr_work_status", None, "unreadable_file",
+            E,
+            "ehr_work_status.csv",
+            "ehr_work_status",
+            None,
+            "unreadable_file",
             "ehr_work_status.csv header is not UTF-8 text; save the file as UTF-8",
         )
     ]
@@ -190,7 +212,11 @@ def test_parquet_folder_without_parts_is_unreadable(good_extract, db, db_state):
     (good_extract / "ehr_work_status").mkdir()
     assert refused(good_extract, db, db_state) == [
         Problem(
-            E, "ehr_work_status/", "ehr_work_status", None, "unreadable_file",
+            E,
+            "ehr_work_status/",
+            "ehr_work_status",
+            None,
+            "unreadable_file",
             "ehr_work_status/ holds no .parquet parts",
         )
     ]
@@ -205,22 +231,38 @@ def test_malformed_csv_lines_and_row_numbers_after_them(good_extract, db, db_sta
     path.write_text("\n".join(lines) + "\n")
     assert refused(good_extract, db, db_state) == [
         Problem(
-            E, "ehr_work_status.csv", "ehr_work_status", None, "malformed_row",
+            E,
+            "ehr_work_status.csv",
+            "ehr_work_status",
+            None,
+            "malformed_row",
             "1 line cannot be read as CSV (too many columns: Expected Number of Columns: 3 Found: 4)",
-            (2,), ("P001,2021-04-20,modified_duty,extra",), 1,
+            (2,),
+            ("P001,2021-04-20,modified_duty,extra",),
+            1,
         ),
         Problem(
-            E, "ehr_work_status.csv", "ehr_work_status", "status_date", "malformed_row",
+            E,
+            "ehr_work_status.csv",
+            "ehr_work_status",
+            "status_date",
+            "malformed_row",
             "1 line cannot be read as CSV (missing columns: Expected Number of Columns: 3 Found: 1)",
-            (4,), ("P002",), 1,
+            (4,),
+            ("P002",),
+            1,
         ),
         Problem(
-            E, "ehr_work_status.csv", "ehr_work_status", "work_status", "allowed_values",
-            "1 value is not one of " + ", ".join(
-                ["working", "modified_duty", "off_work", "disability_short_term", "disability_long_term",
-                 "retired", "unemployed"]
-            ),
-            (5,), ("at_work",), 1,
+            E,
+            "ehr_work_status.csv",
+            "ehr_work_status",
+            "work_status",
+            "allowed_values",
+            "1 value is not one of working, modified_duty, off_work, disability_short_term, disability_long_term, "
+            "retired, unemployed",
+            (5,),
+            ("at_work",),
+            1,
         ),
     ]
 
@@ -250,7 +292,11 @@ def test_missing_column_hints_at_case_variant(good_extract, db, db_state):
     rename_column(good_extract, "ehr_pro", "score", "Score")
     assert refused(good_extract, db, db_state) == [
         Problem(
-            E, "ehr_pro.csv", "ehr_pro", "score", "missing_column",
+            E,
+            "ehr_pro.csv",
+            "ehr_pro",
+            "score",
+            "missing_column",
             "required column score is missing; found 'Score': column names must be lower case without spaces",
         ),
         Problem(W, "ehr_pro.csv", "ehr_pro", None, "extra_columns", "columns not in the contract are ignored: Score"),
@@ -261,7 +307,11 @@ def test_missing_first_diagnosis_column(good_extract, db, db_state):
     rename_column(good_extract, "medical_claim", "diagnosis_code_1", "diagnosis_code_4")
     assert refused(good_extract, db, db_state) == [
         Problem(
-            E, "medical_claim.csv", "medical_claim", "diagnosis_code_1", "missing_column",
+            E,
+            "medical_claim.csv",
+            "medical_claim",
+            "diagnosis_code_1",
+            "missing_column",
             "required column diagnosis_code_1 is missing (diagnoses go in diagnosis_code_1 .. diagnosis_code_N)",
         )
     ]
@@ -281,7 +331,11 @@ def test_duplicate_column(good_extract, db, db_state):
     write_table(good_extract, "ehr_work_status", [*header, "work_status"], [[*r, r[-1]] for r in rows])
     assert refused(good_extract, db, db_state) == [
         Problem(
-            E, "ehr_work_status.csv", "ehr_work_status", "work_status", "duplicate_column",
+            E,
+            "ehr_work_status.csv",
+            "ehr_work_status",
+            "work_status",
+            "duplicate_column",
             "column work_status appears 2 times in the header; keep one",
         )
     ]
@@ -292,12 +346,22 @@ def test_extra_columns_are_a_warning_and_not_loaded(good_extract, tmp_path):
     add_column(good_extract, "ehr_pro", "site", ["A"] * 8)
     summary = load_extract(good_extract, tmp_path / "new.duckdb", today=TODAY)
     assert summary.warnings == [
-        Problem(W, "ehr_pro.csv", "ehr_pro", None, "extra_columns", "columns not in the contract are ignored: comment, site",
-                count=2)
+        Problem(
+            W,
+            "ehr_pro.csv",
+            "ehr_pro",
+            None,
+            "extra_columns",
+            "columns not in the contract are ignored: comment, site",
+            count=2,
+        )
     ]
     con = duckdb.connect(str(tmp_path / "new.duckdb"), read_only=True)
     assert [r[0] for r in con.execute("describe raw.ehr_pro").fetchall()] == [
-        "person_id", "assessment_date", "instrument", "score"
+        "person_id",
+        "assessment_date",
+        "instrument",
+        "score",
     ]
     con.close()
 
@@ -311,7 +375,11 @@ def test_required_table_without_rows(good_extract, db, db_state):
     ]
     # with no eligibility rows, every person elsewhere has none either
     assert [(p.table, p.count) for p in of_rule(problems, "orphan_person")] == [
-        ("medical_claim", 3), ("pharmacy_claim", 3), ("ehr_encounter", 3), ("ehr_pro", 3), ("ehr_work_status", 3)
+        ("medical_claim", 3),
+        ("pharmacy_claim", 3),
+        ("ehr_encounter", 3),
+        ("ehr_pro", 3),
+        ("ehr_work_status", 3),
     ]
 
 
@@ -357,10 +425,20 @@ def test_no_contract_column_looks_like_an_identifier():
 def test_identifier_column_is_refused(good_extract, db, db_state):
     add_column(good_extract, "eligibility", "last_name", ["Smith", "Jones", "Jones", "Lee"])
     assert refused(good_extract, db, db_state) == [
-        Problem(W, "eligibility.csv", "eligibility", None, "extra_columns",
-                "columns not in the contract are ignored: last_name"),
         Problem(
-            E, "eligibility.csv", "eligibility", "last_name", "identifier_column",
+            W,
+            "eligibility.csv",
+            "eligibility",
+            None,
+            "extra_columns",
+            "columns not in the contract are ignored: last_name",
+        ),
+        Problem(
+            E,
+            "eligibility.csv",
+            "eligibility",
+            "last_name",
+            "identifier_column",
             "column name looks like a person's name, a direct identifier; drop the column or use --allow-identifiers",
         ),
     ]
@@ -371,7 +449,11 @@ def test_identifier_column_allowed_loads_without_it(good_extract, tmp_path):
     summary = load_extract(good_extract, tmp_path / "new.duckdb", today=TODAY, allow_identifiers=True)
     assert of_rule(summary.warnings, "identifier_column") == [
         Problem(
-            W, "eligibility.csv", "eligibility", "last_name", "identifier_column",
+            W,
+            "eligibility.csv",
+            "eligibility",
+            "last_name",
+            "identifier_column",
             "column name looks like a person's name, a direct identifier; loaded anyway: --allow-identifiers",
         )
     ]
@@ -387,13 +469,39 @@ def test_identifier_values_in_free_text_are_refused_and_masked(good_extract, db,
     sample = "in the first 100,000 rows looks like a"  # + "n e-mail ..." or " US telephone ..."
     todo = "a direct identifier; remove or mask them, or use --allow-identifiers"
     assert of_rule(refused(good_extract, db, db_state), "identifier_value") == [
-        Problem(E, "ehr_encounter.csv", "ehr_encounter", "encounter_id", "identifier_value",
-                f"1 value {sample} social security number, {todo}", (3,), ("###-##-####",), 1),
-        Problem(E, "ehr_encounter.csv", "ehr_encounter", "comment", "identifier_value",
-                f"1 value {sample}n e-mail address, {todo}",
-                (4,), ("xxxx.xxx@xxxxxxx.xxx",), 1),
-        Problem(E, "ehr_encounter.csv", "ehr_encounter", "comment", "identifier_value",
-                f"1 value {sample} US telephone number, {todo}", (2,), ("xxxx ###-###-#### xxxx",), 1),
+        Problem(
+            E,
+            "ehr_encounter.csv",
+            "ehr_encounter",
+            "encounter_id",
+            "identifier_value",
+            f"1 value {sample} social security number, {todo}",
+            (3,),
+            ("###-##-####",),
+            1,
+        ),
+        Problem(
+            E,
+            "ehr_encounter.csv",
+            "ehr_encounter",
+            "comment",
+            "identifier_value",
+            f"1 value {sample}n e-mail address, {todo}",
+            (4,),
+            ("xxxx.xxx@xxxxxxx.xxx",),
+            1,
+        ),
+        Problem(
+            E,
+            "ehr_encounter.csv",
+            "ehr_encounter",
+            "comment",
+            "identifier_value",
+            f"1 value {sample} US telephone number, {todo}",
+            (2,),
+            ("xxxx ###-###-#### xxxx",),
+            1,
+        ),
     ]
 
 
@@ -412,16 +520,30 @@ def test_identifier_values_allowed_are_warnings(good_extract, tmp_path):
 def test_null_in_required_column(good_extract, db, db_state):
     set_cell(good_extract, "eligibility", 2, "person_id", "   ")
     assert refused(good_extract, db, db_state) == [
-        Problem(E, "eligibility.csv", "eligibility", "person_id", "null", "1 row is empty; person_id must have a value",
-                (2,))
+        Problem(
+            E,
+            "eligibility.csv",
+            "eligibility",
+            "person_id",
+            "null",
+            "1 row is empty; person_id must have a value",
+            (2,),
+        )
     ]
 
 
 def test_first_diagnosis_must_be_present(good_extract, db, db_state):
     set_cell(good_extract, "medical_claim", 5, "diagnosis_code_1", "")
     assert refused(good_extract, db, db_state) == [
-        Problem(E, "medical_claim.csv", "medical_claim", "diagnosis_code_1", "null",
-                "1 row is without a first diagnosis; diagnosis_code_1 must have a value", (5,))
+        Problem(
+            E,
+            "medical_claim.csv",
+            "medical_claim",
+            "diagnosis_code_1",
+            "null",
+            "1 row is without a first diagnosis; diagnosis_code_1 must have a value",
+            (5,),
+        )
     ]
 
 
@@ -461,10 +583,26 @@ def test_allowed_values_after_lower_casing(good_extract, db, db_state):
     set_cell(good_extract, "eligibility", 3, "gender", "M")
     set_cell(good_extract, "eligibility", 4, "payer_type", "self-pay")
     assert refused(good_extract, db, db_state) == [
-        Problem(E, "eligibility.csv", "eligibility", "gender", "allowed_values",
-                "1 value is not one of male, female, unknown", (3,), ("m",)),
-        Problem(E, "eligibility.csv", "eligibility", "payer_type", "allowed_values",
-                "1 value is not one of commercial, medicare, medicaid, workers_comp, other", (4,), ("self-pay",)),
+        Problem(
+            E,
+            "eligibility.csv",
+            "eligibility",
+            "gender",
+            "allowed_values",
+            "1 value is not one of male, female, unknown",
+            (3,),
+            ("m",),
+        ),
+        Problem(
+            E,
+            "eligibility.csv",
+            "eligibility",
+            "payer_type",
+            "allowed_values",
+            "1 value is not one of commercial, medicare, medicaid, workers_comp, other",
+            (4,),
+            ("self-pay",),
+        ),
     ]
 
 
@@ -487,8 +625,16 @@ def test_code_shapes(good_extract, db, db_state):
     set_cell(good_extract, "ndc_reference", 5, "ndc_code", "68180-0513-01")  # 5-4-2 with hyphens: fine
     problems = refused(good_extract, db, db_state)
     assert [p for p in problems if p.is_error] == [
-        Problem(E, f"{table}.csv", table, column, "code_shape",
-                f"1 value is not a well-formed {system} code (checked after normalisation)", (row,), (shown,))
+        Problem(
+            E,
+            f"{table}.csv",
+            table,
+            column,
+            "code_shape",
+            f"1 value is not a well-formed {system} code (checked after normalisation)",
+            (row,),
+            (shown,),
+        )
         for table, row, column, _, shown, system in cases
     ]
 
@@ -498,10 +644,26 @@ def test_future_dates(good_extract, db, db_state):
     set_cell(good_extract, "eligibility", 3, "death_date", "2030-01-01")
     set_cell(good_extract, "ehr_pro", 2, "assessment_date", "2025-06-30")  # today itself is fine
     assert refused(good_extract, db, db_state) == [
-        Problem(E, "eligibility.csv", "eligibility", "death_date", "future_date",
-                "1 date is after today (2025-06-30)", (3,), ("2030-01-01",)),
-        Problem(E, "ehr_pro.csv", "ehr_pro", "assessment_date", "future_date",
-                "1 date is after today (2025-06-30)", (1,), ("2025-07-01",)),
+        Problem(
+            E,
+            "eligibility.csv",
+            "eligibility",
+            "death_date",
+            "future_date",
+            "1 date is after today (2025-06-30)",
+            (3,),
+            ("2030-01-01",),
+        ),
+        Problem(
+            E,
+            "ehr_pro.csv",
+            "ehr_pro",
+            "assessment_date",
+            "future_date",
+            "1 date is after today (2025-06-30)",
+            (1,),
+            ("2025-07-01",),
+        ),
     ]
 
 
@@ -510,10 +672,26 @@ def test_date_order(good_extract, db, db_state):
     set_cell(good_extract, "medical_claim", 4, "claim_end_date", "2021-02-14")
     set_cell(good_extract, "medical_claim", 1, "claim_end_date", "2021-03-02")  # same day is fine
     assert refused(good_extract, db, db_state) == [
-        Problem(E, "eligibility.csv", "eligibility", "enrollment_end_date", "date_order",
-                "1 row with enrollment_end_date before enrollment_start_date", (3,), ("2021-08-01 > 2021-07-31",)),
-        Problem(E, "medical_claim.csv", "medical_claim", "claim_end_date", "date_order",
-                "1 row with claim_end_date before claim_start_date", (4,), ("2021-02-15 > 2021-02-14",)),
+        Problem(
+            E,
+            "eligibility.csv",
+            "eligibility",
+            "enrollment_end_date",
+            "date_order",
+            "1 row with enrollment_end_date before enrollment_start_date",
+            (3,),
+            ("2021-08-01 > 2021-07-31",),
+        ),
+        Problem(
+            E,
+            "medical_claim.csv",
+            "medical_claim",
+            "claim_end_date",
+            "date_order",
+            "1 row with claim_end_date before claim_start_date",
+            (4,),
+            ("2021-02-15 > 2021-02-14",),
+        ),
     ]
 
 
@@ -521,8 +699,17 @@ def test_birth_year_range(good_extract, db, db_state):
     set_cell(good_extract, "eligibility", 1, "birth_year", "1899")
     set_cell(good_extract, "eligibility", 4, "birth_year", "2026")
     assert refused(good_extract, db, db_state) == [
-        Problem(E, "eligibility.csv", "eligibility", "birth_year", "birth_year_range",
-                "2 values are outside 1900..2025", (1, 4), ("1899", "2026"), 2),
+        Problem(
+            E,
+            "eligibility.csv",
+            "eligibility",
+            "birth_year",
+            "birth_year_range",
+            "2 values are outside 1900..2025",
+            (1, 4),
+            ("1899", "2026"),
+            2,
+        ),
     ]
 
 
@@ -532,16 +719,23 @@ def test_pro_score_ranges(good_extract, db, db_state):
     set_cell(good_extract, "ehr_pro", 8, "score", "999")  # sf36_pcs: not checked
     set_cell(good_extract, "ehr_pro", 7, "instrument", "PHQ9")  # lower-cased, 12 is within 0..27
     assert refused(good_extract, db, db_state) == [
-        Problem(E, "ehr_pro.csv", "ehr_pro", "score", "pro_range", "1 odi score is outside 0..100", (3,), ("120.0",)),
-        Problem(E, "ehr_pro.csv", "ehr_pro", "score", "pro_range", "1 eq5d_index score is outside -0.6..1", (6,),
-                ("-0.7",)),
+        Problem(E, "ehr_pro.csv", "ehr_pro", "score", "pro_range", "1 odi score is outside 0..100", (3,), ("120",)),
+        Problem(
+            E, "ehr_pro.csv", "ehr_pro", "score", "pro_range", "1 eq5d_index score is outside -0.6..1", (6,), ("-0.7",)
+        ),
     ]
 
 
 def test_duplicate_keys(good_extract, db, db_state):
     cases = [  # table, row, column, value making the row repeat an earlier key, key, example
-        ("eligibility", 3, "enrollment_start_date", "2021-01-01", "person_id, enrollment_start_date",
-         "P002, 2021-01-01 (first at row 2)"),
+        (
+            "eligibility",
+            3,
+            "enrollment_start_date",
+            "2021-01-01",
+            "person_id, enrollment_start_date",
+            "P002, 2021-01-01 (first at row 2)",
+        ),
         ("medical_claim", 2, "claim_line_number", "01", "claim_id, claim_line_number", "C001, 1 (first at row 1)"),
         ("pharmacy_claim", 3, "claim_id", " R002 ", "claim_id, claim_line_number", "R002, 1 (first at row 2)"),
         ("ndc_reference", 4, "ndc_code", "00591-0385-01", "ndc_code", "00591038501 (first at row 1)"),
@@ -551,8 +745,16 @@ def test_duplicate_keys(good_extract, db, db_state):
         set_cell(good_extract, table, row, column, value)
     set_cell(good_extract, "eligibility", 3, "enrollment_end_date", "2021-12-31")  # keep the spans ordered
     assert refused(good_extract, db, db_state) == [
-        Problem(E, f"{table}.csv", table, key, "duplicate_key",
-                f"1 row repeats the key ({key}) of an earlier row; the key must be unique", (row,), (example,))
+        Problem(
+            E,
+            f"{table}.csv",
+            table,
+            key,
+            "duplicate_key",
+            f"1 row repeats the key ({key}) of an earlier row; the key must be unique",
+            (row,),
+            (example,),
+        )
         for table, row, _, _, key, example in cases
     ]
 
@@ -563,12 +765,28 @@ def test_orphan_persons_are_a_warning(good_extract, tmp_path):
     set_cell(good_extract, "pharmacy_claim", 5, "person_id", "P777")
     summary = load_extract(good_extract, tmp_path / "new.duckdb", today=TODAY)
     assert summary.warnings == [
-        Problem(W, "pharmacy_claim.csv", "pharmacy_claim", "person_id", "orphan_person",
-                "1 person with no eligibility row; their pharmacy_claim rows cannot enter the cohort (1 row)",
-                (), ("P777",), 1),
-        Problem(W, "ehr_pro.csv", "ehr_pro", "person_id", "orphan_person",
-                "1 person with no eligibility row; their ehr_pro rows cannot enter the cohort (2 rows)",
-                (), ("P999",), 1),
+        Problem(
+            W,
+            "pharmacy_claim.csv",
+            "pharmacy_claim",
+            "person_id",
+            "orphan_person",
+            "1 person with no eligibility row; their pharmacy_claim rows cannot enter the cohort (1 row)",
+            (),
+            ("P777",),
+            1,
+        ),
+        Problem(
+            W,
+            "ehr_pro.csv",
+            "ehr_pro",
+            "person_id",
+            "orphan_person",
+            "1 person with no eligibility row; their ehr_pro rows cannot enter the cohort (2 rows)",
+            (),
+            ("P999",),
+            1,
+        ),
     ]
     assert summary.rows["ehr_pro"] == 8
 
@@ -605,18 +823,32 @@ def test_validate_extract_reports_what_the_load_reports(good_extract, db, db_sta
     set_cell(good_extract, "ehr_pro", 2, "person_id", "P999")
     problems = refused(good_extract, db, db_state)
     # problems with the files and headers of all tables come first, then the rows of each table in turn
-    assert [p.rule for p in problems] == ["extra_columns", "identifier_column", "allowed_values", "identifier_value",
-                                          "orphan_person"]
+    assert [p.rule for p in problems] == [
+        "extra_columns",
+        "identifier_column",
+        "allowed_values",
+        "identifier_value",
+        "orphan_person",
+    ]
     assert validate_extract(good_extract, today=TODAY) == problems
 
 
 def test_examples_are_the_first_five_and_count_is_all(good_extract):
     header, rows = read_table(good_extract, "ehr_pro")
-    extra = [[f"P001", f"2021-07-{d:02d}", "nrs_pain", str(10 + d)] for d in range(1, 8)]
+    extra = [["P001", f"2021-07-{d:02d}", "nrs_pain", str(10 + d)] for d in range(1, 8)]
     write_table(good_extract, "ehr_pro", header, rows + extra)
     assert validate_extract(good_extract, today=TODAY) == [
-        Problem(E, "ehr_pro.csv", "ehr_pro", "score", "pro_range", "7 nrs_pain scores are outside 0..10",
-                (9, 10, 11, 12, 13), ("11.0", "12.0", "13.0", "14.0", "15.0"), 7)
+        Problem(
+            E,
+            "ehr_pro.csv",
+            "ehr_pro",
+            "score",
+            "pro_range",
+            "7 nrs_pain scores are outside 0..10",
+            (9, 10, 11, 12, 13),
+            ("11", "12", "13", "14", "15"),
+            7,
+        )
     ]
 
 
@@ -630,12 +862,56 @@ def test_gzip_and_parquet_problems_name_their_file_and_row(good_extract):
     con = duckdb.connect()
     part = good_extract / "ehr_pro"
     part.mkdir()
-    con.execute(f"copy (select * from read_csv('{good_extract / 'ehr_pro.csv'}', all_varchar=true) limit 2)"
-                f" to '{part / 'part-0.parquet'}'")
-    con.execute(f"copy (select * from read_csv('{good_extract / 'ehr_pro.csv'}', all_varchar=true) offset 2)"
-                f" to '{part / 'part-1.parquet'}'")
+    con.execute(
+        f"copy (select * from read_csv('{good_extract / 'ehr_pro.csv'}', all_varchar=true) limit 2)"
+        f" to '{part / 'part-0.parquet'}'"
+    )
+    con.execute(
+        f"copy (select * from read_csv('{good_extract / 'ehr_pro.csv'}', all_varchar=true) offset 2)"
+        f" to '{part / 'part-1.parquet'}'"
+    )
     (good_extract / "ehr_pro.csv").unlink()
     assert [(p.file, p.column, p.rows, p.rule) for p in validate_extract(good_extract, today=TODAY)] == [
         ("ehr_pro/part-1.parquet", "score", (1,), "pro_range"),
         ("ehr_work_status.csv.gz", "work_status", (5,), "allowed_values"),
+    ]
+
+
+def test_duplicates_far_apart_name_their_first_row(good_extract):
+    header, rows = read_table(good_extract, "ehr_encounter")
+    write_table(good_extract, "ehr_encounter", header, rows + [list(r) for r in rows])
+    assert validate_extract(good_extract, today=TODAY) == [
+        Problem(
+            E,
+            "ehr_encounter.csv",
+            "ehr_encounter",
+            "encounter_id",
+            "duplicate_key",
+            "4 rows repeat the key (encounter_id) of an earlier row; the key must be unique",
+            (5, 6, 7, 8),
+            ("E001 (first at row 1)", "E002 (first at row 2)", "E003 (first at row 3)", "E004 (first at row 4)"),
+            4,
+        )
+    ]
+
+
+def test_duplicates_across_parquet_parts_name_both_files(good_extract):
+    part = good_extract / "ehr_encounter"
+    part.mkdir()
+    source = f"read_csv('{good_extract / 'ehr_encounter.csv'}', all_varchar=true)"
+    duckdb.execute(f"copy (select * from {source}) to '{part / 'part-0.parquet'}'")
+    duckdb.execute(f"copy (select * from {source} where encounter_id = 'E003') to '{part / 'part-1.parquet'}'")
+    (good_extract / "ehr_encounter.csv").unlink()
+    assert validate_extract(good_extract, today=TODAY) == [
+        Problem(
+            E,
+            "ehr_encounter/part-1.parquet",
+            "ehr_encounter",
+            "encounter_id",
+            "duplicate_key",
+            "1 row repeats the key (encounter_id) of an earlier row; the key must be unique",
+            (1,),
+            ("E003 (first at ehr_encounter/part-0.parquet row 3)",),
+            1,
+        )
     ]

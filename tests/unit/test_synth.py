@@ -583,3 +583,10 @@ def test_switching_format_replaces_previous_tables(tmp_path):
     synth.generate(tmp_path, persons=50, seed=2, file_format="parquet")
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == sorted([f"{t}.parquet" for t in TABLE_NAMES] + ["truth.json", "truth_persons.parquet"])
+
+
+def test_a_folder_of_parquet_parts_in_the_way_is_refused(tmp_path):
+    (tmp_path / "medical_claim").mkdir()
+    with pytest.raises(IpmError, match="medical_claim: a folder of parquet parts is in the way"):
+        synth.generate(tmp_path, persons=10, seed=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["medical_claim"]

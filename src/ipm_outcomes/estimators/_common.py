@@ -71,7 +71,8 @@ class Design:
     reference, and a missing-value indicator (``<column>__missing``) beside any numeric column with
     nulls, whose nulls are filled with the column mean. Mean-filling with an indicator keeps every
     person in the models (baseline PROs are often missing) without pretending the value is known.
-    Columns that are constant (or entirely null) are dropped and listed in ``dropped``.
+    Columns that are constant (or entirely null), and columns identical to an earlier column, are
+    dropped and listed in ``dropped``.
     """
 
     matrix: np.ndarray
@@ -125,6 +126,21 @@ def build_design(df: pd.DataFrame, covariates: Sequence[str]) -> Design:
                 names.append(f"{col}={level}")
                 source.append(col)
     matrix = np.hstack(blocks) if blocks else np.zeros((len(df), 0))
+    # a column identical to an earlier one (e.g. the missing-score indicators of instruments always
+    # collected at the same visit) carries no information and makes the models singular
+    keep = []
+    seen: dict[bytes, int] = {}
+    for j in range(matrix.shape[1]):
+        key = np.ascontiguousarray(matrix[:, j]).tobytes()
+        if key in seen:
+            dropped.append(names[j])
+        else:
+            seen[key] = j
+            keep.append(j)
+    if len(keep) < matrix.shape[1]:
+        matrix = matrix[:, keep]
+        names = [names[j] for j in keep]
+        source = [source[j] for j in keep]
     return Design(matrix=matrix, names=names, source=source, dropped=dropped)
 
 

@@ -5,10 +5,15 @@ so the replicates (and therefore the intervals) are the same whatever the number
 processes. Numerical libraries run single-threaded inside replicates for the same reason
 (multi-threaded BLAS may sum in a different order) and because the parallelism is across
 replicates.
+
+Workers are started from a fork server that has already imported the estimators: starting one is
+cheap, and it is safe when the caller has threads running (a Prefect task, DuckDB), which a plain
+``fork`` of the caller is not.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -103,6 +108,15 @@ def _run_chunk(seeds: list[tuple[int, np.random.SeedSequence]]) -> list[tuple[in
     return out
 
 
+def _context():
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["ipm_outcomes.estimators"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 def run(
     statistic: Statistic,
     data: Mapping[str, np.ndarray],
@@ -147,7 +161,9 @@ def run(
     else:
         n_chunks = min(n_replicates, workers * 4)
         chunks = [seeds[i::n_chunks] for i in range(n_chunks)]
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(statistic, data)) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=_context(), initializer=_init_worker, initargs=(statistic, data)
+        ) as pool:
             results = [item for chunk in pool.map(_run_chunk, chunks) for item in chunk]
     failed, first_error = 0, None
     for r, value in sorted(results, key=lambda item: item[0]):

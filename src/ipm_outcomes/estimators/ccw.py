@@ -48,7 +48,6 @@ cause-specific Cox hazard ratio. Confidence intervals come from the person-level
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -59,10 +58,16 @@ from ..errors import IpmError
 from . import bootstrap as boot
 from ._common import build_design, event_codes, integer_days, require_columns, standardize
 from .propensity import PooledLogisticHazard
-from .survival import EventTable, aalen_johansen, cause_specific_hazard_ratio, kaplan_meier
-
-CUMULATIVE_INCIDENCE = "cumulative_incidence"
-DAYS_OFF_WORK = "restricted_mean_days_off_work"
+from ._summary import (
+    CUMULATIVE_INCIDENCE,
+    arm_values,
+    contrast_values,
+    curve_frame,
+    curves,
+    interval_function,
+    summary_frame,
+)
+from .survival import EventTable
 
 
 def grace_period_strategies(grace_period_days: int) -> dict[str, tuple[int, int | None]]:
@@ -129,6 +134,7 @@ class _Settings:
     max_day: int
     truncation_percentiles: tuple[float, float] | None
     hazard_interval_days: int
+    block_days: int
     l2: float
     subgroups: dict[str, list[str]]
     subgroup_contrast: tuple[str, str] | None = None
@@ -142,30 +148,66 @@ class _Settings:
 
 
 class _Referral:
-    """The fitted referral-hazard model and S(s | X) for the persons of one (re)sample."""
+    """The fitted referral-hazard model and S(s | X) for the persons of one (re)sample.
+
+    The days are split into blocks of ``block_days`` (by default the grace period + 1, so the
+    primary strategies' weights come from the first block alone, whatever other strategies are
+    fitted alongside), and a separate pooled logistic model is fitted in each block among the
+    persons still at risk at its start: the covariate effects may change over time (the sickest
+    are referred first, so who is left unreferred changes).
+    """
 
     def __init__(self, settings: _Settings, X, time, referral):
         self.horizon = settings.hazard_horizon
+        self.models: list[PooledLogisticHazard] = []
         self.model = None
         if self.horizon <= 0:
             return
         exit_day = np.minimum(referral, time - 1)  # at risk of referral on day s when no outcome by s
         referred = referral < time
-        self.model = PooledLogisticHazard(
-            interval_days=settings.hazard_interval_days, l2=settings.l2, standardize=False
-        ).fit(X, exit_day, referred, horizon=self.horizon, init=settings.init.get("hazard"))
-        h = self.model.interval_hazard(X)
-        self.log_keep = np.log1p(-np.minimum(h, 1 - 1e-15))  # n x intervals
-        self.interval_of_day = np.repeat(np.arange(h.shape[1]), np.diff(self.model.breaks_))
-        self.widths = np.diff(self.model.breaks_)
+        starts = list(range(0, self.horizon, settings.block_days))
+        logs, interval_of_day, widths, breaks = [], [], [], []
+        offset = 0
+        for k, b0 in enumerate(starts):
+            b1 = min(b0 + settings.block_days, self.horizon)
+            at_risk = exit_day >= b0
+            if not at_risk.any():
+                h = np.zeros((X.shape[0], 1))
+                w = np.array([b1 - b0])
+                model = None
+            else:
+                model = PooledLogisticHazard(
+                    interval_days=settings.hazard_interval_days, l2=settings.l2, standardize=False
+                ).fit(
+                    X[at_risk], exit_day[at_risk] - b0, referred[at_risk], horizon=b1 - b0,
+                    init=settings.init.get(f"hazard/{k}"),
+                )  # fmt: skip
+                h = model.interval_hazard(X)
+                w = np.diff(model.breaks_)
+            self.models.append(model)
+            logs.append(np.log1p(-np.minimum(h, 1 - 1e-15)))
+            interval_of_day.append(np.repeat(np.arange(h.shape[1]) + offset, w))
+            widths.append(w)
+            breaks.append(b0 + np.concatenate([[0], np.cumsum(w)[:-1]]))
+            offset += h.shape[1]
+        self.model = self.models[0]
+        self.log_keep = np.hstack(logs)  # n x intervals (all blocks)
+        self.interval_of_day = np.concatenate(interval_of_day)
+        self.widths = np.concatenate(widths)
+        self.starts = np.concatenate(breaks)
+
+    def start_values(self) -> dict:
+        """Warm starts for the bootstrap replicates, one per block."""
+        return {f"hazard/{k}": m.start_values() for k, m in enumerate(self.models) if m is not None}
 
     def survival(self, day: int) -> np.ndarray:
         """S(day | X) for every person (1 for day < 0)."""
-        if day < 0 or self.model is None:
-            return np.ones(self.log_keep.shape[0] if self.model is not None else 0)
+        if self.model is None:
+            return np.ones(0)
+        if day < 0:
+            return np.ones(self.log_keep.shape[0])
         day = min(day, self.horizon - 1)
-        start = self.model.breaks_[:-1]
-        days_in = np.clip(day + 1 - start, 0, self.widths)
+        days_in = np.clip(day + 1 - self.starts, 0, self.widths)
         return np.exp(self.log_keep @ days_in)
 
 
@@ -206,16 +248,6 @@ def _add_constant(acc: _Acc, codes, L, D, start, stop, event, weight) -> None:
 def _table(acc: _Acc, level: int) -> EventTable:
     days = np.arange(acc.at_risk.shape[1], dtype=float)
     return EventTable(days, acc.at_risk[level], acc.events[level], acc.n_at_risk[level], acc.n_events[level])
-
-
-def _curves(table: EventTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """RTW and competing cumulative incidence and 1 - KM; NaN beyond the last day anyone is at risk."""
-    _, cif = aalen_johansen(table)
-    km = kaplan_meier(table, cause=1)
-    unidentified = np.cumsum(table.at_risk[::-1] > 0)[::-1] == 0
-    cif = np.where(unidentified[:, None], np.nan, cif)
-    km = np.where(unidentified, np.nan, km)
-    return cif[:, 0], cif[:, 1], 1.0 - km
 
 
 def _fit_all(settings: _Settings, data) -> tuple[dict[str, StrategyFit], _Referral]:
@@ -335,7 +367,7 @@ def _fit_all(settings: _Settings, data) -> tuple[dict[str, StrategyFit], _Referr
             _add_constant(acc, codes[members], L, D, start[members], time[members], event[members], final[members])
         tables = sp["acc"]
         table = _table(tables["all"], 0)
-        cif, cif_comp, km = _curves(table)
+        cif, cif_comp, km = curves(table)
         fits[name] = StrategyFit(
             name=name,
             window=(a, b),
@@ -354,15 +386,10 @@ def _fit_all(settings: _Settings, data) -> tuple[dict[str, StrategyFit], _Referr
     return fits, model
 
 
-def _days_off_work(cif: np.ndarray, horizon: int) -> float:
-    # restricted mean days not (yet) back at work over days 0..horizon-1: each day counts 1 - CIF
-    return float(horizon - np.sum(cif[:horizon]))
-
-
 def _subgroup_cif(fit: StrategyFit, group: str, n_levels: int, horizons) -> np.ndarray:
     out = np.full((n_levels, len(horizons)), np.nan)
     for level in range(n_levels):
-        cif, _, _ = _curves(_table(fit.group_tables[group], level))
+        cif, _, _ = curves(_table(fit.group_tables[group], level))
         out[level] = cif[list(horizons)]
     return out
 
@@ -373,21 +400,12 @@ def _estimate(settings: _Settings, data) -> tuple[dict[str, np.ndarray], dict[st
     with_subgroups = set(settings.subgroup_contrast or ())
     values: dict[str, np.ndarray] = {}
     for name, f in fits.items():
-        values[f"cif/{name}"] = f.cif
-        values[f"cif_competing/{name}"] = f.cif_competing
-        values[f"km/{name}"] = f.km_rtw
-        values[f"days_off/{name}"] = np.array([_days_off_work(f.cif, t) for t in h])
+        arm_values(values, name, f.table, h)
         if name in with_subgroups:
             for g, levels in settings.subgroups.items():
                 values[f"sub/{g}/{name}"] = _subgroup_cif(f, g, len(levels), h)
     for s1, s0 in settings.contrasts:
-        c1, c0 = fits[s1].cif[h], fits[s0].cif[h]
-        values[f"rd/{s1}/{s0}"] = c1 - c0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            values[f"rr/{s1}/{s0}"] = c1 / c0
-        values[f"days_off_diff/{s1}/{s0}"] = values[f"days_off/{s1}"] - values[f"days_off/{s0}"]
-        log_hr, _ = cause_specific_hazard_ratio(fits[s1].table, fits[s0].table, cause=1)
-        values[f"hr/{s1}/{s0}"] = np.array(math.exp(log_hr) if np.isfinite(log_hr) else np.nan)
+        contrast_values(values, s1, s0, fits[s1].table, fits[s0].table, h)
     if settings.subgroup_contrast:
         s1, s0 = settings.subgroup_contrast
         for g in settings.subgroups:
@@ -436,6 +454,9 @@ class CloneCensorWeight:
         Percentiles of each strategy's final weights; every weight of the strategy is clipped to them.
     hazard_interval_days : int
         Width of the piecewise-constant baseline of the referral-hazard model.
+    hazard_block_days : int, optional
+        Length of the blocks of days with their own covariate effects in the referral model
+        (default: grace period + 1).
     l2 : float
         Ridge penalty of the referral model (see :class:`PooledLogisticHazard`).
     n_bootstrap, seed, workers : bootstrap settings (``n_bootstrap=0``: point estimates only).
@@ -476,6 +497,7 @@ class CloneCensorWeight:
         max_day: int | None = None,
         truncation_percentiles: tuple[float, float] | None = (1.0, 99.0),
         hazard_interval_days: int = 7,
+        hazard_block_days: int | None = None,
         l2: float = 1e-4,
         n_bootstrap: int = 200,
         seed: int = 0,
@@ -489,6 +511,7 @@ class CloneCensorWeight:
         self.max_day = max_day
         self.truncation_percentiles = truncation_percentiles
         self.hazard_interval_days = hazard_interval_days
+        self.hazard_block_days = hazard_block_days
         self.l2 = l2
         self.n_bootstrap = n_bootstrap
         self.seed = seed
@@ -519,6 +542,7 @@ class CloneCensorWeight:
             max_day=max_day,
             truncation_percentiles=self.truncation_percentiles,
             hazard_interval_days=self.hazard_interval_days,
+            block_days=int(self.hazard_block_days or self.grace_period_days + 1),
             l2=self.l2,
             subgroups=subgroups,
             subgroup_contrast=contrasts[0] if contrasts and subgroups else None,
@@ -572,13 +596,13 @@ class CloneCensorWeight:
         values, fits, model = _estimate(settings, data)
         self.fits_ = fits
         self.values_ = values
-        self.referral_model_ = model.model
+        self.referral_models_ = model.models
         grace = [b for a, b in settings.strategies.values() if a == 0 and b is not None]
         self.referral_score_ = 1.0 - model.survival(grace[0]) if grace and model.model is not None else None
         self.bootstrap_ = None
         if self.n_bootstrap > 0:
             # replicates start Newton-Raphson from the full-data fit (same answer, fewer steps)
-            init = {"hazard": model.model.start_values()} if model.model is not None else {}
+            init = model.start_values() if model.model is not None else {}
             self.bootstrap_ = boot.run(
                 _Statistic(replace(settings, init=init)),
                 data,
@@ -590,64 +614,15 @@ class CloneCensorWeight:
         self._tabulate(data)
         return self
 
-    def _interval(self, key: str):
-        if self.bootstrap_ is None:
-            shape = np.shape(self.values_[key])
-            return np.full(shape, np.nan), np.full(shape, np.nan)
-        return self.bootstrap_.interval(key, 1 - self.alpha)
-
     def _tabulate(self, data) -> None:
         s = self.settings_
         h = list(s.horizons)
-        days = np.arange(s.max_day + 1)
-        curve_rows = []
-        for name, f in self.fits_.items():
-            lo, hi = self._interval(f"cif/{name}")
-            curve_rows.append(
-                pd.DataFrame(
-                    {
-                        "arm": name,
-                        "day": days,
-                        "cumulative_incidence": f.cif,
-                        "ci_low": lo,
-                        "ci_high": hi,
-                        "cumulative_incidence_competing": f.cif_competing,
-                        "one_minus_km": f.km_rtw,
-                        "n_at_risk": f.table.n_at_risk.astype(np.int64),
-                        "weighted_at_risk": f.table.at_risk,
-                    }
-                )
-            )
-        self.curves_ = pd.concat(curve_rows, ignore_index=True)
-
-        rows = []
-        for name, f in self.fits_.items():
-            for measure, key in ((CUMULATIVE_INCIDENCE, "cif"), (DAYS_OFF_WORK, "days_off")):
-                lo, hi = self._interval(f"{key}/{name}")
-                est = self.values_[f"{key}/{name}"]
-                for i, t in enumerate(h):
-                    j = t if key == "cif" else i
-                    rows.append(
-                        dict(measure=measure, arm=name, contrast=None, horizon_days=t,
-                             estimate=float(est[j]), ci_low=float(lo[j]), ci_high=float(hi[j]), n=f.n_clones)
-                    )  # fmt: skip
-        for s1, s0 in s.contrasts:
-            label = f"{s1} vs {s0}"
-            for measure, key in (("risk_difference", "rd"), ("risk_ratio", "rr"), ("rmst_difference", "days_off_diff")):
-                k = f"{key}/{s1}/{s0}"
-                lo, hi = self._interval(k)
-                for i, t in enumerate(h):
-                    rows.append(
-                        dict(measure=measure, arm=None, contrast=label, horizon_days=t,
-                             estimate=float(self.values_[k][i]), ci_low=float(lo[i]), ci_high=float(hi[i]), n=self.n_)
-                    )  # fmt: skip
-            k = f"hr/{s1}/{s0}"
-            lo, hi = self._interval(k)
-            rows.append(
-                dict(measure="hazard_ratio", arm=None, contrast=label, horizon_days=s.max_day,
-                     estimate=float(self.values_[k]), ci_low=float(lo), ci_high=float(hi), n=self.n_)
-            )  # fmt: skip
-        self.summary = pd.DataFrame(rows)
+        interval = interval_function(self.values_, self.bootstrap_, self.alpha)
+        self._interval = interval
+        self.curves_ = curve_frame(self.values_, interval, {k: f.table for k, f in self.fits_.items()}, s.max_day)
+        self.summary = summary_frame(
+            self.values_, interval, {k: f.n_clones for k, f in self.fits_.items()}, s.contrasts, h, self.n_, s.max_day
+        )
 
         sub_rows = []
         if s.subgroup_contrast:

@@ -1,0 +1,222 @@
+"""The report renders end to end: self-contained HTML that a real browser loads cleanly, PDF, PNGs, CSVs.
+
+Chromium (Debian package ``chromium``) is driven over the DevTools protocol on a pipe (no port, no
+network: every host name resolves to nothing); the test is skipped with a reason when it is not installed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import tempfile
+import time
+from html import unescape
+from pathlib import Path
+
+import pytest
+
+from ipm_outcomes.report import render
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    return render(FIXTURES / "results_small", out, pdf=True)
+
+
+def test_outputs_exist(report):
+    out = report.out_dir
+    assert report.html == out / "report.html" and report.html.stat().st_size > 100_000
+    assert report.pdf == out / "report.pdf" and report.pdf.read_bytes().startswith(b"%PDF")
+    figures = {p.name for p in (out / "figures").glob("*.png")}
+    assert {"attrition.png", "referral_timing.png", "rtw_curves_ccw.png", "dose_response.png", "qol_means.png",
+            "forest_methods_risk_difference.png", "forest_subgroups.png", "love_plot.png", "overlap.png",
+            "weights.png"} <= figures
+    assert figures == {p.name for p in report.figures}
+    tables = {p.name for p in (out / "tables").glob("*.csv")}
+    assert {"attrition.csv", "table1.csv", "rtw_risk.csv", "qol_means.csv", "dose_response.csv", "subgroups.csv",
+            "diagnostics.csv", "checklist.csv", "numbers_at_risk.csv"} <= tables
+    for path in (out / "figures").glob("*.png"):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "report written to" in report.describe()
+
+
+def test_html_is_self_contained(report):
+    html = report.html.read_text(encoding="utf-8")
+    # No external resource of any kind: no links to stylesheets, no scripts, every image inline.
+    assert not re.search(r"<(link|script|iframe|object|embed)\b", html, re.I)
+    sources = re.findall(r'<img[^>]+src="([^"]+)"', html)
+    assert len(sources) == len(report.figures)
+    assert all(src.startswith("data:image/png;base64,") for src in sources)
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html, re.I)
+    assert not re.search(r"url\(\s*['\"]?(https?:|//)", html, re.I)
+    # Every embedded figure is the saved PNG, byte for byte.
+    saved = {p.read_bytes() for p in report.figures}
+    assert {base64.b64decode(src.split(",", 1)[1]) for src in sources} == saved
+
+
+def test_sections_are_in_the_order_of_the_issue(report):
+    html = unescape(report.html.read_text(encoding="utf-8"))
+    headings = re.findall(r"<h2>(.*?)</h2>", html)
+    assert headings == [
+        "1. Executive summary", "2. Study population", "3. Referral timing", "4. Return to work",
+        "5. Quality of life", "6. How early matters", "7. Robustness", "8. Diagnostics", "9. Methods and provenance",
+    ]
+
+
+def test_methods_section_has_provenance_and_checklist(report):
+    html = unescape(report.html.read_text(encoding="utf-8"))
+    methods = html[html.index('id="methods"'):]
+    results = json.loads((FIXTURES / "results_small" / "results.json").read_text())
+    assert results["spec_sha256"] in methods and results["data_sha256"] in methods
+    assert str(results["seed"]) in methods
+    assert "RECORD 13.1" in methods and "RECORD 7.1" in methods and "TARGET" in methods
+    assert "[exposure]" in methods and "grace_period_days = 42" in methods  # the spec as run
+    for f in results["provenance"]["files"]:
+        assert f["sha256"] in methods
+
+
+def _pdf_text(path: Path) -> str:
+    from pypdf import PdfReader
+
+    return "\n".join(page.extract_text() or "" for page in PdfReader(path).pages)
+
+
+def test_pdf_pages_and_key_numbers(report):
+    from pypdf import PdfReader
+
+    pages = len(PdfReader(report.pdf).pages)
+    assert pages == report.pdf_pages
+    assert 12 <= pages <= 40
+    text = re.sub(r"\s+", " ", _pdf_text(report.pdf))
+    # The primary result as stated in the executive summary, and the cohort size.
+    assert "74.5% vs 65.1%" in text
+    assert "9.4 percentage points (95% CI 5.1 to 13.7)" in text
+    assert "3,560 adults" in text
+    assert "Page 1 of" in text  # print layout: page numbers in the margin
+
+
+def _cdp_load(url: str, screenshot: Path, width: int = 1280, height: int = 900, timeout: float = 60.0) -> dict:
+    """Open ``url`` in headless Chromium via the DevTools protocol on a pipe; return what happened."""
+    user_dir = tempfile.mkdtemp(prefix="chromium-")
+    to_browser_r, to_browser_w = os.pipe()
+    from_browser_r, from_browser_w = os.pipe()
+
+    def wire():
+        os.dup2(to_browser_r, 3)
+        os.dup2(from_browser_w, 4)
+
+    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+            "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={user_dir}", "--remote-debugging-pipe",
+            f"--window-size={width},{height}", "about:blank"]
+    proc = subprocess.Popen(args, pass_fds=(3, 4), preexec_fn=wire, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(to_browser_r)
+    os.close(from_browser_w)
+    buffer, messages, counter = b"", [], [0]
+    deadline = time.time() + timeout
+
+    def send(method, params=None, session=None):
+        counter[0] += 1
+        message = {"id": counter[0], "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = session
+        os.write(to_browser_w, json.dumps(message).encode() + b"\0")
+        return counter[0]
+
+    def wait(predicate):
+        nonlocal buffer
+        while True:
+            while b"\0" in buffer:
+                raw, buffer = buffer.split(b"\0", 1)
+                message = json.loads(raw)
+                messages.append(message)
+                if predicate(message):
+                    return message
+            left = deadline - time.time()
+            if left <= 0:
+                raise TimeoutError("chromium did not answer in time")
+            ready, _, _ = select.select([from_browser_r], [], [], left)
+            if ready:
+                chunk = os.read(from_browser_r, 1 << 20)
+                if not chunk:
+                    raise RuntimeError("chromium closed the DevTools pipe")
+                buffer += chunk
+
+    def call(method, params=None, session=None):
+        i = send(method, params, session)
+        reply = wait(lambda m: m.get("id") == i)
+        if "error" in reply:
+            raise RuntimeError(f"{method}: {reply['error']}")
+        return reply.get("result", {})
+
+    try:
+        target = call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Runtime", "Log", "Network", "Page"):
+            call(f"{domain}.enable", session=session)
+        call("Page.navigate", {"url": url}, session=session)
+        wait(lambda m: m.get("method") == "Page.loadEventFired")
+        metrics = call("Runtime.evaluate", {"expression": "JSON.stringify({h: document.body.scrollHeight, "
+                                            "imgs: document.images.length, "
+                                            "broken: [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length, "
+                                            "title: document.title})", "returnByValue": True}, session=session)
+        shot = call("Page.captureScreenshot", {"format": "png"}, session=session)
+        screenshot.write_bytes(base64.b64decode(shot["data"]))
+        send("Browser.close")
+    finally:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        os.close(to_browser_w)
+        os.close(from_browser_r)
+        shutil.rmtree(user_dir, ignore_errors=True)
+    errors, requests = [], []
+    for m in messages:
+        method, params = m.get("method"), m.get("params", {})
+        if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "warning", "assert"):
+            errors.append(f"console.{params['type']}: {[a.get('value') for a in params.get('args', [])]}")
+        elif method == "Runtime.exceptionThrown":
+            errors.append(f"exception: {params.get('exceptionDetails', {}).get('text')}")
+        elif method == "Log.entryAdded" and params["entry"]["level"] in ("error", "warning"):
+            errors.append(f"log: {params['entry'].get('text')}")
+        elif method == "Network.requestWillBeSent":
+            requests.append(params["request"]["url"])
+        elif method == "Network.loadingFailed":
+            errors.append(f"failed load: {params.get('errorText')}")
+    return {"errors": errors, "requests": requests, "page": json.loads(metrics["result"]["value"])}
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
+def test_browser_loads_report_without_console_errors(report, tmp_path):
+    shot = report.out_dir / "screenshot.png"
+    result = _cdp_load(report.html.as_uri(), shot)
+    assert result["errors"] == []
+    # The page itself is the only request (embedded data: images are not network requests).
+    external = [u for u in result["requests"] if not u.startswith(("data:", report.html.as_uri()))]
+    assert external == []
+    page = result["page"]
+    assert page["imgs"] == len(report.figures) and page["broken"] == 0
+    assert page["h"] > 5000  # the whole report laid out, not an error page
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
+def test_browser_check_catches_errors(tmp_path):
+    """The browser check is not blind: a page with a console error and a network request fails it."""
+    page = tmp_path / "bad.html"
+    page.write_text('<html><body><img src="https://example.invalid/x.png"><script>console.error("boom")</script></body></html>')
+    result = _cdp_load(page.as_uri(), tmp_path / "bad.png")
+    assert any("boom" in e for e in result["errors"])
+    assert any(u.startswith("https://example.invalid") for u in result["requests"])
