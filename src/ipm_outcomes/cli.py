@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import IpmError
 
@@ -36,6 +37,11 @@ def main(
     _state["debug"] = debug
 
 
+def say(text: str) -> None:
+    """Print plain text: values from user data may contain brackets that rich would read as markup."""
+    out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 def user_errors(command):
     """Turn :class:`IpmError` into one red line and exit code 1 (traceback only with --debug)."""
 
@@ -46,7 +52,7 @@ def user_errors(command):
         except IpmError as exc:
             if _state["debug"]:
                 raise
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
 
     return wrapper
@@ -78,7 +84,7 @@ def synth(
         effect_promis_pf=effect_promis_pf,
         progress=True,
     )
-    out.print(summary.describe())
+    say(summary.describe())
 
 
 @app.command()
@@ -106,6 +112,10 @@ def ingest(
             help="Load even if columns or values look like direct identifiers (you take responsibility).",
         ),
     ] = False,
+    memory_limit: Annotated[
+        str | None, typer.Option("--memory-limit", help="DuckDB memory limit, e.g. 4GB (default: 3GB or 80% of RAM).")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="DuckDB threads (default: all cores).")] = None,
 ) -> None:
     """Validate an extract against the input contract and load it into DuckDB (all or nothing)."""
     from . import ingest as ingest_module
@@ -118,9 +128,15 @@ def ingest(
         summary = omop_module.load_omop(omop, db, report_path=report, progress=True, cdm_schema=omop_schema)
     else:
         summary = ingest_module.load_extract(
-            extract, db, allow_identifiers=allow_identifiers, report_path=report, progress=True
+            extract,
+            db,
+            allow_identifiers=allow_identifiers,
+            report_path=report,
+            progress=True,
+            memory_limit=memory_limit,
+            threads=threads,
         )
-    out.print(summary.describe())
+    say(summary.describe())
 
 
 SpecOption = Annotated[
@@ -142,7 +158,7 @@ def cohort_command(
     from .spec import load_spec
 
     summary = cohort.build(load_spec(spec_path), db, export_dir=export, progress=True)
-    out.print(summary.describe())
+    say(summary.describe())
 
 
 @app.command("analyze")
@@ -160,7 +176,7 @@ def analyze_command(
     from .spec import load_spec
 
     summary = analysis.run(load_spec(spec_path), db, out_dir, workers=workers, progress=True)
-    out.print(summary.describe())
+    say(summary.describe())
 
 
 @app.command("report")
@@ -174,7 +190,7 @@ def report_command(
     from . import report
 
     summary = report.render(results, out_dir, pdf=pdf, progress=True)
-    out.print(summary.describe())
+    say(summary.describe())
 
 
 @app.command("run")
@@ -195,7 +211,7 @@ def run_command(
     from .spec import load_spec
 
     run = run_study(load_spec(spec_path), extract, out_dir, persons=persons, refresh=refresh)
-    out.print(run.describe())
+    say(run.describe())
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m ipm_outcomes`

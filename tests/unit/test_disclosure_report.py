@@ -24,8 +24,8 @@ SMALL_LABEL = "<11"
 COMPLEMENT = "*"
 #: CSV columns that hold counts of persons (or rows): the report names them so on purpose.
 COUNT_COLUMN = re.compile(r"^(n|n_.*|.*_n|remaining|excluded|rows|n_at_risk)$")
-#: CSV columns that hold days or step numbers, not counts.
-NOT_COUNTS = {"step_order", "day", "horizon_days", "first_day", "last_day"}
+#: CSV columns that hold days, step numbers or sizes of code lists: not counts of persons or records.
+NOT_COUNTS = {"step_order", "day", "horizon_days", "first_day", "last_day", "codes"}
 SMALL_INT = re.compile(r"^\s*([1-9]|10)\s*$")
 #: Count-like phrases in running text: "n = 7", "7 persons", "7 (3.1%)".
 COUNT_PHRASES = [

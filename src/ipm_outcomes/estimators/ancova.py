@@ -38,22 +38,28 @@ HIGHER_IS_BETTER = {
 }
 
 
-def _independent(X: np.ndarray) -> np.ndarray:
+def _independent(X: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Columns of X linearly independent of the columns before them (greedy, in order).
 
     A covariate can be constant among the persons with a follow-up score (say, a missing-baseline
-    indicator) and so duplicate the intercept; dropping it changes nothing else in the fit.
+    indicator) and so duplicate the intercept; dropping it changes nothing else in the fit. Works
+    on the weighted Gram matrix: the part of column j not explained by the kept columns.
     """
-    r = np.abs(np.diag(np.linalg.qr(X, mode="r")))
-    return r > 1e-9 * max(r.max(initial=0), 1.0)
+    G = (X * w[:, None]).T @ X
+    keep = np.zeros(X.shape[1], dtype=bool)
+    for j in range(X.shape[1]):
+        k = np.flatnonzero(keep)
+        resid = G[j, j] - (G[j, k] @ np.linalg.solve(G[np.ix_(k, k)], G[k, j]) if k.size else 0.0)
+        keep[j] = resid > 1e-9 * max(G[j, j], 1e-300)
+    return keep
 
 
 def _wls(y, X, w):
     """WLS with HC1 covariance on the independent columns; dropped columns get coefficient 0."""
     import statsmodels.api as sm  # imported here: bootstrap workers never need it, and it is slow to import
 
-    keep = _independent(X * np.sqrt(w)[:, None])
-    fit = sm.WLS(y, X[:, keep], weights=w).fit(cov_type="HC1")
+    keep = _independent(X, w)
+    fit = sm.WLS(y, X[:, keep], weights=w).fit(method="qr", cov_type="HC1")
     beta = np.zeros(X.shape[1])
     V = np.zeros((X.shape[1], X.shape[1]))
     beta[keep] = np.asarray(fit.params)
@@ -134,7 +140,7 @@ class WeightedANCOVA:
         design = build_design(df, covariates)
         Xc = standardize(design.matrix)
         if ps is None:
-            ps = LogisticRegression().fit(Xc, treat).predict_proba(Xc)
+            ps = LogisticRegression(standardize=False).fit(Xc, treat).predict_proba(Xc)
         iptw = treatment_weights(ps, treat, "ate", stabilized=True)
         iptw, *_ = truncate(iptw, self.truncation_percentiles)
         base_missing = ~np.isfinite(base)
@@ -147,7 +153,7 @@ class WeightedANCOVA:
         if observed.all():
             p_obs = np.ones(n)
         else:
-            p_obs = LogisticRegression().fit(obs_X, observed).predict_proba(obs_X)
+            p_obs = LogisticRegression(standardize=False).fit(obs_X, observed).predict_proba(obs_X)
         ipow = np.where(observed, observed.mean() / np.clip(p_obs, 1e-6, None), 0.0)
         if self.truncation_percentiles is not None:
             clipped, *_ = truncate(ipow[observed], self.truncation_percentiles)
@@ -180,7 +186,7 @@ class WeightedANCOVA:
                 responder = (change >= self.mcid).astype(float)
                 rX = np.hstack([np.ones((n, 1)), treat[:, None], standardize(base_filled[:, None]), Xc])
                 if both.sum() < has_base.sum():
-                    p_resp = LogisticRegression().fit(obs_X[has_base], observed[has_base]).predict_proba(obs_X)
+                    p_resp = LogisticRegression(standardize=False).fit(obs_X[has_base], observed[has_base]).predict_proba(obs_X)
                 else:
                     p_resp = np.ones(n)
                 w_resp = iptw * np.where(both, both.sum() / max(has_base.sum(), 1) / np.clip(p_resp, 1e-6, None), 0.0)

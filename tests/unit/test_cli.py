@@ -1,0 +1,62 @@
+"""The command line: commands chain, errors are one line with a non-zero exit, --debug shows the traceback."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from ipm_outcomes.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def loaded_db(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    extract, db = root / "extract", root / "study.duckdb"
+    synth = runner.invoke(app, ["synth", "--out", str(extract), "--persons", "400", "--seed", "3"])
+    assert synth.exit_code == 0, synth.output
+    assert (extract / "truth.json").is_file()
+    ingest = runner.invoke(app, ["ingest", "--extract", str(extract), "--db", str(db)])
+    assert ingest.exit_code == 0, ingest.output
+    return root, extract, db
+
+
+def test_cohort_builds_marts_and_exports(loaded_db):
+    root, extract, db = loaded_db
+    result = runner.invoke(app, ["cohort", "--db", str(db), "--export", str(root / "marts")])
+    assert result.exit_code == 0, result.output
+    counts = json.loads((extract / "truth.json").read_text())["counts"]
+    assert (root / "marts" / "cohort.parquet").is_file()
+    assert f"exposure: {counts['early']} early, {counts['delayed']} delayed" in result.output
+
+
+def test_bad_extract_is_one_line_and_exit_1(tmp_path):
+    result = runner.invoke(app, ["ingest", "--extract", str(tmp_path / "missing"), "--db", str(tmp_path / "x.duckdb")])
+    assert result.exit_code == 1
+    assert "no such extract folder" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = runner.invoke(
+        app, ["--debug", "ingest", "--extract", str(tmp_path / "missing"), "--db", str(tmp_path / "x.duckdb")]
+    )
+    assert result.exit_code != 0
+    assert result.exception is not None and "no such extract folder" in str(result.exception)
+
+
+def test_ingest_needs_exactly_one_source(tmp_path):
+    result = runner.invoke(app, ["ingest", "--db", str(tmp_path / "x.duckdb")])
+    assert result.exit_code == 1
+    assert "give exactly one of --extract DIR or --omop SOURCE" in result.output
+
+
+def test_unknown_spec_key_is_reported(tmp_path, loaded_db):
+    _, _, db = loaded_db
+    spec = tmp_path / "mine.toml"
+    spec.write_text('extends = "default"\n[cohort]\nwashout_dayz = 100\n')
+    result = runner.invoke(app, ["cohort", "--db", str(db), "--spec", str(spec)])
+    assert result.exit_code == 1
+    assert "mine.toml" in result.output and "washout_dayz" in result.output
