@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from . import __version__, db
 from .diagnostics import (
@@ -410,7 +411,9 @@ def run(
         unavailable["all"] = "the cohort is empty: no person met the cohort criteria, so nothing can be estimated"
 
     steps = 8
-    with _Progress(progress, steps) as bar:
+    # BLAS runs single-threaded: the matrices here are small (tens of columns), where threads cost
+    # more than they save on a shared machine, and the parallelism is across bootstrap workers.
+    with _Progress(progress, steps) as bar, threadpool_limits(limits=1):
         # -- Table 1 with cohort-wide IPTW (also the QoL propensity model) --------------------------
         ps_cohort = None
         if n > 0 and 0 < n_early < n:

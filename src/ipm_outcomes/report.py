@@ -924,7 +924,7 @@ class _Builder:
         age = f"{d.spec_get('cohort', 'age_min', default=18)}-{d.spec_get('cohort', 'age_max', default=64)}"
         population = (
             f"The study followed {self.c(self.K_N)} adults aged {age} with a new episode of low back pain. "
-            f"{self.c(self.K_E)} were first seen by IPM within {grace} (early) and {self.c(self.K_D)} later or not "
+            f"Of these, {self.c(self.K_E)} were first seen by IPM within {grace} (early) and {self.c(self.K_D)} later or not "
             f"at all (delayed). Return to work was studied among the {self.c(self.K_RTW)} who were off work at the start."
         )
         rd = self._contrast("rtw", "ccw", "risk_difference", h)
@@ -1531,7 +1531,6 @@ class _Builder:
             )
             out["checks"] = True
         extra = []
-        ess = d.diagnostics.get("effective_sample_size") or {}
         for arm in ("early", "delayed"):
             if ("diag", "ess", arm) in self.ledger.cells:
                 extra.append([f"Effective sample size after weighting, {plots.ARM_LABELS[arm].lower()}", self.c(("diag", "ess", arm))])

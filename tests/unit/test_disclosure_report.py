@@ -255,7 +255,7 @@ def test_payer_type_cannot_be_back_calculated_across_tables(small):
     t1 = _read_csv(tables / "table1.csv")
     start = next(i for i, r in enumerate(t1) if r["characteristic"] == "Payer type")
     levels = t1[start + 1 : start + 5]
-    assert [r["characteristic"].strip() for r in levels] == ["commercial", "medicaid", "medicare advantage", "other"]
+    assert [r["characteristic"].strip() for r in levels] == ["Commercial", "Medicaid", "Medicare advantage", "Other"]
     cells = {"n_early": cohort["n_early"], "n_delayed": cohort["n_delayed"], "n": cohort["n"]}
     identities = [("n", ["n_early", "n_delayed"])]
     for arm in ("early", "delayed"):
@@ -274,10 +274,10 @@ def test_payer_type_cannot_be_back_calculated_across_tables(small):
         identities.append((("sub", level), [("early", level), ("delayed", level)]))
     identities.append(("n", [("sub", r["level"]) for r in sub]))
     shown, hidden = _split(cells)
-    assert hidden[("early", "other")] == SMALL_LABEL
+    assert hidden[("early", "Other")] == SMALL_LABEL
     assert any(v == COMPLEMENT for v in hidden.values()), "a complementary cell must be withheld"
     possible = _feasible(shown, hidden, identities, cap=cohort["n"])
-    assert 4 in possible[("early", "other")], "the true value must remain possible"
+    assert 4 in possible[("early", "Other")], "the true value must remain possible"
     for key, label in hidden.items():
         if label == SMALL_LABEL:
             assert len(possible[key]) >= 2, f"{key} recoverable: {possible[key]}"

@@ -1,0 +1,181 @@
+"""Clone-censor-weight: clones and weights by hand, then against simulated counterfactual truth."""
+
+import numpy as np
+import numpy.testing as npt
+import pandas as pd
+import pytest
+
+from ipm_outcomes.errors import IpmError
+from ipm_outcomes.estimators import CloneCensorWeight, NaiveComparison, clone
+from ipm_outcomes.estimators._common import NEVER
+
+from simulate import simulate, truth
+
+COVARIATES = ["severity", "male", "age", "payer_type"]
+
+
+def test_clone_follow_up_by_hand():
+    #            time event referral   early [0,42]            delayed [43, never]
+    # a: RTW 30, never referred        RTW 30 (no deviation)   RTW 30
+    # b: RTW 60, referred day 10       RTW 60                  censored after day 10
+    # c: RTW 90, referred day 42       RTW 90                  censored after day 42
+    # d: RTW 90, referred day 43       censored after day 42   RTW 90
+    # e: RTW 20, referral recorded 20  RTW 20 (outcome first)  RTW 20
+    # f: censored day 42, never        censored 42             censored 42
+    # g: competing day 100, never      censored after day 42   competing 100
+    time = np.array([30, 60, 90, 90, 20, 42, 100])
+    event = np.array([1, 1, 1, 1, 1, 0, 2])
+    referral = np.array([NEVER, 10, 42, 43, 20, NEVER, NEVER])
+    d, e = clone(time, event, referral, 0, 42)
+    npt.assert_array_equal(d, [30, 60, 90, 42, 20, 42, 42])
+    npt.assert_array_equal(e, [1, 1, 1, 0, 1, 0, 0])
+    d, e = clone(time, event, referral, 43, None)
+    npt.assert_array_equal(d, [30, 10, 42, 90, 20, 42, 100])
+    npt.assert_array_equal(e, [1, 0, 0, 1, 1, 0, 2])
+
+
+MINI = pd.DataFrame(
+    {
+        # person:        1     2    3     4     5    6
+        "time_days": [1, 4, 5, 3, 5, 2],
+        "event": [1, 1, 0, 2, 1, 1],
+        "referral_day": pd.array([None, 0, 1, None, 3, 2], dtype="Int64"),
+    }
+)
+
+
+def _mini_fit():
+    # no covariates and one baseline interval per day: the referral model is the daily
+    # Kaplan-Meier hazard of referral, so every weight can be worked out by hand
+    return CloneCensorWeight(
+        grace_period_days=2, horizons=(5,), truncation_percentiles=None, hazard_interval_days=1, n_bootstrap=0
+    ).fit(MINI, [])
+
+
+def test_ccw_weights_and_curves_by_hand():
+    # Referral at risk on day s: no outcome by s and not referred before s.
+    #   day 0: persons 1-6 at risk, person 2 referred     h0 = 1/6   S(0) = 5/6
+    #   day 1: persons 3,4,5,6 at risk, person 3 referred h1 = 1/4   S(1) = 5/8
+    #   day 2: persons 4,5 at risk (6's day-2 referral comes after its RTW that day)  S(2) = 5/8
+    # Early [0, 2]: not yet referred on day s weighs (1 - S(2)/S(s-1)) / (1 - S(2)):
+    #   1 on day 0, 2/3 on day 1, 0 on day 2; referred persons weigh 1/(1 - S(2)) = 8/3 from
+    #   the day after their referral.
+    #   day 1: at risk 5 x 2/3 + 8/3 (person 2) = 6, RTW of person 1 (2/3)  -> CIF 1/9
+    #   day 2: persons 2,3 (8/3 each); person 6's RTW has weight 0
+    #   day 4: RTW of person 2, at risk 16/3                               -> CIF 1/9 + 8/9 * 1/2
+    # Delayed [3, never]: 1/S(s-1) until day 3, then 1/S(2) for everyone left:
+    #   day 1: 5 x 6/5 = 6, RTW (person 1) 6/5           -> CIF 0.2
+    #   day 2: persons 4,5,6 x 8/5, RTW (person 6)       -> + 0.8 * 1/3
+    #   day 3: persons 4,5 x 8/5, competing (person 4)   -> competing 0.8 * 2/3 * 1/2
+    #   day 5: person 5 x 8/5, RTW                       -> + 0.8 * 2/3 * 1/2
+    m = _mini_fit()
+    c = m.curves_.set_index(["arm", "day"])
+    npt.assert_allclose(c.loc["early", "cumulative_incidence"].to_numpy(), [0, 1 / 9, 1 / 9, 1 / 9, 5 / 9, 5 / 9])
+    npt.assert_allclose(c.loc["early", "weighted_at_risk"].to_numpy(), [6, 6, 16 / 3, 16 / 3, 16 / 3, 8 / 3])
+    npt.assert_allclose(c.loc["early", "n_at_risk"].to_numpy(), [6, 6, 5, 2, 2, 1])
+    cif_delayed = [0, 0.2, 0.2 + 0.8 / 3, 0.2 + 0.8 / 3, 0.2 + 0.8 / 3, 0.2 + 0.8 / 3 + 0.8 * 2 / 3 / 2]
+    npt.assert_allclose(c.loc["delayed", "cumulative_incidence"].to_numpy(), cif_delayed)
+    npt.assert_allclose(c.loc["delayed", "cumulative_incidence_competing"].to_numpy()[3:], [0.8 * 2 / 3 / 2] * 3)
+    npt.assert_allclose(c.loc["delayed", "weighted_at_risk"].to_numpy(), [6, 6, 4.8, 3.2, 1.6, 1.6])
+    rd = m.summary[(m.summary.measure == "risk_difference")].estimate.iloc[0]
+    assert rd == pytest.approx(5 / 9 - cif_delayed[5])
+    # days not back at work over days 0..4: sum of 1 - CIF
+    early_off = m.summary[(m.summary.measure == "restricted_mean_days_off_work") & (m.summary.arm == "early")]
+    assert early_off.estimate.iloc[0] == pytest.approx(5 - (0 + 1 / 9 + 1 / 9 + 1 / 9 + 5 / 9))
+
+
+def test_referral_score_by_hand():
+    m = _mini_fit()
+    npt.assert_allclose(m.referral_score_, 1 - 5 / 8)
+
+
+def test_invalid_strategy_is_reported():
+    with pytest.raises(IpmError, match="not a valid range"):
+        CloneCensorWeight(strategies={"x": (10, 5)}, n_bootstrap=0).fit(MINI, [])
+
+
+@pytest.fixture(scope="module")
+def truth_default():
+    return truth(200_000, 99)
+
+
+@pytest.fixture(scope="module")
+def observed():
+    return simulate(20_000, 1)
+
+
+def test_ccw_recovers_the_simulated_truth(observed, truth_default):
+    # Tolerance 0.02: about three standard errors at 20,000 persons (bootstrap SE ~0.006 for the
+    # arm levels, ~0.008 for the difference at day 180); the truth has Monte Carlo error ~0.001.
+    m = CloneCensorWeight(truncation_percentiles=None, n_bootstrap=0).fit(observed, COVARIATES)
+    s = m.summary
+    for arm in ("early", "delayed"):
+        for h in (90, 180, 365):
+            est = s[(s.measure == "cumulative_incidence") & (s.arm == arm) & (s.horizon_days == h)].estimate.iloc[0]
+            assert est == pytest.approx(truth_default[arm][h], abs=0.02), (arm, h)
+    rd = s[(s.measure == "risk_difference") & (s.horizon_days == 180)].estimate.iloc[0]
+    assert rd == pytest.approx(truth_default["early"][180] - truth_default["delayed"][180], abs=0.02)
+
+
+def test_naive_comparison_is_biased_the_way_the_simulation_makes_it(observed, truth_default):
+    nv = NaiveComparison(n_bootstrap=0).fit(observed)
+    rd = nv.summary[(nv.summary.measure == "risk_difference") & (nv.summary.horizon_days == 180)].estimate.iloc[0]
+    true_rd = truth_default["early"][180] - truth_default["delayed"][180]
+    # sicker persons are referred sooner and quick recoverers are never referred: early looks worse
+    assert rd < true_rd - 0.05
+
+
+def test_aalen_johansen_arm_levels_match_truth_and_one_minus_km_does_not(truth_default):
+    # Competing events are common here (long-term disability / retirement / death): treating them
+    # as censoring (1 - KM) estimates RTW in a world without them and overstates it.
+    observed = simulate(20_000, 2)
+    m = CloneCensorWeight(truncation_percentiles=None, n_bootstrap=0).fit(observed, COVARIATES)
+    c = m.curves_.set_index(["arm", "day"])
+    for arm in ("early", "delayed"):
+        aj = c.loc[(arm, 365), "cumulative_incidence"]
+        km = c.loc[(arm, 365), "one_minus_km"]
+        assert aj == pytest.approx(truth_default[arm][365], abs=0.02)
+        assert km - truth_default[arm][365] > 0.04
+        assert km - aj > 0.04
+
+
+def test_bootstrap_interval_covers_truth_and_is_worker_independent(truth_default):
+    observed = simulate(6_000, 3)
+    fits = [
+        CloneCensorWeight(truncation_percentiles=None, n_bootstrap=40, seed=11, workers=w).fit(
+            observed, COVARIATES, subgroup_cols=["male"]
+        )
+        for w in (1, 2)
+    ]
+    pd.testing.assert_frame_equal(fits[0].summary, fits[1].summary)
+    pd.testing.assert_frame_equal(fits[0].subgroups_, fits[1].subgroups_)
+    s = fits[0].summary
+    row = s[(s.measure == "risk_difference") & (s.horizon_days == 180)].iloc[0]
+    true_rd = truth_default["early"][180] - truth_default["delayed"][180]
+    assert row.ci_low < true_rd < row.ci_high
+    assert row.ci_low < row.estimate < row.ci_high
+    assert fits[0].bootstrap_.failed == 0
+
+
+def test_subgroup_estimates_use_the_same_weights():
+    observed = simulate(6_000, 4)
+    m = CloneCensorWeight(truncation_percentiles=None, n_bootstrap=0).fit(observed, COVARIATES, subgroup_cols=["male"])
+    sg = m.subgroups_
+    assert set(sg.level) == {"0", "1"}
+    rd = sg[(sg.measure == "risk_difference") & (sg.horizon_days == 180)].set_index("level").estimate
+    overall = m.summary[(m.summary.measure == "risk_difference") & (m.summary.horizon_days == 180)].estimate.iloc[0]
+    # the subgroup differences bracket the overall one (no effect modification by sex here)
+    assert min(rd) - 0.05 < overall < max(rd) + 0.05
+    assert sg.n[sg.level == "1"].iloc[0] == int(observed.male.sum())
+
+
+def test_null_effect_with_strong_confounding():
+    # no effect of referral, strong confounding by indication: the primary interval covers 0 and
+    # the naive one does not
+    observed = simulate(8_000, 5, hr=1.0, confounding=1.2)
+    m = CloneCensorWeight(truncation_percentiles=None, n_bootstrap=60, seed=3, workers=2).fit(observed, COVARIATES)
+    nv = NaiveComparison(n_bootstrap=60, seed=3, workers=2).fit(observed)
+    ccw_rd = m.summary[(m.summary.measure == "risk_difference") & (m.summary.horizon_days == 180)].iloc[0]
+    naive_rd = nv.summary[(nv.summary.measure == "risk_difference") & (nv.summary.horizon_days == 180)].iloc[0]
+    assert ccw_rd.ci_low < 0 < ccw_rd.ci_high
+    assert naive_rd.ci_high < 0
