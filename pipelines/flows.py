@@ -1,15 +1,17 @@
-"""The study as Prefect flows: ingest -> build_cohort -> analyze -> report, and a parent ``study`` flow.
+"""The study as Prefect flows: ``ingest`` -> ``build_cohort`` -> ``analyze`` -> ``report``, run in
+order by the parent ``study`` flow.
 
 Each task body is one call into the package. Caching is keyed on content (extract bytes, spec,
 package version, templates) computed by :mod:`ipm_outcomes.study`; a stage whose outputs were
 deleted, or whose upstream stage re-ran, runs again. Retries only on the tasks that read or write
-files that another process may hold (ingest, report).
+files another process may hold (synthesize, ingest, report).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -28,24 +30,74 @@ def synthesize_task(out_dir: Path, persons: int, seed: int):
     return synth.generate(out_dir, persons=persons, seed=seed, file_format="parquet")
 
 
-@task(name="ingest", cache_key_fn=_by_key, persist_result=True, retries=2, retry_delay_seconds=2)
+@task(name="load_extract", cache_key_fn=_by_key, persist_result=True, retries=2, retry_delay_seconds=2)
 def ingest_task(extract_dir: Path, db_path: Path, cache_key: str):
     return ingest.load_extract(extract_dir, db_path)
 
 
-@task(name="build_cohort", cache_key_fn=_by_key, persist_result=True)
+@task(name="build_marts", cache_key_fn=_by_key, persist_result=True)
 def build_cohort_task(spec: StudySpec, db_path: Path, export_dir: Path, cache_key: str):
     return cohort.build(spec, db_path, export_dir=export_dir)
 
 
-@task(name="analyze", cache_key_fn=_by_key, persist_result=True)
+@task(name="fit_models", cache_key_fn=_by_key, persist_result=True)
 def analyze_task(spec: StudySpec, db_path: Path, results_dir: Path, cache_key: str):
     return analysis.run(spec, db_path, results_dir)
 
 
-@task(name="report", cache_key_fn=_by_key, persist_result=True, retries=2, retry_delay_seconds=2)
-def report_task(results_dir: Path, report_dir: Path, cache_key: str):
-    return report.render(results_dir, report_dir)
+@task(name="render_report", cache_key_fn=_by_key, persist_result=True, retries=2, retry_delay_seconds=2)
+def report_task(results_dir: Path, report_dir: Path, min_cell_size: int, cache_key: str):
+    return report.render(results_dir, report_dir, min_cell_size=min_cell_size)
+
+
+@dataclass
+class StageOutcome:
+    """A stage's result and whether it came from the cache."""
+
+    result: Any
+    cached: bool
+
+
+def _call(task_fn, refresh: bool, **kwargs) -> StageOutcome:
+    state = task_fn.with_options(refresh_cache=refresh)(**kwargs, return_state=True)
+    return StageOutcome(result=state.result(), cached=state.name == "Cached")  # result() raises the stage's error
+
+
+@flow(name="ingest")
+def ingest_flow(extract_dir: Path, db_path: Path, cache_key: str, refresh: bool = False) -> StageOutcome:
+    """Validate an extract and load it into the study database (all or nothing)."""
+    return _call(ingest_task, refresh, extract_dir=extract_dir, db_path=db_path, cache_key=cache_key)
+
+
+@flow(name="build_cohort")
+def build_cohort_flow(
+    spec: StudySpec, db_path: Path, export_dir: Path, cache_key: str, refresh: bool = False
+) -> StageOutcome:
+    """Build the cohort marts and export them as parquet."""
+    return _call(build_cohort_task, refresh, spec=spec, db_path=db_path, export_dir=export_dir, cache_key=cache_key)
+
+
+@flow(name="analyze")
+def analyze_flow(
+    spec: StudySpec, db_path: Path, results_dir: Path, cache_key: str, refresh: bool = False
+) -> StageOutcome:
+    """Fit every method; write results.json and the result tables."""
+    return _call(analyze_task, refresh, spec=spec, db_path=db_path, results_dir=results_dir, cache_key=cache_key)
+
+
+@flow(name="report")
+def report_flow(
+    results_dir: Path, report_dir: Path, min_cell_size: int, cache_key: str, refresh: bool = False
+) -> StageOutcome:
+    """Render the HTML/PDF report from the results only."""
+    return _call(
+        report_task,
+        refresh,
+        results_dir=results_dir,
+        report_dir=report_dir,
+        min_cell_size=min_cell_size,
+        cache_key=cache_key,
+    )
 
 
 @dataclass
@@ -57,6 +109,11 @@ class StudyRun:
     stages_cached: list[str] = field(default_factory=list)
     report_html: Path | None = None
 
+    def record(self, stage: str, outcome: StageOutcome) -> bool:
+        """Note how the stage went; True when it ran (so the stages after it must run too)."""
+        (self.stages_cached if outcome.cached else self.stages_run).append(stage)
+        return not outcome.cached
+
     def describe(self) -> str:
         lines = [
             f"study outputs under {self.paths.root.resolve()}",
@@ -67,13 +124,6 @@ class StudyRun:
             f"  from cache: {', '.join(self.stages_cached) or 'none'}",
         ]
         return "\n".join(lines)
-
-
-def _run_stage(stage: str, task_fn, refresh: bool, run: StudyRun, **kwargs):
-    state = task_fn.with_options(refresh_cache=refresh)(**kwargs, return_state=True)
-    result = state.result()  # raises the stage's own error, so the flow fails with its message
-    (run.stages_cached if state.name == "Cached" else run.stages_run).append(stage)
-    return result
 
 
 @flow(name="study", log_prints=True)
@@ -94,26 +144,33 @@ def study_flow(
         spec = load_spec(spec_file)
     paths = StudyPaths(root=Path(out_dir), study=spec.study.name)
     paths.make_dirs()
-    run = StudyRun(paths=paths)
     if extract_dir is None:
         extract_dir = paths.synthetic_extract_dir
         if refresh or not (extract_dir / "eligibility.parquet").exists():
             synthesize_task(extract_dir, synthetic_persons, spec.study.seed)
     keys = stage_keys(spec.model_dump(mode="json"), Path(extract_dir), __version__)
     present = outputs_present(paths)
+    run = StudyRun(paths=paths)
 
-    # A stage re-runs when asked to, when its outputs are gone, or when the stage before it re-ran.
-    upstream_ran = refresh
-    _run_stage("ingest", ingest_task, upstream_ran or not present["ingest"], run,
-               extract_dir=Path(extract_dir), db_path=paths.db_path, cache_key=keys.ingest)
-    upstream_ran = upstream_ran or "ingest" in run.stages_run
-    _run_stage("build_cohort", build_cohort_task, upstream_ran or not present["cohort"], run,
-               spec=spec, db_path=paths.db_path, export_dir=paths.marts_dir, cache_key=keys.cohort)
-    upstream_ran = upstream_ran or "build_cohort" in run.stages_run
-    _run_stage("analyze", analyze_task, upstream_ran or not present["analyze"], run,
-               spec=spec, db_path=paths.db_path, results_dir=paths.results_dir, cache_key=keys.analyze)
-    upstream_ran = upstream_ran or "analyze" in run.stages_run
-    summary = _run_stage("report", report_task, upstream_ran or not present["report"], run,
-                         results_dir=paths.results_dir, report_dir=paths.report_dir, cache_key=keys.report)
-    run.report_html = getattr(summary, "html_path", None)
+    # A stage re-runs when asked to, when its outputs are gone, or when the stage before it ran.
+    ran = run.record(
+        "ingest", ingest_flow(Path(extract_dir), paths.db_path, keys.ingest, refresh or not present["ingest"])
+    )
+    ran = run.record(
+        "build_cohort",
+        build_cohort_flow(spec, paths.db_path, paths.marts_dir, keys.cohort, refresh or ran or not present["cohort"]),
+    )
+    ran = run.record(
+        "analyze",
+        analyze_flow(spec, paths.db_path, paths.results_dir, keys.analyze, refresh or ran or not present["analyze"]),
+    )
+    outcome = report_flow(
+        paths.results_dir,
+        paths.report_dir,
+        spec.report.min_cell_size,
+        keys.report,
+        refresh or ran or not present["report"],
+    )
+    run.record("report", outcome)
+    run.report_html = outcome.result.html
     return run

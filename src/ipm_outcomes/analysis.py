@@ -70,7 +70,8 @@ TABLE_GRAINS = {
     "balance": "one row per analysis per covariate (level): SMD before and after that analysis's weights",
     "referral_timing": "one row per day after index with at least one first IPM contact: persons",
     "delay_categories": "one row per referral-delay category: persons",
-    "dose_response": "one row per referral-delay band per horizon: CCW cumulative incidence of RTW",
+    "dose_response": "one row per referral-delay band per horizon: CCW cumulative incidence of RTW under 'referral "
+    "within the band'; n = persons referred in the band, n_cloned = persons cloned into it",
     "subgroups": "one row per subgroup level: CCW risk difference of RTW at the primary horizon, interaction p",
     "subgroup_arms": "one row per subgroup level per arm (or contrast) per horizon: CCW estimates",
     "sensitivity": "one row per sensitivity analysis per measure at the primary horizon",
@@ -109,7 +110,8 @@ class AnalysisSummary:
         """A few lines for the terminal."""
         lines = [
             f"analysis of study {self.study!r}: {self.n} persons in the cohort "
-            f"({self.n_early} early, {self.n_delayed} delayed), {self.n_rtw_population} in the return-to-work population",
+            f"({self.n_early} early, {self.n_delayed} delayed), "
+            f"{self.n_rtw_population} in the return-to-work population",
         ]
         if self.primary:
             p = self.primary
@@ -120,13 +122,14 @@ class AnalysisSummary:
             )
         if self.diagnostics_passed:
             lines.append(
-                "  diagnostics: " + ", ".join(f"{k} {'pass' if v else 'FAIL'}" for k, v in self.diagnostics_passed.items())
+                "  diagnostics: "
+                + ", ".join(f"{k} {'pass' if v else 'FAIL'}" for k, v in self.diagnostics_passed.items())
             )
         for key, why in self.unavailable.items():
             lines.append(f"  unavailable: {key}: {why}")
         lines.append(
-            f"  {self.estimates} estimates, {len(self.tables)} tables, {self.bootstrap_replicates} bootstrap replicates "
-            f"on {self.workers} worker(s), {self.seconds:.1f} s"
+            f"  {self.estimates} estimates, {len(self.tables)} tables, "
+            f"{self.bootstrap_replicates} bootstrap replicates on {self.workers} worker(s), {self.seconds:.1f} s"
         )
         lines.append(f"  wrote {self.results_path}")
         return "\n".join(lines)
@@ -150,8 +153,7 @@ def _read(db_path: Path) -> _Inputs:
     con = db.connect(db_path, read_only=True)
     try:
         have = {
-            (s, t)
-            for s, t in con.execute("select table_schema, table_name from information_schema.tables").fetchall()
+            (s, t) for s, t in con.execute("select table_schema, table_name from information_schema.tables").fetchall()
         }
         missing = [m for m in MARTS if ("marts", m) not in have]
         if missing:
@@ -161,7 +163,9 @@ def _read(db_path: Path) -> _Inputs:
             )
         frames = {m: con.execute(f"select * from marts.{m}").df() for m in MARTS}
         provenance = (
-            con.execute("select table_name, file, sha256, rows from meta.load_provenance order by table_name, file").df()
+            con.execute(
+                "select table_name, file, sha256, rows from meta.load_provenance order by table_name, file"
+            ).df()
             if ("meta", "load_provenance") in have
             else pd.DataFrame(columns=["table_name", "file", "sha256", "rows"])
         )
@@ -171,7 +175,9 @@ def _read(db_path: Path) -> _Inputs:
             absent = list(row[0] or []) if row else []
     finally:
         con.close()
-    return _Inputs(frames["cohort"], frames["rtw_outcome"], frames["qol_outcome"], frames["attrition"], provenance, absent)
+    return _Inputs(
+        frames["cohort"], frames["rtw_outcome"], frames["qol_outcome"], frames["attrition"], provenance, absent
+    )
 
 
 def _data_sha256(provenance: pd.DataFrame) -> str | None:
@@ -231,14 +237,19 @@ def _subgroup_columns(spec: StudySpec, frame: pd.DataFrame) -> pd.DataFrame:
             out["sub_age_band"] = band.astype("string").fillna("unknown")
         elif name == "baseline_severity":
             col = f"baseline_{a.severity_instrument}"
-            score = pd.to_numeric(frame[col], errors="coerce") if col in frame.columns else pd.Series(np.nan, index=frame.index)
+            score = (
+                pd.to_numeric(frame[col], errors="coerce")
+                if col in frame.columns
+                else pd.Series(np.nan, index=frame.index)
+            )
             higher_worse = not HIGHER_IS_BETTER.get(a.severity_instrument, False)
             severe = score >= a.severity_threshold if higher_worse else score <= a.severity_threshold
             out["sub_baseline_severity"] = np.where(score.isna(), "unknown", np.where(severe, "severe", "not severe"))
         elif name in frame.columns:
             s = frame[name]
-            if pd.api.types.is_bool_dtype(s) or set(pd.unique(s.dropna())) <= {0, 1, True, False}:
-                out[f"sub_{name}"] = s.map({True: "yes", False: "no", 1: "yes", 0: "no"}).astype("string").fillna("unknown")
+            if pd.api.types.is_bool_dtype(s) or set(pd.unique(s.dropna())) <= {0, 1}:
+                # 0/1 and False/True hash alike, so one mapping serves both
+                out[f"sub_{name}"] = s.map({1: "yes", 0: "no"}).astype("string").fillna("unknown")
             else:
                 out[f"sub_{name}"] = s.astype("string").fillna("unknown")
     return out
@@ -256,10 +267,18 @@ def _estimate_rows(summary: pd.DataFrame, outcome: str, method: str, max_horizon
         if measure == "hazard_ratio":
             h = None
         rows.append(
-            dict(outcome=outcome, method=method, measure=measure, arm=r.get("arm"),
-                 horizon_days=None if h is None else int(h), estimate=r["estimate"],
-                 ci_low=r["ci_low"], ci_high=r["ci_high"], n=r.get("n"))
-        )  # fmt: skip
+            dict(
+                outcome=outcome,
+                method=method,
+                measure=measure,
+                arm=r.get("arm"),
+                horizon_days=None if h is None else int(h),
+                estimate=r["estimate"],
+                ci_low=r["ci_low"],
+                ci_high=r["ci_high"],
+                n=r.get("n"),
+            )
+        )
     return rows
 
 
@@ -271,38 +290,79 @@ def _table1(frame: pd.DataFrame, covariates: list[str], early: np.ndarray, weigh
         s = frame[col]
         categorical = col in CATEGORICAL or not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s))
         values = s.dropna()
-        binary = not categorical and set(pd.unique(values)) <= {0, 1, True, False}
+        binary = not categorical and set(pd.unique(values)) <= {0, 1}
         if categorical:
             text = s.astype("string")
             for level in sorted(text.dropna().unique()):
                 x = (text == level).fillna(False).to_numpy(dtype=float)
                 for arm, m in arms.items():
-                    rows.append(dict(variable=col, level=str(level), statistic="n_pct", arm=arm,
-                                     n=int(x[m].sum()), denominator=int(m.sum()), mean=np.nan, sd=np.nan))  # fmt: skip
+                    rows.append(
+                        dict(
+                            variable=col,
+                            level=str(level),
+                            statistic="n_pct",
+                            arm=arm,
+                            n=int(x[m].sum()),
+                            denominator=int(m.sum()),
+                            mean=np.nan,
+                            sd=np.nan,
+                        )
+                    )
                 smd_rows.append((f"{col}_{level}", x, np.ones_like(x, dtype=bool)))
         elif binary:
-            x = pd.to_numeric(s.astype("Float64") if pd.api.types.is_bool_dtype(s) else s, errors="coerce").to_numpy(float)
+            x = pd.to_numeric(s.astype("Float64") if pd.api.types.is_bool_dtype(s) else s, errors="coerce").to_numpy(
+                float
+            )
             known = np.isfinite(x)
             for arm, m in arms.items():
-                rows.append(dict(variable=col, level=None, statistic="n_pct", arm=arm,
-                                 n=int(np.nansum(x[m])), denominator=int((m & known).sum()), mean=np.nan, sd=np.nan))  # fmt: skip
+                rows.append(
+                    dict(
+                        variable=col,
+                        level=None,
+                        statistic="n_pct",
+                        arm=arm,
+                        n=int(np.nansum(x[m])),
+                        denominator=int((m & known).sum()),
+                        mean=np.nan,
+                        sd=np.nan,
+                    )
+                )
             smd_rows.append((col, np.nan_to_num(x), known))
         else:
             x = pd.to_numeric(s, errors="coerce").to_numpy(float)
             known = np.isfinite(x)
             for arm, m in arms.items():
                 v = x[m & known]
-                rows.append(dict(variable=col, level=None, statistic="mean_sd", arm=arm, n=int(v.size),
-                                 denominator=int(m.sum()), mean=float(v.mean()) if v.size else np.nan,
-                                 sd=float(v.std(ddof=1)) if v.size > 1 else np.nan))  # fmt: skip
+                rows.append(
+                    dict(
+                        variable=col,
+                        level=None,
+                        statistic="mean_sd",
+                        arm=arm,
+                        n=int(v.size),
+                        denominator=int(m.sum()),
+                        mean=float(v.mean()) if v.size else np.nan,
+                        sd=float(v.std(ddof=1)) if v.size > 1 else np.nan,
+                    )
+                )
             smd_rows.append((col, np.nan_to_num(x), known))
     table1 = pd.DataFrame(rows, columns=["variable", "level", "statistic", "arm", "n", "denominator", "mean", "sd"])
     smd = []
     for name, x, known in smd_rows:
         t = smd_table(x[known][:, None], [name], early[known], weights[known])
         smd.append(t.iloc[0].to_dict())
-    smd = pd.DataFrame(smd, columns=["covariate", "mean_treated", "mean_control", "smd_before", "weighted_mean_treated",
-                                     "weighted_mean_control", "smd_after"])  # fmt: skip
+    smd = pd.DataFrame(
+        smd,
+        columns=[
+            "covariate",
+            "mean_treated",
+            "mean_control",
+            "smd_before",
+            "weighted_mean_treated",
+            "weighted_mean_control",
+            "smd_after",
+        ],
+    )
     return table1, smd
 
 
@@ -376,7 +436,6 @@ def run(
     a = spec.analysis
     grace = spec.exposure.grace_period_days
     horizons = tuple(int(h) for h in a.horizons_days)
-    max_h = max(horizons)
     primary_h = 180 if 180 in horizons else horizons[len(horizons) // 2]
     alpha = 1 - a.ci_level
     trunc = tuple(a.weight_truncation_percentiles)
@@ -427,9 +486,12 @@ def run(
             tables["table1"], tables["smd"] = table1, smd[["covariate", "smd_before", "smd_after"]]
             eq_cohort = equipoise(ps_cohort, early, tuple(a.diagnostics.equipoise_bounds))
             tables["overlap"] = pd.DataFrame(
-                {"arm": np.where(early, "early", "delayed"), "preference_score": preference_score(ps_cohort, early),
-                 "propensity_score": ps_cohort}
-            )  # fmt: skip
+                {
+                    "arm": np.where(early, "early", "delayed"),
+                    "preference_score": preference_score(ps_cohort, early),
+                    "propensity_score": ps_cohort,
+                }
+            )
             diagnostics.update(
                 propensity_model="cohort: early vs delayed referral given the baseline covariates (Table 1, overlap, "
                 "quality of life)",
@@ -439,11 +501,14 @@ def run(
             )
             checks.append(
                 diagnostics_table(
-                    _max_abs(smd["smd_after"]), eq_cohort,
-                    smd_threshold=a.diagnostics.max_abs_smd, equipoise_threshold=a.diagnostics.min_equipoise_fraction,
-                    equipoise_bounds=tuple(a.diagnostics.equipoise_bounds), analysis="cohort_iptw",
+                    _max_abs(smd["smd_after"]),
+                    eq_cohort,
+                    smd_threshold=a.diagnostics.max_abs_smd,
+                    equipoise_threshold=a.diagnostics.min_equipoise_fraction,
+                    equipoise_bounds=tuple(a.diagnostics.equipoise_bounds),
+                    analysis="cohort_iptw",
                 )
-            )  # fmt: skip
+            )
         elif n > 0:
             unavailable["table1_weighting"] = "every cohort member is in one exposure group: no comparison possible"
         bar.step("cohort description")
@@ -479,11 +544,17 @@ def run(
         table = pd.concat(checks, ignore_index=True)
         tables["diagnostics"] = table
         diagnostics["checks"] = [
-            dict(name=f"{r['analysis']}:{r['diagnostic'].replace(' ', '_')}",
-                 label=f"{r['diagnostic'].capitalize()} ({_ANALYSIS_LABELS.get(r['analysis'], r['analysis'])})",
-                 value=r["value"], threshold=r["threshold"], passed=r["passed"], analysis=r["analysis"], note=r["note"])
+            dict(
+                name=f"{r['analysis']}:{r['diagnostic'].replace(' ', '_')}",
+                label=f"{r['diagnostic'].capitalize()} ({_ANALYSIS_LABELS.get(r['analysis'], r['analysis'])})",
+                value=r["value"],
+                threshold=r["threshold"],
+                passed=r["passed"],
+                analysis=r["analysis"],
+                note=r["note"],
+            )
             for r in table.to_dict("records")
-        ]  # fmt: skip
+        ]
 
     # -- write ------------------------------------------------------------------------------------
     tables["estimates"] = pd.DataFrame(
@@ -496,7 +567,10 @@ def run(
         written[name] = {"file": path.name, "grain": TABLE_GRAINS.get(name, ""), "rows": len(frame)}
     attrition = (
         inputs.attrition.sort_values(["population", "step_order"])
-        .loc[:, [c for c in ("population", "step_order", "rule", "step", "remaining", "excluded") if c in inputs.attrition]]
+        .loc[
+            :,
+            [c for c in ("population", "step_order", "rule", "step", "remaining", "excluded") if c in inputs.attrition],
+        ]
         .to_dict("records")
     )
     results = {
@@ -518,11 +592,14 @@ def run(
         "tables": written,
         "unavailable": unavailable,
         "intervals": {
-            "ccw": f"percentile bootstrap over persons ({B} replicates; persons resampled, then cloned, every model refitted)",
+            "ccw": f"percentile bootstrap over persons ({B} replicates; persons resampled, then cloned, "
+            "every model refitted)",
             "landmark_iptw": f"percentile bootstrap over persons ({B} replicates; propensity model refitted)",
             "naive": f"percentile bootstrap over persons ({B} replicates)",
-            "tv_cox": "Wald interval from the cluster-robust (sandwich) standard error of the single fit, clustered on person",
-            "ancova_iptw": "Wald interval from the heteroscedasticity-robust (HC1) covariance of the weighted regression",
+            "tv_cox": "Wald interval from the cluster-robust (sandwich) standard error of the single fit, "
+            "clustered on person",
+            "ancova_iptw": "Wald interval from the heteroscedasticity-robust (HC1) covariance of the weighted "
+            "regression",
         },
         "provenance": _provenance(spec, inputs, B, seed, workers),
     }
@@ -577,7 +654,12 @@ def _provenance(spec: StudySpec, inputs: _Inputs, B: int, seed: int, workers: in
     except IpmError:
         pass
     files = [
-        {"table": r["table_name"], "file": r["file"], "sha256": r["sha256"], "rows": None if pd.isna(r["rows"]) else int(r["rows"])}
+        {
+            "table": r["table_name"],
+            "file": r["file"],
+            "sha256": r["sha256"],
+            "rows": None if pd.isna(r["rows"]) else int(r["rows"]),
+        }
         for r in inputs.provenance.to_dict("records")
     ]
     return {
@@ -601,8 +683,14 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
     max_h = max(horizons)
     out = {"estimates": [], "tables": {}, "unavailable": {}, "checks": [], "diagnostics": {}, "primary": None}
     cohort = inputs.cohort
-    wanted = [*covariates, "days_to_referral_procedure_only", "exposure", "age", *a.subgroups,
-              f"baseline_{a.severity_instrument}"]  # fmt: skip
+    wanted = [
+        *covariates,
+        "days_to_referral_procedure_only",
+        "exposure",
+        "age",
+        *a.subgroups,
+        f"baseline_{a.severity_instrument}",
+    ]
     keep = [c for c in dict.fromkeys(wanted) if c in cohort.columns and c != "person_id"]
     frame = inputs.rtw[["person_id", "time_days", "event", "referral_day"]].merge(
         cohort[["person_id", *keep]], on="person_id", how="left", validate="one_to_one"
@@ -626,9 +714,9 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
     strategies.update({f"band {label}": w for label, w in bands.items()})
     ccw = None
     try:
-        ccw = CloneCensorWeight(
-            strategies=strategies, contrasts=contrasts, truncation_percentiles=trunc, **common
-        ).fit(analysis, used, subgroup_cols=sub_cols)
+        ccw = CloneCensorWeight(strategies=strategies, contrasts=contrasts, truncation_percentiles=trunc, **common).fit(
+            analysis, used, subgroup_cols=sub_cols
+        )
     except IpmError as exc:
         out["unavailable"]["rtw/ccw"] = str(exc)
     bar.step("clone-censor-weight")
@@ -640,27 +728,61 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
         out["estimates"] += _estimate_rows(primary_rows, "rtw", "ccw", max_h)
         c = ccw.curves_[ccw.curves_.arm.isin(["early", "delayed"])].rename(columns={"cumulative_incidence": "estimate"})
         curves.append(c.assign(method="ccw"))
-        rd = s[(s.measure == "risk_difference") & (s.contrast == "early vs delayed") & (s.horizon_days == primary_h)].iloc[0]
+        rd = s[
+            (s.measure == "risk_difference") & (s.contrast == "early vs delayed") & (s.horizon_days == primary_h)
+        ].iloc[0]
         lev = s[(s.measure == CUMULATIVE_INCIDENCE) & (s.horizon_days == primary_h)].set_index("arm")["estimate"]
-        out["primary"] = dict(horizon_days=primary_h, estimate=rd.estimate, ci_low=rd.ci_low, ci_high=rd.ci_high,
-                              early=lev.get("early"), delayed=lev.get("delayed"))  # fmt: skip
+        out["primary"] = dict(
+            horizon_days=primary_h,
+            estimate=rd.estimate,
+            ci_low=rd.ci_low,
+            ci_high=rd.ci_high,
+            early=lev.get("early"),
+            delayed=lev.get("delayed"),
+        )
         for g in a.sensitivity_grace_periods:
             e, d = ("early", "delayed") if g == grace else (f"early_{g}", f"delayed_{g}")
-            r = s[(s.contrast == f"{e} vs {d}") & (s.horizon_days == primary_h) & (s.measure == "risk_difference")].iloc[0]
-            sensitivity.append(dict(analysis=f"grace_{g}", label=f"Grace period {g} days" + (" (primary)" if g == grace else ""),
-                                    measure="risk_difference", horizon_days=primary_h, estimate=r.estimate,
-                                    ci_low=r.ci_low, ci_high=r.ci_high, n=r.n))  # fmt: skip
-        # dose-response over delay bands
+            r = s[
+                (s.contrast == f"{e} vs {d}") & (s.horizon_days == primary_h) & (s.measure == "risk_difference")
+            ].iloc[0]
+            sensitivity.append(
+                dict(
+                    analysis=f"grace_{g}",
+                    label=f"Grace period {g} days" + (" (primary)" if g == grace else ""),
+                    measure="risk_difference",
+                    horizon_days=primary_h,
+                    estimate=r.estimate,
+                    ci_low=r.ci_low,
+                    ci_high=r.ci_high,
+                    n=r.n,
+                )
+            )
+        # dose-response over delay bands (n: persons whose referral fell in the band; every person
+        # of the RTW population is cloned into every band)
         dose = []
+        ref_days = pd.to_numeric(analysis["referral_day"], errors="coerce").astype(float).to_numpy()
+        before_outcome = ref_days < analysis["time_days"].to_numpy(dtype=float)
         for label, (lo, hi) in bands.items():
+            in_band = int(np.sum(before_outcome & (ref_days >= lo) & (ref_days <= hi)))
             for h in horizons:
                 if h < hi:
                     continue  # the band's window is not closed yet at this horizon
                 r = s[(s.arm == f"band {label}") & (s.measure == CUMULATIVE_INCIDENCE) & (s.horizon_days == h)]
                 if not r.empty:
                     r = r.iloc[0]
-                    dose.append(dict(delay_category=label, first_day=lo, last_day=hi, horizon_days=h,
-                                     estimate=r.estimate, ci_low=r.ci_low, ci_high=r.ci_high, n=r.n))  # fmt: skip
+                    dose.append(
+                        dict(
+                            delay_category=label,
+                            first_day=lo,
+                            last_day=hi,
+                            horizon_days=h,
+                            estimate=r.estimate,
+                            ci_low=r.ci_low,
+                            ci_high=r.ci_high,
+                            n=in_band,
+                            n_cloned=r.n,
+                        )
+                    )
         out["tables"]["dose_response"] = pd.DataFrame(dose)
         # subgroups
         sg = ccw.subgroups_.copy()
@@ -674,8 +796,20 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
             split.append((int((m & (exp == "early").to_numpy()).sum()), int((m & (exp != "early").to_numpy()).sum())))
         rd_rows["n_early"] = [e for e, _ in split]
         rd_rows["n_delayed"] = [d for _, d in split]
-        out["tables"]["subgroups"] = rd_rows[["subgroup", "level", "horizon_days", "estimate", "ci_low", "ci_high", "n",
-                                              "n_early", "n_delayed", "p_interaction"]]  # fmt: skip
+        out["tables"]["subgroups"] = rd_rows[
+            [
+                "subgroup",
+                "level",
+                "horizon_days",
+                "estimate",
+                "ci_low",
+                "ci_high",
+                "n",
+                "n_early",
+                "n_delayed",
+                "p_interaction",
+            ]
+        ]
         # Balance of the two arms' weighted clones when the grace period closes. Information, not a
         # pass/fail check: the weighted arms represent the persons still off work at day G+1 under
         # each strategy, and with a real effect those two groups legitimately differ (early referral
@@ -683,7 +817,9 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
         fe, fd = ccw.fits_["early"], ccw.fits_["delayed"]
         X = ccw.design_.matrix
         stacked = np.vstack([X[fe.weighted_population], X[fd.weighted_population]])
-        arm_early = np.concatenate([np.ones(fe.weighted_population.sum(), bool), np.zeros(fd.weighted_population.sum(), bool)])
+        arm_early = np.concatenate(
+            [np.ones(fe.weighted_population.sum(), bool), np.zeros(fd.weighted_population.sum(), bool)]
+        )
         w = np.concatenate([fe.final_weight[fe.weighted_population], fd.final_weight[fd.weighted_population]])
         for flag in (True, False):
             w[arm_early == flag] /= w[arm_early == flag].mean()  # mean 1 per arm (the scale is arbitrary)
@@ -706,38 +842,74 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
             ccw_referral_score={
                 "description": "model-based probability of referral within the grace period, 1 - S(G | X)",
                 "equipoise_fraction": equipoise(
-                    ccw.referral_score_, bounds=tuple(a.diagnostics.equipoise_bounds),
+                    ccw.referral_score_,
+                    bounds=tuple(a.diagnostics.equipoise_bounds),
                     prevalence=float(np.mean(ccw.referral_score_)),
-                ) if ccw.referral_score_ is not None else None,
-            },  # fmt: skip
+                )
+                if ccw.referral_score_ is not None
+                else None,
+            },
             effective_sample_size={arm: float(wt.loc[arm, "ess"]) for arm in ("early", "delayed")},
             weight_truncation={
                 "percentiles": list(trunc),
                 "n_truncated": int(wt.loc[["early", "delayed"], "n_truncated"].sum()),
-                "by_arm": {arm: {"lower": wt.loc[arm, "truncated_lower"], "upper": wt.loc[arm, "truncated_upper"],
-                                 "n_truncated": int(wt.loc[arm, "n_truncated"])} for arm in ("early", "delayed")},
+                "by_arm": {
+                    arm: {
+                        "lower": wt.loc[arm, "truncated_lower"],
+                        "upper": wt.loc[arm, "truncated_upper"],
+                        "n_truncated": int(wt.loc[arm, "n_truncated"]),
+                    }
+                    for arm in ("early", "delayed")
+                },
                 "scale": "weights normalised to mean 1 in each arm's weighted population",
-            },  # fmt: skip
-            weights={arm: weight_summary(np.where(arm_early == (arm == "early"), w, np.nan)) for arm in ("early", "delayed")},
+            },
+            weights={
+                arm: weight_summary(np.where(arm_early == (arm == "early"), w, np.nan)) for arm in ("early", "delayed")
+            },
             ccw_weights=ccw.weights_.to_dict("records"),
-            e_value={"estimate": ev["estimate"], "ci_bound": ev["ci"], "measure": "risk_ratio", "horizon_days": primary_h,
-                     "risk_ratio": rr.estimate, "ci_low": rr.ci_low, "ci_high": rr.ci_high},
-            bootstrap={"replicates": B, "seed": seed, "failed": {"ccw": ccw.bootstrap_.failed if ccw.bootstrap_ else 0}},
-            referral_model={"interval_days": ccw.hazard_interval_days, "covariates": ccw.design_.names,
-                            "dropped_covariates": ccw.design_.dropped},
-        )  # fmt: skip
+            e_value={
+                "estimate": ev["estimate"],
+                "ci_bound": ev["ci"],
+                "measure": "risk_ratio",
+                "horizon_days": primary_h,
+                "risk_ratio": rr.estimate,
+                "ci_low": rr.ci_low,
+                "ci_high": rr.ci_high,
+            },
+            bootstrap={
+                "replicates": B,
+                "seed": seed,
+                "failed": {"ccw": ccw.bootstrap_.failed if ccw.bootstrap_ else 0},
+            },
+            referral_model={
+                "interval_days": ccw.hazard_interval_days,
+                "covariates": ccw.design_.names,
+                "dropped_covariates": ccw.design_.dropped,
+            },
+        )
     else:
         balance = []
 
     # procedure-only referral definition
     if ccw is not None and "days_to_referral_procedure_only" in frame.columns:
         try:
-            proc = analysis.assign(referral_day=pd.to_numeric(frame["days_to_referral_procedure_only"], errors="coerce"))
+            proc = analysis.assign(
+                referral_day=pd.to_numeric(frame["days_to_referral_procedure_only"], errors="coerce")
+            )
             m = CloneCensorWeight(grace_period_days=grace, truncation_percentiles=trunc, **common).fit(proc, used)
             r = m.summary[(m.summary.measure == "risk_difference") & (m.summary.horizon_days == primary_h)].iloc[0]
-            sensitivity.append(dict(analysis="procedure_only", label="Referral = first IPM procedure only",
-                                    measure="risk_difference", horizon_days=primary_h, estimate=r.estimate,
-                                    ci_low=r.ci_low, ci_high=r.ci_high, n=r.n))  # fmt: skip
+            sensitivity.append(
+                dict(
+                    analysis="procedure_only",
+                    label="Referral = first IPM procedure only",
+                    measure="risk_difference",
+                    horizon_days=primary_h,
+                    estimate=r.estimate,
+                    ci_low=r.ci_low,
+                    ci_high=r.ci_high,
+                    n=r.n,
+                )
+            )
         except IpmError as exc:
             out["unavailable"]["rtw/ccw_procedure_only"] = str(exc)
     bar.step("procedure-only referral")
@@ -757,16 +929,23 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
         balance.append(bal)
         eq = equipoise(lm.ps_, lm.treated_, tuple(a.diagnostics.equipoise_bounds))
         out["checks"].append(
-            diagnostics_table(_max_abs(bal["smd_after"]), eq, smd_threshold=a.diagnostics.max_abs_smd,
-                              equipoise_threshold=a.diagnostics.min_equipoise_fraction,
-                              equipoise_bounds=tuple(a.diagnostics.equipoise_bounds), analysis="landmark_iptw")
-        )  # fmt: skip
+            diagnostics_table(
+                _max_abs(bal["smd_after"]),
+                eq,
+                smd_threshold=a.diagnostics.max_abs_smd,
+                equipoise_threshold=a.diagnostics.min_equipoise_fraction,
+                equipoise_bounds=tuple(a.diagnostics.equipoise_bounds),
+                analysis="landmark_iptw",
+            )
+        )
         out["diagnostics"]["landmark"] = {
             "landmark_day": spec.landmark_day,
             "population": int(lm.population_.sum()),
-            "effective_sample_size": {arm: effective_sample_size(w_ate[lm.treated_ == (arm == "early")]) for arm in ("early", "delayed")},
+            "effective_sample_size": {
+                arm: effective_sample_size(w_ate[lm.treated_ == (arm == "early")]) for arm in ("early", "delayed")
+            },
             "truncation": lm.truncation_,
-        }  # fmt: skip
+        }
     except IpmError as exc:
         out["unavailable"]["rtw/landmark_iptw"] = str(exc)
     bar.step("landmark")
@@ -791,14 +970,32 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
     bar.step("naive comparison")
 
     if curves:
-        cols = ["method", "arm", "day", "estimate", "ci_low", "ci_high", "n_at_risk", "weighted_at_risk",
-                "cumulative_incidence_competing", "one_minus_km"]  # fmt: skip
+        cols = [
+            "method",
+            "arm",
+            "day",
+            "estimate",
+            "ci_low",
+            "ci_high",
+            "n_at_risk",
+            "weighted_at_risk",
+            "cumulative_incidence_competing",
+            "one_minus_km",
+        ]
         out["tables"]["rtw_curves"] = pd.concat(curves, ignore_index=True)[cols]
     if balance:
         out["tables"]["balance"] = pd.concat(balance, ignore_index=True)[
-            ["analysis", "covariate", "mean_treated", "mean_control", "smd_before", "weighted_mean_treated",
-             "weighted_mean_control", "smd_after"]
-        ]  # fmt: skip
+            [
+                "analysis",
+                "covariate",
+                "mean_treated",
+                "mean_control",
+                "smd_before",
+                "weighted_mean_treated",
+                "weighted_mean_control",
+                "smd_after",
+            ]
+        ]
     return out
 
 
@@ -816,42 +1013,65 @@ def _qol(spec, inputs, covariates, ps_cohort, trunc, alpha) -> dict:
     window = spec.outcomes.qol.horizon_window_days
     mcid = spec.analysis.mcid.model_dump()
     model_cov, used = _prepare_covariates(cohort, covariates)
-    base = pd.concat([cohort[["person_id"]], model_cov], axis=1)
-    base["early"] = (cohort["exposure"].astype("string") == "early").to_numpy(dtype=float)
-    base["_row"] = np.arange(len(cohort))
-    referral = pd.to_numeric(cohort["days_to_referral"], errors="coerce")
+    early = (cohort["exposure"].astype("string") == "early").to_numpy(dtype=float)
+    referral = pd.to_numeric(cohort["days_to_referral"], errors="coerce").to_numpy(dtype=float)
+    position = pd.Series(np.arange(len(cohort)), index=cohort["person_id"].to_numpy())
+    designs = {}
     summary_rows, estimate_rows = [], []
+    groups = {key: part for key, part in qol.groupby(["instrument", "horizon_days"], sort=False)}
     for instrument in QOL_OUTCOMES:
+        # the instrument's own baseline enters the ANCOVA as its baseline term, not twice
+        own = [c for c in used if c != f"baseline_{instrument}"]
+        if tuple(own) not in designs:
+            designs[tuple(own)] = build_design(model_cov, own).matrix
+        X = designs[tuple(own)]
         for horizon in spec.outcomes.qol.horizons_days:
-            part = qol[(qol["instrument"] == instrument) & (qol["horizon_days"] == horizon)]
-            if part.empty:
+            part = groups.get((instrument, horizon))
+            if part is None or part.empty:
                 continue
-            df = base.merge(part[["person_id", "baseline_score", "followup_score"]], on="person_id", how="left")
-            df["referred_before_window"] = (referral.to_numpy()[df["_row"]] < horizon - window).astype(float)
-            y = pd.to_numeric(df["followup_score"], errors="coerce")
-            b = pd.to_numeric(df["baseline_score"], errors="coerce")
+            rows = position.reindex(part["person_id"].to_numpy()).to_numpy()
+            keep = ~np.isnan(rows)
+            y = np.full(len(cohort), np.nan)
+            b = np.full(len(cohort), np.nan)
+            idx = rows[keep].astype(int)
+            y[idx] = pd.to_numeric(part["followup_score"], errors="coerce").to_numpy(dtype=float)[keep]
+            b[idx] = pd.to_numeric(part["baseline_score"], errors="coerce").to_numpy(dtype=float)[keep]
+            df = pd.DataFrame(
+                {
+                    "early": early,
+                    "baseline_score": b,
+                    "followup_score": y,
+                    "referred_before_window": (referral < horizon - window).astype(float),
+                }
+            )
             for arm, value in (("early", 1.0), ("delayed", 0.0)):
-                g = df["early"] == value
-                yy = y[g].dropna()
+                g = early == value
+                yy = y[g & np.isfinite(y)]
                 responders = None
                 if instrument in mcid:
-                    both = g & y.notna() & b.notna()
+                    both = g & np.isfinite(y) & np.isfinite(b)
                     change = (y - b) * (1 if HIGHER_IS_BETTER[instrument] else -1)
                     responders = float((change[both] >= mcid[instrument]).mean()) if both.any() else None
                 summary_rows.append(
-                    dict(instrument=instrument, horizon_days=int(horizon), arm=arm, n=int(yy.size),
-                         n_missing=int(g.sum() - yy.size), mean=float(yy.mean()) if yy.size else np.nan,
-                         sd=float(yy.std(ddof=1)) if yy.size > 1 else np.nan,
-                         baseline_mean=float(b[g].mean()) if b[g].notna().any() else np.nan,
-                         responder_proportion=responders)
-                )  # fmt: skip
-            # the instrument's own baseline enters the ANCOVA as its baseline term, not twice
-            own = [c for c in used if c != f"baseline_{instrument}"]
+                    dict(
+                        instrument=instrument,
+                        horizon_days=int(horizon),
+                        arm=arm,
+                        n=int(yy.size),
+                        n_missing=int(g.sum() - yy.size),
+                        mean=float(yy.mean()) if yy.size else np.nan,
+                        sd=float(yy.std(ddof=1)) if yy.size > 1 else np.nan,
+                        baseline_mean=float(np.nanmean(b[g])) if np.isfinite(b[g]).any() else np.nan,
+                        responder_proportion=responders,
+                    )
+                )
             try:
                 m = WeightedANCOVA(
-                    mcid=mcid.get(instrument), higher_is_better=HIGHER_IS_BETTER[instrument],
-                    truncation_percentiles=trunc, alpha=alpha,
-                ).fit(df, "early", own, observation_covariates=["referred_before_window"], ps=ps_cohort[df["_row"].to_numpy()])  # fmt: skip
+                    mcid=mcid.get(instrument),
+                    higher_is_better=HIGHER_IS_BETTER[instrument],
+                    truncation_percentiles=trunc,
+                    alpha=alpha,
+                ).fit(df, "early", [], observation_covariates=["referred_before_window"], ps=ps_cohort, design=X)
             except IpmError as exc:
                 out["unavailable"][f"{instrument}/{horizon}"] = str(exc)
                 continue
@@ -859,9 +1079,18 @@ def _qol(spec, inputs, covariates, ps_cohort, trunc, alpha) -> dict:
             estimate_rows.append(s)
             for r in s[s.variant == "ipow"].to_dict("records"):
                 out["estimates"].append(
-                    dict(outcome=instrument, method="ancova_iptw", measure=r["measure"], arm=r["arm"],
-                         horizon_days=int(horizon), estimate=r["estimate"], ci_low=r["ci_low"], ci_high=r["ci_high"], n=r["n"])
-                )  # fmt: skip
+                    dict(
+                        outcome=instrument,
+                        method="ancova_iptw",
+                        measure=r["measure"],
+                        arm=r["arm"],
+                        horizon_days=int(horizon),
+                        estimate=r["estimate"],
+                        ci_low=r["ci_low"],
+                        ci_high=r["ci_high"],
+                        n=r["n"],
+                    )
+                )
     out["tables"]["qol_summary"] = pd.DataFrame(summary_rows)
     if estimate_rows:
         out["tables"]["qol_estimates"] = pd.concat(estimate_rows, ignore_index=True)

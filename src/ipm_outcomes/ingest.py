@@ -3,8 +3,18 @@
 Every file is read by DuckDB (CSV as text, so a bad value is reported rather than crashing the
 reader; parquet with its own types), never by pandas, so memory stays bounded for extracts larger
 than RAM (DuckDB spills to ``<db>.tmp``). Each table is checked in one scan that counts every rule
-at once (key uniqueness included); only rules that fail are scanned again for example rows. A clean
-file is simply read twice, to check and to write: DuckDB parses a CSV in about half the time it
+at once; only rules that fail are scanned again for example rows. The scan is kept cheap because
+it is most of the work besides storing the rows:
+
+* codes, enumerations, dates and counts repeat a few thousand values over millions of rows, so
+  the scan takes a histogram of each such column and its rules are evaluated once per distinct
+  value, weighted by the value's count;
+* key uniqueness is counted on 64-bit hashes of the keys (distinct hashes prove distinct keys;
+  only a repeated hash is checked again on the keys themselves);
+* the scan also finds which text columns are clean (trimming, case-folding and dropping dots
+  change no value), and the write copies those as read instead of normalising every row.
+
+A clean file is then read a second time to write it: DuckDB parses a CSV in about half the time it
 takes to copy it into a temporary table. A CSV that fails is copied, though, because only an
 insertion-ordered copy gives reliable row numbers.
 
@@ -130,6 +140,8 @@ class _Source:
     usable: bool = True
     staged: bool = False
     rejected_rows: list[int] = field(default_factory=list)
+    #: Text columns whose normalisation changes no value: the write copies them as they are.
+    clean: set[str] = field(default_factory=set)
 
     @property
     def name(self) -> str:
@@ -366,22 +378,60 @@ def _one_line(text: str) -> str:
 # --- the validation view --------------------------------------------------------------------
 
 
-def _create_view(con: duckdb.DuckDBPyConnection, src: _Source, *, rejects: bool) -> None:
-    """``_v_<table>``: _file, _row, normalised contract and diagnosis columns, typed twins."""
+def _create_view(con: duckdb.DuckDBPyConnection, src: _Source, *, rejects: bool, write: bool = False) -> None:
+    """``_v_<table>``: _file, _row, normalised contract and diagnosis columns, typed twins.
+
+    For the write (``write=True``) a column known to be clean is passed through as read: its
+    normalisation would change nothing, and trimming and case-folding tens of millions of values
+    costs as much as storing them. The validation view also carries the value as read,
+    ``_raw:<column>``, so one scan can tell which columns are clean.
+    """
     inner = ["_file", "_row"]
     outer = ["*"]
     for col in src.columns:
         ref = quote_ident(col.name)
-        inner.append(f"{normalise_expr(col, src.types[col.name], ref)} as {ref}")
+        expr = ref if write and col.name in src.clean else normalise_expr(col, src.types[col.name], ref)
+        inner.append(f"{expr} as {ref}")
+        if not write and _normalises(src, col.name):
+            inner.append(f"{ref} as {quote_ident(_RAW_PREFIX + col.name)}")
         if col.type != "VARCHAR":
             outer.append(f"{typed_expr(col, src.types[col.name], ref)} as {quote_ident(typed_name(col.name))}")
     for _, name in src.diagnosis:
         ref = quote_ident(name)
-        inner.append(f"{normalise_expr(None, src.types[name], ref)} as {ref}")
+        expr = ref if write and name in src.clean else normalise_expr(None, src.types[name], ref)
+        inner.append(f"{expr} as {ref}")
+        if not write and _normalises(src, name):
+            inner.append(f"{ref} as {quote_ident(_RAW_PREFIX + name)}")
     con.execute(
         f"create or replace temp view {src.view} as select {', '.join(outer)} from "
         f"(select {', '.join(inner)} from ({_reader_sql(src, rejects=rejects)}))"
     )
+
+
+_RAW_PREFIX = "_raw:"
+
+
+def _normalises(src: _Source, name: str) -> bool:
+    """Whether normalising the column can change a value: only text is trimmed (typed columns pass through)."""
+    return src.types[name] == "VARCHAR"
+
+
+def _distinct_columns(src: _Source) -> list[str]:
+    """Columns with few distinct values (codes, enumerations, dates, counts), checked value by value.
+
+    A claims table repeats a few thousand codes and dates over millions of rows: grouping first
+    and testing each distinct value once costs far less than a regular expression or cast per row.
+    Identifiers and amounts have nearly as many values as rows and stay in the row scan.
+    """
+    names = [
+        c.name
+        for c in src.columns
+        if c.code_system is not None
+        or c.allowed is not None
+        or c.name == "instrument"
+        or c.type in ("DATE", "INTEGER", "BOOLEAN")
+    ]
+    return names + [name for _, name in src.diagnosis]
 
 
 def _checks_for(src: _Source, today: date, with_orphans: bool) -> list[Check]:
@@ -410,23 +460,60 @@ def _key_exprs(src: _Source) -> list[str]:
 def _check_table(
     con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList, today: date, with_orphans: bool
 ) -> None:
-    """Count every row-level rule of one table in one scan, then fetch examples of those that fail."""
+    """Count every rule of one table in one scan, then fetch examples of those that fail.
+
+    The scan counts the rules that need whole rows, key uniqueness and which text columns are
+    clean, and takes a histogram of each low-cardinality column (:func:`_distinct_columns`); the
+    rules on one such column are then evaluated once per distinct value and weighted by its count.
+    """
     checks = _checks_for(src, today, with_orphans)
     join = _orphan_join() if with_orphans else ""
-    counts_sql = ", ".join(["count(*)", *_key_counts(src)] + [f"count(*) filter (where {c.condition})" for c in checks])
+    grouped = [n for n in _distinct_columns(src) if any(c.columns_needed == (n,) for c in checks) or _normalises(src, n)]
+    per_row = [c for c in checks if not (len(c.columns_needed) == 1 and c.columns_needed[0] in grouped)]
+    to_clean = [c.name for c in src.columns if _normalises(src, c.name) and c.name not in grouped]
+    scalars = (
+        [("count(*)", "_rows"), *((e, f"_key{i}") for i, e in enumerate(_key_counts(src)))]
+        + [(f"count(*) filter (where {c.condition})", f"_c{i}") for i, c in enumerate(per_row)]
+        + [
+            (f"count(*) filter (where {quote_ident(_RAW_PREFIX + n)} is distinct from {quote_ident(n)})", f"_k{i}")
+            for i, n in enumerate(to_clean)
+        ]
+    )
+    histograms = [(f"histogram({_as_read(src, n)})", f"_h{i}") for i, n in enumerate(grouped)]
+    selected = ", ".join(f"{expr} as {alias}" for expr, alias in scalars + histograms)
+    table = f"_h_{src.name}"
     try:
-        # fetchall, not fetchone: a CSV scan logs its malformed lines only once the query has finished
-        rows, keyed, distinct_keys, *counts = con.execute(f"select {counts_sql} from {src.view} _v{join}").fetchall()[0]
+        # one scan; a CSV scan logs its malformed lines only once the query has finished
+        con.execute(
+            f"create or replace temp table {table} as select {selected} from {src.view} _v{join}"
+        )
     except duckdb.Error as exc:
         problems.add(ERROR, src.rel, src.name, None, "unreadable_file", _one_line(f"{src.rel} cannot be read: {exc}"))
         src.usable = False
         return
+    try:
+        sums = [f"coalesce(list_sum(map_values(_h{i})), 0)" for i in range(len(grouped))]
+        rows, keyed, distinct_keys, *counts = con.execute(
+            f"select {', '.join([alias for _, alias in scalars] + sums)} from {table}"
+        ).fetchall()[0]
+        row_counts = counts[: len(per_row)]
+        changed = counts[len(per_row) : len(per_row) + len(to_clean)]
+        non_null = counts[len(per_row) + len(to_clean) :]
+        counted = dict(zip((id(c) for c in per_row), row_counts, strict=True))
+        for i, name in enumerate(grouped):
+            counted |= _count_values(con, src, table, i, name, checks, rows - non_null[i])
+    finally:
+        con.execute(f"drop table if exists {table}")
     src.rows = rows
+    src.clean.update(n for n, k in zip(to_clean, changed, strict=True) if not k)
     dup_rows = keyed - distinct_keys
+    if dup_rows:
+        # distinct hashes prove distinct keys; equal hashes may still be a collision, so count exactly
+        dup_rows = keyed - con.execute(f"select {_exact_distinct_keys(src)} from {src.view}").fetchall()[0][0]
     _report_rejects(con, src, problems)
     if src.rows == 0 and src.table.required:
         problems.add(ERROR, src.rel, src.name, None, "no_rows", f"required table {src.name} has no rows")
-    failing = [(c, n) for c, n in zip(checks, counts, strict=True) if n]
+    failing = [(c, counted[id(c)]) for c in checks if counted[id(c)]]
     needs_rows = dup_rows or any(c.severity == ERROR for c, _ in failing)
     if needs_rows and src.kind == "csv" and not src.staged:
         _stage_csv(con, src)
@@ -439,17 +526,65 @@ def _check_table(
         _report_duplicates(con, src, dup_rows, problems)
 
 
-def _key_counts(src: _Source) -> list[str]:
-    """Rows with a complete key and distinct keys among them: they differ when a key repeats.
+def _as_read(src: _Source, name: str) -> str:
+    """The view's copy of a column as read from the file (only text is normalised)."""
+    return quote_ident(_RAW_PREFIX + name) if _normalises(src, name) else quote_ident(name)
 
-    Counted in the same scan as the other rules; DuckDB spills the distinct keys to disk when needed.
+
+def _count_values(
+    con: duckdb.DuckDBPyConnection, src: _Source, table: str, i: int, name: str, checks: list[Check], nulls: int
+) -> dict[int, int]:
+    """Bad-row counts of the rules on one column from its histogram ``_h<i>``, keyed by ``id(check)``.
+
+    Each distinct value (and the NULLs, which a histogram leaves out) is normalised, typed and
+    tested as the view would, weighted by how many rows hold it. Marks the column clean when
+    normalising changes no value.
+    """
+    column = src.table.column(name) if name in src.table.column_names else None
+    ref = quote_ident(name)
+    mine = [c for c in checks if c.columns_needed == (name,)]
+    sums = [f"coalesce(sum(_n) filter (where {c.condition}), 0)" for c in mine]
+    if _normalises(src, name):
+        sums.append(f"coalesce(sum(_n) filter (where {quote_ident(_RAW_PREFIX + name)} is distinct from {ref}), 0)")
+    if not sums:
+        return {}
+    normalised = [f"{normalise_expr(column, src.types[name], ref)} as {ref}", "_n"]
+    if _normalises(src, name):
+        normalised.append(f"{ref} as {quote_ident(_RAW_PREFIX + name)}")
+    typed = ["*"]
+    if column is not None and column.type != "VARCHAR":
+        typed.append(f"{typed_expr(column, src.types[name], ref)} as {quote_ident(typed_name(name))}")
+    values = (
+        f"select unnest(map_keys(_h{i})) as {ref}, unnest(map_values(_h{i})) as _n from {table}"
+        f" union all select NULL, {int(nulls)}"
+    )
+    result = con.execute(
+        f"select {', '.join(sums)} from (select {', '.join(typed)} from (select {', '.join(normalised)} from ({values})))"
+    ).fetchall()[0]
+    if _normalises(src, name) and not result[-1]:
+        src.clean.add(name)
+    return {id(c): int(n) for c, n in zip(mine, result, strict=False)}
+
+
+def _key_counts(src: _Source) -> list[str]:
+    """Rows with a complete key and distinct hashes of their keys: they differ when a key may repeat.
+
+    Counted in the same scan as the other rules. Hashes, not the keys: a 64-bit hash is much
+    cheaper to group than text keys, and distinct hashes prove distinct keys (a repeated hash is
+    checked exactly). DuckDB spills to disk when needed.
     """
     if not src.table.key or not src.has(*src.table.key):
         return ["0", "0"]
     keys = _key_exprs(src)
     complete = " and ".join(f"{k} is not null" for k in keys)
+    return [f"count(*) filter (where {complete})", f"count(distinct hash({', '.join(keys)})) filter (where {complete})"]
+
+
+def _exact_distinct_keys(src: _Source) -> str:
+    keys = _key_exprs(src)
+    complete = " and ".join(f"{k} is not null" for k in keys)
     distinct = keys[0] if len(keys) == 1 else f"({', '.join(keys)})"
-    return [f"count(*) filter (where {complete})", f"count(distinct {distinct}) filter (where {complete})"]
+    return f"count(distinct {distinct}) filter (where {complete})"
 
 
 def _stage_csv(con: duckdb.DuckDBPyConnection, src: _Source) -> None:
@@ -509,20 +644,23 @@ def _report_examples(
 def _report_orphans(
     con: duckdb.DuckDBPyConnection, src: _Source, check: Check, n_rows: int, problems: ProblemList
 ) -> None:
-    join = _orphan_join()
-    persons, first = con.execute(
-        f"select count(distinct person_id), min(_row) from {src.view} _v{join} where {check.condition}"
-    ).fetchall()[0]
-    examples = con.execute(
-        f"select person_id from {src.view} _v{join} where {check.condition}"
-        f" group by person_id order by min(_file), min(_row), person_id limit {EXAMPLES}"
-    ).fetchall()
-    file, rows = src.rel, []
-    if first is not None:  # parquet (or a staged CSV) knows its rows; an unstaged CSV does not
-        found = con.execute(
-            f"select _file, _row from {src.view} _v{join} where {check.condition} order by _file, _row limit {EXAMPLES}"
+    # the orphan rows once (a scan of the table joined to eligibility), then the report from them
+    con.execute(
+        f"create or replace temp table _orphans as select _file, _row, person_id from {src.view} _v{_orphan_join()}"
+        f" where {check.condition}"
+    )
+    try:
+        persons, first = con.execute("select count(distinct person_id), min(_row) from _orphans").fetchall()[0]
+        examples = con.execute(
+            "select person_id from _orphans group by person_id"
+            f" order by min(_file), min(_row), person_id limit {EXAMPLES}"
         ).fetchall()
-        file, rows, _ = _located(src, found)
+        file, rows = src.rel, []
+        if first is not None:  # parquet (or a staged CSV) knows its rows; an unstaged CSV does not
+            found = con.execute(f"select _file, _row from _orphans order by _file, _row limit {EXAMPLES}").fetchall()
+            file, rows, _ = _located(src, found)
+    finally:
+        con.execute("drop table if exists _orphans")
     problems.add(
         check.severity,
         file,
@@ -881,7 +1019,8 @@ def _write(
 ) -> dict[str, int]:
     """Replace the raw and meta tables in one transaction; returns rows per raw table."""
     for src in sources.values():
-        _create_view(con, src, rejects=False)  # the write scans must not log rejects into temp tables
+        # the write scans must not log rejects into temp tables
+        _create_view(con, src, rejects=False, write=True)
     loaded_at = datetime.now(UTC).replace(tzinfo=None)
     rows: dict[str, int] = {}
     # Row order in raw tables carries no meaning (row numbers were needed for reporting only);

@@ -4,8 +4,9 @@ Ingest (:mod:`ipm_outcomes.ingest`) puts a view over each file whose columns are
 columns, trimmed and normalised (empty -> NULL, codes upper case, ICD-10-CM without the dot, NDC in
 11 digits), plus a typed twin ``<column>__t`` of every non-text column. A rule here is
 a boolean SQL condition over that view that is true on a *bad* row, so every rule of a table is
-counted in a single scan (``count(*) filter (where <condition>)``) and examples are fetched only
-for the rules that fail.
+counted in a single scan (``count(*) filter (where <condition>)``, or for a rule on one
+low-cardinality column, over the column's histogram) and examples are fetched only for the rules
+that fail.
 
 Rule names (the ``rule`` of a :class:`Problem`) are listed in :data:`RULES` and documented in
 ``data/README.md``.
@@ -125,6 +126,9 @@ class Check:
 
     ``message`` turns the count of bad rows into the problem's text; ``example`` is the SQL
     expression shown as the example value (None: nothing worth showing, as for empty values).
+    ``columns_needed`` must name every column the condition reads: a rule on one column is
+    evaluated once per distinct value of that column (and its typed twin), so it may not depend on
+    anything else of the row.
     """
 
     rule: str

@@ -76,7 +76,7 @@ def _outcomes(rng, referral, lam_rtw, lam_comp, hr, grace, censor_day):
     return time, event
 
 
-def simulate(n, seed, *, hr=1.5, confounding=0.9, grace=42, censoring=True):
+def simulate(n, seed, *, hr=1.5, confounding=0.6, grace=42, censoring=True):
     """Observed data: one row per person (time_days, event, referral_day nullable, covariates)."""
     rng = np.random.default_rng(seed)
     severity, male, age, payer = _covariates(rng, n)
@@ -103,7 +103,7 @@ def simulate(n, seed, *, hr=1.5, confounding=0.9, grace=42, censoring=True):
     ).assign(referral_day=lambda d: d["referral_day"].where(referral >= 0))
 
 
-def truth(n, seed, *, hr=1.5, confounding=0.9, grace=42, horizons=(90, 180, 365)):
+def truth(n, seed, *, hr=1.5, confounding=0.6, grace=42, horizons=(90, 180, 365)):
     """Cumulative incidence of RTW (and of the competing event) at ``horizons`` under each strategy."""
     rng = np.random.default_rng(seed)
     severity, male, age, payer = _covariates(rng, n)

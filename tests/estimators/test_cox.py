@@ -61,7 +61,10 @@ def test_delayed_entry_matches_lifelines_time_varying(data):
         warnings.simplefilter("ignore")
         ref = CoxTimeVaryingFitter().fit(
             data[["a", "b", "c", "s", "t", "e"]].assign(pid=np.arange(len(data))),
-            id_col="pid", start_col="s", stop_col="t", event_col="e",
+            id_col="pid",
+            start_col="s",
+            stop_col="t",
+            event_col="e",
         )
     np.testing.assert_allclose(ours.params_.values, ref.params_.values, rtol=1e-6)
     np.testing.assert_allclose(ours.summary["se(coef)"].values, ref.standard_errors_.values, rtol=1e-6)

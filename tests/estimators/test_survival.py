@@ -127,7 +127,9 @@ def test_binary_cox_from_tables_matches_lifelines(competing):
     for weights in (None, "w"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            cph = CoxPHFitter().fit(df[["t", "e", "arm"] + ([weights] if weights else [])], "t", "e", weights_col=weights)
+            cph = CoxPHFitter().fit(
+                df[["t", "e", "arm"] + ([weights] if weights else [])], "t", "e", weights_col=weights
+            )
         grid = np.unique(t)
         ww = w if weights else None
         t1 = event_table(t[arm], e[arm], None if ww is None else ww[arm], timeline=grid, n_causes=2)

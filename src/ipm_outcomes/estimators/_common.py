@@ -24,8 +24,7 @@ def require_columns(df: pd.DataFrame, columns: Sequence[str], what: str) -> None
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise IpmError(
-            f"{what}: analysis table has no column(s) {', '.join(missing)}; "
-            f"pass the column names used by your table"
+            f"{what}: analysis table has no column(s) {', '.join(missing)}; pass the column names used by your table"
         )
 
 
@@ -44,9 +43,7 @@ def integer_days(values, column: str, *, nullable: bool = False) -> np.ndarray:
     bad = ~null & (~np.isfinite(x) | (x < 0) | (x != np.round(x)))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise IpmError(
-            f"column {column}: row {row} holds {s.iloc[row]!r}; expected a whole number of days >= 0"
-        )
+        raise IpmError(f"column {column}: row {row} holds {s.iloc[row]!r}; expected a whole number of days >= 0")
     out = np.where(null, NEVER, np.nan_to_num(x, nan=0)).astype(np.int64)
     return out
 

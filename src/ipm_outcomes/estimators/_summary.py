@@ -110,9 +110,17 @@ def summary_frame(
             for i, t in enumerate(h):
                 j = t if key == "cif" else i
                 rows.append(
-                    dict(measure=measure, arm=name, contrast=None, horizon_days=t,
-                         estimate=float(est[j]), ci_low=float(lo[j]), ci_high=float(hi[j]), n=int(n_arm))
-                )  # fmt: skip
+                    dict(
+                        measure=measure,
+                        arm=name,
+                        contrast=None,
+                        horizon_days=t,
+                        estimate=float(est[j]),
+                        ci_low=float(lo[j]),
+                        ci_high=float(hi[j]),
+                        n=int(n_arm),
+                    )
+                )
     for s1, s0 in contrasts:
         label = f"{s1} vs {s0}"
         for measure, key in (("risk_difference", "rd"), ("risk_ratio", "rr"), ("rmst_difference", "days_off_diff")):
@@ -120,15 +128,31 @@ def summary_frame(
             lo, hi = interval(k)
             for i, t in enumerate(h):
                 rows.append(
-                    dict(measure=measure, arm=None, contrast=label, horizon_days=t,
-                         estimate=float(values[k][i]), ci_low=float(lo[i]), ci_high=float(hi[i]), n=int(n_total))
-                )  # fmt: skip
+                    dict(
+                        measure=measure,
+                        arm=None,
+                        contrast=label,
+                        horizon_days=t,
+                        estimate=float(values[k][i]),
+                        ci_low=float(lo[i]),
+                        ci_high=float(hi[i]),
+                        n=int(n_total),
+                    )
+                )
         k = f"hr/{s1}/{s0}"
         lo, hi = interval(k)
         rows.append(
-            dict(measure="hazard_ratio", arm=None, contrast=label, horizon_days=hr_horizon,
-                 estimate=float(values[k]), ci_low=float(lo), ci_high=float(hi), n=int(n_total))
-        )  # fmt: skip
+            dict(
+                measure="hazard_ratio",
+                arm=None,
+                contrast=label,
+                horizon_days=hr_horizon,
+                estimate=float(values[k]),
+                ci_low=float(lo),
+                ci_high=float(hi),
+                n=int(n_total),
+            )
+        )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 

@@ -113,6 +113,7 @@ class WeightedANCOVA:
         baseline_col: str = "baseline_score",
         observation_covariates: list[str] = (),
         ps=None,
+        design=None,
     ) -> WeightedANCOVA:
         """Fit on one row per person (one instrument, one horizon).
 
@@ -126,6 +127,9 @@ class WeightedANCOVA:
             Extra predictors of having a follow-up score (e.g. referred before the window).
         ps : array, optional
             Propensity scores to use instead of fitting them (e.g. one cohort-wide model).
+        design : array (n, p), optional
+            The covariates already as a numeric matrix (one row per row of ``df``), to save
+            rebuilding it when fitting many instruments and horizons on the same persons.
         """
         require_columns(df, [treatment_col, outcome_col, baseline_col, *observation_covariates], "ANCOVA")
         n = len(df)
@@ -137,8 +141,7 @@ class WeightedANCOVA:
         observed = np.isfinite(y)
         if observed.sum() < 10 or np.unique(treat[observed]).size < 2:
             raise IpmError("ANCOVA: too few follow-up scores in one exposure group to compare")
-        design = build_design(df, covariates)
-        Xc = standardize(design.matrix)
+        Xc = standardize(build_design(df, covariates).matrix if design is None else np.asarray(design, dtype=float))
         if ps is None:
             ps = LogisticRegression(standardize=False).fit(Xc, treat).predict_proba(Xc)
         iptw = treatment_weights(ps, treat, "ate", stabilized=True)
@@ -165,9 +168,16 @@ class WeightedANCOVA:
 
         def add(variant, measure, arm, est, se, n_used):
             rows.append(
-                dict(variant=variant, measure=measure, arm=arm, estimate=float(est),
-                     ci_low=float(est - q * se), ci_high=float(est + q * se), n=int(n_used))
-            )  # fmt: skip
+                dict(
+                    variant=variant,
+                    measure=measure,
+                    arm=arm,
+                    estimate=float(est),
+                    ci_low=float(est - q * se),
+                    ci_high=float(est + q * se),
+                    n=int(n_used),
+                )
+            )
 
         for variant, w in (("ipow", iptw * ipow), ("complete_case", iptw)):
             beta, V = _wls(y[observed], outcome_X[observed], w[observed])
@@ -186,7 +196,11 @@ class WeightedANCOVA:
                 responder = (change >= self.mcid).astype(float)
                 rX = np.hstack([np.ones((n, 1)), treat[:, None], standardize(base_filled[:, None]), Xc])
                 if both.sum() < has_base.sum():
-                    p_resp = LogisticRegression(standardize=False).fit(obs_X[has_base], observed[has_base]).predict_proba(obs_X)
+                    p_resp = (
+                        LogisticRegression(standardize=False)
+                        .fit(obs_X[has_base], observed[has_base])
+                        .predict_proba(obs_X)
+                    )
                 else:
                     p_resp = np.ones(n)
                 w_resp = iptw * np.where(both, both.sum() / max(has_base.sum(), 1) / np.clip(p_resp, 1e-6, None), 0.0)
@@ -195,7 +209,14 @@ class WeightedANCOVA:
                     a = rX[has_base].copy()
                     a[:, 1] = value
                     a = a.mean(axis=0)
-                    add("ipow", "responder_proportion", arm, a @ beta, np.sqrt(a @ V @ a), np.sum(both & (treat == value)))
+                    add(
+                        "ipow",
+                        "responder_proportion",
+                        arm,
+                        a @ beta,
+                        np.sqrt(a @ V @ a),
+                        np.sum(both & (treat == value)),
+                    )
                 add("ipow", "responder_risk_difference", None, beta[1], np.sqrt(V[1, 1]), both.sum())
         self.summary = pd.DataFrame(rows, columns=["variant", "measure", "arm", "estimate", "ci_low", "ci_high", "n"])
         desc = []

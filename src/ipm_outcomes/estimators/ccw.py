@@ -57,7 +57,6 @@ from scipy import stats
 from ..errors import IpmError
 from . import bootstrap as boot
 from ._common import build_design, event_codes, integer_days, require_columns, standardize
-from .propensity import PooledLogisticHazard
 from ._summary import (
     CUMULATIVE_INCIDENCE,
     arm_values,
@@ -67,6 +66,7 @@ from ._summary import (
     interval_function,
     summary_frame,
 )
+from .propensity import PooledLogisticHazard
 from .survival import EventTable
 
 
@@ -159,8 +159,8 @@ class _Referral:
 
     def __init__(self, settings: _Settings, X, time, referral):
         self.horizon = settings.hazard_horizon
-        self.models: list[PooledLogisticHazard] = []
-        self.model = None
+        self.models: list[PooledLogisticHazard | None] = []
+        self.fitted = False  # no strategy needs the referral model when every window opens on day 0
         if self.horizon <= 0:
             return
         exit_day = np.minimum(referral, time - 1)  # at risk of referral on day s when no outcome by s
@@ -179,9 +179,12 @@ class _Referral:
                 model = PooledLogisticHazard(
                     interval_days=settings.hazard_interval_days, l2=settings.l2, standardize=False
                 ).fit(
-                    X[at_risk], exit_day[at_risk] - b0, referred[at_risk], horizon=b1 - b0,
+                    X[at_risk],
+                    exit_day[at_risk] - b0,
+                    referred[at_risk],
+                    horizon=b1 - b0,
                     init=settings.init.get(f"hazard/{k}"),
-                )  # fmt: skip
+                )
                 h = model.interval_hazard(X)
                 w = np.diff(model.breaks_)
             self.models.append(model)
@@ -190,7 +193,7 @@ class _Referral:
             widths.append(w)
             breaks.append(b0 + np.concatenate([[0], np.cumsum(w)[:-1]]))
             offset += h.shape[1]
-        self.model = self.models[0]
+        self.fitted = True
         self.log_keep = np.hstack(logs)  # n x intervals (all blocks)
         self.interval_of_day = np.concatenate(interval_of_day)
         self.widths = np.concatenate(widths)
@@ -202,7 +205,7 @@ class _Referral:
 
     def survival(self, day: int) -> np.ndarray:
         """S(day | X) for every person (1 for day < 0)."""
-        if self.model is None:
+        if not self.fitted:
             return np.ones(0)
         if day < 0:
             return np.ones(self.log_keep.shape[0])
@@ -285,10 +288,20 @@ def _fit_all(settings: _Settings, data) -> tuple[dict[str, StrategyFit], _Referr
             truncation = {"lower": lo, "upper": hi, "n_truncated": int(np.sum((ref < lo) | (ref > hi)))}
         groups = [g for g in groupings if g == "all" or name in with_subgroups]
         specs[name] = dict(
-            a=a, b=b, s_a=s_a, s_b=s_b, denom=denom, final_raw=final_raw, population=population,
-            from_day=from_day, loop_last=min(loop_last, D - 1), lo=lo, hi=hi, truncation=truncation,
+            a=a,
+            b=b,
+            s_a=s_a,
+            s_b=s_b,
+            denom=denom,
+            final_raw=final_raw,
+            population=population,
+            from_day=from_day,
+            loop_last=min(loop_last, D - 1),
+            lo=lo,
+            hi=hi,
+            truncation=truncation,
             acc={g: _Acc.zeros(groupings[g][1], D) for g in groups},
-        )  # fmt: skip
+        )
 
     # Days a clone spends not yet referred, when its weight changes daily: one pass over the days
     # with the persons at risk and not yet referred on day s (min(time, referral) >= s) kept as a
@@ -301,12 +314,16 @@ def _fit_all(settings: _Settings, data) -> tuple[dict[str, StrategyFit], _Referr
         counts = np.bincount(np.clip(u_sorted, -1, last_loop + 1) + 1, minlength=last_loop + 3)
         count_ge = np.cumsum(counts[::-1])[::-1][1:]  # count_ge[s] = persons with u >= s
         t_sorted, e_sorted = time[order], event[order]
-        log_keep = np.ascontiguousarray(model.log_keep[order].T) if model.model is not None else None
+        log_keep = np.ascontiguousarray(model.log_keep[order].T) if model.fitted else None
         codes_sorted = {g: c[order] for g, (c, _) in groupings.items()}
         per_strategy_sorted = {
-            name: (sp["s_a"][order], None if sp["s_b"] is None else sp["s_b"][order], None if sp["denom"] is None else sp["denom"][order])
+            name: (
+                sp["s_a"][order],
+                None if sp["s_b"] is None else sp["s_b"][order],
+                None if sp["denom"] is None else sp["denom"][order],
+            )
             for name, sp in specs.items()
-        }  # fmt: skip
+        }
         cum = np.zeros(n)  # -log S(s-1) for the prefix
         for s in range(last_loop + 1):
             k = int(count_ge[s])
@@ -598,11 +615,11 @@ class CloneCensorWeight:
         self.values_ = values
         self.referral_models_ = model.models
         grace = [b for a, b in settings.strategies.values() if a == 0 and b is not None]
-        self.referral_score_ = 1.0 - model.survival(grace[0]) if grace and model.model is not None else None
+        self.referral_score_ = 1.0 - model.survival(grace[0]) if grace and model.fitted else None
         self.bootstrap_ = None
         if self.n_bootstrap > 0:
             # replicates start Newton-Raphson from the full-data fit (same answer, fewer steps)
-            init = model.start_values() if model.model is not None else {}
+            init = model.start_values() if model.fitted else {}
             self.bootstrap_ = boot.run(
                 _Statistic(replace(settings, init=init)),
                 data,
@@ -645,21 +662,49 @@ class CloneCensorWeight:
                         lo, hi = self._interval(key)
                         for i, t in enumerate(h):
                             sub_rows.append(
-                                dict(subgroup=g, level=level, measure=CUMULATIVE_INCIDENCE, arm=name,
-                                     horizon_days=t, estimate=self.values_[key][li, i], ci_low=lo[li, i],
-                                     ci_high=hi[li, i], n=n_level, p_interaction=np.nan)
-                            )  # fmt: skip
+                                dict(
+                                    subgroup=g,
+                                    level=level,
+                                    measure=CUMULATIVE_INCIDENCE,
+                                    arm=name,
+                                    horizon_days=t,
+                                    estimate=self.values_[key][li, i],
+                                    ci_low=lo[li, i],
+                                    ci_high=hi[li, i],
+                                    n=n_level,
+                                    p_interaction=np.nan,
+                                )
+                            )
                     for i, t in enumerate(h):
                         sub_rows.append(
-                            dict(subgroup=g, level=level, measure="risk_difference", arm=None, horizon_days=t,
-                                 estimate=rd[li, i], ci_low=rd_lo[li, i], ci_high=rd_hi[li, i], n=n_level,
-                                 p_interaction=p_values[i])
-                        )  # fmt: skip
+                            dict(
+                                subgroup=g,
+                                level=level,
+                                measure="risk_difference",
+                                arm=None,
+                                horizon_days=t,
+                                estimate=rd[li, i],
+                                ci_low=rd_lo[li, i],
+                                ci_high=rd_hi[li, i],
+                                n=n_level,
+                                p_interaction=p_values[i],
+                            )
+                        )
         self.subgroups_ = pd.DataFrame(
             sub_rows,
-            columns=["subgroup", "level", "measure", "arm", "horizon_days", "estimate", "ci_low", "ci_high", "n",
-                     "p_interaction"],
-        )  # fmt: skip
+            columns=[
+                "subgroup",
+                "level",
+                "measure",
+                "arm",
+                "horizon_days",
+                "estimate",
+                "ci_low",
+                "ci_high",
+                "n",
+                "p_interaction",
+            ],
+        )
 
         weight_rows = []
         for name, f in self.fits_.items():

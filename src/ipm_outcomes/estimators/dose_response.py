@@ -39,9 +39,17 @@ def dose_response_table(model: CloneCensorWeight, bands, horizons) -> pd.DataFra
                 continue
             r = r.iloc[0]
             rows.append(
-                dict(band=label, first_day=lo, last_day=hi, horizon_days=int(h), estimate=r.estimate,
-                     ci_low=r.ci_low, ci_high=r.ci_high, n=int(r.n))
-            )  # fmt: skip
+                dict(
+                    band=label,
+                    first_day=lo,
+                    last_day=hi,
+                    horizon_days=int(h),
+                    estimate=r.estimate,
+                    ci_low=r.ci_low,
+                    ci_high=r.ci_high,
+                    n=int(r.n),
+                )
+            )
     return pd.DataFrame(
         rows, columns=["band", "first_day", "last_day", "horizon_days", "estimate", "ci_low", "ci_high", "n"]
     )

@@ -172,7 +172,7 @@ class LandmarkIPTW:
         self.summaries_ = {}
         for est in ESTIMANDS:
             prefix = f"{est}|"
-            part = {k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)}
+            part = {k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}
 
             def part_interval(key, prefix=prefix):
                 return interval(prefix + key)
@@ -181,8 +181,6 @@ class LandmarkIPTW:
                 part, part_interval, n_arm, [("early", "delayed")], self.horizons, int(population.sum()), max_day
             )
             if est == self.estimand:
-                self.curves_ = curve_frame(
-                    part, part_interval, {a: tables[(est, a)] for a in ARMS}, max_day
-                )
+                self.curves_ = curve_frame(part, part_interval, {a: tables[(est, a)] for a in ARMS}, max_day)
         self.summary = self.summaries_[self.estimand]
         return self

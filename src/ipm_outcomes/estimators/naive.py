@@ -98,7 +98,9 @@ class NaiveComparison:
             bad = ~labels.isin(ARMS).fillna(False)
             if bad.any():
                 row = int(np.flatnonzero(bad.to_numpy())[0])
-                raise IpmError(f"column {group_col}: row {row} holds {df[group_col].iloc[row]!r}; expected early or delayed")
+                raise IpmError(
+                    f"column {group_col}: row {row} holds {df[group_col].iloc[row]!r}; expected early or delayed"
+                )
             early = (labels == "early").to_numpy(dtype=bool)
         else:
             referral = integer_days(df[referral_col], referral_col, nullable=True)
@@ -110,9 +112,13 @@ class NaiveComparison:
         self.bootstrap_ = None
         if self.n_bootstrap > 0:
             self.bootstrap_ = boot.run(
-                _Statistic(self.horizons, max_day), data, values,
-                n_replicates=self.n_bootstrap, seed=self.seed, workers=self.workers,
-            )  # fmt: skip
+                _Statistic(self.horizons, max_day),
+                data,
+                values,
+                n_replicates=self.n_bootstrap,
+                seed=self.seed,
+                workers=self.workers,
+            )
         interval = interval_function(values, self.bootstrap_, self.alpha)
         self.curves_ = curve_frame(values, interval, tables, max_day)
         n_arm = {"early": int(early.sum()), "delayed": int((~early).sum())}

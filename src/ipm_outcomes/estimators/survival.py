@@ -178,7 +178,9 @@ def step_at(times: np.ndarray, values: np.ndarray, at, before: float = 0.0) -> n
     return out
 
 
-def restricted_mean(times: np.ndarray, curve: np.ndarray, horizon: float, start: float = 0.0, before: float = 1.0) -> float:
+def restricted_mean(
+    times: np.ndarray, curve: np.ndarray, horizon: float, start: float = 0.0, before: float = 1.0
+) -> float:
     """Integral of a right-continuous step curve over ``[start, horizon]``.
 
     With ``curve`` = 1 - cumulative incidence of return to work this is the restricted mean number
@@ -261,9 +263,7 @@ class WeightedAalenJohansenFitter:
         """Fit to durations and event codes (0 censored, k >= 1 cause k); returns self."""
         e = np.asarray(events).astype(np.int64)
         n_causes = max(int(e.max()) if e.size else 1, self.event_of_interest)
-        table = event_table(
-            durations, e, weights, weight_breaks=weight_breaks, timeline=timeline, n_causes=n_causes
-        )
+        table = event_table(durations, e, weights, weight_breaks=weight_breaks, timeline=timeline, n_causes=n_causes)
         survival, cif = aalen_johansen(table)
         index = pd.Index(table.times, name="timeline")
         self.table_ = table
@@ -296,7 +296,9 @@ class WeightedKaplanMeierFitter:
     def __init__(self, label: str = "KM_estimate"):
         self.label = label
 
-    def fit(self, durations, event_observed, weights=None, weight_breaks=None, timeline=None) -> WeightedKaplanMeierFitter:
+    def fit(
+        self, durations, event_observed, weights=None, weight_breaks=None, timeline=None
+    ) -> WeightedKaplanMeierFitter:
         """Fit to durations and event indicators (true = event, false = censored); returns self."""
         e = np.asarray(event_observed).astype(bool).astype(np.int64)
         table = event_table(durations, e, weights, weight_breaks=weight_breaks, timeline=timeline, n_causes=1)
