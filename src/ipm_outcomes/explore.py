@@ -145,3 +145,24 @@ def data_quality_findings(con) -> pd.DataFrame:
         {"check": name, "count": con.execute(sql).fetchone()[0], "detail": detail} for name, sql, detail in checks
     ]
     return pd.DataFrame(rows)
+
+
+def mart(con, name: str) -> pd.DataFrame:
+    """One of the analysis marts built by ``ipm-outcomes cohort``, ordered by its key.
+
+    Parameters
+    ----------
+    name
+        ``cohort``, ``rtw_outcome``, ``qol_outcome`` or ``attrition`` (see ``cohort.MART_KEYS``).
+
+    Returns
+    -------
+    DataFrame
+        The mart as stored; its grain is the mart's (e.g. one row per person for ``cohort``).
+    """
+    from .cohort import MART_KEYS
+
+    if name not in MART_KEYS:
+        raise ValueError(f"no mart {name!r}; marts are {', '.join(MART_KEYS)}")
+    order = ", ".join(MART_KEYS[name])
+    return con.execute(f"select * from marts.{name} order by {order}").df()

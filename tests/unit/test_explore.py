@@ -81,3 +81,19 @@ def test_data_quality_findings(con):
     assert findings["claim lines after the person's death"] == 1  # c3 after p2 died 2021-03-01
     assert findings["persons with no work-status record"] == 1
     assert findings["persons with no patient-reported outcome"] == 2
+
+
+def test_mart_reads_a_built_mart_in_key_order():
+    from ipm_outcomes.cohort import MART_KEYS
+
+    con = duckdb.connect()
+    con.execute("create schema marts")
+    con.execute(
+        "create table marts.attrition as select * from (values ('rtw', 2, 'b', 5, 1), ('cohort', 1, 'a', 9, 0))"
+        " t(population, step_order, step, remaining, excluded)"
+    )
+    assert MART_KEYS["attrition"][0] == "population"
+    frame = explore.mart(con, "attrition")
+    assert frame["population"].tolist() == ["cohort", "rtw"]
+    with pytest.raises(ValueError, match="no mart 'cohorts'"):
+        explore.mart(con, "cohorts")
