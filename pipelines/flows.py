@@ -9,16 +9,39 @@ files another process may hold (synthesize, ingest, report).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from ipm_outcomes import __version__, analysis, cohort, ingest, report, synth
+from ipm_outcomes.estimators import bootstrap
+from ipm_outcomes.errors import IpmError
 from ipm_outcomes.spec import StudySpec, load_spec
 from ipm_outcomes.study import StudyPaths, outputs_present, stage_keys
+
+
+def task_runner(kind: str, address: str | None = None):
+    """The task runner for bootstrap replicates: local processes (default) or threads, or a Dask or Ray
+    cluster at ``address`` (``pip install 'ipm-outcomes[dask]'`` or ``[ray]``)."""
+    if kind == "process":
+        return ProcessPoolTaskRunner(max_workers=os.cpu_count())
+    if kind == "thread":
+        return ThreadPoolTaskRunner(max_workers=os.cpu_count())
+    if kind in ("dask", "ray"):
+        try:
+            if kind == "dask":
+                from prefect_dask import DaskTaskRunner as Runner
+            else:
+                from prefect_ray import RayTaskRunner as Runner
+        except ImportError:
+            raise IpmError(f"the {kind} task runner needs prefect-{kind}: pip install 'ipm-outcomes[{kind}]'") from None
+        return Runner(address=address) if address else Runner()
+    raise IpmError(f"unknown task runner {kind!r}; use process, thread, dask or ray")
 
 
 def _by_key(context, parameters) -> str:
@@ -40,9 +63,21 @@ def build_cohort_task(spec: StudySpec, db_path: Path, export_dir: Path, cache_ke
     return cohort.build(spec, db_path, export_dir=export_dir)
 
 
+@task(name="bootstrap_chunk", cache_policy=NO_CACHE)
+def bootstrap_chunk_task(run_chunk, chunk):
+    return run_chunk(chunk)
+
+
+def submit_to_task_runner(run_chunk, chunks) -> list:
+    """Run bootstrap chunks as tasks on the flow's task runner (local processes, Dask or Ray)."""
+    futures = [bootstrap_chunk_task.submit(run_chunk, chunk) for chunk in chunks]
+    return [future.result() for future in futures]
+
+
 @task(name="fit_models", cache_key_fn=_by_key, persist_result=True)
 def analyze_task(spec: StudySpec, db_path: Path, results_dir: Path, cache_key: str):
-    return analysis.run(spec, db_path, results_dir)
+    with bootstrap.chunk_mapper(submit_to_task_runner):
+        return analysis.run(spec, db_path, results_dir)
 
 
 @task(name="render_report", cache_key_fn=_by_key, persist_result=True, retries=2, retry_delay_seconds=2)
@@ -77,11 +112,14 @@ def build_cohort_flow(
     return _call(build_cohort_task, refresh, spec=spec, db_path=db_path, export_dir=export_dir, cache_key=cache_key)
 
 
-@flow(name="analyze")
+@flow(name="analyze", task_runner=task_runner("process"))
 def analyze_flow(
     spec: StudySpec, db_path: Path, results_dir: Path, cache_key: str, refresh: bool = False
 ) -> StageOutcome:
-    """Fit every method; write results.json and the result tables."""
+    """Fit every method; write results.json and the result tables.
+
+    Bootstrap replicates run as tasks on this flow's task runner (``with_options(task_runner=...)``).
+    """
     return _call(analyze_task, refresh, spec=spec, db_path=db_path, results_dir=results_dir, cache_key=cache_key)
 
 
@@ -134,12 +172,17 @@ def study_flow(
     out_dir: Path = Path("."),
     synthetic_persons: int = 20_000,
     refresh: bool = False,
+    bootstrap_runner: str = "process",
+    cluster_address: str | None = None,
 ) -> StudyRun:
     """Run the whole study; with no extract, on a synthetic one generated from the spec's seed.
 
     The spec is given either as a validated model (``spec``) or as a TOML file (``spec_file``, for
     deployments triggered with JSON parameters); with neither, the shipped default study runs.
+    ``bootstrap_runner`` (process, thread, dask, ray) and ``cluster_address`` choose where the
+    bootstrap replicates run.
     """
+    analyze = analyze_flow.with_options(task_runner=task_runner(bootstrap_runner, cluster_address))
     if spec is None:
         spec = load_spec(spec_file)
     paths = StudyPaths(root=Path(out_dir), study=spec.study.name)
@@ -162,7 +205,7 @@ def study_flow(
     )
     ran = run.record(
         "analyze",
-        analyze_flow(spec, paths.db_path, paths.results_dir, keys.analyze, refresh or ran or not present["analyze"]),
+        analyze(spec, paths.db_path, paths.results_dir, keys.analyze, refresh or ran or not present["analyze"]),
     )
     outcome = report_flow(
         paths.results_dir,

@@ -26,7 +26,16 @@ def configure_prefect(project_dir: Path) -> None:
         os.environ.setdefault(name, value)
 
 
-def run_study(spec, extract_dir: Path | None, out_dir: Path, *, persons: int = 20_000, refresh: bool = False):
+def run_study(
+    spec,
+    extract_dir: Path | None,
+    out_dir: Path,
+    *,
+    persons: int = 20_000,
+    refresh: bool = False,
+    bootstrap_runner: str = "process",
+    cluster_address: str | None = None,
+):
     """Run :func:`pipelines.flows.study_flow` and return its :class:`StudyRun`."""
     configure_prefect(Path.cwd())
     from pipelines.flows import study_flow  # after the environment is set: Prefect reads it on import
@@ -37,4 +46,6 @@ def run_study(spec, extract_dir: Path | None, out_dir: Path, *, persons: int = 2
         out_dir=out_dir,
         synthetic_persons=persons,
         refresh=refresh,
+        bootstrap_runner=bootstrap_runner,
+        cluster_address=cluster_address,
     )

@@ -204,13 +204,27 @@ def run_command(
     spec_path: SpecOption = None,
     persons: Annotated[int, typer.Option(help="Persons in the synthetic extract (no --extract).")] = 20_000,
     refresh: Annotated[bool, typer.Option("--refresh", help="Ignore cached stages; run everything.")] = False,
+    task_runner: Annotated[
+        str, typer.Option(help="Where bootstrap replicates run: process, thread, dask or ray.")
+    ] = "process",
+    cluster: Annotated[
+        str | None, typer.Option(help="Address of a Dask or Ray cluster for --task-runner dask/ray.")
+    ] = None,
 ) -> None:
     """Run the whole study as a Prefect flow: ingest -> cohort -> analyze -> report."""
     from pipelines.run import run_study
 
     from .spec import load_spec
 
-    run = run_study(load_spec(spec_path), extract, out_dir, persons=persons, refresh=refresh)
+    run = run_study(
+        load_spec(spec_path),
+        extract,
+        out_dir,
+        persons=persons,
+        refresh=refresh,
+        bootstrap_runner=task_runner,
+        cluster_address=cluster,
+    )
     say(run.describe())
 
 

@@ -8,21 +8,45 @@ replicates.
 
 Workers are started from a fork server that has already imported the estimators: starting one is
 cheap, and it is safe when the caller has threads running (a Prefect task, DuckDB), which a plain
-``fork`` of the caller is not.
+``fork`` of the caller is not. An orchestrator can instead run the chunks of replicates on its own
+executor (the Prefect flow uses its task runner, which may be a Dask or Ray cluster) by wrapping
+the call in :func:`chunk_mapper`.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 Statistic = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
+Chunk = list[tuple[int, np.random.SeedSequence]]
+#: ``mapper(run_chunk, chunks) -> results per chunk, in order``; ``run_chunk`` is picklable.
+ChunkMapper = Callable[[Callable[[Chunk], list], Sequence[Chunk]], list[list]]
+
+_CHUNK_MAPPER: ContextVar[ChunkMapper | None] = ContextVar("bootstrap_chunk_mapper", default=None)
+
+
+@contextmanager
+def chunk_mapper(mapper: ChunkMapper) -> Iterator[None]:
+    """Run every bootstrap inside the ``with`` block through ``mapper`` instead of a local process pool.
+
+    The replicates and their seeds are the same as with the local pool, so results do not depend
+    on where the chunks run.
+    """
+    token = _CHUNK_MAPPER.set(mapper)
+    try:
+        yield
+    finally:
+        _CHUNK_MAPPER.reset(token)
 
 
 @dataclass
@@ -108,6 +132,16 @@ def _run_chunk(seeds: list[tuple[int, np.random.SeedSequence]]) -> list[tuple[in
     return out
 
 
+def run_replicates(statistic: Statistic, data: Mapping[str, np.ndarray], seeds: Chunk) -> list[tuple[int, dict | str]]:
+    """Run one chunk of replicates in this process, single-threaded (what each worker or task does)."""
+    with threadpool_limits(limits=1):
+        _WORKER.update(statistic=statistic, data=data)
+        try:
+            return _run_chunk(seeds)
+        finally:
+            _WORKER.clear()
+
+
 def _context():
     methods = multiprocessing.get_all_start_methods()
     if "forkserver" in methods:
@@ -151,16 +185,15 @@ def run(
     children = np.random.SeedSequence(seed).spawn(n_replicates)
     seeds = list(enumerate(children))
     workers = max(1, min(workers or os.cpu_count() or 1, n_replicates))
-    if workers == 1:
-        with threadpool_limits(limits=1):
-            _WORKER.update(statistic=statistic, data=data)
-            try:
-                results = _run_chunk(seeds)
-            finally:
-                _WORKER.clear()
+    mapper = _CHUNK_MAPPER.get()
+    n_chunks = min(n_replicates, workers * 4)
+    chunks = [seeds[i::n_chunks] for i in range(n_chunks)]
+    if mapper is not None:
+        done = mapper(partial(run_replicates, statistic, data), chunks)
+        results = [item for chunk in done for item in chunk]
+    elif workers == 1:
+        results = run_replicates(statistic, data, seeds)
     else:
-        n_chunks = min(n_replicates, workers * 4)
-        chunks = [seeds[i::n_chunks] for i in range(n_chunks)]
         with ProcessPoolExecutor(
             max_workers=workers, mp_context=_context(), initializer=_init_worker, initargs=(statistic, data)
         ) as pool:
