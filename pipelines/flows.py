@@ -22,7 +22,7 @@ from ipm_outcomes import __version__, analysis, cohort, ingest, report, synth
 from ipm_outcomes.estimators import bootstrap
 from ipm_outcomes.errors import IpmError
 from ipm_outcomes.spec import StudySpec, load_spec
-from ipm_outcomes.study import StudyPaths, outputs_present, stage_keys
+from ipm_outcomes.study import StudyPaths, current_stages, record_stage, stage_keys
 
 
 def task_runner(kind: str, address: str | None = None):
@@ -147,9 +147,10 @@ class StudyRun:
     stages_cached: list[str] = field(default_factory=list)
     report_html: Path | None = None
 
-    def record(self, stage: str, outcome: StageOutcome) -> bool:
+    def record(self, stage: str, key: str, outcome: StageOutcome) -> bool:
         """Note how the stage went; True when it ran (so the stages after it must run too)."""
         (self.stages_cached if outcome.cached else self.stages_run).append(stage)
+        record_stage(self.paths, stage, key)
         return not outcome.cached
 
     def describe(self) -> str:
@@ -192,28 +193,33 @@ def study_flow(
         if refresh or not (extract_dir / "eligibility.parquet").exists():
             synthesize_task(extract_dir, synthetic_persons, spec.study.seed)
     keys = stage_keys(spec.model_dump(mode="json"), Path(extract_dir), __version__)
-    present = outputs_present(paths)
+    current = current_stages(paths, keys)
     run = StudyRun(paths=paths)
 
-    # A stage re-runs when asked to, when its outputs are gone, or when the stage before it ran.
+    # A stage re-runs when asked to, when its outputs are gone or were made under another key, or
+    # when the stage before it ran.
     ran = run.record(
-        "ingest", ingest_flow(Path(extract_dir), paths.db_path, keys.ingest, refresh or not present["ingest"])
+        "ingest",
+        keys.ingest,
+        ingest_flow(Path(extract_dir), paths.db_path, keys.ingest, refresh or not current["ingest"]),
     )
     ran = run.record(
         "build_cohort",
-        build_cohort_flow(spec, paths.db_path, paths.marts_dir, keys.cohort, refresh or ran or not present["cohort"]),
+        keys.build_cohort,
+        build_cohort_flow(spec, paths.db_path, paths.marts_dir, keys.build_cohort, refresh or ran or not current["build_cohort"]),
     )
     ran = run.record(
         "analyze",
-        analyze(spec, paths.db_path, paths.results_dir, keys.analyze, refresh or ran or not present["analyze"]),
+        keys.analyze,
+        analyze(spec, paths.db_path, paths.results_dir, keys.analyze, refresh or ran or not current["analyze"]),
     )
     outcome = report_flow(
         paths.results_dir,
         paths.report_dir,
         spec.report.min_cell_size,
         keys.report,
-        refresh or ran or not present["report"],
+        refresh or ran or not current["report"],
     )
-    run.record("report", outcome)
+    run.record("report", keys.report, outcome)
     run.report_html = outcome.result.html
     return run

@@ -6,7 +6,8 @@ plain functions, tested without Prefect.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -46,6 +47,11 @@ class StudyPaths:
     def report_dir(self) -> Path:
         return self.root / "reports" / self.study
 
+    @property
+    def stage_record(self) -> Path:
+        """Which content key produced each stage's outputs now on disk."""
+        return self.root / "data" / "interim" / f"{self.study}.stages.json"
+
     def make_dirs(self) -> None:
         for folder in (self.db_path.parent, self.marts_dir, self.results_dir, self.report_dir):
             folder.mkdir(parents=True, exist_ok=True)
@@ -56,7 +62,7 @@ class StageKeys:
     """One content key per stage; a stage's key covers everything upstream of it."""
 
     ingest: str
-    cohort: str
+    build_cohort: str
     analyze: str
     report: str
 
@@ -88,14 +94,33 @@ def stage_keys(spec_json: dict, extract_dir: Path, package_version: str = __vers
     cohort = combine("cohort", ingest, sha256_json(cohort_spec))
     analyze = combine("analyze", cohort, sha256_json(_spec_without(spec_json, REPORT_ONLY_SECTIONS)))
     report = combine("report", analyze, sha256_json(spec_json), templates_fingerprint())
-    return StageKeys(ingest=ingest, cohort=cohort, analyze=analyze, report=report)
+    return StageKeys(ingest=ingest, build_cohort=cohort, analyze=analyze, report=report)
 
 
 def outputs_present(paths: StudyPaths) -> dict[str, bool]:
     """Whether each stage's outputs are on disk: a cached stage whose outputs were deleted must re-run."""
     return {
         "ingest": paths.db_path.exists(),
-        "cohort": paths.marts_dir.is_dir() and any(paths.marts_dir.glob("*.parquet")),
+        "build_cohort": paths.marts_dir.is_dir() and any(paths.marts_dir.glob("*.parquet")),
         "analyze": (paths.results_dir / "results.json").exists(),
         "report": any(paths.report_dir.glob("*.html")),
     }
+
+
+def record_stage(paths: StudyPaths, stage: str, key: str) -> None:
+    """Note that the outputs of ``stage`` on disk were produced under ``key``."""
+    recorded = json.loads(paths.stage_record.read_text()) if paths.stage_record.exists() else {}
+    recorded[stage] = key
+    paths.stage_record.parent.mkdir(parents=True, exist_ok=True)
+    paths.stage_record.write_text(json.dumps(recorded, indent=1, sort_keys=True))
+
+
+def current_stages(paths: StudyPaths, keys: StageKeys) -> dict[str, bool]:
+    """Whether each stage's outputs are on disk AND were produced under today's key.
+
+    A cache hit only returns the stage's summary; the files must also be the ones that key made
+    (after running spec A, then B, then A again, the report on disk is B's and must be re-rendered).
+    """
+    recorded = json.loads(paths.stage_record.read_text()) if paths.stage_record.exists() else {}
+    present = outputs_present(paths)
+    return {stage: present[stage] and recorded.get(stage) == key for stage, key in asdict(keys).items()}

@@ -15,9 +15,15 @@ prefect_testing = pytest.importorskip("prefect.testing.utilities")
 
 
 @pytest.fixture(scope="module")
-def prefect_api():
-    with prefect_testing.prefect_test_harness(server_startup_timeout=180):
-        yield
+def prefect_api(tmp_path_factory):
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+
+    # Cached task results live in result storage, not in the harness's temporary database: keep
+    # them per test session so a cache hit can only come from this session's runs.
+    storage = tmp_path_factory.mktemp("prefect-results")
+    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage}):
+        with prefect_testing.prefect_test_harness(server_startup_timeout=180):
+            yield
 
 
 @pytest.fixture(scope="module")
