@@ -30,7 +30,6 @@ from __future__ import annotations
 import bisect
 import csv
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -60,6 +59,7 @@ from .contract import (
     raw_table_ddl,
 )
 from .errors import IpmError, ValidationFailed
+from .fingerprint import sha256_file
 from .validation import (
     ERROR,
     IDENTIFIER_SAMPLE_ROWS,
@@ -979,14 +979,6 @@ def _write_report(path: Path, extract_dir: Path, problems: list[Problem], rows: 
 # --- the load -------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _insert_sql(src: _Source) -> str:
     cols = ", ".join(quote_ident(c.name) for c in src.table.columns)
     values = ", ".join(quote_ident(typed_name(c.name) if c.type != "VARCHAR" else c.name) for c in src.table.columns)
@@ -1159,7 +1151,7 @@ def load_extract(
             steps_enabled=progress,
             extra_steps=n_tables,
         )
-        hashes = {p: hasher.submit(_sha256, p) for src in sources.values() for p in src.files}
+        hashes = {p: hasher.submit(sha256_file, p) for src in sources.values() for p in src.files}
         errors, _ = count_by_severity(problems)
         if errors:
             steps.close()
