@@ -50,3 +50,13 @@ def database_state(path: Path) -> dict[str, tuple] | None:
 def db_state():
     """:func:`database_state` as a fixture: ``db_state(path)`` -> comparable snapshot of a DuckDB file."""
     return database_state
+
+
+@pytest.fixture(scope="session")
+def fast_spec():
+    """The shipped study spec with 10 bootstrap replicates: whole-pipeline tests in seconds, not minutes."""
+    from ipm_outcomes.spec import load_spec, spec_from_dict
+
+    data = load_spec().to_toml_dict()
+    data["analysis"]["bootstrap_replicates"] = 10
+    return spec_from_dict(data)

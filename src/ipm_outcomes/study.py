@@ -107,9 +107,13 @@ def outputs_present(paths: StudyPaths) -> dict[str, bool]:
     }
 
 
+def _recorded_keys(paths: StudyPaths) -> dict[str, str]:
+    return json.loads(paths.stage_record.read_text()) if paths.stage_record.exists() else {}
+
+
 def record_stage(paths: StudyPaths, stage: str, key: str) -> None:
     """Note that the outputs of ``stage`` on disk were produced under ``key``."""
-    recorded = json.loads(paths.stage_record.read_text()) if paths.stage_record.exists() else {}
+    recorded = _recorded_keys(paths)
     recorded[stage] = key
     paths.stage_record.parent.mkdir(parents=True, exist_ok=True)
     paths.stage_record.write_text(json.dumps(recorded, indent=1, sort_keys=True))
@@ -121,6 +125,6 @@ def current_stages(paths: StudyPaths, keys: StageKeys) -> dict[str, bool]:
     A cache hit only returns the stage's summary; the files must also be the ones that key made
     (after running spec A, then B, then A again, the report on disk is B's and must be re-rendered).
     """
-    recorded = json.loads(paths.stage_record.read_text()) if paths.stage_record.exists() else {}
+    recorded = _recorded_keys(paths)
     present = outputs_present(paths)
     return {stage: present[stage] and recorded.get(stage) == key for stage, key in asdict(keys).items()}

@@ -9,7 +9,6 @@ import pytest
 from nbclient import NotebookClient
 
 from ipm_outcomes import analysis, cohort, ingest, synth
-from ipm_outcomes.spec import load_spec, spec_from_dict
 from ipm_outcomes.study import StudyPaths
 
 NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
@@ -33,11 +32,9 @@ def test_notebook_is_committed_without_outputs(path):
 
 
 @pytest.fixture(scope="module")
-def study_root(tmp_path_factory):
+def study_root(tmp_path_factory, fast_spec):
     root = tmp_path_factory.mktemp("notebook-study")
-    data = load_spec().to_toml_dict()
-    data["analysis"]["bootstrap_replicates"] = 10
-    spec = spec_from_dict(data)
+    spec = fast_spec
     paths = StudyPaths(root=root, study=spec.study.name)
     paths.make_dirs()
     synth.generate(paths.synthetic_extract_dir, persons=3_000, seed=11, file_format="parquet")

@@ -9,7 +9,7 @@ import pytest
 from ipm_outcomes import synth
 from ipm_outcomes.errors import ValidationFailed
 from ipm_outcomes.fingerprint import sha256_file
-from ipm_outcomes.spec import load_spec, spec_from_dict
+from ipm_outcomes.spec import spec_from_dict
 
 prefect_testing = pytest.importorskip("prefect.testing.utilities")
 
@@ -27,13 +27,6 @@ def prefect_api(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def small_spec():
-    data = load_spec().to_toml_dict()
-    data["analysis"]["bootstrap_replicates"] = 10
-    return spec_from_dict(data)
-
-
-@pytest.fixture(scope="module")
 def extract_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("extract")
     synth.generate(folder, persons=3_000, seed=7, file_format="parquet")
@@ -41,11 +34,11 @@ def extract_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def first_run(prefect_api, small_spec, extract_dir, tmp_path_factory):
+def first_run(prefect_api, fast_spec, extract_dir, tmp_path_factory):
     from pipelines.flows import study_flow
 
     out = tmp_path_factory.mktemp("study")
-    return study_flow(spec=small_spec, extract_dir=extract_dir, out_dir=out), out
+    return study_flow(spec=fast_spec, extract_dir=extract_dir, out_dir=out), out
 
 
 def test_study_flow_produces_every_output(first_run):
@@ -57,30 +50,30 @@ def test_study_flow_produces_every_output(first_run):
     assert any(run.paths.marts_dir.glob("cohort.parquet"))
 
 
-def test_second_run_is_served_from_cache(first_run, small_spec, extract_dir):
+def test_second_run_is_served_from_cache(first_run, fast_spec, extract_dir):
     from pipelines.flows import study_flow
 
     run, out = first_run
     results_hash = sha256_file(run.paths.results_dir / "results.json")
-    again = study_flow(spec=small_spec, extract_dir=extract_dir, out_dir=out)
+    again = study_flow(spec=fast_spec, extract_dir=extract_dir, out_dir=out)
     assert again.stages_run == []
     assert again.stages_cached == ["ingest", "build_cohort", "analyze", "report"]
     # the fit did not run again: its output file is untouched
     assert sha256_file(run.paths.results_dir / "results.json") == results_hash
 
 
-def test_changing_only_report_settings_rerenders_without_refitting(first_run, small_spec, extract_dir):
+def test_changing_only_report_settings_rerenders_without_refitting(first_run, fast_spec, extract_dir):
     from pipelines.flows import study_flow
 
     _, out = first_run
-    data = small_spec.to_toml_dict()
-    data["report"]["min_cell_size"] = small_spec.report.min_cell_size + 5
+    data = fast_spec.to_toml_dict()
+    data["report"]["min_cell_size"] = fast_spec.report.min_cell_size + 5
     again = study_flow(spec=spec_from_dict(data), extract_dir=extract_dir, out_dir=out)
     assert again.stages_run == ["report"]
     assert again.stages_cached == ["ingest", "build_cohort", "analyze"]
 
 
-def test_failing_ingest_fails_the_flow_and_keeps_earlier_outputs(first_run, small_spec, extract_dir, tmp_path):
+def test_failing_ingest_fails_the_flow_and_keeps_earlier_outputs(first_run, fast_spec, extract_dir, tmp_path):
     from pipelines.flows import study_flow
 
     run, out = first_run
@@ -89,5 +82,5 @@ def test_failing_ingest_fails_the_flow_and_keeps_earlier_outputs(first_run, smal
     (bad / "eligibility.parquet").unlink()  # a required table is missing
     before = {p: sha256_file(p) for p in (run.paths.db_path, run.paths.results_dir / "results.json")}
     with pytest.raises(ValidationFailed, match="eligibility"):
-        study_flow(spec=small_spec, extract_dir=bad, out_dir=out)
+        study_flow(spec=fast_spec, extract_dir=bad, out_dir=out)
     assert {p: sha256_file(p) for p in before} == before
