@@ -19,7 +19,7 @@ takes to copy it into a temporary table. A CSV that fails is copied, though, bec
 insertion-ordered copy gives reliable row numbers.
 
 Nothing in the database changes until every rule has been checked. The write (replace every
-``raw`` table, derive ``raw.medical_claim_diagnosis``, record ``meta.load_provenance`` and
+``raw`` table, define the view ``raw.medical_claim_diagnosis``, record ``meta.load_provenance`` and
 ``meta.load``) is one transaction: a failure rolls it back and leaves the previous load untouched.
 The connection is held from start to end, so another process cannot open the database meanwhile
 (:class:`~ipm_outcomes.errors.DatabaseInUseError`).
@@ -55,7 +55,8 @@ from .contract import (
     TABLES_BY_NAME,
     Column,
     Table,
-    medical_claim_diagnosis_ddl,
+    drop_raw_relation,
+    medical_claim_diagnosis_view_ddl,
     raw_table_ddl,
 )
 from .errors import IpmError, ValidationFailed
@@ -142,6 +143,8 @@ class _Source:
     rejected_rows: list[int] = field(default_factory=list)
     #: Text columns whose normalisation changes no value: the write copies them as they are.
     clean: set[str] = field(default_factory=set)
+    #: Non-empty values per diagnosis column after normalisation (rows of the diagnosis view).
+    diagnoses_present: dict[str, int] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -546,6 +549,9 @@ def _count_values(
     sums = [f"coalesce(sum(_n) filter (where {c.condition}), 0)" for c in mine]
     if _normalises(src, name):
         sums.append(f"coalesce(sum(_n) filter (where {quote_ident(_RAW_PREFIX + name)} is distinct from {ref}), 0)")
+    is_diagnosis = column is None
+    if is_diagnosis:
+        sums.append(f"coalesce(sum(_n) filter (where {ref} is not null), 0)")
     if not sums:
         return {}
     normalised = [f"{normalise_expr(column, src.types[name], ref)} as {ref}", "_n"]
@@ -561,6 +567,9 @@ def _count_values(
     result = con.execute(
         f"select {', '.join(sums)} from (select {', '.join(typed)} from (select {', '.join(normalised)} from ({values})))"
     ).fetchall()[0]
+    if is_diagnosis:
+        src.diagnoses_present[name] = int(result[-1])
+        result = result[:-1]
     if _normalises(src, name) and not result[-1]:
         src.clean.add(name)
     return {id(c): int(n) for c, n in zip(mine, result, strict=False)}
@@ -980,23 +989,13 @@ def _write_report(path: Path, extract_dir: Path, problems: list[Problem], rows: 
 
 
 def _insert_sql(src: _Source) -> str:
-    cols = ", ".join(quote_ident(c.name) for c in src.table.columns)
-    values = ", ".join(quote_ident(typed_name(c.name) if c.type != "VARCHAR" else c.name) for c in src.table.columns)
-    return f"insert into {RAW_SCHEMA}.{src.name} ({cols}) select {values} from {src.view}"
-
-
-def _diagnosis_sql(src: _Source) -> str:
-    """Unpivot diagnosis_code_1..N into one row per claim line per present diagnosis."""
-    keep = ", ".join(
-        f"{quote_ident(typed_name(n) if src.table.column(n).type != 'VARCHAR' else n)} as {quote_ident(n)}"
-        for n in ("claim_id", "claim_line_number", "person_id", "claim_type", "claim_start_date")
-    )
-    dx = ", ".join(quote_ident(n) for _, n in src.diagnosis)
-    offset = len(DIAGNOSIS_COLUMN_PREFIX) + 1
+    """Copy the view into its raw table: contract columns typed, diagnosis columns as normalised."""
+    cols = [quote_ident(c.name) for c in src.table.columns]
+    values = [quote_ident(typed_name(c.name) if c.type != "VARCHAR" else c.name) for c in src.table.columns]
+    diagnoses = [quote_ident(name) for _, name in src.diagnosis]
     return (
-        f"insert into {RAW_SCHEMA}.medical_claim_diagnosis select claim_id, claim_line_number, person_id, claim_type,"
-        f" claim_start_date, cast(substr(_name, {offset}) as INTEGER), _code from ("
-        f"unpivot (select {keep}, {dx} from {src.view}) on {dx} into name _name value _code)"
+        f"insert into {RAW_SCHEMA}.{src.name} ({', '.join(cols + diagnoses)})"
+        f" select {', '.join(values + diagnoses)} from {src.view}"
     )
 
 
@@ -1022,21 +1021,19 @@ def _write(
     try:
         con.execute(f"create schema if not exists {RAW_SCHEMA}")
         con.execute(f"create schema if not exists {META_SCHEMA}")
+        drop_raw_relation(con, "medical_claim_diagnosis")
+        positions = [position for position, _ in sources["medical_claim"].diagnosis]
         for table in TABLES:
             src = sources.get(table.name)
             with steps.step(f"writing {table.name}") if src else _nothing():
                 con.execute(f"drop table if exists {RAW_SCHEMA}.{table.name}")
-                con.execute(raw_table_ddl(table))
+                con.execute(raw_table_ddl(table, positions))
                 if src:
                     con.execute(_insert_sql(src))
             rows[table.name] = con.execute(f"select count(*) from {RAW_SCHEMA}.{table.name}").fetchall()[0][0]
-        with steps.step("writing medical_claim_diagnosis"):
-            con.execute(f"drop table if exists {RAW_SCHEMA}.medical_claim_diagnosis")
-            con.execute(medical_claim_diagnosis_ddl())
-            con.execute(_diagnosis_sql(sources["medical_claim"]))
-            rows["medical_claim_diagnosis"] = con.execute(
-                f"select count(*) from {RAW_SCHEMA}.medical_claim_diagnosis"
-            ).fetchall()[0][0]
+        con.execute(medical_claim_diagnosis_view_ddl(positions))
+        # counted while validating: the view's rows are the non-empty normalised diagnosis values
+        rows["medical_claim_diagnosis"] = sum(sources["medical_claim"].diagnoses_present.values())
         with steps.step("writing provenance"):
             _write_meta(con, sources, extract_dir, hashes, allow_identifiers, n_warnings, loaded_at)
         con.execute("commit")
@@ -1120,8 +1117,9 @@ def load_extract(
     -------
     LoadSummary
         Rows per loaded table. Tables written: ``raw.<table>`` for every contract table (one row per
-        row of its file; absent optional tables empty), ``raw.medical_claim_diagnosis`` (one row per
-        claim line per non-empty diagnosis column), ``meta.load_provenance`` (one row per file read)
+        row of its file, plus the file's diagnosis columns in ``medical_claim``; absent optional
+        tables empty), the view ``raw.medical_claim_diagnosis`` (one row per claim line per
+        non-empty diagnosis column), ``meta.load_provenance`` (one row per file read)
         and ``meta.load`` (one row: this load).
 
     Raises
@@ -1142,7 +1140,7 @@ def load_extract(
     steps = None
     try:
         _configure(con, str(db_path.resolve()) + ".tmp")
-        n_tables = len(TABLES) + 2  # every raw table, the diagnoses, provenance
+        n_tables = len(TABLES) + 1  # every raw table, provenance
         problems, sources, steps = _validate(
             con,
             extract_dir,

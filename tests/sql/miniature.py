@@ -108,7 +108,6 @@ class Extract:
 
     eligibility: list[tuple] = field(default_factory=list)
     medical_claim: list[tuple] = field(default_factory=list)
-    diagnoses: list[tuple] = field(default_factory=list)
     pharmacy_claim: list[tuple] = field(default_factory=list)
     ndc_reference: list[tuple] = field(default_factory=list)
     ehr_encounter: list[tuple] = field(default_factory=list)
@@ -171,10 +170,9 @@ class Extract:
                 None,
                 allowed,
                 None if allowed is None else allowed * 0.8,
+                tuple(norm(code) for code in diagnoses or ("Z0000",)),
             )
         )
-        for position, code in enumerate(diagnoses or ("Z0000",), start=1):
-            self.diagnoses.append((claim_id, 1, person_id, claim_type, date, position, norm(code)))
         return self
 
     def encounter(self, person_id: str, on: Day, taxonomy: str | None = None, diagnosis: str | None = None) -> Extract:
@@ -208,11 +206,12 @@ class Extract:
     def write(self, db_path: Path) -> Path:
         con = db.connect(db_path)
         try:
-            contract.create_empty_raw_tables(con)
+            # diagnosis_code_1..N as wide as the claim with the most diagnoses, padded with nulls
+            positions = max([len(contract.DEFAULT_DIAGNOSIS_POSITIONS)] + [len(c[-1]) for c in self.medical_claim])
+            contract.create_empty_raw_tables(con, range(1, positions + 1))
             tables = {
                 "eligibility": self.eligibility,
-                "medical_claim": self.medical_claim,
-                "medical_claim_diagnosis": self.diagnoses,
+                "medical_claim": [(*c[:-1], *c[-1], *(None,) * (positions - len(c[-1]))) for c in self.medical_claim],
                 "pharmacy_claim": self.pharmacy_claim,
                 "ndc_reference": self.ndc_reference,
                 "ehr_encounter": self.ehr_encounter,

@@ -22,20 +22,12 @@ def con():
     con.execute(
         """insert into raw.medical_claim
         (claim_id, claim_line_number, person_id, claim_type, claim_start_date, claim_end_date, hcpcs_code,
-         rendering_taxonomy_code)
+         rendering_taxonomy_code, diagnosis_code_1, diagnosis_code_2)
         values
-        ('c1', 1, 'p1', 'professional', '2020-02-01', '2020-02-01', '99213', '207Q00000X'),
-        ('c2', 1, 'p1', 'professional', '2021-02-01', '2021-02-01', '62323', '208VP0014X'),
-        ('c3', 1, 'p2', 'professional', '2021-04-01', '2021-04-01', '99213', null),
-        ('c4', 1, 'p3', 'professional', '2020-05-01', '2020-05-01', '72148', null)"""
-    )
-    con.execute(
-        """insert into raw.medical_claim_diagnosis values
-        ('c1', 1, 'p1', 'professional', '2020-02-01', 1, 'M5450'),
-        ('c1', 1, 'p1', 'professional', '2020-02-01', 2, 'I10'),
-        ('c2', 1, 'p1', 'professional', '2021-02-01', 1, 'M5450'),
-        ('c3', 1, 'p2', 'professional', '2021-04-01', 1, 'I10'),
-        ('c4', 1, 'p3', 'professional', '2020-05-01', 1, 'M5450')"""
+        ('c1', 1, 'p1', 'professional', '2020-02-01', '2020-02-01', '99213', '207Q00000X', 'M5450', 'I10'),
+        ('c2', 1, 'p1', 'professional', '2021-02-01', '2021-02-01', '62323', '208VP0014X', 'M5450', null),
+        ('c3', 1, 'p2', 'professional', '2021-04-01', '2021-04-01', '99213', null, 'I10', null),
+        ('c4', 1, 'p3', 'professional', '2020-05-01', '2020-05-01', '72148', null, 'M5450', null)"""
     )
     con.execute("insert into raw.ehr_work_status values ('p1', '2020-02-03', 'off_work')")
     yield con

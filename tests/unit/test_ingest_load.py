@@ -80,6 +80,9 @@ def test_good_extract_is_loaded_typed_and_normalised(good_extract, tmp_path):
             None,
             120.5,
             96.4,
+            "M5450",  # the diagnosis columns, normalised, as the file has them
+            "M5116",
+            None,
         ),
         (
             "C001",
@@ -95,6 +98,9 @@ def test_good_extract_is_loaded_typed_and_normalised(good_extract, tmp_path):
             "26",
             410.0,
             328.0,
+            "M545",
+            None,
+            None,
         ),
     ]
     assert query(db, "select claim_id, ndc_code from raw.pharmacy_claim order by claim_id") == [
@@ -123,11 +129,15 @@ def test_good_extract_is_loaded_typed_and_normalised(good_extract, tmp_path):
         ("E003", None),
         ("E004", "M545"),
     ]
-    # every raw table has exactly the contract's columns and types
+    # every raw table has exactly the contract's columns and types, plus the file's diagnosis columns
     for table in TABLES:
+        diagnoses = [(f"diagnosis_code_{n}", "VARCHAR") for n in (1, 2, 3)] if table.name == "medical_claim" else []
         assert query(db, f"select column_name, column_type from (describe raw.{table.name})") == [
             (c.name, c.type) for c in table.columns
-        ]
+        ] + diagnoses
+    assert query(db, "select table_type from information_schema.tables where table_name = 'medical_claim_diagnosis'") == [
+        ("VIEW",)
+    ]
 
 
 def _write_forms(extract: Path, form: str) -> None:

@@ -137,6 +137,23 @@ def test_columns_clean_in_all_rows_but_one_are_still_normalised(extract: Path, t
     assert diagnoses == [("M5450",)]
 
 
+def test_diagnosis_rows_are_counted_from_the_histograms_as_the_view_has_them(extract: Path, tmp_path: Path) -> None:
+    """The load reports the diagnosis view's rows without scanning it: blanks are not diagnoses."""
+    rows = [claim(i) for i in range(1, 7)]
+    rows[1] = claim(2, diagnosis_code_2="  ")
+    rows[2] = claim(3, diagnosis_code_2="g89.29")
+    rows[3] = claim(4, diagnosis_code_2="G8929")
+    write_claims(extract, rows)
+    db = tmp_path / "study.duckdb"
+
+    summary = load_extract(extract, db, today=TODAY)
+
+    con = duckdb.connect(str(db), read_only=True)
+    in_view = con.execute("select count(*) from raw.medical_claim_diagnosis").fetchone()[0]
+    con.close()
+    assert summary.rows["medical_claim_diagnosis"] == in_view == 6 + 2
+
+
 def test_repeated_key_hashes_are_checked_exactly(extract: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Equal hashes may be a collision: the exact count decides, so distinct keys pass."""
     real = ingest._key_counts
@@ -154,3 +171,48 @@ def test_repeated_key_hashes_are_checked_exactly(extract: Path, monkeypatch: pyt
     write_claims(extract, rows)
     found = errors(validate_extract(extract, today=TODAY))
     assert found == {("claim_id, claim_line_number", "duplicate_key"): (1, (5,), ("K002, 1 (first at row 2)",))}
+
+
+_TEXTS = [
+    "",
+    " ",
+    "abc",
+    " abc",
+    "abc ",
+    "  a b  ",
+    "\tabc",
+    "abc\n",
+    "\u00a0abc",
+    "abc\u3000",
+    "caf\u00e9",
+    "\u00e9 ",
+    "\u2000x\u2000",
+    "x\u200by",
+]
+
+
+@pytest.mark.parametrize("text", _TEXTS)
+def test_guarded_trim_equals_trim(text):
+    """clean_text trims only values that could change; the answer must be trim's for every value."""
+    from ipm_outcomes.validation import clean_text
+
+    con = duckdb.connect()
+    fast, slow = con.execute(f"select {clean_text('$t')}, nullif(trim($t), '')", {"t": text}).fetchone()
+    assert fast == slow
+
+
+def test_guarded_trim_equals_trim_on_random_text():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ipm_outcomes.validation import clean_text
+
+    con = duckdb.connect()
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(st.text(max_size=12))
+    def check(text):
+        fast, slow = con.execute(f"select {clean_text('$t')}, nullif(trim($t), '')", {"t": text}).fetchone()
+        assert fast == slow
+
+    check()

@@ -16,6 +16,7 @@ import duckdb
 import pytest
 
 from ipm_outcomes import db, omop
+from ipm_outcomes.contract import TABLES_BY_NAME
 from ipm_outcomes.errors import IpmError
 
 D = dt.date
@@ -665,7 +666,8 @@ def test_load_omop_miniature_into_raw_tables_with_the_unmapped_report(tmp_path):
         ("102", "male", 1968, None, D(2019, 6, 1), D(2020, 12, 31), "other", None),
         ("103", "unknown", 1990, None, D(2020, 1, 1), D(2020, 6, 30), "other", None),
     ]
-    assert query(db_path, "select * from raw.medical_claim order by claim_id, claim_line_number") == [
+    contract_columns = ", ".join(TABLES_BY_NAME["medical_claim"].column_names)
+    assert query(db_path, f"select {contract_columns} from raw.medical_claim order by claim_id, claim_line_number") == [
         ("omop-101-v5001", 1, "101", "professional", D(2020, 2, 3), D(2020, 2, 3), None, "1487654321", "207Q00000X",
          None, None, None, None),
         ("omop-101-v5002", 1, "101", "professional", D(2020, 3, 16), D(2020, 3, 16), None, "1234567893", "208VP0000X",
