@@ -54,11 +54,10 @@ BUILD_ORDER: dict[str, list[str]] = {
         "charlson",
         "baseline_opioid",
         "prior_cost",
-        "pro_selected",
         "work_status",
         "rtw_event",
     ],
-    "marts": ["cohort", "rtw_outcome", "qol_outcome", "attrition"],
+    "marts": ["qol_outcome", "cohort", "rtw_outcome", "attrition"],
 }
 
 #: The marts and their keys (each key is unique and not null).

@@ -37,14 +37,14 @@ with flags as (
 pro as (
     select
         person_id,
-        max(case when instrument = 'promis_pf' then score end) as baseline_promis_pf,
-        max(case when instrument = 'promis_pi' then score end) as baseline_promis_pi,
-        max(case when instrument = 'odi' then score end) as baseline_odi,
-        max(case when instrument = 'eq5d_index' then score end) as baseline_eq5d_index,
-        max(case when instrument = 'nrs_pain' then score end) as baseline_nrs_pain,
-        max(case when instrument = 'phq9' then score end) as baseline_phq9
-    from intermediate.pro_selected
-    where target_day is null
+        max(case when instrument = 'promis_pf' then baseline_score end) as baseline_promis_pf,
+        max(case when instrument = 'promis_pi' then baseline_score end) as baseline_promis_pi,
+        max(case when instrument = 'odi' then baseline_score end) as baseline_odi,
+        max(case when instrument = 'eq5d_index' then baseline_score end) as baseline_eq5d_index,
+        max(case when instrument = 'nrs_pain' then baseline_score end) as baseline_nrs_pain,
+        max(case when instrument = 'phq9' then baseline_score end) as baseline_phq9
+    from marts.qol_outcome
+    where horizon_days = (select min(horizon_days) from ref.qol_horizon)  -- every horizon's row has the baseline
     group by person_id
 )
 
