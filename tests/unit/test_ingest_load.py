@@ -135,9 +135,8 @@ def test_good_extract_is_loaded_typed_and_normalised(good_extract, tmp_path):
         assert query(db, f"select column_name, column_type from (describe raw.{table.name})") == [
             (c.name, c.type) for c in table.columns
         ] + diagnoses
-    assert query(db, "select table_type from information_schema.tables where table_name = 'medical_claim_diagnosis'") == [
-        ("VIEW",)
-    ]
+    kind = "select table_type from information_schema.tables where table_name = 'medical_claim_diagnosis'"
+    assert query(db, kind) == [("VIEW",)]
 
 
 def _write_forms(extract: Path, form: str) -> None:
@@ -459,3 +458,57 @@ def test_synthetic_extract_passes(tmp_path):
     assert summary.rows["eligibility"] >= 500
     assert summary.rows["medical_claim_diagnosis"] >= summary.rows["medical_claim"]
     assert {p.rule for p in summary.warnings} <= {"unknown_file", "orphan_person"}
+
+
+def test_diagnosis_columns_keep_their_positions_in_any_order_and_with_gaps(good_extract, tmp_path):
+    """diagnosis_code_12, _1 and _3 (no _2), in that order in the file: raw.medical_claim gets them in
+    position order and the diagnosis view numbers each code by its column, before and after a reload
+    with fewer columns."""
+    path = good_extract / "medical_claim.csv"
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    renamed = {
+        "diagnosis_code_1": "diagnosis_code_12",
+        "diagnosis_code_2": "diagnosis_code_1",
+        "diagnosis_code_3": "diagnosis_code_3",
+    }
+    header = ["diagnosis_code_12"] + [c for c in rows[0] if not c.startswith("diagnosis_code_")] + [
+        "diagnosis_code_1",
+        "diagnosis_code_3",
+    ]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            moved = {renamed[k]: v for k, v in row.items() if k in renamed}
+            if not moved["diagnosis_code_1"]:  # diagnosis_code_1 is required
+                moved["diagnosis_code_1"], moved["diagnosis_code_12"] = moved["diagnosis_code_12"], ""
+            writer.writerow({**{k: v for k, v in row.items() if k not in renamed}, **moved})
+    db = tmp_path / "study.duckdb"
+
+    summary = load_extract(good_extract, db, today=TODAY)
+
+    columns = [c for (c,) in query(db, "select column_name from (describe raw.medical_claim)") if c.startswith("diag")]
+    assert columns == ["diagnosis_code_1", "diagnosis_code_3", "diagnosis_code_12"]
+    in_view = query(
+        db,
+        "select claim_id, claim_line_number, diagnosis_position, diagnosis_code"
+        " from raw.medical_claim_diagnosis order by all",
+    )
+    assert in_view == [
+        ("C001", 1, 1, "M5116"),
+        ("C001", 1, 12, "M5450"),
+        ("C001", 2, 1, "M545"),
+        ("C002", 1, 1, "M5416"),
+        ("C002", 1, 3, "G8929"),
+        ("C002", 1, 12, "M5116"),
+        ("C003", 1, 1, "M5450"),
+        ("C003", 1, 12, "S335XXA"),
+        ("C004", 1, 1, "M5450"),
+    ]
+    assert summary.rows["medical_claim_diagnosis"] == len(in_view)
+
+    # three diagnosis columns again: the view follows the table
+    shutil.copy(Path(__file__).parents[1] / "fixtures" / "extract_good" / "medical_claim.csv", path)
+    load_extract(good_extract, db, today=TODAY)
+    assert query(db, "select max(diagnosis_position), count(*) from raw.medical_claim_diagnosis") == [(3, 9)]
