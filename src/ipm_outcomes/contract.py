@@ -343,8 +343,8 @@ def drop_raw_relation(con, name: str) -> None:
 def create_empty_raw_tables(con, diagnosis_positions: Sequence[int] = DEFAULT_DIAGNOSIS_POSITIONS) -> None:
     """Create every raw table, empty, replacing any that exist, and the diagnosis view.
 
-    Used by ingest for tables an extract does not provide (so downstream SQL always finds them)
-    and by tests that write hand-made rows straight into raw.
+    For tests and tools that write hand-made rows straight into raw (ingest writes its own tables
+    with the extract's diagnosis columns).
     """
     con.execute(f"create schema if not exists {RAW_SCHEMA}")
     drop_raw_relation(con, "medical_claim_diagnosis")
