@@ -4,18 +4,17 @@
 -- Baseline: the assessment closest to index in pro_baseline_start..pro_baseline_end days. Follow-up
 -- at a horizon: the assessment closest to that day within +-qol_window_days. On a tie the earlier
 -- assessment wins (a baseline from before index is less affected by what happened at index).
--- Scores of one instrument on one day are averaged first. marts.cohort takes its baseline scores
--- from here, so the selection is made once.
+-- Scores of one instrument on one day are averaged. marts.cohort takes its baseline scores from
+-- here, so the selection is made once.
 with assessments as (
     select
         b.person_id,
         p.instrument,
         date_diff('day', b.index_date, p.assessment_date) as day,
-        avg(p.score) as score
+        p.score
     from intermediate.cohort_base as b
     inner join raw.ehr_pro as p on p.person_id = b.person_id
     inner join ref.qol_instrument as i on i.instrument = p.instrument
-    group by b.person_id, p.instrument, date_diff('day', b.index_date, p.assessment_date)
 ),
 
 candidates as (
@@ -28,16 +27,18 @@ candidates as (
     inner join ref.qol_horizon as h on abs(a.day - h.horizon_days) <= $qol_window_days
 ),
 
--- one row per person per instrument per target (baseline = target_day null, or a horizon)
+-- one row per person per instrument per target (baseline = target_day null, or a horizon): every
+-- assessment of the closest day ranks first (rank, not row_number), and their scores are averaged
 selected as materialized (
-    select person_id, instrument, target_day, day, score
+    select person_id, instrument, target_day, min(day) as day, avg(score) as score
     from (
         select
             *,
-            row_number() over (partition by person_id, instrument, target_day order by distance, day) as closeness
+            rank() over (partition by person_id, instrument, target_day order by distance, day) as closeness
         from candidates
     ) as ranked
     where closeness = 1
+    group by person_id, instrument, target_day
 )
 
 select
