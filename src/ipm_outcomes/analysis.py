@@ -29,6 +29,7 @@ from threadpoolctl import threadpool_limits
 
 from . import __version__, db
 from .diagnostics import (
+    SMD_COLUMNS,
     diagnostics_table,
     e_value,
     effective_sample_size,
@@ -351,18 +352,7 @@ def _table1(frame: pd.DataFrame, covariates: list[str], early: np.ndarray, weigh
     for name, x, known in smd_rows:
         t = smd_table(x[known][:, None], [name], early[known], weights[known])
         smd.append(t.iloc[0].to_dict())
-    smd = pd.DataFrame(
-        smd,
-        columns=[
-            "covariate",
-            "mean_treated",
-            "mean_control",
-            "smd_before",
-            "weighted_mean_treated",
-            "weighted_mean_control",
-            "smd_after",
-        ],
-    )
+    smd = pd.DataFrame(smd, columns=list(SMD_COLUMNS))
     return table1, smd
 
 
@@ -984,18 +974,7 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
         ]
         out["tables"]["rtw_curves"] = pd.concat(curves, ignore_index=True)[cols]
     if balance:
-        out["tables"]["balance"] = pd.concat(balance, ignore_index=True)[
-            [
-                "analysis",
-                "covariate",
-                "mean_treated",
-                "mean_control",
-                "smd_before",
-                "weighted_mean_treated",
-                "weighted_mean_control",
-                "smd_after",
-            ]
-        ]
+        out["tables"]["balance"] = pd.concat(balance, ignore_index=True)[["analysis", *SMD_COLUMNS]]
     return out
 
 

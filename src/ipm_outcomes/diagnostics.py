@@ -47,6 +47,18 @@ def standardized_mean_difference(x_treated, x_control, w_treated=None, w_control
     return (mt - mc) / sd
 
 
+#: Columns of :func:`smd_table`, in order.
+SMD_COLUMNS: tuple[str, ...] = (
+    "covariate",
+    "mean_treated",
+    "mean_control",
+    "smd_before",
+    "weighted_mean_treated",
+    "weighted_mean_control",
+    "smd_after",
+)
+
+
 def smd_table(matrix, names: Sequence[str], treated, weights=None) -> pd.DataFrame:
     """Balance of every covariate column before and after weighting.
 
