@@ -95,6 +95,20 @@ def _title(ax, title: str | None, width: int = 80) -> None:
         ax.set_title(_wrap(title, width), loc="left")
 
 
+def _estimates_with_intervals(ax, xs, est, lo, hi, *, colour: str, cap: float, lw: float, ms: float, label: str) -> None:
+    """Points joined by a line, each with a vertical bar from its interval's low to its high bound.
+
+    The bar is drawn from the bounds, not as distances from the estimate (``errorbar``): a
+    percentile bootstrap interval need not contain its point estimate, and then a distance would
+    be negative. A bound that is NaN (withheld) leaves that bar out.
+    """
+    ax.plot(xs, est, "o-", color=colour, lw=lw, ms=ms, label=label, zorder=2)
+    bounded = ~(np.isnan(lo) | np.isnan(hi))
+    ax.vlines(xs[bounded], lo[bounded], hi[bounded], color=colour, lw=lw, zorder=1)
+    for bound in (lo, hi):
+        ax.plot(xs[bounded], bound[bounded], linestyle="none", marker="_", ms=cap, mew=lw, color=colour, zorder=1)
+
+
 def _percent(ax, axis: str = "y", digits: int = 0) -> None:
     fmt = FuncFormatter(lambda v, _pos: f"{100 * v:.{digits}f}%")
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)
@@ -328,8 +342,8 @@ def dose_response(
         hi = part["ci_high"].to_numpy(dtype=float)
         ok = ~np.isnan(est)
         colour = palette[k % len(palette)]
-        ax.errorbar(xs[ok], est[ok], yerr=[est[ok] - lo[ok], hi[ok] - est[ok]], fmt="o-", color=colour,
-                    capsize=3, lw=1.4, ms=5, label=f"by day {int(h)}")
+        _estimates_with_intervals(ax, xs[ok], est[ok], lo[ok], hi[ok], colour=colour, cap=6, lw=1.4, ms=5,
+                                  label=f"by day {int(h)}")
         for xi, okay, lab in zip(xs, ok, part.get("label", [""] * len(part))):
             if not okay and lab:
                 ax.text(xi, 0.04, str(lab), ha="center", va="bottom", fontsize=7.5, color="#555555",
@@ -384,8 +398,8 @@ def qol_means(
             lo = p["ci_low"].to_numpy(dtype=float)
             hi = p["ci_high"].to_numpy(dtype=float)
             ok = ~np.isnan(est)
-            ax.errorbar(xs[ok], est[ok], yerr=[est[ok] - lo[ok], hi[ok] - est[ok]], fmt="o-",
-                        color=ARM_COLOURS[arm], capsize=2.5, lw=1.3, ms=4, label=ARM_LABELS[arm])
+            _estimates_with_intervals(ax, xs[ok], est[ok], lo[ok], hi[ok], colour=ARM_COLOURS[arm], cap=5,
+                                      lw=1.3, ms=4, label=ARM_LABELS[arm])
         ax.set_title(_wrap(labels.get(inst, inst), 34), fontsize=9, fontweight="normal")
         ax.set_xlabel("Days since index")
         ax.set_xticks(sorted(part["horizon_days"].unique()))

@@ -161,6 +161,27 @@ def test_dose_response_and_qol_means():
     assert fig.axes[0].get_title() == "ODI (0-100), lower is better"
 
 
+def test_an_interval_that_excludes_its_estimate_is_drawn_from_its_bounds():
+    """A percentile bootstrap interval can lie wholly on one side of the point estimate (seen with
+    10 replicates: estimate 0.956, interval 0.835 to 0.937); the bar spans the interval as given."""
+    points = pd.DataFrame({
+        "delay_category": ["0-14", "15-42"], "horizon_days": [180, 180],
+        "estimate": [0.956, 0.93], "ci_low": [0.835, 0.83], "ci_high": [0.937, 0.96], "label": ["", ""],
+    })
+    fig = plots.dose_response(points)
+    _draw(fig)
+    bars = [c for c in fig.axes[0].collections if len(c.get_segments()) == 2]
+    assert len(bars) == 1
+    first = bars[0].get_segments()[0]
+    assert sorted(first[:, 1].tolist()) == pytest.approx([0.835, 0.937])
+    means = pd.DataFrame({"instrument": ["odi", "odi"], "horizon_days": [90, 180], "arm": ["early", "early"],
+                          "estimate": [30.0, 28.0], "ci_low": [31.0, 27.0], "ci_high": [33.0, 29.0]})
+    fig = plots.qol_means(means, labels={"odi": "ODI"})
+    _draw(fig)
+    bars = [c for c in fig.axes[0].collections if len(c.get_segments()) == 2]
+    assert sorted(bars[0].get_segments()[0][:, 1].tolist()) == pytest.approx([31.0, 33.0])
+
+
 def test_plot_functions_draw_on_a_given_axes():
     fig = Figure()
     ax = fig.add_subplot()
