@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from . import __version__, db
+from . import __version__, db, explore
 from .diagnostics import (
     SMD_COLUMNS,
     diagnostics_table,
@@ -162,7 +162,9 @@ def _read(db_path: Path) -> _Inputs:
                 f"{db_path}: no table(s) {', '.join('marts.' + m for m in missing)}; "
                 f"build the cohort first with `ipm-outcomes cohort --db {db_path}`"
             )
-        frames = {m: con.execute(f"select * from marts.{m}").df() for m in MARTS}
+        # in key order: the marts are written in parallel, in no fixed order, and the bootstrap
+        # resamples rows by position, so an unordered read gave other intervals on every run
+        frames = {m: explore.mart(con, m) for m in MARTS}
         provenance = (
             con.execute(
                 "select table_name, file, sha256, rows from meta.load_provenance order by table_name, file"

@@ -193,3 +193,29 @@ def test_missing_marts_is_one_clear_error(tmp_path):
     duckdb.connect(str(db)).close()
     with pytest.raises(IpmError, match="ipm-outcomes cohort"):
         analysis.run(load_spec(), db, tmp_path / "out")
+
+
+def test_marts_are_read_in_key_order_whatever_order_they_were_written(tmp_path):
+    """The bootstrap resamples rows by position: the same marts must give the same rows in the same
+    order on every run, although DuckDB writes them in parallel in no fixed order."""
+    from ipm_outcomes.analysis import _read
+
+    db = tmp_path / "study.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("create schema marts")
+    con.execute("create table marts.cohort as select * from (values ('p3'), ('p1'), ('p2')) v(person_id)")
+    con.execute("create table marts.rtw_outcome as select * from (values ('p2'), ('p1')) v(person_id)")
+    con.execute(
+        "create table marts.qol_outcome as select * from (values ('p1', 'odi', 180), ('p1', 'odi', 90),"
+        " ('p1', 'eq5d_index', 90)) v(person_id, instrument, horizon_days)"
+    )
+    con.execute("create table marts.attrition as select * from (values ('rtw', 1), ('cohort', 2), ('cohort', 1))"
+                " v(population, step_order)")
+    con.close()
+
+    inputs = _read(db)
+
+    assert inputs.cohort["person_id"].tolist() == ["p1", "p2", "p3"]
+    assert inputs.rtw["person_id"].tolist() == ["p1", "p2"]
+    assert inputs.qol[["instrument", "horizon_days"]].values.tolist() == [["eq5d_index", 90], ["odi", 90], ["odi", 180]]
+    assert inputs.attrition.values.tolist() == [["cohort", 1], ["cohort", 2], ["rtw", 1]]
