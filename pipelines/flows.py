@@ -192,7 +192,7 @@ def study_flow(
         extract_dir = paths.synthetic_extract_dir
         if refresh or not (extract_dir / "eligibility.parquet").exists():
             synthesize_task(extract_dir, synthetic_persons, spec.study.seed)
-    keys = stage_keys(spec.model_dump(mode="json"), Path(extract_dir), __version__)
+    keys = stage_keys(spec, Path(extract_dir), __version__)
     current = current_stages(paths, keys)
     run = StudyRun(paths=paths)
 

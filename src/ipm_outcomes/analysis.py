@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from . import __version__, db, explore
+from . import __version__, db, explore, lineage
 from .diagnostics import (
     SMD_COLUMNS,
     diagnostics_table,
@@ -52,6 +52,7 @@ from .estimators.ccw import CUMULATIVE_INCIDENCE
 from .estimators.dose_response import band_strategies
 from .estimators.iptw import treatment_weights, truncate
 from .estimators.propensity import LogisticRegression
+from .report_data import RESULTS_SCHEMA_VERSION
 from .spec import StudySpec, spec_sha256
 
 #: Quality-of-life outcomes estimated (the results contract's outcome names).
@@ -146,11 +147,11 @@ class _Inputs:
     rtw: pd.DataFrame
     qol: pd.DataFrame
     attrition: pd.DataFrame
-    provenance: pd.DataFrame
-    absent_tables: list[str]
+    build: lineage.CohortBuild
 
 
-def _read(db_path: Path) -> _Inputs:
+def _read(spec: StudySpec, db_path: Path) -> _Inputs:
+    """The marts, after checking they were built from this database's load and this spec's cohort sections."""
     con = db.connect(db_path, read_only=True)
     try:
         have = {
@@ -160,35 +161,15 @@ def _read(db_path: Path) -> _Inputs:
         if missing:
             raise IpmError(
                 f"{db_path}: no table(s) {', '.join('marts.' + m for m in missing)}; "
-                f"build the cohort first with `ipm-outcomes cohort --db {db_path}`"
+                f"build the cohort first with {lineage.rebuild_command(spec, db_path)}"
             )
+        build = lineage.check_cohort(con, spec, db_path)
         # in key order: the marts are written in parallel, in no fixed order, and the bootstrap
         # resamples rows by position, so an unordered read gave other intervals on every run
         frames = {m: explore.mart(con, m) for m in MARTS}
-        provenance = (
-            con.execute(
-                "select table_name, file, sha256, rows from meta.load_provenance order by table_name, file"
-            ).df()
-            if ("meta", "load_provenance") in have
-            else pd.DataFrame(columns=["table_name", "file", "sha256", "rows"])
-        )
-        absent: list[str] = []
-        if ("meta", "load") in have:
-            row = con.execute("select absent_tables from meta.load").fetchone()
-            absent = list(row[0] or []) if row else []
     finally:
         con.close()
-    return _Inputs(
-        frames["cohort"], frames["rtw_outcome"], frames["qol_outcome"], frames["attrition"], provenance, absent
-    )
-
-
-def _data_sha256(provenance: pd.DataFrame) -> str | None:
-    if provenance.empty:
-        return None
-    from .fingerprint import sha256_json
-
-    return sha256_json(sorted(provenance[["table_name", "file", "sha256"]].astype(str).values.tolist()))
+    return _Inputs(frames["cohort"], frames["rtw_outcome"], frames["qol_outcome"], frames["attrition"], build)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -422,9 +403,9 @@ def run(
     """
     started = time.time()
     db_path, out_dir = Path(db_path), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     workers = max(1, workers or os.cpu_count() or 1)
-    inputs = _read(db_path)
+    inputs = _read(spec, db_path)  # refuses mismatched inputs before anything is written
+    out_dir.mkdir(parents=True, exist_ok=True)
     a = spec.analysis
     grace = spec.exposure.grace_period_days
     horizons = tuple(int(h) for h in a.horizons_days)
@@ -454,9 +435,9 @@ def run(
         {"delay_category": labels, "n": [int(counts.get(label, 0)) for label in labels]}
     )
     covariates = list(a.covariates)
-    if "ehr_pro" in inputs.absent_tables:
+    if "ehr_pro" in inputs.build.load.absent_tables:
         unavailable["qol"] = "no ehr_pro table in the extract: quality-of-life outcomes cannot be estimated"
-    if "pharmacy_claim" in inputs.absent_tables or "ndc_reference" in inputs.absent_tables:
+    if "pharmacy_claim" in inputs.build.load.absent_tables or "ndc_reference" in inputs.build.load.absent_tables:
         unavailable["opioid_use"] = "no pharmacy claims (or NDC reference) in the extract: opioid covariates left out"
     if n == 0:
         unavailable["all"] = "the cohort is empty: no person met the cohort criteria, so nothing can be estimated"
@@ -507,7 +488,7 @@ def run(
 
         # -- return to work ------------------------------------------------------------------------
         rtw_ok = n > 0 and len(inputs.rtw) > 0
-        if "ehr_work_status" in inputs.absent_tables:
+        if "ehr_work_status" in inputs.build.load.absent_tables:
             unavailable["rtw"] = "no ehr_work_status table in the extract: return to work cannot be estimated"
             rtw_ok = False
         elif n > 0 and len(inputs.rtw) == 0:
@@ -566,10 +547,11 @@ def run(
         .to_dict("records")
     )
     results = {
+        "schema_version": RESULTS_SCHEMA_VERSION,
         "study": spec.study.name,
         "title": getattr(spec.study, "title", spec.study.name),
         "spec_sha256": spec_sha256(spec),
-        "data_sha256": _data_sha256(inputs.provenance),
+        "data_sha256": inputs.build.load.data_sha256,
         "package_version": __version__,
         "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "seed": seed,
@@ -645,18 +627,21 @@ def _provenance(spec: StudySpec, inputs: _Inputs, B: int, seed: int, workers: in
             valuesets.append({"name": name, "file": Path(path).name, "sha256": sha256_file(path), "codes": codes})
     except IpmError:
         pass
-    files = [
-        {
-            "table": r["table_name"],
-            "file": r["file"],
-            "sha256": r["sha256"],
-            "rows": None if pd.isna(r["rows"]) else int(r["rows"]),
-        }
-        for r in inputs.provenance.to_dict("records")
-    ]
+    load = inputs.build.load
     return {
-        "files": files,
-        "absent_tables": inputs.absent_tables,
+        # the load the cohort was built from (checked to be the one the database holds), not
+        # whatever the database held when the analysis ran
+        "cohort_load": {
+            "extract_path": load.extract_path,
+            "loaded_at": load.loaded_at,
+            "data_sha256": load.data_sha256,
+            "dates_shifted": load.dates_shifted,
+            "reference_date": load.reference_date,
+            "date_shift_days": load.date_shift_days,
+        },
+        "cohort_built_at": inputs.build.built_at,
+        "files": [{**f, "rows": None if f.get("rows") is None else int(f["rows"])} for f in load.files],
+        "absent_tables": load.absent_tables,
         "valuesets": valuesets,
         "packages": packages,
         "package_version": __version__,

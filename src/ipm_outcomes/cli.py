@@ -71,6 +71,13 @@ def synth(
     effect_promis_pf: Annotated[
         float, typer.Option(help="True PROMIS physical-function gain (T-score points) from early IPM.")
     ] = 3.0,
+    shift_years: Annotated[
+        int,
+        typer.Option(
+            help="Shift every date by this many years (a fixed number of days), as a date-shifted "
+            "de-identified extract; load it with `ingest --reference-date`."
+        ),
+    ] = 0,
 ) -> None:
     """Write a synthetic claims + EHR extract with known truth (truth.json)."""
     from . import synth as synth_module
@@ -83,6 +90,7 @@ def synth(
         effect_rtw_hr=effect_rtw_hr,
         effect_promis_pf=effect_promis_pf,
         progress=True,
+        shift_years=shift_years,
     )
     say(summary.describe())
 
@@ -116,27 +124,49 @@ def ingest(
         str | None, typer.Option("--memory-limit", help="DuckDB memory limit, e.g. 4GB (default: 3GB or 80% of RAM).")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="DuckDB threads (default: all cores).")] = None,
+    reference_date: Annotated[
+        str | None,
+        typer.Option(
+            "--reference-date",
+            metavar="YYYY-MM-DD",
+            help="The extract's dates are shifted (de-identification): check future dates and birth years "
+            "against this day of the extract's own calendar instead of today.",
+        ),
+    ] = None,
 ) -> None:
     """Validate an extract against the input contract and load it into DuckDB (all or nothing)."""
     from . import ingest as ingest_module
 
     if (extract is None) == (omop is None):
         raise IpmError("give exactly one of --extract DIR or --omop SOURCE")
+    if omop_schema is not None and omop is None:
+        raise IpmError("--omop-schema applies only to an --omop source; drop it or load with --omop SOURCE")
+    options = dict(
+        allow_identifiers=allow_identifiers,
+        report_path=report,
+        progress=True,
+        memory_limit=memory_limit,
+        threads=threads,
+        reference_date=_iso_date(reference_date, "--reference-date"),
+    )
     if omop is not None:
         from . import omop as omop_module
 
-        summary = omop_module.load_omop(omop, db, report_path=report, progress=True, cdm_schema=omop_schema)
+        summary = omop_module.load_omop(omop, db, cdm_schema=omop_schema, **options)
     else:
-        summary = ingest_module.load_extract(
-            extract,
-            db,
-            allow_identifiers=allow_identifiers,
-            report_path=report,
-            progress=True,
-            memory_limit=memory_limit,
-            threads=threads,
-        )
+        summary = ingest_module.load_extract(extract, db, **options)
     say(summary.describe())
+
+
+def _iso_date(text: str | None, option: str):
+    if text is None:
+        return None
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise IpmError(f"{option} {text!r} is not a date; give it as YYYY-MM-DD, e.g. 2131-06-30") from None
 
 
 SpecOption = Annotated[

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import duckdb
 
-from . import __version__, db
+from . import db, lineage
 from .contract import RAW_SCHEMA, TABLES
 from .errors import IpmError
 from .spec import CHARLSON_COMPONENTS, PRO_INSTRUMENTS, StudySpec, spec_sha256
@@ -241,9 +241,15 @@ def reference_rows(spec: StudySpec) -> dict[str, tuple[str, list[tuple]]]:
     }
 
 
-def write_reference_tables(con: duckdb.DuckDBPyConnection, spec: StudySpec, valuesets: dict | None = None) -> None:
-    """Create schema ``ref``: the value sets and the spec-derived tables (see :func:`reference_rows`)."""
-    write_valueset_table(con, valuesets if valuesets is not None else load_valuesets(spec))
+def write_reference_tables(
+    con: duckdb.DuckDBPyConnection, spec: StudySpec, valuesets: dict | None = None, date_shift_days: int = 0
+) -> None:
+    """Create schema ``ref``: the value sets and the spec-derived tables (see :func:`reference_rows`).
+
+    ``date_shift_days`` is the loaded extract's date shift (``ingest --reference-date``): code
+    validity windows move with it.
+    """
+    write_valueset_table(con, valuesets if valuesets is not None else load_valuesets(spec), date_shift_days)
     for name, (columns, rows) in reference_rows(spec).items():
         con.execute(f"create or replace table ref.{name} ({columns})")
         insert_rows(con, f"ref.{name}", rows)
@@ -310,6 +316,9 @@ def build(
     con = db.connect(db_path)
     try:
         _check_raw(con, db_path)
+        load = lineage.read_load(con)
+        if load is None:
+            raise IpmError(f"{db_path}: no record of a load; run `ipm-outcomes ingest --db {db_path} --extract DIR` first")
         # Marts are exported sorted by key, so row order inside tables is never relied on; letting
         # DuckDB drop it lowers the memory of large create-table-as statements.
         con.execute("set preserve_insertion_order = false")
@@ -318,9 +327,9 @@ def build(
         params["pharmacy_available"] = available["pharmacy_claim"] and available["ndc_reference"]
         con.execute("begin transaction")
         try:
-            write_reference_tables(con, spec, valuesets)
+            write_reference_tables(con, spec, valuesets, load.date_shift_days)
             _run_sql(con, params, progress)
-            _record_build(con, spec, fingerprint)
+            lineage.record_cohort_build(con, spec, load, fingerprint)
             con.execute("commit")
         except BaseException:
             con.execute("rollback")
@@ -345,27 +354,6 @@ def _run_sql(con: duckdb.DuckDBPyConnection, params: dict, progress: bool) -> No
             bar.update(task, description=f"{layer}.{table}")
             db.run_layers(con, params, layers=[layer], ordered_tables={layer: [table]})
             bar.advance(task)
-
-
-def _record_build(con: duckdb.DuckDBPyConnection, spec: StudySpec, fingerprint: str) -> None:
-    import json
-
-    con.execute("create schema if not exists meta")
-    con.execute(
-        "create or replace table meta.cohort_build ("
-        "study varchar, spec_sha256 varchar, spec_json varchar, spec_file varchar, "
-        "package_version varchar, built_at timestamp)"
-    )
-    con.execute(
-        "insert into meta.cohort_build values (?, ?, ?, ?, ?, current_timestamp)",
-        [
-            spec.study.name,
-            fingerprint,
-            json.dumps(spec.to_toml_dict(), sort_keys=True),
-            str(spec.source_path) if spec.source_path else None,
-            __version__,
-        ],
-    )
 
 
 def export_marts(con: duckdb.DuckDBPyConnection, export_dir: str | Path) -> list[Path]:

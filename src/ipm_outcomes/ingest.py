@@ -105,10 +105,15 @@ class LoadSummary:
     absent_tables: tuple[str, ...]
     warnings: list[Problem] = field(default_factory=list)
     seconds: float = 0.0
+    reference_date: date | None = None
 
     def describe(self) -> str:
         """A few lines for people: rows per table, what is unavailable, the warnings."""
         lines = [f"Loaded {self.extract_dir} into {self.db_path} in {self.seconds:.1f} s"]
+        if self.reference_date is not None:
+            lines.append(
+                f"  dates are shifted: plausibility checked against the reference date {self.reference_date.isoformat()}"
+            )
         width = max(len(name) for name in self.rows)
         for name, n in self.rows.items():
             lines.append(f"  {name:<{width}}  {n:>12,} rows")
@@ -917,7 +922,14 @@ def validate_extract(
     allow_identifiers
         Report identifier-looking columns and values as warnings instead of errors.
     today
-        Dates after this day are errors (default: today).
+        The calendar day of the load (default: today); dates after it are errors.
+    reference_date
+        For a date-shifted extract (HIPAA Safe Harbor or expert-determination practice shifts dates,
+        some research extracts into the 2100s): the day in the extract's own calendar that stands
+        for ``today``. The future-date and birth-year plausibility checks use it instead of the
+        calendar; every other rule applies as usual. The load records it, with the shift in days
+        (``reference_date - today``) that the cohort build applies to the code systems' calendar
+        rules (codes valid only before or after a date), and the report says the dates are shifted.
     memory_limit, threads
         DuckDB settings (memory_limit default: 3 GB, or 80 % of memory if less); DuckDB spills to a
         temporary folder beyond the memory limit.
@@ -970,11 +982,21 @@ def _config(memory_limit: str | None, threads: int | None) -> dict:
 def _failure_message(extract_dir: Path, problems: list[Problem]) -> str:
     errors, warnings = count_by_severity(problems)
     first = next(p for p in problems if p.is_error)
+    shifted = any(p.is_error and p.rule in _CALENDAR_RULES for p in problems)
+    hint = (
+        "; if the extract's dates were shifted for de-identification, load it with --reference-date YYYY-MM-DD"
+        if shifted
+        else ""
+    )
     return (
         f"{extract_dir}: extract breaks the input contract ({errors} error{'s' if errors != 1 else ''}, "
         f"{warnings} warning{'s' if warnings != 1 else ''}); first: {first.one_line()}; "
-        "fix the extract and load again (every problem: --report FILE; columns: data/README.md)"
+        f"fix the extract and load again (every problem: --report FILE; columns: data/README.md){hint}"
     )
+
+
+#: The rules that compare dates with the calendar: a date-shifted extract breaks them.
+_CALENDAR_RULES = frozenset({"future_date", "birth_year_range"})
 
 
 def _write_report(path: Path, extract_dir: Path, problems: list[Problem], rows: dict[str, int] | None) -> None:
@@ -1015,6 +1037,7 @@ def _write(
     allow_identifiers: bool,
     n_warnings: int,
     steps: _Steps,
+    calendar: _Calendar,
 ) -> dict[str, int]:
     """Replace the raw and meta tables in one transaction; returns rows per raw table."""
     for src in sources.values():
@@ -1043,7 +1066,7 @@ def _write(
         # counted while validating: the view's rows are the non-empty normalised diagnosis values
         rows["medical_claim_diagnosis"] = sum(sources["medical_claim"].diagnoses_present.values())
         with steps.step("writing provenance"):
-            _write_meta(con, sources, extract_dir, hashes, allow_identifiers, n_warnings, loaded_at)
+            _write_meta(con, sources, extract_dir, hashes, allow_identifiers, n_warnings, loaded_at, calendar)
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
@@ -1056,7 +1079,15 @@ def _nothing() -> Iterator[None]:
     yield
 
 
-def _write_meta(con, sources, extract_dir, hashes, allow_identifiers, n_warnings, loaded_at) -> None:
+@dataclass(frozen=True)
+class _Calendar:
+    """Whose calendar the extract's dates are in: the real one, or a shifted one (``reference_date``)."""
+
+    reference_date: date | None
+    date_shift_days: int
+
+
+def _write_meta(con, sources, extract_dir, hashes, allow_identifiers, n_warnings, loaded_at, calendar) -> None:
     con.execute(f"drop table if exists {META_SCHEMA}.load_provenance")
     con.execute(
         f"create table {META_SCHEMA}.load_provenance (table_name VARCHAR, file VARCHAR, sha256 VARCHAR,"
@@ -1080,12 +1111,22 @@ def _write_meta(con, sources, extract_dir, hashes, allow_identifiers, n_warnings
     con.execute(f"drop table if exists {META_SCHEMA}.load")
     con.execute(
         f"create table {META_SCHEMA}.load (extract_path VARCHAR, loaded_at TIMESTAMP, package_version VARCHAR,"
-        " absent_tables VARCHAR[], allow_identifiers BOOLEAN, warnings INTEGER)"
+        " absent_tables VARCHAR[], allow_identifiers BOOLEAN, warnings INTEGER, reference_date DATE,"
+        " date_shift_days INTEGER)"
     )
     absent = [t.name for t in TABLES if t.name not in sources]
     con.execute(
-        f"insert into {META_SCHEMA}.load values (?, ?, ?, ?, ?, ?)",
-        [str(extract_dir.resolve()), loaded_at, __version__, absent, allow_identifiers, n_warnings],
+        f"insert into {META_SCHEMA}.load values (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            str(extract_dir.resolve()),
+            loaded_at,
+            __version__,
+            absent,
+            allow_identifiers,
+            n_warnings,
+            calendar.reference_date,
+            calendar.date_shift_days,
+        ],
     )
 
 
@@ -1097,6 +1138,7 @@ def load_extract(
     report_path: str | Path | None = None,
     progress: bool = False,
     today: date | None = None,
+    reference_date: date | None = None,
     memory_limit: str | None = None,
     threads: int | None = None,
 ) -> LoadSummary:
@@ -1116,7 +1158,14 @@ def load_extract(
     progress
         Show a progress bar, and the table of problems when validation fails, on stderr.
     today
-        Dates after this day are errors (default: today).
+        The calendar day of the load (default: today); dates after it are errors.
+    reference_date
+        For a date-shifted extract (HIPAA Safe Harbor or expert-determination practice shifts dates,
+        some research extracts into the 2100s): the day in the extract's own calendar that stands
+        for ``today``. The future-date and birth-year plausibility checks use it instead of the
+        calendar; every other rule applies as usual. The load records it, with the shift in days
+        (``reference_date - today``) that the cohort build applies to the code systems' calendar
+        rules (codes valid only before or after a date), and the report says the dates are shifted.
     memory_limit, threads
         DuckDB settings (memory_limit default: 3 GB, or 80 % of memory if less); DuckDB spills to
         ``<db>.tmp`` beyond the memory limit.
@@ -1141,6 +1190,11 @@ def load_extract(
     started = time.perf_counter()
     extract_dir = Path(extract_dir)
     db_path = Path(db_path)
+    today = today or date.today()
+    calendar = _Calendar(
+        reference_date=reference_date,
+        date_shift_days=(reference_date - today).days if reference_date is not None else 0,
+    )
     existed = db_path.exists()
     ok = False
     con = db.connect(db_path, memory_limit=memory_limit or _default_memory_limit(), threads=threads)
@@ -1153,7 +1207,7 @@ def load_extract(
             con,
             extract_dir,
             allow_identifiers=allow_identifiers,
-            today=today or date.today(),
+            today=reference_date or today,
             steps_enabled=progress,
             extra_steps=n_tables,
         )
@@ -1169,7 +1223,7 @@ def load_extract(
                 Console(stderr=True).print(problems_table(problems))
             raise ValidationFailed(_failure_message(extract_dir, problems), problems)
         warnings = [p for p in problems if not p.is_error]
-        rows = _write(con, sources, extract_dir, hashes, allow_identifiers, len(warnings), steps)
+        rows = _write(con, sources, extract_dir, hashes, allow_identifiers, len(warnings), steps, calendar)
         steps.close()
         if report_path is not None:
             _write_report(Path(report_path), extract_dir, problems, rows)
@@ -1181,6 +1235,7 @@ def load_extract(
             absent_tables=tuple(t.name for t in TABLES if t.name not in sources),
             warnings=warnings,
             seconds=time.perf_counter() - started,
+            reference_date=reference_date,
         )
     finally:
         if steps is not None:

@@ -757,14 +757,19 @@ def load_omop(
     cdm_schema: str | None = None,
     work_dir: str | Path | None = None,
     today: date | None = None,
+    reference_date: date | None = None,
+    allow_identifiers: bool = False,
+    memory_limit: str | None = None,
+    threads: int | None = None,
 ) -> OmopLoadSummary:
     """Map an OMOP CDM instance into the input contract and load it like any extract.
 
     The mapped extract is written to ``work_dir`` (kept, for inspection) or a temporary folder, then
     :func:`ipm_outcomes.ingest.load_extract` validates and loads it into ``db_path``; the mapping report
     goes to ``meta.omop_*`` in the same database and, when ``report_path`` is given, into the report file
-    under ``"omop"``. ``today`` is passed to ingest (dates after it are errors; default: today). The CDM
-    schema of a DuckDB source with several is chosen with ``cdm_schema``.
+    under ``"omop"``. The CDM schema of a DuckDB source with several is chosen with ``cdm_schema``.
+    ``today``, ``reference_date`` (a date-shifted CDM), ``allow_identifiers``, ``memory_limit`` and
+    ``threads`` mean what they mean for :func:`ipm_outcomes.ingest.load_extract`, which receives them.
 
     Returns
     -------
@@ -779,7 +784,15 @@ def load_omop(
         mapping = map_omop_to_extract(source, extract_dir, cdm_schema=cdm_schema, progress=progress)
         try:
             load = ingest.load_extract(
-                extract_dir, db_path, report_path=report_path, progress=progress, today=today
+                extract_dir,
+                db_path,
+                report_path=report_path,
+                progress=progress,
+                today=today,
+                reference_date=reference_date,
+                allow_identifiers=allow_identifiers,
+                memory_limit=memory_limit,
+                threads=threads,
             )
         finally:
             # A failed load still says what could not be mapped, next to what broke the contract.

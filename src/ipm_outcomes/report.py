@@ -1656,6 +1656,7 @@ class _Builder:
                 caption="Confidence intervals by method.",
             )
         return {
+            "cohort_load": _cohort_load_facts(d.provenance),
             "spec_toml": spec_as_toml(d.spec) if d.spec else "(the results do not include the study spec)",
             "spec_sha256": d.spec_sha256,
             "data_sha256": d.data_sha256,
@@ -1664,6 +1665,29 @@ class _Builder:
             "results_dir": str(d.results_dir),
             "table_grains": sorted(d.table_grains.items()),
         }
+
+
+def _cohort_load_facts(provenance: dict) -> list[tuple[str, str]]:
+    """What the cohort was built from, as (term, description) pairs: the load, its time, its calendar."""
+    load = provenance.get("cohort_load") or {}
+    if not load:
+        return []
+    facts = [
+        ("Extract analysed", str(load.get("extract_path") or "—")),
+        ("Extract loaded", f"{load.get('loaded_at') or '—'}; cohort built {provenance.get('cohort_built_at') or '—'}"),
+    ]
+    if load.get("dates_shifted"):
+        facts.append(
+            (
+                "Dates",
+                f"shifted for de-identification: plausibility checked against the reference date "
+                f"{load.get('reference_date')}, and the code systems' calendar rules moved by "
+                f"{load.get('date_shift_days')} days with them; calendar years shown are shifted years",
+            )
+        )
+    else:
+        facts.append(("Dates", "as recorded in the extract (not shifted)"))
+    return facts
 
 
 _SECTION_TITLES = {

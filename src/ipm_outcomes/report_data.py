@@ -22,6 +22,11 @@ import pandas as pd
 
 from .errors import IpmError
 
+#: The version of the results layout (``results.json`` and its tables) that this package writes and
+#: reads. Raise it whenever a key, a table or a meaning changes: a report must never be rendered from
+#: results it would read differently. Results with no version are from before versions were kept (1).
+RESULTS_SCHEMA_VERSION = 2
+
 #: Outcomes of the analysis, in report order, with a label and whether a higher value is better.
 OUTCOMES: dict[str, tuple[str, bool]] = {
     "rtw": ("Return to work", True),
@@ -240,6 +245,17 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _check_schema_version(data: dict[str, Any], path: Path) -> None:
+    version = data.get("schema_version", 1)
+    if version == RESULTS_SCHEMA_VERSION:
+        return
+    written_by = data.get("package_version") or "an older version"
+    raise IpmError(
+        f"{path}: results written by ipm-outcomes {written_by} in results schema {version}; this version "
+        f"reads schema {RESULTS_SCHEMA_VERSION}: re-run `ipm-outcomes analyze --db DB --out {path.parent}`"
+    )
+
+
 def _load_spec(data: dict[str, Any], results_dir: Path) -> dict[str, Any]:
     spec = data.get("spec")
     if isinstance(spec, dict):
@@ -352,8 +368,11 @@ def load_results(results_dir: str | Path) -> ReportData:
         One line naming the file and what is missing when the directory is not a complete results folder.
     """
     results_dir = Path(results_dir)
+    if results_dir.name == "results.json" and results_dir.is_file():
+        results_dir = results_dir.parent  # the file itself was given; its folder is meant
     path = results_dir / "results.json"
     data = _read_json(path)
+    _check_schema_version(data, path)
     for key in ("study", "cohort", "estimates"):
         if key not in data:
             raise _fail(path, f"missing key {key!r}")

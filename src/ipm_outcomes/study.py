@@ -10,14 +10,50 @@ import json
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
-from .fingerprint import combine, sha256_json, sha256_tree
+from .fingerprint import combine, sha256_file, sha256_json, sha256_tree
 
-#: Spec sections that only the report reads: changing them must not re-fit anything.
-REPORT_ONLY_SECTIONS = ("report",)
-#: Spec sections that only the analysis (and report) read: changing them must not rebuild the cohort.
-ANALYSIS_ONLY_SECTIONS = ("analysis",)
+if TYPE_CHECKING:
+    from .spec import StudySpec
+
+#: The pipeline's stages in order; each reads the outputs of the one before it.
+STAGES = ("ingest", "build_cohort", "analyze", "report")
+
+#: The spec sections each stage reads itself. A stage's outputs depend on its own sections and on
+#: every section an earlier stage read, so changing a report setting re-renders the report only and
+#: changing a cohort rule rebuilds the cohort and everything after it. This one declaration gives
+#: both ``run``'s cache keys and the checks a stage makes before it trusts an earlier stage's outputs
+#: (:mod:`ipm_outcomes.lineage`); every section of the spec is listed under exactly one stage.
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "ingest": (),
+    "build_cohort": ("valuesets", "cohort", "exposure", "covariates", "outcomes"),
+    "analyze": ("study", "analysis"),
+    "report": ("report",),
+}
+
+
+def sections_through(stage: str) -> tuple[str, ...]:
+    """The spec sections that ``stage`` and every stage before it read."""
+    if stage not in STAGE_SECTIONS:
+        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    upto = STAGES[: STAGES.index(stage) + 1]
+    return tuple(section for name in upto for section in STAGE_SECTIONS[name])
+
+
+def stage_spec(spec: StudySpec, stage: str) -> dict:
+    """The part of the spec whose change must rebuild ``stage``'s outputs, as plain data.
+
+    The sections read by the stage and by every stage before it, with each value set entered by
+    the sha256 of its file's bytes instead of its path: the same study gives the same data on any
+    machine, and an edited code list counts as a change.
+    """
+    data = spec.to_toml_dict()
+    selected = {name: data[name] for name in sections_through(stage)}
+    if "valuesets" in selected:
+        selected["valuesets"] = {name: sha256_file(path) for name, path in sorted(spec.valueset_paths().items())}
+    return selected
 
 
 @dataclass(frozen=True)
@@ -67,33 +103,29 @@ class StageKeys:
     report: str
 
 
-def _spec_without(spec_json: dict, sections: tuple[str, ...]) -> dict:
-    return {name: value for name, value in spec_json.items() if name not in sections}
-
-
 def templates_fingerprint() -> str:
     """sha256 over the packaged report templates (so a template edit re-renders the report only)."""
     folder = resources.files("ipm_outcomes") / "templates"
     return sha256_tree(Path(str(folder)))
 
 
-def stage_keys(spec_json: dict, extract_dir: Path, package_version: str = __version__) -> StageKeys:
+def stage_keys(spec: StudySpec, extract_dir: Path, package_version: str = __version__) -> StageKeys:
     """Content keys for each stage of a study run.
 
     Parameters
     ----------
-    spec_json
-        The validated study spec as JSON-able data (``spec.model_dump(mode="json")``).
+    spec
+        The validated study spec; each stage's key covers the sections it reads
+        (:data:`STAGE_SECTIONS`), value sets by content.
     extract_dir
         The extract folder; every file's bytes enter the ingest key.
     package_version
         The installed package version; a new version re-runs everything.
     """
     ingest = combine("ingest", package_version, sha256_tree(extract_dir))
-    cohort_spec = _spec_without(spec_json, REPORT_ONLY_SECTIONS + ANALYSIS_ONLY_SECTIONS)
-    cohort = combine("cohort", ingest, sha256_json(cohort_spec))
-    analyze = combine("analyze", cohort, sha256_json(_spec_without(spec_json, REPORT_ONLY_SECTIONS)))
-    report = combine("report", analyze, sha256_json(spec_json), templates_fingerprint())
+    cohort = combine("cohort", ingest, sha256_json(stage_spec(spec, "build_cohort")))
+    analyze = combine("analyze", cohort, sha256_json(stage_spec(spec, "analyze")))
+    report = combine("report", analyze, sha256_json(stage_spec(spec, "report")), templates_fingerprint())
     return StageKeys(ingest=ingest, build_cohort=cohort, analyze=analyze, report=report)
 
 

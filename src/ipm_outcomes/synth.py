@@ -324,6 +324,7 @@ def generate(
     effect_rtw_hr: float = 1.5,
     effect_promis_pf: float = 3.0,
     progress: bool = False,
+    shift_years: int = 0,
 ) -> SynthSummary:
     """Write a synthetic claims + EHR extract with known truth into ``out_dir``.
 
@@ -343,6 +344,10 @@ def generate(
         True PROMIS physical-function gain (T-score points) at 180 days from referral within 42 days.
     progress
         Show a progress bar over the tables being generated and written.
+    shift_years
+        Shift every date by :func:`date_shift_days` of this many years, and birth years by as many
+        years, as a date-shifted de-identified extract is (load it with ``ingest --reference-date``).
+        Nothing else changes: the same persons, intervals and truth.
 
     Returns
     -------
@@ -368,6 +373,8 @@ def generate(
         raise IpmError(f"effect_rtw_hr={effect_rtw_hr!r}: must be a positive finite hazard ratio (1 = no effect)")
     if not (isinstance(effect_promis_pf, (int, float)) and math.isfinite(effect_promis_pf)):
         raise IpmError(f"effect_promis_pf={effect_promis_pf!r}: must be a finite number of T-score points")
+    if isinstance(shift_years, bool) or not isinstance(shift_years, (int, np.integer)) or abs(shift_years) > 500:
+        raise IpmError(f"shift_years={shift_years!r}: must be a whole number of years between -500 and 500")
     persons, seed = int(persons), int(seed)
     effect_rtw_hr, effect_promis_pf = float(effect_rtw_hr), float(effect_promis_pf)
 
@@ -390,7 +397,7 @@ def generate(
         for name in table_names:
             bar.update(f"writing {name}")
             path = out / f"{name}.{file_format}"
-            with _TableWriter(path, _schema(name), file_format) as writer:
+            with _TableWriter(path, _schema(name), file_format, shift_years) as writer:
                 # Chunks are built in worker threads (numpy and pyarrow release the GIL) and written
                 # in order; each chunk has its own random stream and identifier block, so the
                 # files do not depend on the number of threads.
@@ -409,7 +416,7 @@ def generate(
         bar.update("simulating truth")
         truth = _truth(world, seed)
         truth_persons = _truth_persons_table(world)
-        pq.write_table(truth_persons, out / "truth_persons.parquet", compression="zstd")
+        pq.write_table(shift_dates(truth_persons, shift_years), out / "truth_persons.parquet", compression="zstd")
         (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True, allow_nan=False) + "\n")
         files["truth_persons"] = out / "truth_persons.parquet"
         files["truth"] = out / "truth.json"
@@ -535,8 +542,9 @@ class _TableWriter:
     pages and does not store the arrow schema, so every reader sees plain strings; CSV casts them.
     """
 
-    def __init__(self, path: Path, schema: pa.Schema, file_format: str):
+    def __init__(self, path: Path, schema: pa.Schema, file_format: str, shift_years: int = 0):
         self.path, self.schema, self.format = path, schema, file_format
+        self.shift_years = shift_years
         self.rows = 0
         self._writer = None
 
@@ -566,7 +574,7 @@ class _TableWriter:
         )
 
     def write(self, table: pa.Table) -> None:
-        table = table.select(self.schema.names)
+        table = shift_dates(table.select(self.schema.names), self.shift_years)
         if self.format == "csv":
             table = table.cast(self.schema)
         else:
@@ -586,6 +594,33 @@ class _TableWriter:
         if self.format == "csv":
             self._file.close()
         return False
+
+
+def date_shift_days(years: int) -> int:
+    """The fixed number of days by which ``synth --shift-years`` moves every date: the days from
+    2000-01-01 to the same day ``years`` years later. Every interval between dates is kept; a date
+    also keeps its month and day when ``years`` is a multiple of 4 and the shift crosses no century
+    year that is not a leap year (2100)."""
+    return (date(2000 + years, 1, 1) - date(2000, 1, 1)).days
+
+
+def shift_dates(table: pa.Table, years: int) -> pa.Table:
+    """``table`` with every date column moved by :func:`date_shift_days` and birth years by ``years``
+    (as a de-identified extract whose dates were shifted looks)."""
+    if not years:
+        return table
+    import pyarrow.compute as pc
+
+    days = date_shift_days(years)
+    for i, column in enumerate(table.schema):
+        if column.type == pa.date32():
+            shifted = pc.add(table.column(i).cast(pa.int32()), pa.scalar(days, pa.int32())).cast(pa.date32())
+        elif column.name == "birth_year":
+            shifted = pc.add(table.column(i), years).cast(column.type)
+        else:
+            continue
+        table = table.set_column(i, column, shifted)
+    return table
 
 
 def _write_chunk(writer: _TableWriter, table: pa.Table | None) -> None:

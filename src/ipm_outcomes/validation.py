@@ -52,8 +52,10 @@ RULES = (
 #: Rows per table scanned for identifier-shaped values (a sample: the first rows of each file).
 IDENTIFIER_SAMPLE_ROWS = 100_000
 
-#: Earliest plausible birth year; the latest is the current year.
-MIN_BIRTH_YEAR = 1900
+#: Oldest plausible age in years: birth years from this many years before the load's "today" (the
+#: calendar day, or a date-shifted extract's reference date) up to that year are accepted; 126 years
+#: before 2026 is 1900, and the oldest recorded person lived to 122.
+MAX_AGE_YEARS = 126
 
 #: Accepted spellings of booleans in text files (case-insensitive).
 BOOLEAN_SPELLINGS = ("true", "false", "t", "f", "1", "0")
@@ -310,8 +312,8 @@ def column_checks(table: Table, column: Column, source_type: str, today: date) -
             Check(
                 "birth_year_range",
                 column.name,
-                f"{typed} not between {MIN_BIRTH_YEAR} and {today.year}",
-                lambda n: f"{_is(n)} outside {MIN_BIRTH_YEAR}..{today.year}",
+                f"{typed} not between {today.year - MAX_AGE_YEARS} and {today.year}",
+                lambda n: f"{_is(n)} outside {today.year - MAX_AGE_YEARS}..{today.year}",
                 f"cast({ref} as VARCHAR)",
                 (column.name,),
             )

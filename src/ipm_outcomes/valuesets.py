@@ -226,8 +226,14 @@ def load_valuesets(spec) -> dict[str, ValueSet]:
     return {name: read_valueset(name, path) for name, path in spec.valueset_paths().items()}
 
 
-def valueset_rows(valuesets: dict[str, ValueSet]) -> list[tuple]:
-    """Rows of ``ref.valueset``: one per value set per entry."""
+def valueset_rows(valuesets: dict[str, ValueSet], date_shift_days: int = 0) -> list[tuple]:
+    """Rows of ``ref.valueset``: one per value set per entry.
+
+    ``date_shift_days`` moves each code's validity window into a date-shifted extract's calendar
+    (its service dates are the true dates plus that many days), so a code system's calendar rules,
+    such as M54.5 ending on 2021-09-30, apply to the same true days.
+    """
+    shift = dt.timedelta(days=date_shift_days)
     return [
         (
             vs.name,
@@ -237,8 +243,8 @@ def valueset_rows(valuesets: dict[str, ValueSet]) -> list[tuple]:
             e.system,
             e.description,
             e.source,
-            e.valid_from,
-            e.valid_to,
+            e.valid_from + shift if e.valid_from is not None else None,
+            e.valid_to + shift if e.valid_to is not None else None,
         )
         for vs in valuesets.values()
         for e in vs.entries
@@ -260,14 +266,17 @@ create or replace table ref.valueset (
 """
 
 
-def write_valueset_table(con: duckdb.DuckDBPyConnection, valuesets: dict[str, ValueSet]) -> int:
+def write_valueset_table(
+    con: duckdb.DuckDBPyConnection, valuesets: dict[str, ValueSet], date_shift_days: int = 0
+) -> int:
     """(Re)create ``ref.valueset`` (one row per value set per code) and ``ref.valueset_file``; returns rows.
 
     ``ref.valueset_file`` has one row per value set: name, file, sha256 and number of codes, for provenance.
+    ``date_shift_days``: see :func:`valueset_rows`.
     """
     con.execute("create schema if not exists ref")
     con.execute(VALUESET_TABLE_DDL)
-    rows = valueset_rows(valuesets)
+    rows = valueset_rows(valuesets, date_shift_days)
     insert_rows(con, "ref.valueset", rows)
     con.execute(
         "create or replace table ref.valueset_file "

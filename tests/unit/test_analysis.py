@@ -9,7 +9,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from ipm_outcomes import analysis, cohort, ingest, synth
+from ipm_outcomes import analysis, cohort, ingest, lineage, synth
 from ipm_outcomes.errors import IpmError
 from ipm_outcomes.spec import load_spec
 
@@ -211,9 +211,13 @@ def test_marts_are_read_in_key_order_whatever_order_they_were_written(tmp_path):
     )
     con.execute("create table marts.attrition as select * from (values ('rtw', 1), ('cohort', 2), ('cohort', 1))"
                 " v(population, step_order)")
+    con.execute("create schema meta")
+    con.execute("create table meta.load as select 'x' as extract_path, timestamp '2026-01-01' as loaded_at")
+    spec = load_spec()
+    lineage.record_cohort_build(con, spec, lineage.read_load(con), "x")
     con.close()
 
-    inputs = _read(db)
+    inputs = _read(spec, db)
 
     assert inputs.cohort["person_id"].tolist() == ["p1", "p2", "p3"]
     assert inputs.rtw["person_id"].tolist() == ["p1", "p2"]

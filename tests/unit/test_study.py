@@ -4,21 +4,30 @@ from pathlib import Path
 
 import pytest
 
-from ipm_outcomes.spec import load_spec
-from ipm_outcomes.study import StudyPaths, current_stages, outputs_present, record_stage, stage_keys
+from ipm_outcomes.spec import load_spec, spec_from_dict
+from ipm_outcomes.study import (
+    STAGE_SECTIONS,
+    STAGES,
+    StudyPaths,
+    current_stages,
+    outputs_present,
+    record_stage,
+    stage_keys,
+)
 
 EXTRACT = Path(__file__).parents[1] / "fixtures" / "extract_good"
 
 
 @pytest.fixture()
 def spec_json():
-    return load_spec().model_dump(mode="json")
+    """The shipped spec (named for the data it was once passed as; stage keys take the spec itself)."""
+    return load_spec()
 
 
-def _changed(spec_json, section, key, value):
-    changed = {name: dict(body) if isinstance(body, dict) else body for name, body in spec_json.items()}
-    changed[section][key] = value
-    return changed
+def _changed(spec, section, key, value):
+    data = spec.to_toml_dict()
+    data[section][key] = value
+    return spec_from_dict(data, source=spec.source_path)
 
 
 def _differs(a, b):
@@ -85,3 +94,64 @@ def test_outputs_made_under_another_key_are_not_current(spec_json, tmp_path):
 
     (paths.results_dir / "results.json").unlink()  # deleted outputs are never current
     assert current_stages(paths, keys_b)["analyze"] is False
+
+
+def _leaves(data, prefix=()):
+    if isinstance(data, dict):
+        for name, value in data.items():
+            yield from _leaves(value, (*prefix, name))
+    else:
+        yield prefix, data
+
+
+def _perturbed(value):
+    """Another valid value of the same kind (a rule's value changed, a list's last entry moved)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 1
+    if isinstance(value, list) and value and isinstance(value[-1], int | float) and not isinstance(value[-1], bool):
+        return [*value[:-1], value[-1] - 1]
+    if isinstance(value, list) and len(value) > 1:
+        return value[:-1]
+    return None
+
+
+def test_each_spec_key_reruns_exactly_the_stages_that_read_it():
+    """``run`` rebuilds the cohort after a change to any cohort-affecting key, and re-fits or re-renders
+    without rebuilding after a change to a key only the analysis or the report reads."""
+    spec = load_spec()
+    base = stage_keys(spec, EXTRACT)
+    owner = {section: stage for stage, sections in STAGE_SECTIONS.items() for section in sections}
+    tried = 0
+    for path, value in _leaves(spec.to_toml_dict()):
+        if path[0] == "valuesets":
+            continue  # by content: see the test below
+        new = _perturbed(value)
+        if new is None:
+            continue
+        data = spec.to_toml_dict()
+        node = data
+        for name in path[:-1]:
+            node = node[name]
+        node[path[-1]] = new
+        try:
+            changed = spec_from_dict(data, source=spec.source_path)
+        except Exception:
+            continue  # the perturbation broke a cross-section rule; not a spec anyone can run
+        first = STAGES.index(owner[path[0]])
+        assert _differs(base, stage_keys(changed, EXTRACT)) == set(STAGES[first:]), ".".join(path)
+        tried += 1
+    assert tried >= 40
+
+
+def test_an_edited_value_set_rebuilds_the_cohort(tmp_path):
+    packaged = load_spec().valueset_paths()["red_flags"]
+    edited = tmp_path / "red_flags.csv"
+    edited.write_text(packaged.read_text())
+    (tmp_path / "mine.toml").write_text(f'extends = "default"\n[valuesets]\nred_flags = "{edited.name}"\n')
+    spec = load_spec(tmp_path / "mine.toml")
+    base = stage_keys(spec, EXTRACT)
+    assert base == stage_keys(load_spec(), EXTRACT)  # by content: the same bytes under another path
+    edited.write_text(packaged.read_text() + "Z9989,icd10cm,an added code,test\n")
+    assert _differs(base, stage_keys(spec, EXTRACT)) == {"build_cohort", "analyze", "report"}
