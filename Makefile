@@ -10,7 +10,9 @@ INSTALLED := $(VENV)/.installed
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# setuptools announces, as a warning, that an editable install of a package outside src/ (pipelines/)
+	@# uses an import finder: information, not a problem, and a screen of it on every fresh install.
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(INSTALLED)
 
 demo: $(INSTALLED)

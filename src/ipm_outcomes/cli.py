@@ -232,7 +232,9 @@ def run_command(
     ] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Root folder for data/ and reports/ outputs.")] = Path("."),
     spec_path: SpecOption = None,
-    persons: Annotated[int, typer.Option(help="Persons in the synthetic extract (no --extract).")] = 20_000,
+    persons: Annotated[
+        int | None, typer.Option(help="Persons in the synthetic extract (only without --extract; default 20000).")
+    ] = None,
     refresh: Annotated[bool, typer.Option("--refresh", help="Ignore cached stages; run everything.")] = False,
     task_runner: Annotated[
         str, typer.Option(help="Where bootstrap replicates run: process, thread, dask or ray.")
@@ -246,11 +248,16 @@ def run_command(
 
     from .spec import load_spec
 
+    if extract is not None and persons is not None:
+        raise IpmError("--persons sizes the generated synthetic extract; drop it when you give --extract")
+    if cluster is not None and task_runner not in ("dask", "ray"):
+        raise IpmError(f"--cluster is the address of a Dask or Ray cluster; add --task-runner dask or ray (not {task_runner})")
+
     run = run_study(
         load_spec(spec_path),
         extract,
         out_dir,
-        persons=persons,
+        persons=persons if persons is not None else 20_000,
         refresh=refresh,
         bootstrap_runner=task_runner,
         cluster_address=cluster,

@@ -290,7 +290,8 @@ def build(
         DuckDB file written by ``ipm-outcomes ingest`` (schema ``raw``).
     export_dir
         When given, the marts are also written there as ``cohort.parquet``, ``rtw_outcome.parquet``,
-        ``qol_outcome.parquet`` and ``attrition.parquet`` (the folder is created).
+        ``qol_outcome.parquet`` and ``attrition.parquet`` (the folder is created), with
+        ``cohort_build.json``: the load, spec sections and version they were built from.
     progress
         Show a progress bar over the SQL tables.
 
@@ -316,9 +317,7 @@ def build(
     con = db.connect(db_path)
     try:
         _check_raw(con, db_path)
-        load = lineage.read_load(con)
-        if load is None:
-            raise IpmError(f"{db_path}: no record of a load; run `ipm-outcomes ingest --db {db_path} --extract DIR` first")
+        load = lineage.read_load(con) or lineage.UNRECORDED_LOAD
         # Marts are exported sorted by key, so row order inside tables is never relied on; letting
         # DuckDB drop it lowers the memory of large create-table-as statements.
         con.execute("set preserve_insertion_order = false")
@@ -334,7 +333,10 @@ def build(
         except BaseException:
             con.execute("rollback")
             raise
-        exported = export_marts(con, export_dir) if export_dir is not None else []
+        exported = []
+        if export_dir is not None:
+            exported = export_marts(con, export_dir)
+            exported.append(lineage.write_build_record(con, Path(export_dir)))
         summary = _summarise(con, spec, db_path, fingerprint, available, params["pharmacy_available"])
     finally:
         con.close()

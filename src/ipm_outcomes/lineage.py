@@ -52,6 +52,8 @@ class LoadRecord:
         return self.reference_date is not None
 
     def describe(self) -> str:
+        if not self.loaded_at:
+            return self.extract_path
         return f"the extract {self.extract_path} loaded at {self.loaded_at}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -61,6 +63,11 @@ class LoadRecord:
     def from_dict(cls, data: dict[str, Any]) -> LoadRecord:
         known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
         return cls(**known)
+
+
+#: The load of raw tables written by other means than ``ingest`` (test miniatures, tools): nothing is
+#: known of them but that they carry no record, and a later ``ingest`` replaces them with one.
+UNRECORDED_LOAD = LoadRecord(extract_path="raw tables written without ingest", loaded_at="", data_sha256=None)
 
 
 def data_sha256(files: list[dict[str, Any]]) -> str | None:
@@ -168,6 +175,15 @@ def read_cohort_build(con: duckdb.DuckDBPyConnection) -> CohortBuild | None:
     )
 
 
+def write_build_record(con: duckdb.DuckDBPyConnection, folder: Path) -> Path:
+    """Write the cohort's build record beside its exported marts (``folder/cohort_build.json``)."""
+    build = read_cohort_build(con)
+    path = Path(folder) / "cohort_build.json"
+    record = {**asdict(build), "load": build.load.to_dict()} if build is not None else None
+    path.write_text(json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
+    return path
+
+
 def spec_differences(built: Any, now: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
     """Every dotted key whose value differs between two spec documents, as (key, built, now)."""
     if isinstance(built, dict) and isinstance(now, dict):
@@ -200,12 +216,11 @@ def _is_packaged(path: Path) -> bool:
         return False
 
 
-def _stale_load(build: CohortBuild, load: LoadRecord | None) -> str | None:
+def _stale_load(build: CohortBuild, load: LoadRecord) -> str | None:
     # By content: reloading the same bytes with the same dates keeps the cohort valid.
-    if load is not None and (load.data_sha256, load.date_shift_days) == (build.load.data_sha256, build.load.date_shift_days):
+    if (load.data_sha256, load.date_shift_days) == (build.load.data_sha256, build.load.date_shift_days):
         return None
-    now = load.describe() if load is not None else "no loaded extract"
-    return f"the cohort was built from {build.load.describe()}, but the database now holds {now}"
+    return f"the cohort was built from {build.load.describe()}, but the database now holds {load.describe()}"
 
 
 def _other_version(build: CohortBuild) -> str | None:
@@ -230,7 +245,7 @@ def check_cohort(con: duckdb.DuckDBPyConnection, spec: StudySpec, db_path: str |
     build = read_cohort_build(con)
     if build is None:
         raise IpmError(f"{db_path}: {_NO_RECORD}; {fix}")
-    stale = _stale_load(build, read_load(con))
+    stale = _stale_load(build, read_load(con) or UNRECORDED_LOAD)
     if stale:
         raise IpmError(f"{db_path}: {stale}; {fix}")
     differences = spec_differences(build.spec, stage_spec(spec, "build_cohort"))
@@ -260,7 +275,7 @@ def inconsistencies(con: duckdb.DuckDBPyConnection, provenance: dict[str, Any] |
         return [f"{_NO_RECORD}: rebuild it with `ipm-outcomes cohort`"]
     problems = [
         f"{problem}: rebuild it with `ipm-outcomes cohort`"
-        for problem in (_stale_load(build, read_load(con)), _other_version(build))
+        for problem in (_stale_load(build, read_load(con) or UNRECORDED_LOAD), _other_version(build))
         if problem
     ]
     if provenance is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from importlib import resources
 
@@ -165,7 +166,11 @@ def test_build_exports_when_asked_and_records_provenance(tmp_path):
         "rtw_outcome.parquet",
         "qol_outcome.parquet",
         "attrition.parquet",
+        "cohort_build.json",
     ]
+    record = json.loads((tmp_path / "out" / "cohort_build.json").read_text())
+    assert record["spec"]["exposure"] == spec.to_toml_dict()["exposure"]
+    assert record["load"]["extract_path"] == "raw tables written without ingest"
     assert "wrote" in summary.describe()
     con = db.connect(db_path, read_only=True)
     try:
@@ -200,7 +205,7 @@ def test_failed_build_leaves_the_previous_marts(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(cohort, "_record_build", boom)
+    monkeypatch.setattr(cohort.lineage, "record_cohort_build", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         cohort.build(spec_with({"exposure.grace_period_days": 10, "exposure.delay_categories": [10, 40]}), db_path)
     con = db.connect(db_path, read_only=True)

@@ -250,3 +250,22 @@ def test_notebook_warnings_name_a_stale_cohort_and_results_from_another_build(tm
     assert len(problems) == 1
     assert problems[0].startswith(f"the cohort was built from the extract {good_extract.resolve()} loaded at ")
     assert problems[0].endswith("rebuild it with `ipm-outcomes cohort`")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--extract", "{extract}", "--persons", "500"], "--persons sizes the generated synthetic extract; drop it"),
+        (["--cluster", "tcp://127.0.0.1:8786"], "--cluster is the address of a Dask or Ray cluster; add --task-runner"),
+    ],
+)
+def test_run_refuses_options_it_would_ignore(tmp_path, good_extract, args, message):
+    from typer.testing import CliRunner
+
+    from ipm_outcomes.cli import app
+
+    args = [a.format(extract=good_extract) for a in args]
+    result = CliRunner().invoke(app, ["run", "--out", str(tmp_path / "out"), *args])
+    assert result.exit_code == 1
+    assert message in result.output
+    assert not (tmp_path / "out").exists()
