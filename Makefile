@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-all clean-data
+.PHONY: demo test test-slow test-spark test-all clean-data
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(INSTALLED)
 
 test-slow: $(INSTALLED)
 	$(BIN)/python -m pytest -m slow
+
+# The Spark engine's tests: pyspark (the [spark] extra) and Java 17 (Debian: openjdk-17-jre-headless).
+test-spark: $(INSTALLED)
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install --quiet -e '.[dev,spark]'
+	$(BIN)/python -m pytest -m spark
 
 test-all: $(INSTALLED)
 	$(BIN)/python -m pytest -m ''

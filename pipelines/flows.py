@@ -21,7 +21,9 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from ipm_outcomes import __version__, analysis, cohort, ingest, report, synth
 from ipm_outcomes.estimators import bootstrap
 from ipm_outcomes.errors import IpmError
+from ipm_outcomes.spark_engine import SparkSource
 from ipm_outcomes.spec import StudySpec, load_spec
+from ipm_outcomes.fingerprint import combine, sha256_tree
 from ipm_outcomes.study import StudyPaths, current_stages, record_stage, stage_keys
 
 
@@ -61,6 +63,15 @@ def ingest_task(extract_dir: Path, db_path: Path, cache_key: str):
 @task(name="build_marts", cache_key_fn=_by_key, persist_result=True)
 def build_cohort_task(spec: StudySpec, db_path: Path, export_dir: Path, cache_key: str):
     return cohort.build(spec, db_path, export_dir=export_dir)
+
+
+@task(name="build_marts_on_spark", cache_key_fn=_by_key, persist_result=True)
+def build_cohort_on_spark_task(
+    spec: StudySpec, spark_master: str, source: SparkSource, db_path: Path, export_dir: Path, cache_key: str
+):
+    from ipm_outcomes.spark_engine import build_on_spark, spark_session
+
+    return build_on_spark(spec, spark_session(spark_master), source, db_path, export_dir=export_dir)
 
 
 @task(name="bootstrap_chunk", cache_policy=NO_CACHE)
@@ -106,9 +117,28 @@ def ingest_flow(extract_dir: Path, db_path: Path, cache_key: str, refresh: bool 
 
 @flow(name="build_cohort")
 def build_cohort_flow(
-    spec: StudySpec, db_path: Path, export_dir: Path, cache_key: str, refresh: bool = False
+    spec: StudySpec,
+    db_path: Path,
+    export_dir: Path,
+    cache_key: str,
+    refresh: bool = False,
+    engine: str = "duckdb",
+    spark_master: str = "local[2]",
+    spark_source: SparkSource | None = None,
 ) -> StageOutcome:
-    """Build the cohort marts and export them as parquet."""
+    """Build the cohort marts and export them as parquet: in the study database (``engine="duckdb"``),
+    or on Spark from ``spark_source``, with the marts brought back into the study database."""
+    if engine == "spark":
+        return _call(
+            build_cohort_on_spark_task,
+            refresh,
+            spec=spec,
+            spark_master=spark_master,
+            source=spark_source,
+            db_path=db_path,
+            export_dir=export_dir,
+            cache_key=cache_key,
+        )
     return _call(build_cohort_task, refresh, spec=spec, db_path=db_path, export_dir=export_dir, cache_key=cache_key)
 
 
@@ -175,14 +205,31 @@ def study_flow(
     refresh: bool = False,
     bootstrap_runner: str = "process",
     cluster_address: str | None = None,
+    engine: str = "duckdb",
+    spark_master: str = "local[2]",
+    spark_source_schema: str | None = None,
+    spark_source_path: Path | None = None,
 ) -> StudyRun:
     """Run the whole study; with no extract, on a synthetic one generated from the spec's seed.
 
     The spec is given either as a validated model (``spec``) or as a TOML file (``spec_file``, for
     deployments triggered with JSON parameters); with neither, the shipped default study runs.
     ``bootstrap_runner`` (process, thread, dask, ray) and ``cluster_address`` choose where the
-    bootstrap replicates run.
+    bootstrap replicates run. With ``engine="spark"`` the cohort is built on Spark (``spark_master``)
+    from raw tables already there (``spark_source_schema``, or Parquet under ``spark_source_path``):
+    no extract is loaded locally, and the analysis and report run locally on the marts it brings back.
     """
+    if engine == "spark":
+        return _spark_study(
+            spec or load_spec(spec_file),
+            Path(out_dir),
+            SparkSource(schema=spark_source_schema, path=Path(spark_source_path) if spark_source_path else None),
+            spark_master,
+            refresh,
+            analyze_flow.with_options(task_runner=task_runner(bootstrap_runner, cluster_address)),
+        )
+    if engine != "duckdb":
+        raise IpmError(f"unknown engine {engine!r}; use duckdb or spark")
     analyze = analyze_flow.with_options(task_runner=task_runner(bootstrap_runner, cluster_address))
     if spec is None:
         spec = load_spec(spec_file)
@@ -219,6 +266,45 @@ def study_flow(
         spec.report.min_cell_size,
         keys.report,
         refresh or ran or not current["report"],
+    )
+    run.record("report", keys.report, outcome)
+    run.report_html = outcome.result.html
+    return run
+
+
+def _spark_study(
+    spec: StudySpec, out_dir: Path, source: SparkSource, spark_master: str, refresh: bool, analyze
+) -> StudyRun:
+    """The study with its cohort built on Spark: build_cohort -> analyze -> report (nothing to ingest)."""
+    paths = StudyPaths(root=out_dir, study=spec.study.name)
+    paths.make_dirs()
+    # A Parquet source is keyed by its bytes; a catalog schema's content cannot be fingerprinted from
+    # here, so its cohort is rebuilt on every run.
+    source_key = sha256_tree(source.path) if source.path is not None else None
+    keys = stage_keys(spec, None, __version__, ingest_key=combine("spark", source.describe(), source_key or "always"))
+    current = current_stages(paths, keys)
+    run = StudyRun(paths=paths)
+    ran = run.record(
+        "build_cohort",
+        keys.build_cohort,
+        build_cohort_flow(
+            spec,
+            paths.db_path,
+            paths.marts_dir,
+            keys.build_cohort,
+            refresh or source_key is None or not current["build_cohort"],
+            engine="spark",
+            spark_master=spark_master,
+            spark_source=source,
+        ),
+    )
+    ran = run.record(
+        "analyze",
+        keys.analyze,
+        analyze(spec, paths.db_path, paths.results_dir, keys.analyze, refresh or ran or not current["analyze"]),
+    )
+    outcome = report_flow(
+        paths.results_dir, paths.report_dir, spec.report.min_cell_size, keys.report, refresh or ran or not current["report"]
     )
     run.record("report", keys.report, outcome)
     run.report_html = outcome.result.html

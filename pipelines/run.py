@@ -35,6 +35,7 @@ def run_study(
     refresh: bool = False,
     bootstrap_runner: str = "process",
     cluster_address: str | None = None,
+    **engine_options,
 ):
     """Run :func:`pipelines.flows.study_flow` and return its :class:`StudyRun`."""
     configure_prefect(Path.cwd())
@@ -48,4 +49,5 @@ def run_study(
         refresh=refresh,
         bootstrap_runner=bootstrap_runner,
         cluster_address=cluster_address,
+        **engine_options,
     )

@@ -174,21 +174,89 @@ SpecOption = Annotated[
 ]
 
 
+EngineOption = Annotated[str, typer.Option("--engine", help="Where the cohort SQL runs: duckdb (default) or spark.")]
+
+
 @app.command("cohort")
 @user_errors
 def cohort_command(
-    db: Annotated[Path, typer.Option("--db", help="DuckDB database holding a loaded extract.")],
+    db: Annotated[
+        Path,
+        typer.Option("--db", help="DuckDB database holding a loaded extract (with --engine spark: receives the marts)."),
+    ],
     spec_path: SpecOption = None,
     export: Annotated[
         Path | None, typer.Option("--export", help="Folder to export the marts to as parquet.")
     ] = None,
+    engine: EngineOption = "duckdb",
+    spark_master: Annotated[
+        str, typer.Option("--spark-master", help="Spark master URL (local[N], spark://host:7077, yarn) or sc://host.")
+    ] = "local[2]",
+    source_schema: Annotated[
+        str | None, typer.Option("--source-schema", help="Spark: the schema holding the contract's raw tables.")
+    ] = None,
+    source_path: Annotated[
+        Path | None, typer.Option("--source-path", help="Spark: a folder with one Parquet file or folder per raw table.")
+    ] = None,
+    schema_prefix: Annotated[
+        str, typer.Option("--schema-prefix", help="Spark: prefix of the schemas the layers are built in.")
+    ] = "",
 ) -> None:
     """Build the analysis tables (cohort, rtw_outcome, qol_outcome, attrition) from a loaded extract."""
     from . import cohort
     from .spec import load_spec
 
-    summary = cohort.build(load_spec(spec_path), db, export_dir=export, progress=True)
+    spark_only = {"--source-schema": source_schema, "--source-path": source_path, "--schema-prefix": schema_prefix or None}
+    if engine == "duckdb":
+        given = [name for name, value in spark_only.items() if value is not None]
+        if given:
+            raise IpmError(f"{', '.join(given)} applies only to --engine spark")
+        summary = cohort.build(load_spec(spec_path), db, export_dir=export, progress=True)
+    elif engine == "spark":
+        from .spark_engine import SparkSource, build_on_spark, spark_session
+
+        source = SparkSource(schema=source_schema, path=source_path)
+        spec = load_spec(spec_path)
+        summary = build_on_spark(
+            spec, spark_session(spark_master), source, db, schema_prefix=schema_prefix, export_dir=export, progress=True
+        )
+    else:
+        raise IpmError(f"unknown engine {engine!r}; use duckdb or spark")
     say(summary.describe())
+
+
+@app.command("sql")
+@user_errors
+def sql_command(
+    engine: EngineOption = "duckdb",
+    print_sql: Annotated[bool, typer.Option("--print", help="Print every layer's SQL, in build order.")] = False,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Write <layer>/<table>.sql files here instead.")
+    ] = None,
+    source_schema: Annotated[
+        str | None, typer.Option("--source-schema", help="The schema holding the raw tables on the engine.")
+    ] = None,
+    schema_prefix: Annotated[str, typer.Option("--schema-prefix", help="Prefix of the built layers' schemas.")] = "",
+) -> None:
+    """The cohort SQL as the engine will run it, for review by a site's data team."""
+    from .cohort import BUILD_ORDER
+    from .portable_sql import translated_layers
+    from .spark_engine import BUILT_SCHEMAS
+
+    if print_sql == (out_dir is not None):
+        raise IpmError("give exactly one of --print or --out DIR")
+    tables = {schema: f"{schema_prefix}{schema}" for schema in BUILT_SCHEMAS}
+    tables["raw"] = source_schema or f"{schema_prefix}raw"
+    tables = {k: v for k, v in tables.items() if k != v}
+    for layer, table, sql in translated_layers(engine, BUILD_ORDER, tables):
+        if out_dir is not None:
+            path = out_dir / layer / f"{table}.sql"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(sql.rstrip() + "\n")
+        else:
+            say(f"-- {layer}.{table}\n{sql.rstrip()};\n")
+    if out_dir is not None:
+        say(f"wrote the {engine} SQL of every layer under {out_dir}")
 
 
 @app.command("analyze")
@@ -242,6 +310,14 @@ def run_command(
     cluster: Annotated[
         str | None, typer.Option(help="Address of a Dask or Ray cluster for --task-runner dask/ray.")
     ] = None,
+    engine: EngineOption = "duckdb",
+    spark_master: Annotated[str, typer.Option("--spark-master", help="Spark master URL (with --engine spark).")] = "local[2]",
+    source_schema: Annotated[
+        str | None, typer.Option("--source-schema", help="Spark: the schema holding the contract's raw tables.")
+    ] = None,
+    source_path: Annotated[
+        Path | None, typer.Option("--source-path", help="Spark: a folder with one Parquet file or folder per raw table.")
+    ] = None,
 ) -> None:
     """Run the whole study as a Prefect flow: ingest -> cohort -> analyze -> report."""
     from pipelines.run import run_study
@@ -250,6 +326,10 @@ def run_command(
 
     if extract is not None and persons is not None:
         raise IpmError("--persons sizes the generated synthetic extract; drop it when you give --extract")
+    if engine == "spark" and (extract is not None or persons is not None):
+        raise IpmError("with --engine spark the raw tables are on Spark (--source-schema or --source-path); drop --extract and --persons")
+    if engine != "spark" and (source_schema is not None or source_path is not None):
+        raise IpmError("--source-schema and --source-path apply only to --engine spark")
     if cluster is not None and task_runner not in ("dask", "ray"):
         raise IpmError(f"--cluster is the address of a Dask or Ray cluster; add --task-runner dask or ray (not {task_runner})")
 
@@ -261,6 +341,10 @@ def run_command(
         refresh=refresh,
         bootstrap_runner=task_runner,
         cluster_address=cluster,
+        engine=engine,
+        spark_master=spark_master,
+        spark_source_schema=source_schema,
+        spark_source_path=source_path,
     )
     say(run.describe())
 

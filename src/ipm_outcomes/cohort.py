@@ -370,8 +370,16 @@ def export_marts(con: duckdb.DuckDBPyConnection, export_dir: str | Path) -> list
     return written
 
 
-def _summarise(con, spec, db_path, fingerprint, available, pharmacy_available) -> dict:
+def _summarise(con, spec, db_path, fingerprint, available, pharmacy_available, totals: dict | None = None) -> dict:
+    """The build's counts from the marts in ``con``; ``totals`` (persons, lbp_persons, data_end_date)
+    when the staging tables live elsewhere (a Spark build brings back only the marts)."""
     one = lambda sql: con.execute(sql).fetchone()[0]  # noqa: E731
+    if totals is None:
+        totals = {
+            "persons": one("select count(*) from staging.person"),
+            "lbp_persons": one("select count(*) from intermediate.person_eligibility"),
+            "data_end_date": one("select data_end_date from staging.extract_period"),
+        }
     attrition = [
         dict(zip(("population", "step_order", "rule", "step", "remaining", "excluded"), row, strict=True))
         for row in con.execute(
@@ -390,13 +398,13 @@ def _summarise(con, spec, db_path, fingerprint, available, pharmacy_available) -
             "from marts.qol_outcome group by instrument, horizon_days order by instrument, horizon_days"
         ).fetchall()
     ]
-    data_end = one("select data_end_date from staging.extract_period")
+    data_end = totals["data_end_date"]
     return dict(
         db_path=db_path,
         study=spec.study.name,
         spec_sha256=fingerprint,
-        persons=one("select count(*) from staging.person"),
-        lbp_persons=one("select count(*) from intermediate.person_eligibility"),
+        persons=totals["persons"],
+        lbp_persons=totals["lbp_persons"],
         cohort=one("select count(*) from marts.cohort"),
         early=exposure.get("early", 0),
         delayed=exposure.get("delayed", 0),

@@ -109,7 +109,9 @@ def templates_fingerprint() -> str:
     return sha256_tree(Path(str(folder)))
 
 
-def stage_keys(spec: StudySpec, extract_dir: Path, package_version: str = __version__) -> StageKeys:
+def stage_keys(
+    spec: StudySpec, extract_dir: Path | None, package_version: str = __version__, ingest_key: str | None = None
+) -> StageKeys:
     """Content keys for each stage of a study run.
 
     Parameters
@@ -121,8 +123,11 @@ def stage_keys(spec: StudySpec, extract_dir: Path, package_version: str = __vers
         The extract folder; every file's bytes enter the ingest key.
     package_version
         The installed package version; a new version re-runs everything.
+    ingest_key
+        The key of raw tables that were not loaded from ``extract_dir`` (a Spark source).
     """
-    ingest = combine("ingest", package_version, sha256_tree(extract_dir))
+    source = ingest_key if ingest_key is not None else sha256_tree(extract_dir)
+    ingest = combine("ingest", package_version, source)
     cohort = combine("cohort", ingest, sha256_json(stage_spec(spec, "build_cohort")))
     analyze = combine("analyze", cohort, sha256_json(stage_spec(spec, "analyze")))
     report = combine("report", analyze, sha256_json(stage_spec(spec, "report")), templates_fingerprint())
@@ -133,7 +138,8 @@ def outputs_present(paths: StudyPaths) -> dict[str, bool]:
     """Whether each stage's outputs are on disk: a cached stage whose outputs were deleted must re-run."""
     return {
         "ingest": paths.db_path.exists(),
-        "build_cohort": paths.marts_dir.is_dir() and any(paths.marts_dir.glob("*.parquet")),
+        # a DuckDB build writes <mart>.parquet files, a Spark build <mart>/ folders of parts
+        "build_cohort": paths.marts_dir.is_dir() and any(paths.marts_dir.glob("**/*.parquet")),
         "analyze": (paths.results_dir / "results.json").exists(),
         "report": any(paths.report_dir.glob("*.html")),
     }

@@ -243,7 +243,7 @@ def test_provenance(good_extract, tmp_path):
     provenance = query(db, "select table_name, file, sha256, rows, columns, loaded_at from meta.load_provenance")
     (load_row,) = query(db, "select * from meta.load")
     assert load_row[0] == str(good_extract.resolve())
-    assert load_row[2:] == (__version__, [], False, 0)
+    assert load_row[2:] == (__version__, [], False, 0, None, 0)  # ..., reference_date, date_shift_days
     assert [p[0] for p in provenance] == [t.name for t in TABLES]
     for table, file, sha, rows, columns, loaded_at in provenance:
         path = good_extract / file

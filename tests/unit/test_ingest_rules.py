@@ -696,7 +696,8 @@ def test_date_order(good_extract, db, db_state):
 
 
 def test_birth_year_range(good_extract, db, db_state):
-    set_cell(good_extract, "eligibility", 1, "birth_year", "1899")
+    # 126 years before the load's year (2025) up to that year: 1899..2025
+    set_cell(good_extract, "eligibility", 1, "birth_year", "1898")
     set_cell(good_extract, "eligibility", 4, "birth_year", "2026")
     assert refused(good_extract, db, db_state) == [
         Problem(
@@ -705,9 +706,9 @@ def test_birth_year_range(good_extract, db, db_state):
             "eligibility",
             "birth_year",
             "birth_year_range",
-            "2 values are outside 1900..2025",
+            "2 values are outside 1899..2025",
             (1, 4),
-            ("1899", "2026"),
+            ("1898", "2026"),
             2,
         ),
     ]

@@ -8,7 +8,7 @@ with fills as (
     select
         b.person_id,
         date_diff('day', b.index_date, p.dispensing_date) as first_day,
-        greatest(p.days_supply, 1) as days_supply,
+        greatest(coalesce(p.days_supply, 1), 1) as days_supply,
         p.quantity * n.strength_per_unit * coalesce(n.mme_conversion_factor, 0) as fill_mme
     from intermediate.cohort_base as b
     inner join raw.pharmacy_claim as p on p.person_id = b.person_id
@@ -21,7 +21,7 @@ in_window as (
     select
         person_id,
         fill_mme / days_supply as daily_mme,
-        least(first_day + days_supply - 1, -1) - greatest(first_day, 0 - $opioid_lookback_days) + 1 as days_covered
+        least(first_day + days_supply - 1, -1) - greatest(first_day, 0 - $opioid_lookback_days) + 1 as days_covered -- not null: required dates, coalesced supply
     from fills
     where first_day + days_supply - 1 >= 0 - $opioid_lookback_days
 )

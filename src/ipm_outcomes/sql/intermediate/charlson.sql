@@ -4,7 +4,7 @@
 -- one condition is not weighted twice.
 select
     e.person_id,
-    sum(w.weight) as charlson_index
+    cast(sum(w.weight) as integer) as charlson_index
 from intermediate.baseline_event as e
 inner join ref.charlson_weight as w on w.component = e.valueset
 where not exists (

@@ -53,7 +53,8 @@ days as (
 censored as (
     select
         *,
-        least(enrollment_end_day, data_end_day, $followup_days) as censor_day
+        least(coalesce(enrollment_end_day, $followup_days), coalesce(data_end_day, $followup_days), $followup_days)
+            as censor_day
     from days
 )
 
@@ -76,5 +77,5 @@ select
         when censor_day = data_end_day then 'data_end'
         else 'enrollment_end'
     end as censor_reason,
-    least(censor_day, coalesce(death_day, censor_day)) as followup_end_day
+    least(censor_day, coalesce(death_day, censor_day)) as followup_end_day -- not null: censor_day is never null
 from censored

@@ -23,7 +23,7 @@ remaining as (
         s.step_order,
         s.rule,
         s.step,
-        coalesce(sum(c.persons), 0) as remaining
+        cast(coalesce(sum(c.persons), 0) as bigint) as remaining
     from ref.attrition_step as s
     left join counts as c
         on c.population = s.population

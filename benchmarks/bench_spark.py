@@ -1,0 +1,99 @@
+"""Benchmark: the cohort build on DuckDB and on Spark ``local[2]``, from the same raw tables.
+
+    .venv/bin/python benchmarks/bench_spark.py [--persons 100000] [--cache data/interim/bench_spark]
+
+Needs the ``[spark]`` extra and Java 17. Generates the synthetic extract once into the cache folder,
+ingests it once, exports the loaded raw tables as Parquet once (the form a Spark site holds them in),
+then times, each in a fresh process: ``cohort.build`` on DuckDB, and ``spark_engine.build_on_spark``
+(session start timed apart from the build). Peak memory is the Python process's and, for Spark, the
+JVM's (a child process, reported once it has exited). Prints wall and CPU time; record the figures in
+``benchmarks/README.md`` with the date and machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _measure import machine, measure  # noqa: E402
+
+SPARK_STEP = """
+import resource, time
+from pathlib import Path
+from ipm_outcomes.spark_engine import SparkSource, build_on_spark, spark_session
+from ipm_outcomes.spec import load_spec
+started = time.perf_counter()
+spark = spark_session("local[2]", warehouse=Path({cache!r}) / "warehouse")
+session = time.perf_counter() - started
+summary = build_on_spark(load_spec(), spark, SparkSource(path=Path({cache!r}) / "raw"), Path({cache!r}) / "spark.duckdb",
+                         export_dir=Path({cache!r}) / "spark_marts")
+build = time.perf_counter() - started - session
+spark.stop()
+time.sleep(2)
+RESULT = {{"session_s": session, "build_s": build, "cohort": summary.cohort,
+          "jvm_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+          "cpu_s": resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime}}
+"""
+
+DUCKDB_STEP = """
+import resource, shutil, time
+from pathlib import Path
+from ipm_outcomes import cohort
+from ipm_outcomes.spec import load_spec
+db = Path({cache!r}) / "duck_build.duckdb"
+shutil.copy(Path({cache!r}) / "loaded.duckdb", db)
+started = time.perf_counter()
+summary = cohort.build(load_spec(), db)
+RESULT = {{"build_s": time.perf_counter() - started, "cohort": summary.cohort,
+          "cpu_s": resource.getrusage(resource.RUSAGE_SELF).ru_utime}}
+"""
+
+
+def prepare(cache: Path, persons: int) -> None:
+    import duckdb
+
+    from ipm_outcomes import ingest, synth
+
+    extract = cache / "extract"
+    if not (extract / "eligibility.parquet").exists():
+        synth.generate(extract, persons=persons, seed=20261206, file_format="parquet")
+    if not (cache / "loaded.duckdb").exists():
+        ingest.load_extract(extract, cache / "loaded.duckdb")
+    raw = cache / "raw"
+    if not raw.exists():
+        raw.mkdir()
+        con = duckdb.connect(str(cache / "loaded.duckdb"), read_only=True)
+        tables = con.execute(
+            "select table_name from information_schema.tables where table_schema = 'raw' and table_type = 'BASE TABLE'"
+        ).fetchall()
+        for (table,) in tables:
+            con.execute(f"copy raw.{table} to '{raw / table}.parquet' (format parquet)")
+        con.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--persons", type=int, default=100_000)
+    parser.add_argument("--cache", type=Path, default=None)
+    args = parser.parse_args()
+    cache = (args.cache or Path(f"data/interim/bench_spark_{args.persons}")).resolve()
+    cache.mkdir(parents=True, exist_ok=True)
+    prepare(cache, args.persons)
+    duck = measure(DUCKDB_STEP.format(cache=str(cache)))
+    spark = measure(SPARK_STEP.format(cache=str(cache)))
+    assert duck["result"]["cohort"] == spark["result"]["cohort"], "the engines built different cohorts"
+    print(json.dumps({"machine": machine(), "persons": args.persons, "duckdb": duck, "spark": spark}, indent=1))
+    d, s = duck["result"], spark["result"]
+    print(
+        f"{args.persons:,} persons: DuckDB build {d['build_s']:.1f} s (peak {duck['peak_rss_mib']:.0f} MiB); "
+        f"Spark local[2] session {s['session_s']:.1f} s + build {s['build_s']:.1f} s "
+        f"(driver peak {spark['peak_rss_mib']:.0f} MiB, JVM peak {s['jvm_peak_rss_mib']:.0f} MiB); "
+        f"Spark/DuckDB build ratio {s['build_s'] / d['build_s']:.1f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

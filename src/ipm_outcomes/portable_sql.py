@@ -1,0 +1,215 @@
+"""The project's SQL, written once in DuckDB's dialect, checked for portability and translated per engine.
+
+OHDSI's SqlRender solves the same problem the same way: SQL is written once in a restricted dialect and
+translated for each database. Here the dialect is DuckDB's, the translator a pinned sqlglot, and the
+restrictions are :data:`PORTABILITY_RULES`, each with the reason it exists. A translation applies the
+project's own rewrites (:data:`REWRITES`) where sqlglot passes a construct through that the target
+rejects, then generates the target's SQL in sqlglot's strict mode, so an unsupported construct is an
+error here, never a silently different query there.
+
+Values stay bound parameters in every dialect (``$name`` in DuckDB, ``:name`` in Spark SQL).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+
+from .errors import IpmError
+
+#: The engines the SQL is translated for, by sqlglot dialect name.
+ENGINES: dict[str, str] = {"duckdb": "duckdb", "spark": "spark"}
+#: The dialect the SQL files are written in.
+SOURCE_DIALECT = "duckdb"
+#: A GREATEST/LEAST whose arguments the author has checked can never be NULL carries this on its line,
+#: followed by the reason (DuckDB and Spark skip NULL arguments; Trino and BigQuery return NULL).
+NOT_NULL_WAIVER = "-- not null:"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A construct the SQL files may not use, and why."""
+
+    name: str
+    reason: str
+    find: Callable[[exp.Expression, str], list[str]]
+
+
+def _nullable_greatest_least(tree: exp.Expression, text: str) -> list[str]:
+    waived_lines = {i for i, line in enumerate(text.splitlines(), start=1) if NOT_NULL_WAIVER in line}
+    found = []
+    for node in tree.find_all(exp.Greatest, exp.Least):
+        arguments = [node.this, *node.expressions]
+        if all(_never_null(a) for a in arguments):
+            continue
+        line = _line_of(node, text)
+        if line in waived_lines:
+            continue
+        found.append(f"line {line}: {node.sql(SOURCE_DIALECT)[:80]}")
+    return found
+
+
+def _never_null(node: exp.Expression) -> bool:
+    if isinstance(node, exp.Literal | exp.Placeholder):
+        return True
+    if isinstance(node, exp.Coalesce):
+        fallbacks = [node.this, *node.expressions]
+        return _never_null(fallbacks[-1])
+    if isinstance(node, exp.Neg | exp.Paren):
+        return _never_null(node.this)
+    if isinstance(node, exp.Binary) and isinstance(node, exp.Add | exp.Sub | exp.Mul):
+        return _never_null(node.left) and _never_null(node.right)
+    return False
+
+
+def _line_of(node: exp.Expression, text: str) -> int:
+    """The line of ``text`` where the call starts (sqlglot keeps no positions on every node)."""
+    name = "greatest" if isinstance(node, exp.Greatest) else "least"
+    first = re.escape(node.this.sql(SOURCE_DIALECT).lower())
+    lines = text.lower().splitlines()
+    for pattern in (rf"\b{name}\s*\(\s*{first}", rf"\b{name}\s*\("):
+        for i, line in enumerate(lines, start=1):
+            if re.search(pattern, line):
+                return i
+    return 0
+
+
+def _interpolation(tree: exp.Expression, text: str) -> list[str]:
+    return [f"line {i}: {line.strip()[:80]}" for i, line in enumerate(text.splitlines(), 1) if re.search(r"\{[A-Za-z_]\w*\}", line)]
+
+
+def _select_star_from_raw(tree: exp.Expression, text: str) -> list[str]:
+    found = []
+    for select in tree.find_all(exp.Select):
+        if any(isinstance(e, exp.Star) for e in select.expressions):
+            source = select.args.get("from_") or select.args.get("from")
+            table = source.find(exp.Table) if source is not None else None
+            if table is not None and table.db == "raw":
+                found.append(f"select * from raw.{table.name}")
+    return found
+
+
+#: What the SQL files may not contain, with the reason beside each rule.
+PORTABILITY_RULES: tuple[Rule, ...] = (
+    Rule(
+        "nullable_greatest_least",
+        "GREATEST/LEAST with an argument that can be NULL: DuckDB and Spark skip NULL arguments, but "
+        "sqlglot emits the plain function for Trino and BigQuery, where one NULL makes the result NULL "
+        "(an extract without pharmacy or PRO rows would silently lose its data end date). Make each "
+        f"argument non-null (coalesce with a literal or parameter), or say why it cannot be NULL after "
+        f"'{NOT_NULL_WAIVER}' on the same line.",
+        _nullable_greatest_least,
+    ),
+    Rule(
+        "string_interpolation",
+        "A {placeholder} means a value or name formatted into the text; values are bound parameters ($name).",
+        _interpolation,
+    ),
+    Rule(
+        "select_star_from_raw",
+        "select * from a raw table depends on the extract's column order and its number of diagnosis "
+        "columns, which differ between sources and engines; name the columns.",
+        _select_star_from_raw,
+    ),
+)
+
+
+def _drop_materialized_hint(tree: exp.Expression) -> exp.Expression:
+    for cte in tree.find_all(exp.CTE):
+        if cte.args.get("materialized") is not None:
+            cte.set("materialized", None)
+    return tree
+
+
+#: The project's rewrites, per engine: constructs sqlglot passes through unchanged that the engine
+#: rejects. ``WITH ... AS MATERIALIZED`` makes DuckDB compute a CTE once (a 1M-person build relies on it
+#: in marts/qol_outcome.sql); Spark has no such hint and refuses the statement.
+REWRITES: dict[str, tuple[Callable[[exp.Expression], exp.Expression], ...]] = {
+    "duckdb": (),
+    "spark": (_drop_materialized_hint,),
+}
+
+
+def lint(sql: str) -> list[tuple[str, str]]:
+    """Every breach of :data:`PORTABILITY_RULES` in one SQL text, as (rule name, where)."""
+    tree = _parse(sql, "(sql)")
+    return [(rule.name, where) for rule in PORTABILITY_RULES for where in rule.find(tree, sql)]
+
+
+def _parse(sql: str, name: str) -> exp.Expression:
+    try:
+        trees = sqlglot.parse(sql, read=SOURCE_DIALECT)
+    except sqlglot.errors.ParseError as error:
+        raise IpmError(f"{name}: does not parse as {SOURCE_DIALECT} SQL: {error}") from None
+    statements = [t for t in trees if t is not None]
+    if len(statements) != 1:
+        raise IpmError(f"{name}: holds {len(statements)} statements; each SQL file is one SELECT")
+    return statements[0]
+
+
+def translate(
+    sql: str,
+    engine: str,
+    *,
+    tables: Mapping[str, str] | None = None,
+    name: str = "(sql)",
+) -> str:
+    """``sql`` (one SELECT in DuckDB's dialect) as ``engine``'s SQL.
+
+    Parameters
+    ----------
+    tables
+        ``schema`` -> schema it lives in on the engine (e.g. ``{"raw": "claims_2026"}``), or
+        ``schema.table`` -> ``schema.table`` for a single table; names not listed stay as written.
+    name
+        Named in errors (the file the SQL came from).
+
+    Raises
+    ------
+    IpmError
+        When the SQL does not parse, or the engine cannot express something in it (sqlglot's strict mode).
+    """
+    if engine not in ENGINES:
+        raise IpmError(f"unknown engine {engine!r}; engines: {', '.join(ENGINES)}")
+    if engine == SOURCE_DIALECT and not tables:
+        return sql
+    tree = _parse(sql, name)
+    for rewrite in REWRITES[engine]:
+        tree = rewrite(tree)
+    if tables:
+        tree = _rename_tables(tree, tables)
+    try:
+        return tree.sql(dialect=ENGINES[engine], pretty=True, unsupported_level=sqlglot.ErrorLevel.RAISE)
+    except sqlglot.errors.UnsupportedError as error:
+        raise IpmError(f"{name}: cannot be written as {engine} SQL: {error}") from None
+
+
+def _rename_tables(tree: exp.Expression, tables: Mapping[str, str]) -> exp.Expression:
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    for table in tree.find_all(exp.Table):
+        if not table.db and table.name in ctes:
+            continue
+        full = f"{table.db}.{table.name}" if table.db else table.name
+        if full in tables:
+            schema, _, name = tables[full].rpartition(".")
+            table.set("this", exp.to_identifier(name))
+            table.set("db", exp.to_identifier(schema) if schema else None)
+        elif table.db in tables:
+            table.set("db", exp.to_identifier(tables[table.db]))
+    return tree
+
+
+def translated_layers(
+    engine: str, layers: Mapping[str, list[str]], tables: Mapping[str, str] | None = None
+) -> Iterator[tuple[str, str, str]]:
+    """(layer, table, SQL for ``engine``) for every packaged SQL file of ``layers``, in build order."""
+    from . import db
+
+    for layer, order in layers.items():
+        files = dict(db.sql_files(layer))
+        for table in order:
+            yield layer, table, translate(files[table], engine, tables=tables, name=f"sql/{layer}/{table}.sql")
