@@ -310,6 +310,8 @@ def _inspect(con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList
             described = con.execute(f"describe {_reader_sql(src, rejects=False)}").fetchall()
             src.types = {row[0]: row[1] for row in described if row[0] not in ("_file", "_row")}
             src.header = list(src.types)
+            if len(src.files) > 1:
+                _check_parts(con, src, problems)
     except (_Unreadable, duckdb.Error) as exc:
         problems.add(ERROR, src.rel, table.name, None, "unreadable_file", _one_line(f"{src.rel} {exc}"))
         src.usable = False
@@ -372,6 +374,76 @@ def _inspect(con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList
                 "identifier_column",
                 f"column name looks like {reason}, a direct identifier; {todo}",
             )
+
+
+def _check_parts(con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList) -> None:
+    """Every part of a parquet folder must carry every contract column, with the same kind of type.
+
+    Parts are read by name as one table, so a part without a column would give NULL in all its rows
+    (monthly parts whose schema drifted are common) and a part with the column as text would turn
+    the whole column into text. Later diagnosis columns may be absent from a part (a warning: its
+    rows have no such diagnosis).
+    """
+    declared = set(src.table.column_names) | {f"{DIAGNOSIS_COLUMN_PREFIX}1"}
+    first: dict[str, tuple[str, str, str]] = {}  # column -> (kind of type, type, part) where first seen
+    schemas = []
+    for part in src.files:
+        rel = src.display(str(part))
+        described = con.execute(f"describe select * from read_parquet({_path_literal(part)})").fetchall()
+        schema = {row[0]: row[1] for row in described}
+        schemas.append((rel, schema))
+        for name, type_ in schema.items():
+            first.setdefault(name, (_type_kind(type_), type_, rel))
+    for rel, schema in schemas:
+        for name in src.header:
+            is_diagnosis = bool(_DIAGNOSIS_COLUMN.match(name)) and src.table.has_diagnosis_columns
+            if name not in declared and not is_diagnosis:
+                continue
+            kind, type_, where = first[name]
+            if name not in schema:
+                if name in declared:
+                    problems.add(
+                        ERROR,
+                        rel,
+                        src.name,
+                        name,
+                        "part_schema",
+                        f"column {name} is missing from this part ({where} has it); every part must carry every column",
+                    )
+                else:
+                    problems.add(
+                        WARNING,
+                        rel,
+                        src.name,
+                        name,
+                        "part_schema",
+                        f"column {name} is missing from this part ({where} has it); read as empty",
+                    )
+            elif _type_kind(schema[name]) != kind:
+                problems.add(
+                    ERROR,
+                    rel,
+                    src.name,
+                    name,
+                    "part_schema",
+                    f"column {name} is {schema[name]} in this part but {type_} in {where}; every part must give a "
+                    "column the same kind of type",
+                )
+
+
+_NUMBER_TYPES = frozenset(
+    "TINYINT SMALLINT INTEGER BIGINT HUGEINT UTINYINT USMALLINT UINTEGER UBIGINT UHUGEINT FLOAT DOUBLE".split()
+)
+
+
+def _type_kind(duckdb_type: str) -> str:
+    """Kind of a DuckDB type, for comparing parts: numbers of any width or precision are one kind."""
+    t = duckdb_type.upper()
+    if t.startswith("DECIMAL") or t in _NUMBER_TYPES:
+        return "number"
+    if t == "DATE" or t.startswith("TIMESTAMP"):
+        return "date"
+    return t
 
 
 def _one_line(text: str) -> str:

@@ -35,6 +35,7 @@ RULES = (
     "duplicate_column",
     "extra_columns",
     "no_rows",
+    "part_schema",
     "identifier_column",
     "identifier_value",
     "null",

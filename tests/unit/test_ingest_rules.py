@@ -915,3 +915,80 @@ def test_duplicates_across_parquet_parts_name_both_files(good_extract):
             1,
         )
     ]
+
+
+# --- parquet parts whose schema drifted -----------------------------------------------------
+
+
+def parquet_parts(extract: Path, table: str, *parts: str) -> None:
+    """Replace ``<table>.csv`` by a folder of parquet parts, one per SELECT over the CSV (as ``t``)."""
+    folder = extract / table
+    folder.mkdir()
+    con = duckdb.connect()
+    con.execute(f"create view t as select * from read_csv('{extract / table}.csv', all_varchar=true)")
+    for i, select in enumerate(parts):
+        con.execute(f"copy ({select}) to '{folder / f'part-{i}.parquet'}'")
+    con.close()
+    (extract / f"{table}.csv").unlink()
+
+
+def test_a_part_without_a_column_is_refused(good_extract, db, db_state):
+    parquet_parts(
+        good_extract,
+        "medical_claim",
+        "select * from t where claim_id <= 'C002'",
+        "select * exclude (paid_amount) from t where claim_id > 'C002'",
+    )
+    assert refused(good_extract, db, db_state) == [
+        Problem(
+            E,
+            "medical_claim/part-1.parquet",
+            "medical_claim",
+            "paid_amount",
+            "part_schema",
+            "column paid_amount is missing from this part (medical_claim/part-0.parquet has it); every part must "
+            "carry every column",
+        )
+    ]
+
+
+def test_a_part_with_another_type_is_refused(good_extract, db, db_state):
+    parquet_parts(
+        good_extract,
+        "ehr_pro",
+        "select * replace (cast(score as double) as score) from t where assessment_date < '2021-06-01'",
+        "select * from t where assessment_date >= '2021-06-01'",
+        "select * replace (cast(score as float) as score) from t where false",
+    )
+    assert refused(good_extract, db, db_state) == [
+        Problem(
+            E,
+            "ehr_pro/part-1.parquet",
+            "ehr_pro",
+            "score",
+            "part_schema",
+            "column score is VARCHAR in this part but DOUBLE in ehr_pro/part-0.parquet; every part must give a "
+            "column the same kind of type",
+        )
+    ]
+
+
+def test_parts_may_differ_in_later_diagnosis_columns_with_a_warning(good_extract, tmp_path):
+    parquet_parts(
+        good_extract,
+        "medical_claim",
+        "select * from t where claim_id <= 'C002'",
+        "select * exclude (diagnosis_code_3) from t where claim_id > 'C002'",
+    )
+    summary = load_extract(good_extract, tmp_path / "new.duckdb", today=TODAY)
+    assert summary.warnings == [
+        Problem(
+            W,
+            "medical_claim/part-1.parquet",
+            "medical_claim",
+            "diagnosis_code_3",
+            "part_schema",
+            "column diagnosis_code_3 is missing from this part (medical_claim/part-0.parquet has it); read as empty",
+        )
+    ]
+    assert summary.rows["medical_claim"] == 5
