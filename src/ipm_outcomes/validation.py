@@ -40,6 +40,7 @@ RULES = (
     "identifier_value",
     "null",
     "type",
+    "non_finite",
     "allowed_values",
     "code_shape",
     "future_date",
@@ -267,8 +268,6 @@ def column_checks(table: Table, column: Column, source_type: str, today: date) -
             bad = f"{bad} or {_strict_text_form(column, ref)}"
         elif column.type == "INTEGER" and (source_type in ("FLOAT", "DOUBLE") or source_type.startswith("DECIMAL")):
             bad = f"{bad} or {ref} <> trunc({ref})"
-        elif column.type == "DOUBLE" and source_type in ("FLOAT", "DOUBLE"):
-            bad = f"{bad} or isnan({typed}) or isinf({typed})"
         what = _TYPE_NAMES[column.type]
         checks.append(
             Check(
@@ -276,6 +275,22 @@ def column_checks(table: Table, column: Column, source_type: str, today: date) -
                 column.name,
                 f"{ref} is not null and ({bad})",
                 lambda n, what=what: f"{_is(n)} not {what}",
+                f"cast({ref} as VARCHAR)",
+                (column.name,),
+            )
+        )
+    if column.type == "DOUBLE" and (source_type == "VARCHAR" or source_type in ("FLOAT", "DOUBLE")):
+        # '1e400' is well-formed text that casts to inf, and a parquet double may hold inf or NaN:
+        # one such value makes every sum over the column infinite. (Text spelled 'nan' or 'inf' is
+        # not a well-formed number: the type rule reports it.)
+        non_finite = f"isinf({typed})" if source_type == "VARCHAR" else f"not isfinite({typed})"
+        checks.append(
+            Check(
+                "non_finite",
+                column.name,
+                f"{ref} is not null and {non_finite}",
+                lambda n: f"{_is(n)} not a finite number (too large, infinite or NaN); amounts, quantities and "
+                "scores must be finite",
                 f"cast({ref} as VARCHAR)",
                 (column.name,),
             )
@@ -375,8 +390,8 @@ def table_checks(table: Table) -> list[Check]:
                 Check(
                     "pro_range",
                     "score",
-                    # NaN is left to the type rule
-                    f"instrument = {quote_literal(instrument)} and not isnan({score})"
+                    # inf and NaN are left to the non_finite rule
+                    f"instrument = {quote_literal(instrument)} and isfinite({score})"
                     f" and not ({score} between {lo!r} and {hi!r})",
                     lambda n, i=instrument, lo=lo, hi=hi: f"{_is(n, i + ' score')} outside {lo:g}..{hi:g}",
                     "cast(score as VARCHAR)",

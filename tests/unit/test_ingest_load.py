@@ -191,7 +191,16 @@ def test_parquet_typed_bad_values_name_their_row(good_extract):
     )
     (good_extract / "x.parquet").replace(path)
     assert validate_extract(good_extract, today=TODAY) == [
-        Problem("error", "ehr_pro.parquet", "ehr_pro", "score", "type", "1 value is not a number", (7,), ("nan",))
+        Problem(
+            "error",
+            "ehr_pro.parquet",
+            "ehr_pro",
+            "score",
+            "non_finite",
+            "1 value is not a finite number (too large, infinite or NaN); amounts, quantities and scores must be finite",
+            (7,),
+            ("nan",),
+        )
     ]
 
 

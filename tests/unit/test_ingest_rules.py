@@ -570,6 +570,19 @@ def test_types(good_extract, db, db_state):
     ]
 
 
+def test_numbers_must_be_finite(good_extract, db, db_state):
+    set_cell(good_extract, "medical_claim", 2, "allowed_amount", "1e400")  # reads as inf
+    set_cell(good_extract, "pharmacy_claim", 3, "quantity", "-1E999")
+    set_cell(good_extract, "ehr_pro", 4, "score", "1e309")  # inf, not also outside the range
+    set_cell(good_extract, "ndc_reference", 1, "strength_per_unit", "1e308")  # large, but finite
+    message = "1 value is not a finite number (too large, infinite or NaN); amounts, quantities and scores must be finite"
+    assert refused(good_extract, db, db_state) == [
+        Problem(E, "medical_claim.csv", "medical_claim", "allowed_amount", "non_finite", message, (2,), ("1e400",)),
+        Problem(E, "pharmacy_claim.csv", "pharmacy_claim", "quantity", "non_finite", message, (3,), ("-1E999",)),
+        Problem(E, "ehr_pro.csv", "ehr_pro", "score", "non_finite", message, (4,), ("1e309",)),
+    ]
+
+
 def test_type_accepts_the_documented_spellings(good_extract):
     set_cell(good_extract, "ndc_reference", 1, "is_opioid", "TRUE")
     set_cell(good_extract, "ndc_reference", 3, "is_opioid", "0")
