@@ -63,8 +63,6 @@ from .errors import IpmError, ValidationFailed
 from .fingerprint import sha256_file
 from .validation import (
     ERROR,
-    IDENTIFIER_SAMPLE_ROWS,
-    IDENTIFIER_VALUE_PATTERNS,
     ORPHAN_JOIN_COLUMN,
     WARNING,
     Check,
@@ -74,7 +72,7 @@ from .validation import (
     count_by_severity,
     diagnosis_checks,
     identifier_column_reason,
-    mask_sql,
+    identifier_value_checks,
     normalise_expr,
     orphan_check,
     problems_table,
@@ -477,6 +475,10 @@ def _create_view(con: duckdb.DuckDBPyConnection, src: _Source, *, rejects: bool,
         inner.append(f"{expr} as {ref}")
         if not write and _normalises(src, name):
             inner.append(f"{ref} as {quote_ident(_RAW_PREFIX + name)}")
+    if not write:
+        for name in src.extras:  # checked for identifier-shaped values, never loaded
+            ref = f"nullif(trim(cast({quote_ident(name)} as VARCHAR)), '')"
+            inner.append(f"{ref} as {quote_ident(_EXTRA_PREFIX + name)}")
     con.execute(
         f"create or replace temp view {src.view} as select {', '.join(outer)} from "
         f"(select {', '.join(inner)} from ({_reader_sql(src, rejects=rejects)}))"
@@ -484,6 +486,7 @@ def _create_view(con: duckdb.DuckDBPyConnection, src: _Source, *, rejects: bool,
 
 
 _RAW_PREFIX = "_raw:"
+_EXTRA_PREFIX = "_extra:"
 
 
 def _normalises(src: _Source, name: str) -> bool:
@@ -509,7 +512,7 @@ def _distinct_columns(src: _Source) -> list[str]:
     return names + [name for _, name in src.diagnosis]
 
 
-def _checks_for(src: _Source, today: date, with_orphans: bool) -> list[Check]:
+def _checks_for(src: _Source, today: date, with_orphans: bool, allow_identifiers: bool) -> list[Check]:
     checks: list[Check] = []
     for col in src.columns:
         checks.extend(column_checks(src.table, col, src.types[col.name], today))
@@ -518,7 +521,16 @@ def _checks_for(src: _Source, today: date, with_orphans: bool) -> list[Check]:
     checks.extend(table_checks(src.table))
     if with_orphans:
         checks.append(orphan_check(src.table))
-    return [c for c in checks if src.has(*c.columns_needed)]
+    checks = [c for c in checks if src.has(*c.columns_needed)]
+    # every value of every free-text column, extra columns too (cast to text): a sample of the first
+    # rows missed identifiers further down; a cheap test of each value spares most the patterns
+    free_text = {
+        c.name: c.name
+        for c in src.columns
+        if c.type == "VARCHAR" and c.allowed is None and c.code_system is None
+    }
+    free_text |= {name: _EXTRA_PREFIX + name for name in src.extras}
+    return checks + identifier_value_checks(free_text, allow_identifiers, lambda: src.rows)
 
 
 def _orphan_join() -> str:
@@ -533,7 +545,12 @@ def _key_exprs(src: _Source) -> list[str]:
 
 
 def _check_table(
-    con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList, today: date, with_orphans: bool
+    con: duckdb.DuckDBPyConnection,
+    src: _Source,
+    problems: ProblemList,
+    today: date,
+    with_orphans: bool,
+    allow_identifiers: bool,
 ) -> None:
     """Count every rule of one table in one scan, then fetch examples of those that fail.
 
@@ -541,7 +558,7 @@ def _check_table(
     clean, and takes a histogram of each low-cardinality column (:func:`_distinct_columns`); the
     rules on one such column are then evaluated once per distinct value and weighted by its count.
     """
-    checks = _checks_for(src, today, with_orphans)
+    checks = _checks_for(src, today, with_orphans, allow_identifiers)
     # A CSV's orphans are counted in a scan of their own: joining every row of the view to the
     # eligible persons carries each of its text columns through the join (for 1M persons' claims,
     # 36 s of 68). A Parquet file's typed columns are cheap to carry, and a second scan is not.
@@ -597,7 +614,7 @@ def _check_table(
     if src.rows == 0 and src.table.required:
         problems.add(ERROR, src.rel, src.name, None, "no_rows", f"required table {src.name} has no rows")
     failing = [(c, counted[id(c)]) for c in checks if counted[id(c)]]
-    needs_rows = dup_rows or any(c.severity == ERROR for c, _ in failing)
+    needs_rows = dup_rows or any(c.severity == ERROR or c.rule == "identifier_value" for c, _ in failing)
     if needs_rows and src.kind == "csv" and not src.staged:
         _stage_csv(con, src)
     for check, n in failing:
@@ -831,69 +848,6 @@ def _report_rejects(con: duckdb.DuckDBPyConnection, src: _Source, problems: Prob
         )
 
 
-def _scan_identifier_values(
-    con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList, allow_identifiers: bool
-) -> None:
-    """Look for SSN, e-mail and phone shapes in free-text columns of the first rows of the table.
-
-    A sample (:data:`IDENTIFIER_SAMPLE_ROWS` rows), because scanning every value of a big claims
-    table with three patterns would cost more than the rest of the validation together.
-    """
-    free_text = [c.name for c in src.columns if c.type == "VARCHAR" and c.allowed is None and c.code_system is None]
-    names = [n for n in free_text + src.extras if src.types.get(n) == "VARCHAR"]
-    if not names:
-        return
-    sample = f"_ids_{src.name}"
-    cols = ", ".join(f"nullif(trim({quote_ident(n)}), '') as {quote_ident(n)}" for n in names)
-    try:
-        con.execute(
-            f"create or replace temp table {sample} as select _file, _row, {cols} from "
-            f"({_reader_sql(src, rejects=False) if src.kind == 'parquet' else _sample_reader(src)}) "
-            f"limit {IDENTIFIER_SAMPLE_ROWS}"
-        )
-    except duckdb.Error:
-        return  # a file that cannot be read is reported by the row checks
-    rules = [(n, what, pattern) for n in names for what, pattern in IDENTIFIER_VALUE_PATTERNS]
-    counts = con.execute(
-        "select "
-        + ", ".join(
-            f"count(*) filter (where regexp_matches({quote_ident(n)}, {quote_literal(p)}))" for n, _, p in rules
-        )
-        + f" from {sample}"
-    ).fetchall()[0]
-    severity = WARNING if allow_identifiers else ERROR
-    for (name, what, pattern), n in zip(rules, counts, strict=True):
-        if not n:
-            continue
-        found = con.execute(
-            f"select _file, coalesce(_row, rowid + 1), {mask_sql(quote_ident(name))} from {sample}"
-            f" where regexp_matches({quote_ident(name)}, {quote_literal(pattern)}) order by rowid limit {EXAMPLES}"
-        ).fetchall()
-        file, rows, same = _located(src, found)
-        todo = (
-            "loaded anyway: --allow-identifiers"
-            if allow_identifiers
-            else "remove or mask them, or use --allow-identifiers"
-        )
-        problems.add(
-            severity,
-            file,
-            src.name,
-            name,
-            "identifier_value",
-            f"{n:,} {'value' if n == 1 else 'values'} in the first {IDENTIFIER_SAMPLE_ROWS:,} rows "
-            f"{'looks' if n == 1 else 'look'} like {what}, a direct identifier; {todo}",
-            rows=[r for r in rows if r is not None],
-            examples=[f[2] for f in same],
-            count=n,
-        )
-    con.execute(f"drop table {sample}")
-
-
-def _sample_reader(src: _Source) -> str:
-    return f"select {quote_literal(src.rel)} as _file, NULL::BIGINT as _row, * from {_read_csv_sql(src, False)}"
-
-
 # --- the whole validation -------------------------------------------------------------------
 
 
@@ -952,9 +906,8 @@ def _validate(
             if not src.usable:
                 continue
             _create_view(con, src, rejects=src.kind == "csv")
-            _scan_identifier_values(con, src, problems, allow_identifiers)
             with_orphans = have_persons and src.name != "eligibility" and src.has("person_id")
-            _check_table(con, src, problems, today, with_orphans)
+            _check_table(con, src, problems, today, with_orphans, allow_identifiers)
             if src is eligibility and src.usable and src.has("person_id"):
                 con.execute(
                     f"create or replace temp table _eligible_persons as select distinct person_id from {src.view}"
@@ -1056,7 +1009,7 @@ def _write_report(path: Path, extract_dir: Path, problems: list[Problem], rows: 
         "passed": errors == 0,
         "errors": errors,
         "warnings": warnings,
-        "identifier_scan_sample_rows": IDENTIFIER_SAMPLE_ROWS,
+        "identifier_scan": "every row of every table",
         "rows": rows,
         "problems": [p.to_dict() for p in problems],
     }

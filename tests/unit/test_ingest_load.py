@@ -385,7 +385,7 @@ def test_report_file_on_failure_and_on_success(good_extract, tmp_path):
         "passed": False,
         "errors": 1,
         "warnings": 0,
-        "identifier_scan_sample_rows": 100_000,
+        "identifier_scan": "every row of every table",
         "rows": None,
         "problems": [
             {

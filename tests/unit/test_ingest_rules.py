@@ -416,6 +416,97 @@ def test_identifier_column_names(name, reason):
     assert identifier_column_reason(name) == reason
 
 
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("SocialSecurityNumber", "a social security number"),
+        ("socialsecuritynumber", "a social security number"),
+        ("SSN", "a social security number"),
+        ("member-ssn", "a social security number"),
+        ("DateOfBirth", "a full date of birth"),
+        ("dateofbirth", "a full date of birth"),
+        ("PatientDOB", "a full date of birth"),
+        ("Birth Date", "a full date of birth"),
+        ("StreetAddress", "a street address"),
+        ("Address1", "a street address"),
+        ("ADDRESS_LINE2", "a street address"),
+        ("PatientName", "a person's name"),
+        ("firstName", "a person's name"),
+        ("LASTNAME", "a person's name"),
+        ("EmailAddress", "an e-mail address"),
+        ("eMail", "an e-mail address"),
+        ("HomePhone2", "a telephone number"),
+        ("PhoneNumber", "a telephone number"),
+        ("ZipCode", "a 5-digit ZIP code"),
+        ("MedicalRecordNumber", "a medical record number"),
+        ("MRN", "a medical record number"),
+        ("Zip3", None),
+        ("BirthYear", None),
+        ("DrugName", None),
+        ("PersonID", None),
+        ("EncounterType", None),
+    ],
+)
+def test_identifier_column_names_in_any_spelling(name, reason):
+    assert identifier_column_reason(name) == reason
+
+
+def test_camel_case_identifier_column_is_refused(good_extract, db, db_state):
+    add_column(good_extract, "eligibility", "DateOfBirth", ["1980-02-03", "1975-05-06", "1975-05-06", "1990-07-08"])
+    assert of_rule(refused(good_extract, db, db_state), "identifier_column") == [
+        Problem(
+            E,
+            "eligibility.csv",
+            "eligibility",
+            "DateOfBirth",
+            "identifier_column",
+            "column name looks like a full date of birth, a direct identifier; drop the column or use --allow-identifiers",
+        ),
+    ]
+
+
+def test_identifier_values_are_found_beyond_the_first_100000_rows(good_extract, db, db_state):
+    header, rows = read_table(good_extract, "ehr_work_status")
+    many = [[f"P00{1 + i % 3}", f"20{10 + i // 365 % 10}-01-01", "working", ""] for i in range(100_010)]
+    many[100_003][3] = "ring (555) 123-4567"
+    write_table(good_extract, "ehr_work_status", [*header, "note"], many)
+    assert of_rule(refused(good_extract, db, db_state), "identifier_value") == [
+        Problem(
+            E,
+            "ehr_work_status.csv",
+            "ehr_work_status",
+            "note",
+            "identifier_value",
+            "1 value in all 100,010 rows looks like a US telephone number, a direct identifier; remove or mask them,"
+            " or use --allow-identifiers",
+            (100_004,),
+            ("xxxx (###) ###-####",),
+        )
+    ]
+
+
+def test_identifier_values_in_extra_parquet_columns_are_refused(good_extract, db, db_state):
+    parquet_parts(
+        good_extract,
+        "ehr_pro",
+        "select *, 0 as visit from t limit 3",
+        "select *, case when score = '7' then 'jo@example.com' end as contact, 1 as visit from t offset 3",
+    )
+    assert of_rule(refused(good_extract, db, db_state), "identifier_value") == [
+        Problem(
+            E,
+            "ehr_pro/part-1.parquet",
+            "ehr_pro",
+            "contact",
+            "identifier_value",
+            "1 value in all 8 rows looks like an e-mail address, a direct identifier; remove or mask them,"
+            " or use --allow-identifiers",
+            (2,),
+            ("xx@xxxxxxx.xxx",),
+        )
+    ]
+
+
 def test_no_contract_column_looks_like_an_identifier():
     from ipm_outcomes.contract import TABLES
 
@@ -466,7 +557,7 @@ def test_identifier_column_allowed_loads_without_it(good_extract, tmp_path):
 def test_identifier_values_in_free_text_are_refused_and_masked(good_extract, db, db_state):
     add_column(good_extract, "ehr_encounter", "comment", ["", "call 555-123-4567 asap", "fine", "jane.doe@example.org"])
     set_cell(good_extract, "ehr_encounter", 3, "encounter_id", "123-45-6789")
-    sample = "in the first 100,000 rows looks like a"  # + "n e-mail ..." or " US telephone ..."
+    sample = "in all 4 rows looks like a"  # + "n e-mail ..." or " US telephone ..."
     todo = "a direct identifier; remove or mask them, or use --allow-identifiers"
     assert of_rule(refused(good_extract, db, db_state), "identifier_value") == [
         Problem(
