@@ -284,8 +284,24 @@ def _inspect(con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList
             header = _csv_header(src.path)
             seen: dict[str, int] = {}
             names = []
-            for name in header:
-                if name in seen:
+            named = [i for i, name in enumerate(header) if name.strip()]
+            for i, name in enumerate(header):
+                if not name.strip():
+                    # read under a name of its own; never loaded (an unnamed column cannot be matched)
+                    trailing = not named or i > named[-1]
+                    problems.add(
+                        WARNING if trailing else ERROR,
+                        src.rel,
+                        table.name,
+                        None,
+                        "blank_column_name",
+                        f"the last column ({i + 1}) has no name, as when every line ends with a comma; ignored"
+                        if trailing
+                        else f"column {i + 1} of the header has no name; name it or remove the column",
+                    )
+                    name = f"_blank_{i + 1}"
+                    renamed.add(name)
+                elif name in seen:
                     seen[name] += 1
                     problems.add(
                         ERROR,
@@ -519,8 +535,6 @@ def _checks_for(src: _Source, today: date, with_orphans: bool, allow_identifiers
     for _, name in src.diagnosis:
         checks.extend(diagnosis_checks(name))
     checks.extend(table_checks(src.table))
-    if with_orphans:
-        checks.append(orphan_check(src.table))
     checks = [c for c in checks if src.has(*c.columns_needed)]
     # every value of every free-text column, extra columns too (cast to text): a sample of the first
     # rows missed identifiers further down; a cheap test of each value spares most the patterns
@@ -530,7 +544,10 @@ def _checks_for(src: _Source, today: date, with_orphans: bool, allow_identifiers
         if c.type == "VARCHAR" and c.allowed is None and c.code_system is None
     }
     free_text |= {name: _EXTRA_PREFIX + name for name in src.extras}
-    return checks + identifier_value_checks(free_text, allow_identifiers, lambda: src.rows)
+    checks += identifier_value_checks(free_text, allow_identifiers, lambda: src.rows)
+    if with_orphans:
+        checks.append(orphan_check(src.table))
+    return checks
 
 
 def _orphan_join() -> str:

@@ -33,6 +33,7 @@ RULES = (
     "malformed_row",
     "missing_column",
     "duplicate_column",
+    "blank_column_name",
     "extra_columns",
     "no_rows",
     "part_schema",

@@ -341,6 +341,38 @@ def test_duplicate_column(good_extract, db, db_state):
     ]
 
 
+def test_an_empty_trailing_column_is_a_warning(good_extract, tmp_path):
+    path = good_extract / "ehr_work_status.csv"
+    path.write_text("".join(line + ",\n" for line in path.read_text().splitlines()))  # every line ends with ","
+    summary = load_extract(good_extract, tmp_path / "new.duckdb", today=TODAY)
+    assert summary.warnings == [
+        Problem(
+            W,
+            "ehr_work_status.csv",
+            "ehr_work_status",
+            None,
+            "blank_column_name",
+            "the last column (4) has no name, as when every line ends with a comma; ignored",
+        )
+    ]
+    assert summary.rows["ehr_work_status"] == 6
+
+
+def test_a_blank_column_name_elsewhere_is_refused(good_extract, db, db_state):
+    header, rows = read_table(good_extract, "ehr_work_status")
+    write_table(good_extract, "ehr_work_status", [*header[:2], " ", header[2]], [[*r[:2], "x", r[2]] for r in rows])
+    assert refused(good_extract, db, db_state) == [
+        Problem(
+            E,
+            "ehr_work_status.csv",
+            "ehr_work_status",
+            None,
+            "blank_column_name",
+            "column 3 of the header has no name; name it or remove the column",
+        )
+    ]
+
+
 def test_extra_columns_are_a_warning_and_not_loaded(good_extract, tmp_path):
     add_column(good_extract, "ehr_pro", "comment", ["ok"] * 8)
     add_column(good_extract, "ehr_pro", "site", ["A"] * 8)
