@@ -121,7 +121,10 @@ def ingest(
     from . import ingest as ingest_module
 
     if (extract is None) == (omop is None):
-        raise IpmError("give exactly one of --extract DIR or --omop SOURCE")
+        problem = "give exactly one of --extract DIR or --omop SOURCE"
+        if report is not None:
+            ingest_module.write_failure_report(report, extract or omop, problem)
+        raise IpmError(problem)
     if omop is not None:
         from . import omop as omop_module
 

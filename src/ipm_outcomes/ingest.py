@@ -83,7 +83,15 @@ from .validation import (
     typed_name,
 )
 
-__all__ = ["LoadSummary", "Problem", "ValidationFailed", "load_extract", "problems_table", "validate_extract"]
+__all__ = [
+    "LoadSummary",
+    "Problem",
+    "ValidationFailed",
+    "load_extract",
+    "problems_table",
+    "validate_extract",
+    "write_failure_report",
+]
 
 _DIAGNOSIS_COLUMN = re.compile(rf"^{DIAGNOSIS_COLUMN_PREFIX}([1-9][0-9]*)$")
 _CSV_OPTIONS = "header=true, auto_detect=false, delim=',', quote='\"', escape='\"'"
@@ -1019,14 +1027,27 @@ def _failure_message(extract_dir: Path, problems: list[Problem]) -> str:
     )
 
 
-def _write_report(path: Path, extract_dir: Path, problems: list[Problem], rows: dict[str, int] | None) -> None:
+def write_failure_report(path: str | Path, extract_dir: str | Path | None, message: str) -> None:
+    """The ``--report`` file of a load that could not start or finish: its one problem (rule ``load_failed``)."""
+    where = str(extract_dir) if extract_dir is not None else ""
+    problem = Problem(ERROR, where, None, None, "load_failed", message)
+    _write_report(Path(path), extract_dir, [problem], None, identifier_scan=None)
+
+
+def _write_report(
+    path: Path,
+    extract_dir: Path | None,
+    problems: list[Problem],
+    rows: dict[str, int] | None,
+    identifier_scan: str | None = "every row of every table",
+) -> None:
     errors, warnings = count_by_severity(problems)
     report = {
-        "extract": str(extract_dir),
+        "extract": str(extract_dir) if extract_dir is not None else None,
         "passed": errors == 0,
         "errors": errors,
         "warnings": warnings,
-        "identifier_scan": "every row of every table",
+        "identifier_scan": identifier_scan,
         "rows": rows,
         "problems": [p.to_dict() for p in problems],
     }
@@ -1154,7 +1175,8 @@ def load_extract(
     allow_identifiers
         Load even if columns or values look like direct identifiers (reported as warnings).
     report_path
-        Write every problem found as JSON here, whether the extract passes or not.
+        Write every problem found as JSON here, whether the extract passes or not; when the load
+        cannot start or finish (no such folder, the database in use), the one problem that stopped it.
     progress
         Show a progress bar, and the table of problems when validation fails, on stderr.
     today
@@ -1180,6 +1202,37 @@ def load_extract(
     DatabaseInUseError
         When another process holds the database.
     """
+    try:
+        return _load_extract(
+            extract_dir,
+            db_path,
+            allow_identifiers=allow_identifiers,
+            report_path=report_path,
+            progress=progress,
+            today=today,
+            memory_limit=memory_limit,
+            threads=threads,
+        )
+    except ValidationFailed:
+        raise  # its report is written
+    except IpmError as exc:
+        if report_path is not None:
+            write_failure_report(report_path, extract_dir, str(exc))
+        raise
+
+
+def _load_extract(
+    extract_dir: str | Path,
+    db_path: str | Path,
+    *,
+    allow_identifiers: bool = False,
+    report_path: str | Path | None = None,
+    progress: bool = False,
+    today: date | None = None,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> LoadSummary:
+    """:func:`load_extract` without the report of a load that cannot start or finish."""
     started = time.perf_counter()
     extract_dir = Path(extract_dir)
     db_path = Path(db_path)

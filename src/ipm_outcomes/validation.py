@@ -26,6 +26,7 @@ WARNING = "warning"
 
 #: Every rule a problem can name (documented in data/README.md, which a test keeps in step).
 RULES = (
+    "load_failed",
     "missing_table",
     "ambiguous_table",
     "unknown_file",

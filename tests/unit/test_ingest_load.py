@@ -18,7 +18,7 @@ from rich.console import Console
 
 from ipm_outcomes import __version__, ingest
 from ipm_outcomes.contract import TABLES, TABLES_BY_NAME
-from ipm_outcomes.errors import DatabaseInUseError, ValidationFailed
+from ipm_outcomes.errors import DatabaseInUseError, IpmError, ValidationFailed
 from ipm_outcomes.ingest import LoadSummary, Problem, load_extract, problems_table, validate_extract
 
 TODAY = dt.date(2025, 6, 30)
@@ -410,6 +410,38 @@ def test_report_file_on_failure_and_on_success(good_extract, tmp_path):
     content = json.loads(report.read_text())
     assert (content["passed"], content["errors"], content["warnings"], content["rows"]) == (True, 0, 1, GOOD_ROWS)
     assert [p["rule"] for p in content["problems"]] == ["unknown_file"]
+
+
+def test_report_file_when_the_load_cannot_start(good_extract, tmp_path, db_state):
+    db, report = tmp_path / "study.duckdb", tmp_path / "report.json"
+    load_extract(good_extract, db, today=TODAY)
+    before = db_state(db)
+    not_a_folder = good_extract / "eligibility.csv"
+    message = f"{not_a_folder}: no such extract folder; give the folder that holds eligibility.csv etc."
+    with pytest.raises(IpmError, match="no such extract folder"):
+        load_extract(not_a_folder, db, today=TODAY, report_path=report)
+    assert db_state(db) == before
+    assert json.loads(report.read_text()) == {
+        "extract": str(not_a_folder),
+        "passed": False,
+        "errors": 1,
+        "warnings": 0,
+        "identifier_scan": None,
+        "rows": None,
+        "problems": [
+            {
+                "severity": "error",
+                "file": str(not_a_folder),
+                "table": None,
+                "column": None,
+                "rule": "load_failed",
+                "message": message,
+                "rows": [],
+                "examples": [],
+                "count": 1,
+            }
+        ],
+    }
 
 
 def test_progress_shows_the_problem_table_on_stderr(good_extract, tmp_path, capsys, monkeypatch):
