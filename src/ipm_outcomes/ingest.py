@@ -638,6 +638,16 @@ def _check_table(
     _report_rejects(con, src, problems)
     if src.rows == 0 and src.table.required:
         problems.add(ERROR, src.rel, src.name, None, "no_rows", f"required table {src.name} has no rows")
+    elif src.rows == 0:
+        problems.add(
+            WARNING,
+            src.rel,
+            src.name,
+            None,
+            "no_rows",
+            f"optional table {src.name} has no rows, as if it were absent; unavailable: "
+            f"{src.table.unavailable_without}",
+        )
     failing = [(c, counted[id(c)]) for c in checks if counted[id(c)]]
     needs_rows = dup_rows or any(c.severity == ERROR or c.rule == "identifier_value" for c, _ in failing)
     if needs_rows and src.kind == "csv" and not src.staged:

@@ -415,6 +415,23 @@ def test_required_table_without_rows(good_extract, db, db_state):
     ]
 
 
+def test_optional_table_without_rows_is_a_warning_naming_what_is_unavailable(good_extract, tmp_path):
+    header, _ = read_table(good_extract, "ehr_pro")
+    write_table(good_extract, "ehr_pro", header, [])
+    summary = load_extract(good_extract, tmp_path / "new.duckdb", today=TODAY)
+    assert summary.warnings == [
+        Problem(
+            W,
+            "ehr_pro.csv",
+            "ehr_pro",
+            None,
+            "no_rows",
+            "optional table ehr_pro has no rows, as if it were absent; unavailable: quality-of-life outcomes",
+        )
+    ]
+    assert summary.rows["ehr_pro"] == 0
+
+
 # --- de-identification ----------------------------------------------------------------------
 
 
