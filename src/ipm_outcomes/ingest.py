@@ -48,6 +48,7 @@ import duckdb
 
 from . import __version__, db
 from .contract import (
+    CSV_MAX_LINE_BYTES,
     DIAGNOSIS_COLUMN_PREFIX,
     META_SCHEMA,
     RAW_SCHEMA,
@@ -94,7 +95,9 @@ __all__ = [
 ]
 
 _DIAGNOSIS_COLUMN = re.compile(rf"^{DIAGNOSIS_COLUMN_PREFIX}([1-9][0-9]*)$")
-_CSV_OPTIONS = "header=true, auto_detect=false, delim=',', quote='\"', escape='\"'"
+_CSV_OPTIONS = (
+    f"header=true, auto_detect=false, delim=',', quote='\"', escape='\"', max_line_size={CSV_MAX_LINE_BYTES}"
+)
 #: Example rows fetched per failing rule.
 EXAMPLES = 5
 #: Above this many malformed CSV lines, row numbers of other problems are not corrected for them.

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date
 
-from .contract import CODE_SHAPES, DIAGNOSIS_COLUMN_PREFIX, PRO_RANGES, Column, Table
+from .contract import CODE_SHAPES, DIAGNOSIS_COLUMN_PREFIX, EARLIEST_DATE, PRO_RANGES, Column, Table
 
 ERROR = "error"
 WARNING = "warning"
@@ -46,6 +46,7 @@ RULES = (
     "allowed_values",
     "code_shape",
     "future_date",
+    "early_date",
     "date_order",
     "birth_year_range",
     "pro_range",
@@ -316,6 +317,18 @@ def column_checks(table: Table, column: Column, source_type: str, today: date) -
                 column.name,
                 f"{typed} > DATE {quote_literal(today.isoformat())}",
                 lambda n: f"{_is(n, 'date')} after today ({today.isoformat()})",
+                f"cast({ref} as VARCHAR)",
+                (column.name,),
+            )
+        )
+    if column.type == "DATE":
+        earliest = EARLIEST_DATE.isoformat()
+        checks.append(
+            Check(
+                "early_date",
+                column.name,
+                f"{typed} < DATE {quote_literal(earliest)}",
+                lambda n: f"{_is(n, 'date')} before {earliest}, too early to be real (a placeholder for an unknown date?)",
                 f"cast({ref} as VARCHAR)",
                 (column.name,),
             )

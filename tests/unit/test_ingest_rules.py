@@ -820,6 +820,31 @@ def test_future_dates(good_extract, db, db_state):
     ]
 
 
+def test_dates_before_1900_are_refused(good_extract, db, db_state):
+    set_cell(good_extract, "medical_claim", 3, "claim_start_date", "1899-12-31")
+    set_cell(good_extract, "ehr_work_status", 2, "status_date", "0001-01-01")
+    set_cell(good_extract, "ehr_pro", 1, "assessment_date", "1900-01-01")  # the first day allowed
+    message = "1 date is before 1900-01-01, too early to be real (a placeholder for an unknown date?)"
+    assert refused(good_extract, db, db_state) == [
+        Problem(E, "medical_claim.csv", "medical_claim", "claim_start_date", "early_date", message, (3,), ("1899-12-31",)),
+        Problem(E, "ehr_work_status.csv", "ehr_work_status", "status_date", "early_date", message, (2,), ("0001-01-01",)),
+    ]
+
+
+def test_a_line_over_the_size_limit_is_refused(good_extract, db, db_state):
+    set_cell(good_extract, "ehr_encounter", 2, "encounter_id", "E" + "x" * 4_000_000)
+    problems = refused(good_extract, db, db_state)
+    assert [(p.file, p.rule, p.rows, p.message) for p in problems] == [
+        (
+            "ehr_encounter.csv",
+            "malformed_row",
+            (2,),
+            "1 line cannot be read as CSV (line size over maximum: Maximum line size of 2000000 bytes exceeded."
+            " Actual Size:4000045 bytes.)",
+        )
+    ]
+
+
 def test_date_order(good_extract, db, db_state):
     set_cell(good_extract, "eligibility", 3, "enrollment_end_date", "2021-07-31")
     set_cell(good_extract, "medical_claim", 4, "claim_end_date", "2021-02-14")
