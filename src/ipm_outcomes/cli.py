@@ -138,16 +138,20 @@ def ingest(
     from . import ingest as ingest_module
 
     if (extract is None) == (omop is None):
-        raise IpmError("give exactly one of --extract DIR or --omop SOURCE")
+        _refuse_load("give exactly one of --extract DIR or --omop SOURCE", report, extract or omop)
     if omop_schema is not None and omop is None:
-        raise IpmError("--omop-schema applies only to an --omop source; drop it or load with --omop SOURCE")
+        _refuse_load("--omop-schema applies only to an --omop source; drop it or load with --omop SOURCE", report, extract)
+    try:
+        reference = _iso_date(reference_date, "--reference-date")
+    except IpmError as error:
+        _refuse_load(str(error), report, extract or omop)
     options = dict(
         allow_identifiers=allow_identifiers,
         report_path=report,
         progress=True,
         memory_limit=memory_limit,
         threads=threads,
-        reference_date=_iso_date(reference_date, "--reference-date"),
+        reference_date=reference,
     )
     if omop is not None:
         from . import omop as omop_module
@@ -156,6 +160,15 @@ def ingest(
     else:
         summary = ingest_module.load_extract(extract, db, **options)
     say(summary.describe())
+
+
+def _refuse_load(problem: str, report: Path | None, source: Path | None):
+    """Refuse a load before it starts; the ``--report`` file, when asked for, still says why."""
+    if report is not None:
+        from .ingest import write_failure_report
+
+        write_failure_report(report, source, problem)
+    raise IpmError(problem)
 
 
 def _iso_date(text: str | None, option: str):

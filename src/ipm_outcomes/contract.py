@@ -16,12 +16,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 
 RAW_SCHEMA = "raw"
 META_SCHEMA = "meta"
 
 #: File forms an extract table may take, in the order they are looked for.
 TABLE_FILE_SUFFIXES = (".parquet", ".csv", ".csv.gz")
+
+#: Longest CSV line (one row, in bytes) ingest reads; a longer line is refused as malformed (DuckDB's
+#: own limit, which bounds the memory of each reader thread).
+CSV_MAX_LINE_BYTES = 2_000_000
+
+#: Earliest plausible date in any date column (service, enrollment, death): earlier dates are
+#: placeholders for unknown dates (1800-01-01, 0001-01-01) and are refused.
+EARLIEST_DATE = date(1900, 1, 1)
 
 #: Medical claims carry ``diagnosis_code_1`` .. ``diagnosis_code_N`` for any N >= 1.
 DIAGNOSIS_COLUMN_PREFIX = "diagnosis_code_"
@@ -432,6 +441,17 @@ def render_data_dictionary() -> str:
         out.append(f"| `{name}` | {lo:g} | {hi:g} |")
     out.append("")
     out.append("Other instruments are loaded unchecked.")
+    out.append("")
+    out.append("### Limits")
+    out.append("")
+    out.append(
+        f"- A CSV line (one row) may hold at most {CSV_MAX_LINE_BYTES:,} bytes; a longer line is refused"
+        " (rule `malformed_row`). Parquet has no such limit."
+    )
+    out.append(
+        f"- Dates before {EARLIEST_DATE.isoformat()} are refused in every date column (rule `early_date`):"
+        " they are placeholders for unknown dates, not dates of service."
+    )
     out.append("")
     out.append(DATA_DICTIONARY_END)
     return "\n".join(out) + "\n"

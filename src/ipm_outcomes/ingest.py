@@ -48,6 +48,7 @@ import duckdb
 
 from . import __version__, db
 from .contract import (
+    CSV_MAX_LINE_BYTES,
     DIAGNOSIS_COLUMN_PREFIX,
     META_SCHEMA,
     RAW_SCHEMA,
@@ -63,8 +64,6 @@ from .errors import IpmError, ValidationFailed
 from .fingerprint import sha256_file
 from .validation import (
     ERROR,
-    IDENTIFIER_SAMPLE_ROWS,
-    IDENTIFIER_VALUE_PATTERNS,
     ORPHAN_JOIN_COLUMN,
     WARNING,
     Check,
@@ -74,7 +73,7 @@ from .validation import (
     count_by_severity,
     diagnosis_checks,
     identifier_column_reason,
-    mask_sql,
+    identifier_value_checks,
     normalise_expr,
     orphan_check,
     problems_table,
@@ -85,10 +84,20 @@ from .validation import (
     typed_name,
 )
 
-__all__ = ["LoadSummary", "Problem", "ValidationFailed", "load_extract", "problems_table", "validate_extract"]
+__all__ = [
+    "LoadSummary",
+    "Problem",
+    "ValidationFailed",
+    "load_extract",
+    "problems_table",
+    "validate_extract",
+    "write_failure_report",
+]
 
 _DIAGNOSIS_COLUMN = re.compile(rf"^{DIAGNOSIS_COLUMN_PREFIX}([1-9][0-9]*)$")
-_CSV_OPTIONS = "header=true, auto_detect=false, delim=',', quote='\"', escape='\"'"
+_CSV_OPTIONS = (
+    f"header=true, auto_detect=false, delim=',', quote='\"', escape='\"', max_line_size={CSV_MAX_LINE_BYTES}"
+)
 #: Example rows fetched per failing rule.
 EXAMPLES = 5
 #: Above this many malformed CSV lines, row numbers of other problems are not corrected for them.
@@ -291,8 +300,24 @@ def _inspect(con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList
             header = _csv_header(src.path)
             seen: dict[str, int] = {}
             names = []
-            for name in header:
-                if name in seen:
+            named = [i for i, name in enumerate(header) if name.strip()]
+            for i, name in enumerate(header):
+                if not name.strip():
+                    # read under a name of its own; never loaded (an unnamed column cannot be matched)
+                    trailing = not named or i > named[-1]
+                    problems.add(
+                        WARNING if trailing else ERROR,
+                        src.rel,
+                        table.name,
+                        None,
+                        "blank_column_name",
+                        f"the last column ({i + 1}) has no name, as when every line ends with a comma; ignored"
+                        if trailing
+                        else f"column {i + 1} of the header has no name; name it or remove the column",
+                    )
+                    name = f"_blank_{i + 1}"
+                    renamed.add(name)
+                elif name in seen:
                     seen[name] += 1
                     problems.add(
                         ERROR,
@@ -315,6 +340,8 @@ def _inspect(con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList
             described = con.execute(f"describe {_reader_sql(src, rejects=False)}").fetchall()
             src.types = {row[0]: row[1] for row in described if row[0] not in ("_file", "_row")}
             src.header = list(src.types)
+            if len(src.files) > 1:
+                _check_parts(con, src, problems)
     except (_Unreadable, duckdb.Error) as exc:
         problems.add(ERROR, src.rel, table.name, None, "unreadable_file", _one_line(f"{src.rel} {exc}"))
         src.usable = False
@@ -379,6 +406,76 @@ def _inspect(con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList
             )
 
 
+def _check_parts(con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList) -> None:
+    """Every part of a parquet folder must carry every contract column, with the same kind of type.
+
+    Parts are read by name as one table, so a part without a column would give NULL in all its rows
+    (monthly parts whose schema drifted are common) and a part with the column as text would turn
+    the whole column into text. Later diagnosis columns may be absent from a part (a warning: its
+    rows have no such diagnosis).
+    """
+    declared = set(src.table.column_names) | {f"{DIAGNOSIS_COLUMN_PREFIX}1"}
+    first: dict[str, tuple[str, str, str]] = {}  # column -> (kind of type, type, part) where first seen
+    schemas = []
+    for part in src.files:
+        rel = src.display(str(part))
+        described = con.execute(f"describe select * from read_parquet({_path_literal(part)})").fetchall()
+        schema = {row[0]: row[1] for row in described}
+        schemas.append((rel, schema))
+        for name, type_ in schema.items():
+            first.setdefault(name, (_type_kind(type_), type_, rel))
+    for rel, schema in schemas:
+        for name in src.header:
+            is_diagnosis = bool(_DIAGNOSIS_COLUMN.match(name)) and src.table.has_diagnosis_columns
+            if name not in declared and not is_diagnosis:
+                continue
+            kind, type_, where = first[name]
+            if name not in schema:
+                if name in declared:
+                    problems.add(
+                        ERROR,
+                        rel,
+                        src.name,
+                        name,
+                        "part_schema",
+                        f"column {name} is missing from this part ({where} has it); every part must carry every column",
+                    )
+                else:
+                    problems.add(
+                        WARNING,
+                        rel,
+                        src.name,
+                        name,
+                        "part_schema",
+                        f"column {name} is missing from this part ({where} has it); read as empty",
+                    )
+            elif _type_kind(schema[name]) != kind:
+                problems.add(
+                    ERROR,
+                    rel,
+                    src.name,
+                    name,
+                    "part_schema",
+                    f"column {name} is {schema[name]} in this part but {type_} in {where}; every part must give a "
+                    "column the same kind of type",
+                )
+
+
+_NUMBER_TYPES = frozenset(
+    "TINYINT SMALLINT INTEGER BIGINT HUGEINT UTINYINT USMALLINT UINTEGER UBIGINT UHUGEINT FLOAT DOUBLE".split()
+)
+
+
+def _type_kind(duckdb_type: str) -> str:
+    """Kind of a DuckDB type, for comparing parts: numbers of any width or precision are one kind."""
+    t = duckdb_type.upper()
+    if t.startswith("DECIMAL") or t in _NUMBER_TYPES:
+        return "number"
+    if t == "DATE" or t.startswith("TIMESTAMP"):
+        return "date"
+    return t
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())[:400]
 
@@ -410,6 +507,10 @@ def _create_view(con: duckdb.DuckDBPyConnection, src: _Source, *, rejects: bool,
         inner.append(f"{expr} as {ref}")
         if not write and _normalises(src, name):
             inner.append(f"{ref} as {quote_ident(_RAW_PREFIX + name)}")
+    if not write:
+        for name in src.extras:  # checked for identifier-shaped values, never loaded
+            ref = f"nullif(trim(cast({quote_ident(name)} as VARCHAR)), '')"
+            inner.append(f"{ref} as {quote_ident(_EXTRA_PREFIX + name)}")
     con.execute(
         f"create or replace temp view {src.view} as select {', '.join(outer)} from "
         f"(select {', '.join(inner)} from ({_reader_sql(src, rejects=rejects)}))"
@@ -417,6 +518,7 @@ def _create_view(con: duckdb.DuckDBPyConnection, src: _Source, *, rejects: bool,
 
 
 _RAW_PREFIX = "_raw:"
+_EXTRA_PREFIX = "_extra:"
 
 
 def _normalises(src: _Source, name: str) -> bool:
@@ -442,16 +544,26 @@ def _distinct_columns(src: _Source) -> list[str]:
     return names + [name for _, name in src.diagnosis]
 
 
-def _checks_for(src: _Source, today: date, with_orphans: bool) -> list[Check]:
+def _checks_for(src: _Source, today: date, with_orphans: bool, allow_identifiers: bool) -> list[Check]:
     checks: list[Check] = []
     for col in src.columns:
         checks.extend(column_checks(src.table, col, src.types[col.name], today))
     for _, name in src.diagnosis:
         checks.extend(diagnosis_checks(name))
     checks.extend(table_checks(src.table))
+    checks = [c for c in checks if src.has(*c.columns_needed)]
+    # every value of every free-text column, extra columns too (cast to text): a sample of the first
+    # rows missed identifiers further down; a cheap test of each value spares most the patterns
+    free_text = {
+        c.name: c.name
+        for c in src.columns
+        if c.type == "VARCHAR" and c.allowed is None and c.code_system is None
+    }
+    free_text |= {name: _EXTRA_PREFIX + name for name in src.extras}
+    checks += identifier_value_checks(free_text, allow_identifiers, lambda: src.rows)
     if with_orphans:
         checks.append(orphan_check(src.table))
-    return [c for c in checks if src.has(*c.columns_needed)]
+    return checks
 
 
 def _orphan_join() -> str:
@@ -466,7 +578,12 @@ def _key_exprs(src: _Source) -> list[str]:
 
 
 def _check_table(
-    con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList, today: date, with_orphans: bool
+    con: duckdb.DuckDBPyConnection,
+    src: _Source,
+    problems: ProblemList,
+    today: date,
+    with_orphans: bool,
+    allow_identifiers: bool,
 ) -> None:
     """Count every rule of one table in one scan, then fetch examples of those that fail.
 
@@ -474,7 +591,7 @@ def _check_table(
     clean, and takes a histogram of each low-cardinality column (:func:`_distinct_columns`); the
     rules on one such column are then evaluated once per distinct value and weighted by its count.
     """
-    checks = _checks_for(src, today, with_orphans)
+    checks = _checks_for(src, today, with_orphans, allow_identifiers)
     # A CSV's orphans are counted in a scan of their own: joining every row of the view to the
     # eligible persons carries each of its text columns through the join (for 1M persons' claims,
     # 36 s of 68). A Parquet file's typed columns are cheap to carry, and a second scan is not.
@@ -529,8 +646,18 @@ def _check_table(
     _report_rejects(con, src, problems)
     if src.rows == 0 and src.table.required:
         problems.add(ERROR, src.rel, src.name, None, "no_rows", f"required table {src.name} has no rows")
+    elif src.rows == 0:
+        problems.add(
+            WARNING,
+            src.rel,
+            src.name,
+            None,
+            "no_rows",
+            f"optional table {src.name} has no rows, as if it were absent; unavailable: "
+            f"{src.table.unavailable_without}",
+        )
     failing = [(c, counted[id(c)]) for c in checks if counted[id(c)]]
-    needs_rows = dup_rows or any(c.severity == ERROR for c, _ in failing)
+    needs_rows = dup_rows or any(c.severity == ERROR or c.rule == "identifier_value" for c, _ in failing)
     if needs_rows and src.kind == "csv" and not src.staged:
         _stage_csv(con, src)
     for check, n in failing:
@@ -764,69 +891,6 @@ def _report_rejects(con: duckdb.DuckDBPyConnection, src: _Source, problems: Prob
         )
 
 
-def _scan_identifier_values(
-    con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList, allow_identifiers: bool
-) -> None:
-    """Look for SSN, e-mail and phone shapes in free-text columns of the first rows of the table.
-
-    A sample (:data:`IDENTIFIER_SAMPLE_ROWS` rows), because scanning every value of a big claims
-    table with three patterns would cost more than the rest of the validation together.
-    """
-    free_text = [c.name for c in src.columns if c.type == "VARCHAR" and c.allowed is None and c.code_system is None]
-    names = [n for n in free_text + src.extras if src.types.get(n) == "VARCHAR"]
-    if not names:
-        return
-    sample = f"_ids_{src.name}"
-    cols = ", ".join(f"nullif(trim({quote_ident(n)}), '') as {quote_ident(n)}" for n in names)
-    try:
-        con.execute(
-            f"create or replace temp table {sample} as select _file, _row, {cols} from "
-            f"({_reader_sql(src, rejects=False) if src.kind == 'parquet' else _sample_reader(src)}) "
-            f"limit {IDENTIFIER_SAMPLE_ROWS}"
-        )
-    except duckdb.Error:
-        return  # a file that cannot be read is reported by the row checks
-    rules = [(n, what, pattern) for n in names for what, pattern in IDENTIFIER_VALUE_PATTERNS]
-    counts = con.execute(
-        "select "
-        + ", ".join(
-            f"count(*) filter (where regexp_matches({quote_ident(n)}, {quote_literal(p)}))" for n, _, p in rules
-        )
-        + f" from {sample}"
-    ).fetchall()[0]
-    severity = WARNING if allow_identifiers else ERROR
-    for (name, what, pattern), n in zip(rules, counts, strict=True):
-        if not n:
-            continue
-        found = con.execute(
-            f"select _file, coalesce(_row, rowid + 1), {mask_sql(quote_ident(name))} from {sample}"
-            f" where regexp_matches({quote_ident(name)}, {quote_literal(pattern)}) order by rowid limit {EXAMPLES}"
-        ).fetchall()
-        file, rows, same = _located(src, found)
-        todo = (
-            "loaded anyway: --allow-identifiers"
-            if allow_identifiers
-            else "remove or mask them, or use --allow-identifiers"
-        )
-        problems.add(
-            severity,
-            file,
-            src.name,
-            name,
-            "identifier_value",
-            f"{n:,} {'value' if n == 1 else 'values'} in the first {IDENTIFIER_SAMPLE_ROWS:,} rows "
-            f"{'looks' if n == 1 else 'look'} like {what}, a direct identifier; {todo}",
-            rows=[r for r in rows if r is not None],
-            examples=[f[2] for f in same],
-            count=n,
-        )
-    con.execute(f"drop table {sample}")
-
-
-def _sample_reader(src: _Source) -> str:
-    return f"select {quote_literal(src.rel)} as _file, NULL::BIGINT as _row, * from {_read_csv_sql(src, False)}"
-
-
 # --- the whole validation -------------------------------------------------------------------
 
 
@@ -885,9 +949,8 @@ def _validate(
             if not src.usable:
                 continue
             _create_view(con, src, rejects=src.kind == "csv")
-            _scan_identifier_values(con, src, problems, allow_identifiers)
             with_orphans = have_persons and src.name != "eligibility" and src.has("person_id")
-            _check_table(con, src, problems, today, with_orphans)
+            _check_table(con, src, problems, today, with_orphans, allow_identifiers)
             if src is eligibility and src.usable and src.has("person_id"):
                 con.execute(
                     f"create or replace temp table _eligible_persons as select distinct person_id from {src.view}"
@@ -999,14 +1062,27 @@ def _failure_message(extract_dir: Path, problems: list[Problem]) -> str:
 _CALENDAR_RULES = frozenset({"future_date", "birth_year_range"})
 
 
-def _write_report(path: Path, extract_dir: Path, problems: list[Problem], rows: dict[str, int] | None) -> None:
+def write_failure_report(path: str | Path, extract_dir: str | Path | None, message: str) -> None:
+    """The ``--report`` file of a load that could not start or finish: its one problem (rule ``load_failed``)."""
+    where = str(extract_dir) if extract_dir is not None else ""
+    problem = Problem(ERROR, where, None, None, "load_failed", message)
+    _write_report(Path(path), extract_dir, [problem], None, identifier_scan=None)
+
+
+def _write_report(
+    path: Path,
+    extract_dir: Path | None,
+    problems: list[Problem],
+    rows: dict[str, int] | None,
+    identifier_scan: str | None = "every row of every table",
+) -> None:
     errors, warnings = count_by_severity(problems)
     report = {
-        "extract": str(extract_dir),
+        "extract": str(extract_dir) if extract_dir is not None else None,
         "passed": errors == 0,
         "errors": errors,
         "warnings": warnings,
-        "identifier_scan_sample_rows": IDENTIFIER_SAMPLE_ROWS,
+        "identifier_scan": identifier_scan,
         "rows": rows,
         "problems": [p.to_dict() for p in problems],
     }
@@ -1154,7 +1230,8 @@ def load_extract(
     allow_identifiers
         Load even if columns or values look like direct identifiers (reported as warnings).
     report_path
-        Write every problem found as JSON here, whether the extract passes or not.
+        Write every problem found as JSON here, whether the extract passes or not; when the load
+        cannot start or finish (no such folder, the database in use), the one problem that stopped it.
     progress
         Show a progress bar, and the table of problems when validation fails, on stderr.
     today
@@ -1187,6 +1264,39 @@ def load_extract(
     DatabaseInUseError
         When another process holds the database.
     """
+    try:
+        return _load_extract(
+            extract_dir,
+            db_path,
+            allow_identifiers=allow_identifiers,
+            report_path=report_path,
+            progress=progress,
+            today=today,
+            reference_date=reference_date,
+            memory_limit=memory_limit,
+            threads=threads,
+        )
+    except ValidationFailed:
+        raise  # its report is written
+    except IpmError as exc:
+        if report_path is not None:
+            write_failure_report(report_path, extract_dir, str(exc))
+        raise
+
+
+def _load_extract(
+    extract_dir: str | Path,
+    db_path: str | Path,
+    *,
+    allow_identifiers: bool = False,
+    report_path: str | Path | None = None,
+    progress: bool = False,
+    today: date | None = None,
+    reference_date: date | None = None,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> LoadSummary:
+    """:func:`load_extract` without the report of a load that cannot start or finish."""
     started = time.perf_counter()
     extract_dir = Path(extract_dir)
     db_path = Path(db_path)

@@ -19,13 +19,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date
 
-from .contract import CODE_SHAPES, DIAGNOSIS_COLUMN_PREFIX, PRO_RANGES, Column, Table
+from .contract import CODE_SHAPES, DIAGNOSIS_COLUMN_PREFIX, EARLIEST_DATE, PRO_RANGES, Column, Table
 
 ERROR = "error"
 WARNING = "warning"
 
 #: Every rule a problem can name (documented in data/README.md, which a test keeps in step).
 RULES = (
+    "load_failed",
     "missing_table",
     "ambiguous_table",
     "unknown_file",
@@ -33,24 +34,25 @@ RULES = (
     "malformed_row",
     "missing_column",
     "duplicate_column",
+    "blank_column_name",
     "extra_columns",
     "no_rows",
+    "part_schema",
     "identifier_column",
     "identifier_value",
     "null",
     "type",
+    "non_finite",
     "allowed_values",
     "code_shape",
     "future_date",
+    "early_date",
     "date_order",
     "birth_year_range",
     "pro_range",
     "duplicate_key",
     "orphan_person",
 )
-
-#: Rows per table scanned for identifier-shaped values (a sample: the first rows of each file).
-IDENTIFIER_SAMPLE_ROWS = 100_000
 
 #: Oldest plausible age in years: birth years from this many years before the load's "today" (the
 #: calendar day, or a date-shifted extract's reference date) up to that year are accepted; 126 years
@@ -268,8 +270,6 @@ def column_checks(table: Table, column: Column, source_type: str, today: date) -
             bad = f"{bad} or {_strict_text_form(column, ref)}"
         elif column.type == "INTEGER" and (source_type in ("FLOAT", "DOUBLE") or source_type.startswith("DECIMAL")):
             bad = f"{bad} or {ref} <> trunc({ref})"
-        elif column.type == "DOUBLE" and source_type in ("FLOAT", "DOUBLE"):
-            bad = f"{bad} or isnan({typed}) or isinf({typed})"
         what = _TYPE_NAMES[column.type]
         checks.append(
             Check(
@@ -277,6 +277,22 @@ def column_checks(table: Table, column: Column, source_type: str, today: date) -
                 column.name,
                 f"{ref} is not null and ({bad})",
                 lambda n, what=what: f"{_is(n)} not {what}",
+                f"cast({ref} as VARCHAR)",
+                (column.name,),
+            )
+        )
+    if column.type == "DOUBLE" and (source_type == "VARCHAR" or source_type in ("FLOAT", "DOUBLE")):
+        # '1e400' is well-formed text that casts to inf, and a parquet double may hold inf or NaN:
+        # one such value makes every sum over the column infinite. (Text spelled 'nan' or 'inf' is
+        # not a well-formed number: the type rule reports it.)
+        non_finite = f"isinf({typed})" if source_type == "VARCHAR" else f"not isfinite({typed})"
+        checks.append(
+            Check(
+                "non_finite",
+                column.name,
+                f"{ref} is not null and {non_finite}",
+                lambda n: f"{_is(n)} not a finite number (too large, infinite or NaN); amounts, quantities and "
+                "scores must be finite",
                 f"cast({ref} as VARCHAR)",
                 (column.name,),
             )
@@ -303,6 +319,18 @@ def column_checks(table: Table, column: Column, source_type: str, today: date) -
                 column.name,
                 f"{typed} > DATE {quote_literal(today.isoformat())}",
                 lambda n: f"{_is(n, 'date')} after today ({today.isoformat()})",
+                f"cast({ref} as VARCHAR)",
+                (column.name,),
+            )
+        )
+    if column.type == "DATE":
+        earliest = EARLIEST_DATE.isoformat()
+        checks.append(
+            Check(
+                "early_date",
+                column.name,
+                f"{typed} < DATE {quote_literal(earliest)}",
+                lambda n: f"{_is(n, 'date')} before {earliest}, too early to be real (a placeholder for an unknown date?)",
                 f"cast({ref} as VARCHAR)",
                 (column.name,),
             )
@@ -376,8 +404,8 @@ def table_checks(table: Table) -> list[Check]:
                 Check(
                     "pro_range",
                     "score",
-                    # NaN is left to the type rule
-                    f"instrument = {quote_literal(instrument)} and not isnan({score})"
+                    # inf and NaN are left to the non_finite rule
+                    f"instrument = {quote_literal(instrument)} and isfinite({score})"
                     f" and not ({score} between {lo!r} and {hi!r})",
                     lambda n, i=instrument, lo=lo, hi=hi: f"{_is(n, i + ' score')} outside {lo:g}..{hi:g}",
                     "cast(score as VARCHAR)",
@@ -407,39 +435,83 @@ def orphan_check(table: Table) -> Check:
 
 # --- de-identification ----------------------------------------------------------------------
 
-#: Column names that name a direct identifier (HIPAA Safe Harbor), matched on ``_``-separated words.
+#: Column names that name a direct identifier (HIPAA Safe Harbor), matched on a name's words joined
+#: by ``_`` and on its words run together (so ``_`` between words is optional in every pattern).
 IDENTIFIER_COLUMN_PATTERNS: tuple[tuple[str, str], ...] = (
     (
-        r"^(name|surname|fullname)$|(^|_)(first|last|middle|full|given|family|patient|member|person|subscriber)_?name(_|$)",
+        r"^(name|surname|full_?name)$|(^|_)(first|last|middle|full|given|family|patient|member|person|subscriber)_?name(_|$)",
         "a person's name",
     ),
-    (r"(^|_)(ssn|social_security(_number|_no)?|socsec)(_|$)", "a social security number"),
-    (r"(^|_)(phone|telephone|phone_number|mobile|cellphone|cell_phone|fax)(_|$)", "a telephone number"),
-    (r"(^|_)(email|e_mail|email_address)(_|$)", "an e-mail address"),
-    (r"(^|_)(address|street|street_address|addr|address_line_?[0-9]*)(_|$)", "a street address"),
-    (r"(^|_)(zip|zip5|zip_code|zipcode|postal_code|postcode)(_|$)", "a 5-digit ZIP code"),
-    (r"(^|_)(mrn|medical_record(_number|_no)?)(_|$)", "a medical record number"),
-    (r"(^|_)(dob|date_of_birth|birth_date|birthdate)(_|$)", "a full date of birth"),
+    (r"(^|_)(ssn|social_?security(_?number|_?no|_?num)?|soc_?sec)[0-9]*(_|$)", "a social security number"),
+    (r"(^|_)(phone|tele_?phone|phone_?number|mobile|cell_?phone|fax)[0-9]*(_|$)", "a telephone number"),
+    (r"(^|_)(e_?mail|e_?mail_?address)[0-9]*(_|$)", "an e-mail address"),
+    (r"(^|_)(address|street|street_?address|addr|address_?line_?[0-9]*)[0-9]*(_|$)", "a street address"),
+    (r"(^|_)(zip|zip_?5|zip_?code|postal_?code|post_?code)(_|$)", "a 5-digit ZIP code"),
+    (r"(^|_)(mrn|medical_?record(_?number|_?no|_?num)?)[0-9]*(_|$)", "a medical record number"),
+    (r"(^|_)(dob|date_?of_?birth|birth_?date)(_|$)", "a full date of birth"),
 )
 
-#: Values that look like direct identifiers, found anywhere in a text value (RE2 syntax).
-IDENTIFIER_VALUE_PATTERNS: tuple[tuple[str, str], ...] = (
-    ("a social security number", r"(^|[^0-9])[0-9]{3}-[0-9]{2}-[0-9]{4}([^0-9]|$)"),
-    ("an e-mail address", r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),
+#: Values that look like direct identifiers, found anywhere in a text value (RE2 syntax), each with
+#: characters one of which any match contains (a cheap test that spares most values the pattern).
+IDENTIFIER_VALUE_PATTERNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("a social security number", r"(^|[^0-9])[0-9]{3}-[0-9]{2}-[0-9]{4}([^0-9]|$)", ("-",)),
+    ("an e-mail address", r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", ("@",)),
     (
         "a US telephone number",
         r"(^|[^0-9])(\+?1[ .-]?)?(\([0-9]{3}\) ?|[0-9]{3}[ .-])[0-9]{3}[ .-][0-9]{4}([^0-9]|$)",
+        ("-", ".", " "),
     ),
 )
 
 
+def name_words(name: str) -> list[str]:
+    """The words of a column name, lower case: camelCase and PascalCase split, separators dropped.
+
+    ``SocialSecurityNumber``, ``social-security number`` and ``SOCIAL_SECURITY_NUMBER`` all give
+    ``['social', 'security', 'number']``; digits stay with their word (``Address1``, ``zip3``).
+    """
+    split = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name.strip())
+    split = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", split)
+    return [w for w in re.split(r"[^a-z0-9]+", split.lower()) if w]
+
+
 def identifier_column_reason(name: str) -> str | None:
-    """Why a column name looks like a direct identifier, or None."""
-    words = "_".join(w for w in re.split(r"[^a-z0-9]+", name.strip().lower()) if w)
+    """Why a column name looks like a direct identifier, or None (any case, any separators)."""
+    words = name_words(name)
+    forms = ("_".join(words), "".join(words))
     for pattern, what in IDENTIFIER_COLUMN_PATTERNS:
-        if re.search(pattern, words):
+        if any(re.search(pattern, form) for form in forms):
             return what
     return None
+
+
+def identifier_value_checks(columns: dict[str, str], allow: bool, scanned: Callable[[], int]) -> list[Check]:
+    """Rules that values of free-text columns do not look like direct identifiers.
+
+    ``columns`` maps a column's name as reported to its name in the view (trimmed text, empty as
+    NULL); ``scanned()`` gives the number of rows scanned once the table has been read (every row).
+    """
+    todo = "loaded anyway: --allow-identifiers" if allow else "remove or mask them, or use --allow-identifiers"
+    checks = []
+    for column, name in columns.items():
+        ref = quote_ident(name)
+        for what, pattern, needs in IDENTIFIER_VALUE_PATTERNS:
+            cheap = " or ".join(f"contains({ref}, {quote_literal(c)})" for c in needs)
+            checks.append(
+                Check(
+                    "identifier_value",
+                    column,
+                    f"({cheap}) and regexp_matches({ref}, {quote_literal(pattern)})",
+                    lambda n, what=what: (
+                        f"{n:,} {'value' if n == 1 else 'values'} in all {scanned():,} rows "
+                        f"{'looks' if n == 1 else 'look'} like {what}, a direct identifier; {todo}"
+                    ),
+                    mask_sql(ref),
+                    (name,),
+                    severity=WARNING if allow else ERROR,
+                )
+            )
+    return checks
 
 
 def mask_sql(ref: str) -> str:

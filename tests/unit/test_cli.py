@@ -39,6 +39,25 @@ def test_bad_extract_is_one_line_and_exit_1(tmp_path):
     assert not (tmp_path / "x.duckdb").exists()
 
 
+def test_report_is_written_whatever_the_failure(tmp_path):
+    folder_as_file = tmp_path / "extract.csv"
+    folder_as_file.write_text("person_id\n")
+    report = tmp_path / "report.json"
+    args = ["ingest", "--extract", str(folder_as_file), "--db", str(tmp_path / "x.duckdb"), "--report", str(report)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    content = json.loads(report.read_text())
+    assert (content["passed"], [p["rule"] for p in content["problems"]]) == (False, ["load_failed"])
+    assert content["problems"][0]["message"] == f"{folder_as_file}: no such extract folder; give the folder that holds eligibility.csv etc."
+    report.unlink()
+    result = runner.invoke(app, ["ingest", "--db", str(tmp_path / "x.duckdb"), "--report", str(report)])
+    assert result.exit_code == 1
+    assert [p["message"] for p in json.loads(report.read_text())["problems"]] == [
+        "give exactly one of --extract DIR or --omop SOURCE"
+    ]
+
+
 def test_debug_shows_the_traceback(tmp_path):
     result = runner.invoke(
         app, ["--debug", "ingest", "--extract", str(tmp_path / "missing"), "--db", str(tmp_path / "x.duckdb")]

@@ -18,7 +18,7 @@ from rich.console import Console
 
 from ipm_outcomes import __version__, ingest
 from ipm_outcomes.contract import TABLES, TABLES_BY_NAME
-from ipm_outcomes.errors import DatabaseInUseError, ValidationFailed
+from ipm_outcomes.errors import DatabaseInUseError, IpmError, ValidationFailed
 from ipm_outcomes.ingest import LoadSummary, Problem, load_extract, problems_table, validate_extract
 
 TODAY = dt.date(2025, 6, 30)
@@ -191,7 +191,16 @@ def test_parquet_typed_bad_values_name_their_row(good_extract):
     )
     (good_extract / "x.parquet").replace(path)
     assert validate_extract(good_extract, today=TODAY) == [
-        Problem("error", "ehr_pro.parquet", "ehr_pro", "score", "type", "1 value is not a number", (7,), ("nan",))
+        Problem(
+            "error",
+            "ehr_pro.parquet",
+            "ehr_pro",
+            "score",
+            "non_finite",
+            "1 value is not a finite number (too large, infinite or NaN); amounts, quantities and scores must be finite",
+            (7,),
+            ("nan",),
+        )
     ]
 
 
@@ -376,7 +385,7 @@ def test_report_file_on_failure_and_on_success(good_extract, tmp_path):
         "passed": False,
         "errors": 1,
         "warnings": 0,
-        "identifier_scan_sample_rows": 100_000,
+        "identifier_scan": "every row of every table",
         "rows": None,
         "problems": [
             {
@@ -401,6 +410,38 @@ def test_report_file_on_failure_and_on_success(good_extract, tmp_path):
     content = json.loads(report.read_text())
     assert (content["passed"], content["errors"], content["warnings"], content["rows"]) == (True, 0, 1, GOOD_ROWS)
     assert [p["rule"] for p in content["problems"]] == ["unknown_file"]
+
+
+def test_report_file_when_the_load_cannot_start(good_extract, tmp_path, db_state):
+    db, report = tmp_path / "study.duckdb", tmp_path / "report.json"
+    load_extract(good_extract, db, today=TODAY)
+    before = db_state(db)
+    not_a_folder = good_extract / "eligibility.csv"
+    message = f"{not_a_folder}: no such extract folder; give the folder that holds eligibility.csv etc."
+    with pytest.raises(IpmError, match="no such extract folder"):
+        load_extract(not_a_folder, db, today=TODAY, report_path=report)
+    assert db_state(db) == before
+    assert json.loads(report.read_text()) == {
+        "extract": str(not_a_folder),
+        "passed": False,
+        "errors": 1,
+        "warnings": 0,
+        "identifier_scan": None,
+        "rows": None,
+        "problems": [
+            {
+                "severity": "error",
+                "file": str(not_a_folder),
+                "table": None,
+                "column": None,
+                "rule": "load_failed",
+                "message": message,
+                "rows": [],
+                "examples": [],
+                "count": 1,
+            }
+        ],
+    }
 
 
 def test_progress_shows_the_problem_table_on_stderr(good_extract, tmp_path, capsys, monkeypatch):

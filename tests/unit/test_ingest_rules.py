@@ -341,6 +341,38 @@ def test_duplicate_column(good_extract, db, db_state):
     ]
 
 
+def test_an_empty_trailing_column_is_a_warning(good_extract, tmp_path):
+    path = good_extract / "ehr_work_status.csv"
+    path.write_text("".join(line + ",\n" for line in path.read_text().splitlines()))  # every line ends with ","
+    summary = load_extract(good_extract, tmp_path / "new.duckdb", today=TODAY)
+    assert summary.warnings == [
+        Problem(
+            W,
+            "ehr_work_status.csv",
+            "ehr_work_status",
+            None,
+            "blank_column_name",
+            "the last column (4) has no name, as when every line ends with a comma; ignored",
+        )
+    ]
+    assert summary.rows["ehr_work_status"] == 6
+
+
+def test_a_blank_column_name_elsewhere_is_refused(good_extract, db, db_state):
+    header, rows = read_table(good_extract, "ehr_work_status")
+    write_table(good_extract, "ehr_work_status", [*header[:2], " ", header[2]], [[*r[:2], "x", r[2]] for r in rows])
+    assert refused(good_extract, db, db_state) == [
+        Problem(
+            E,
+            "ehr_work_status.csv",
+            "ehr_work_status",
+            None,
+            "blank_column_name",
+            "column 3 of the header has no name; name it or remove the column",
+        )
+    ]
+
+
 def test_extra_columns_are_a_warning_and_not_loaded(good_extract, tmp_path):
     add_column(good_extract, "ehr_pro", "comment", ["ok"] * 8)
     add_column(good_extract, "ehr_pro", "site", ["A"] * 8)
@@ -383,6 +415,23 @@ def test_required_table_without_rows(good_extract, db, db_state):
     ]
 
 
+def test_optional_table_without_rows_is_a_warning_naming_what_is_unavailable(good_extract, tmp_path):
+    header, _ = read_table(good_extract, "ehr_pro")
+    write_table(good_extract, "ehr_pro", header, [])
+    summary = load_extract(good_extract, tmp_path / "new.duckdb", today=TODAY)
+    assert summary.warnings == [
+        Problem(
+            W,
+            "ehr_pro.csv",
+            "ehr_pro",
+            None,
+            "no_rows",
+            "optional table ehr_pro has no rows, as if it were absent; unavailable: quality-of-life outcomes",
+        )
+    ]
+    assert summary.rows["ehr_pro"] == 0
+
+
 # --- de-identification ----------------------------------------------------------------------
 
 
@@ -414,6 +463,97 @@ def test_required_table_without_rows(good_extract, db, db_state):
 )
 def test_identifier_column_names(name, reason):
     assert identifier_column_reason(name) == reason
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("SocialSecurityNumber", "a social security number"),
+        ("socialsecuritynumber", "a social security number"),
+        ("SSN", "a social security number"),
+        ("member-ssn", "a social security number"),
+        ("DateOfBirth", "a full date of birth"),
+        ("dateofbirth", "a full date of birth"),
+        ("PatientDOB", "a full date of birth"),
+        ("Birth Date", "a full date of birth"),
+        ("StreetAddress", "a street address"),
+        ("Address1", "a street address"),
+        ("ADDRESS_LINE2", "a street address"),
+        ("PatientName", "a person's name"),
+        ("firstName", "a person's name"),
+        ("LASTNAME", "a person's name"),
+        ("EmailAddress", "an e-mail address"),
+        ("eMail", "an e-mail address"),
+        ("HomePhone2", "a telephone number"),
+        ("PhoneNumber", "a telephone number"),
+        ("ZipCode", "a 5-digit ZIP code"),
+        ("MedicalRecordNumber", "a medical record number"),
+        ("MRN", "a medical record number"),
+        ("Zip3", None),
+        ("BirthYear", None),
+        ("DrugName", None),
+        ("PersonID", None),
+        ("EncounterType", None),
+    ],
+)
+def test_identifier_column_names_in_any_spelling(name, reason):
+    assert identifier_column_reason(name) == reason
+
+
+def test_camel_case_identifier_column_is_refused(good_extract, db, db_state):
+    add_column(good_extract, "eligibility", "DateOfBirth", ["1980-02-03", "1975-05-06", "1975-05-06", "1990-07-08"])
+    assert of_rule(refused(good_extract, db, db_state), "identifier_column") == [
+        Problem(
+            E,
+            "eligibility.csv",
+            "eligibility",
+            "DateOfBirth",
+            "identifier_column",
+            "column name looks like a full date of birth, a direct identifier; drop the column or use --allow-identifiers",
+        ),
+    ]
+
+
+def test_identifier_values_are_found_beyond_the_first_100000_rows(good_extract, db, db_state):
+    header, rows = read_table(good_extract, "ehr_work_status")
+    many = [[f"P00{1 + i % 3}", f"20{10 + i // 365 % 10}-01-01", "working", ""] for i in range(100_010)]
+    many[100_003][3] = "ring (555) 123-4567"
+    write_table(good_extract, "ehr_work_status", [*header, "note"], many)
+    assert of_rule(refused(good_extract, db, db_state), "identifier_value") == [
+        Problem(
+            E,
+            "ehr_work_status.csv",
+            "ehr_work_status",
+            "note",
+            "identifier_value",
+            "1 value in all 100,010 rows looks like a US telephone number, a direct identifier; remove or mask them,"
+            " or use --allow-identifiers",
+            (100_004,),
+            ("xxxx (###) ###-####",),
+        )
+    ]
+
+
+def test_identifier_values_in_extra_parquet_columns_are_refused(good_extract, db, db_state):
+    parquet_parts(
+        good_extract,
+        "ehr_pro",
+        "select *, 0 as visit from t limit 3",
+        "select *, case when score = '7' then 'jo@example.com' end as contact, 1 as visit from t offset 3",
+    )
+    assert of_rule(refused(good_extract, db, db_state), "identifier_value") == [
+        Problem(
+            E,
+            "ehr_pro/part-1.parquet",
+            "ehr_pro",
+            "contact",
+            "identifier_value",
+            "1 value in all 8 rows looks like an e-mail address, a direct identifier; remove or mask them,"
+            " or use --allow-identifiers",
+            (2,),
+            ("xx@xxxxxxx.xxx",),
+        )
+    ]
 
 
 def test_no_contract_column_looks_like_an_identifier():
@@ -466,7 +606,7 @@ def test_identifier_column_allowed_loads_without_it(good_extract, tmp_path):
 def test_identifier_values_in_free_text_are_refused_and_masked(good_extract, db, db_state):
     add_column(good_extract, "ehr_encounter", "comment", ["", "call 555-123-4567 asap", "fine", "jane.doe@example.org"])
     set_cell(good_extract, "ehr_encounter", 3, "encounter_id", "123-45-6789")
-    sample = "in the first 100,000 rows looks like a"  # + "n e-mail ..." or " US telephone ..."
+    sample = "in all 4 rows looks like a"  # + "n e-mail ..." or " US telephone ..."
     todo = "a direct identifier; remove or mask them, or use --allow-identifiers"
     assert of_rule(refused(good_extract, db, db_state), "identifier_value") == [
         Problem(
@@ -570,6 +710,19 @@ def test_types(good_extract, db, db_state):
     ]
 
 
+def test_numbers_must_be_finite(good_extract, db, db_state):
+    set_cell(good_extract, "medical_claim", 2, "allowed_amount", "1e400")  # reads as inf
+    set_cell(good_extract, "pharmacy_claim", 3, "quantity", "-1E999")
+    set_cell(good_extract, "ehr_pro", 4, "score", "1e309")  # inf, not also outside the range
+    set_cell(good_extract, "ndc_reference", 1, "strength_per_unit", "1e308")  # large, but finite
+    message = "1 value is not a finite number (too large, infinite or NaN); amounts, quantities and scores must be finite"
+    assert refused(good_extract, db, db_state) == [
+        Problem(E, "medical_claim.csv", "medical_claim", "allowed_amount", "non_finite", message, (2,), ("1e400",)),
+        Problem(E, "pharmacy_claim.csv", "pharmacy_claim", "quantity", "non_finite", message, (3,), ("-1E999",)),
+        Problem(E, "ehr_pro.csv", "ehr_pro", "score", "non_finite", message, (4,), ("1e309",)),
+    ]
+
+
 def test_type_accepts_the_documented_spellings(good_extract):
     set_cell(good_extract, "ndc_reference", 1, "is_opioid", "TRUE")
     set_cell(good_extract, "ndc_reference", 3, "is_opioid", "0")
@@ -664,6 +817,31 @@ def test_future_dates(good_extract, db, db_state):
             (1,),
             ("2025-07-01",),
         ),
+    ]
+
+
+def test_dates_before_1900_are_refused(good_extract, db, db_state):
+    set_cell(good_extract, "medical_claim", 3, "claim_start_date", "1899-12-31")
+    set_cell(good_extract, "ehr_work_status", 2, "status_date", "0001-01-01")
+    set_cell(good_extract, "ehr_pro", 1, "assessment_date", "1900-01-01")  # the first day allowed
+    message = "1 date is before 1900-01-01, too early to be real (a placeholder for an unknown date?)"
+    assert refused(good_extract, db, db_state) == [
+        Problem(E, "medical_claim.csv", "medical_claim", "claim_start_date", "early_date", message, (3,), ("1899-12-31",)),
+        Problem(E, "ehr_work_status.csv", "ehr_work_status", "status_date", "early_date", message, (2,), ("0001-01-01",)),
+    ]
+
+
+def test_a_line_over_the_size_limit_is_refused(good_extract, db, db_state):
+    set_cell(good_extract, "ehr_encounter", 2, "encounter_id", "E" + "x" * 4_000_000)
+    problems = refused(good_extract, db, db_state)
+    assert [(p.file, p.rule, p.rows, p.message) for p in problems] == [
+        (
+            "ehr_encounter.csv",
+            "malformed_row",
+            (2,),
+            "1 line cannot be read as CSV (line size over maximum: Maximum line size of 2000000 bytes exceeded."
+            " Actual Size:4000045 bytes.)",
+        )
     ]
 
 
@@ -916,3 +1094,80 @@ def test_duplicates_across_parquet_parts_name_both_files(good_extract):
             1,
         )
     ]
+
+
+# --- parquet parts whose schema drifted -----------------------------------------------------
+
+
+def parquet_parts(extract: Path, table: str, *parts: str) -> None:
+    """Replace ``<table>.csv`` by a folder of parquet parts, one per SELECT over the CSV (as ``t``)."""
+    folder = extract / table
+    folder.mkdir()
+    con = duckdb.connect()
+    con.execute(f"create view t as select * from read_csv('{extract / table}.csv', all_varchar=true)")
+    for i, select in enumerate(parts):
+        con.execute(f"copy ({select}) to '{folder / f'part-{i}.parquet'}'")
+    con.close()
+    (extract / f"{table}.csv").unlink()
+
+
+def test_a_part_without_a_column_is_refused(good_extract, db, db_state):
+    parquet_parts(
+        good_extract,
+        "medical_claim",
+        "select * from t where claim_id <= 'C002'",
+        "select * exclude (paid_amount) from t where claim_id > 'C002'",
+    )
+    assert refused(good_extract, db, db_state) == [
+        Problem(
+            E,
+            "medical_claim/part-1.parquet",
+            "medical_claim",
+            "paid_amount",
+            "part_schema",
+            "column paid_amount is missing from this part (medical_claim/part-0.parquet has it); every part must "
+            "carry every column",
+        )
+    ]
+
+
+def test_a_part_with_another_type_is_refused(good_extract, db, db_state):
+    parquet_parts(
+        good_extract,
+        "ehr_pro",
+        "select * replace (cast(score as double) as score) from t where assessment_date < '2021-06-01'",
+        "select * from t where assessment_date >= '2021-06-01'",
+        "select * replace (cast(score as float) as score) from t where false",
+    )
+    assert refused(good_extract, db, db_state) == [
+        Problem(
+            E,
+            "ehr_pro/part-1.parquet",
+            "ehr_pro",
+            "score",
+            "part_schema",
+            "column score is VARCHAR in this part but DOUBLE in ehr_pro/part-0.parquet; every part must give a "
+            "column the same kind of type",
+        )
+    ]
+
+
+def test_parts_may_differ_in_later_diagnosis_columns_with_a_warning(good_extract, tmp_path):
+    parquet_parts(
+        good_extract,
+        "medical_claim",
+        "select * from t where claim_id <= 'C002'",
+        "select * exclude (diagnosis_code_3) from t where claim_id > 'C002'",
+    )
+    summary = load_extract(good_extract, tmp_path / "new.duckdb", today=TODAY)
+    assert summary.warnings == [
+        Problem(
+            W,
+            "medical_claim/part-1.parquet",
+            "medical_claim",
+            "diagnosis_code_3",
+            "part_schema",
+            "column diagnosis_code_3 is missing from this part (medical_claim/part-0.parquet has it); read as empty",
+        )
+    ]
+    assert summary.rows["medical_claim"] == 5
