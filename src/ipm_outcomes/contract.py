@@ -34,8 +34,9 @@ CODE_SHAPES: dict[str, str] = {
     "hcpcs": r"^([0-9]{4}[0-9A-Z]|[A-Z][0-9]{4})$",
     # NUCC Health Care Provider Taxonomy: 10 characters ending in X
     "nucc": r"^[0-9]{3}[0-9A-Z]{6}X$",
-    # NDC in the 11-digit 5-4-2 billing form
-    "ndc": r"^[0-9]{11}$",
+    # NDC in the 11-digit 5-4-2 billing form; a drug record without one (an OMOP drug_exposure coded only in
+    # RxNorm) is keyed by its RxNorm code as RXNORM<rxcui>, described in ndc_reference like an NDC
+    "ndc": r"^([0-9]{11}|RXNORM[0-9]{1,10})$",
     # National Provider Identifier
     "npi": r"^[0-9]{10}$",
     # CMS place of service
@@ -168,8 +169,8 @@ MEDICAL_CLAIM = Table(
     ),
     description=(
         "Diagnosis columns diagnosis_code_1 .. diagnosis_code_N (N >= 1, ICD-10-CM with or without the dot; "
-        "diagnosis_code_1 required, later ones nullable) are kept in raw.medical_claim as they come and "
-        "unpivoted by the view raw.medical_claim_diagnosis."
+        "diagnosis_code_1 required unless the line has a hcpcs_code, later ones nullable) are kept in "
+        "raw.medical_claim as they come and unpivoted by the view raw.medical_claim_diagnosis."
     ),
 )
 
@@ -185,7 +186,12 @@ PHARMACY_CLAIM = Table(
         _c("claim_line_number", "INTEGER", "Line number within the claim"),
         _c("person_id", "VARCHAR", "De-identified person token"),
         _c("dispensing_date", "DATE", "Date dispensed"),
-        _c("ndc_code", "VARCHAR", "National Drug Code (11-digit, or hyphenated 10-digit)", code_system="ndc"),
+        _c(
+            "ndc_code",
+            "VARCHAR",
+            "National Drug Code (11-digit, or hyphenated 10-digit); RXNORM<rxcui> for a record coded only in RxNorm",
+            code_system="ndc",
+        ),
         _c("quantity", "DOUBLE", "Units dispensed"),
         _c("days_supply", "INTEGER", "Days supplied"),
         _c("allowed_amount", "DOUBLE", "Allowed amount, USD", nullable=True),
@@ -201,7 +207,7 @@ NDC_REFERENCE = Table(
     key=("ndc_code",),
     unavailable_without="opioid use and morphine milligram equivalents",
     columns=(
-        _c("ndc_code", "VARCHAR", "National Drug Code", code_system="ndc"),
+        _c("ndc_code", "VARCHAR", "National Drug Code, or RXNORM<rxcui>", code_system="ndc"),
         _c("ingredient", "VARCHAR", "Active ingredient"),
         _c("strength_per_unit", "DOUBLE", "Strength per dispensed unit"),
         _c("strength_unit", "VARCHAR", "Unit of strength_per_unit (e.g. mg)"),
