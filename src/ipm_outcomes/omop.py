@@ -839,7 +839,7 @@ def map_omop_to_extract(
         )
         version = _cdm_version(con, tables)
         not_used_concepts = tuple(
-            NotUsedConcept(*row)
+            NotUsedConcept(*row[:-1], tuple(row[-1]))
             for row in con.execute(
                 "select source_table, concept_id, vocabulary_id, concept_code, concept_name, rows,"
                 " example_source_values from omop.observation_not_used"

@@ -394,18 +394,22 @@ def test_conditions_get_icd10cm_from_the_vocabulary_never_from_the_code_shape(tm
         ("omop-1-d20200113", D(2020, 1, 13), "M5416"),
         ("omop-1-d20200116", D(2020, 1, 16), "M5450"),
         ("omop-1-d20200117", D(2020, 1, 17), "R52"),
+        # a standard concept of no value set that no ICD10CM code maps to: kept as OMOP<concept_id>
+        ("omop-2-d20200114", D(2020, 1, 14), "OMOP4012"),
     ]
     assert {(m.path, m.rows) for m in report.mapped if m.source_table == "condition_occurrence"} == {
         ("condition_source_value (an ICD10CM code of the vocabulary)", 1),
         ("condition_source_concept_id", 1),
         ("condition_concept_id in a study value set (Maps to)", 3),
         ("concept_relationship Maps to", 1),
+        ("condition_concept_id in no study value set (kept as OMOP<id>)", 1),
     }
-    tail = ") and the standard concept is in none of the study's value sets, nor does an ICD10CM concept map to it"
-    unknown = "no ICD-10-CM code (source vocabulary: unknown (no source concept; the source value is no code of the vocabulary)"
+    unknown = (
+        "no ICD-10-CM code (source vocabulary: unknown (no source concept; the source value is no code of the"
+        " vocabulary)) and no standard concept"
+    )
     assert unmapped(report) == {
-        ("condition_occurrence", "medical_claim", "no ICD-10-CM code (source vocabulary: SNOMED" + tail, "row not loaded", 1, ("A12",)),
-        ("condition_occurrence", "medical_claim", unknown + tail, "row not loaded", 3, ("38341003", "E879.8", "V49.87")),
+        ("condition_occurrence", "medical_claim", unknown, "row not loaded", 3, ("38341003", "E879.8", "V49.87")),
         ("condition_occurrence", "medical_claim", "person_id not in the person table", "row not loaded", 1, ("M54.50",)),
         ("condition_occurrence", "medical_claim", "condition_start_date missing or unreadable", "row not loaded", 1, ("M54.50",)),
     }  # fmt: skip
@@ -454,6 +458,9 @@ def test_a_visit_is_one_claim_with_procedure_lines_and_ranked_diagnoses(tmp_path
          "64483", "RT", 400.0, 330.0, "M5416", "G8929"),
         ("omop-1-v70", 2, "1", "professional", D(2020, 3, 2), D(2020, 3, 2), None, "1234567893", "208VP0014X",
          "J1030", None, None, None, "M5416", "G8929"),
+        # SNOMED 5003 is in no procedure value set: kept as OMOP<concept_id>, matched by none
+        ("omop-1-v70", 3, "1", "professional", D(2020, 3, 2), D(2020, 3, 2), None, "1234567893", "208VP0014X",
+         "OMOP5003", None, None, None, "M5416", "G8929"),
         # a procedure on a day without any diagnosis keeps its line and its date
         ("omop-2-d20200601", 1, "2", "professional", D(2020, 6, 1), D(2020, 6, 1), None, None, None,
          "97110", None, None, None, None, None),
@@ -466,15 +473,9 @@ def test_a_visit_is_one_claim_with_procedure_lines_and_ranked_diagnoses(tmp_path
         ("procedure_concept_id", 1),
         # SNOMED 5005 is in physical_therapy through CPT4 97110's Maps to
         ("procedure_concept_id in a study value set (Maps to)", 1),
+        ("procedure_concept_id in no study value set (kept as OMOP<id>)", 1),
     }
     assert unmapped(report) == {
-        (
-            "procedure_occurrence", "medical_claim",
-            "no CPT/HCPCS code (source vocabulary: unknown (no source concept; the source value is no code of the"
-            " vocabulary)) and the standard concept is in none of the study's procedure value sets, nor does a"
-            " CPT4/HCPCS concept map to it",
-            "row not loaded", 1, ("231249005",),
-        ),
         ("visit_occurrence", "ehr_encounter", "visit has no provider: provider_taxonomy_code left empty", "field left empty", 1, ()),
     }  # fmt: skip
     # the visit's encounter carries the provider taxonomy and the first-ranked diagnosis
@@ -639,8 +640,8 @@ def test_drug_exposures_with_an_ndc_become_fills(tmp_path):
         ("RXNORM197696", "acetaminophen", 325.0, "mg", False, None),
     ]
     undescribed = (
-        "no ingredient strength in drug_strength (or its unit is not mg, ug, g, per mL or per hour): the fill is"
-        " loaded but not described, so it never counts as opioid use"
+        "no RxNorm ingredient (neither drug_strength nor concept_ancestor names one): the fill is loaded but not"
+        " described, so it never counts as opioid use"
     )
     assert unmapped(report) == {
         ("drug_exposure", "ndc_reference", undescribed, "loaded, not in ndc_reference", 3, ("00406052301",)),
@@ -719,11 +720,17 @@ def test_load_omop_miniature_into_raw_tables_with_the_unmapped_report(tmp_path):
          "62323", None, None, None),
         ("omop-102-v5003", 1, "102", "professional", D(2020, 5, 5), D(2020, 5, 5), "23", None, None,
          "72100", None, None, None),
+        # person 103's SNOMED condition and procedure are in no study value set: kept as OMOP<concept_id>
+        ("omop-103-d20200301", 1, "103", "professional", D(2020, 3, 1), D(2020, 3, 1), None, None, None,
+         None, None, None, None),
+        ("omop-103-d20200302", 1, "103", "professional", D(2020, 3, 2), D(2020, 3, 2), None, None, None,
+         "OMOP4163872", None, None, None),
     ]  # fmt: skip
     assert query(db_path, "select * from raw.medical_claim_diagnosis order by claim_id, diagnosis_position") == [
         ("omop-101-v5001", 1, "101", "professional", D(2020, 2, 3), 1, "M5450"),
         ("omop-101-v5002", 1, "101", "professional", D(2020, 3, 16), 1, "M5416"),
         ("omop-102-v5003", 1, "102", "professional", D(2020, 5, 5), 1, "M5450"),
+        ("omop-103-d20200301", 1, "103", "professional", D(2020, 3, 1), 1, "OMOP4012"),
     ]
     assert query(db_path, "select * from raw.pharmacy_claim") == [
         ("omop-drug-1", 1, "102", D(2020, 5, 5), "00406052301", 20.0, 5, None, None)
@@ -745,25 +752,17 @@ def test_load_omop_miniature_into_raw_tables_with_the_unmapped_report(tmp_path):
         ("101", D(2020, 2, 3), "off_work"),
         ("101", D(2020, 6, 15), "working"),
     ]
-    unknown = "(source vocabulary: unknown (no source concept; the source value is no code of the vocabulary))"
     assert query(db_path, "select * from meta.omop_unmapped order by source_table") == [
-        ("condition_occurrence", "medical_claim",
-         f"no ICD-10-CM code {unknown} and the standard concept is in none of the study's value sets, nor does an"
-         " ICD10CM concept map to it",
-         "row not loaded", 1, ["38341003"]),
         ("drug_exposure", "pharmacy_claim",
          "no NDC (source vocabulary: unknown (no source concept; the source value is no NDC of the vocabulary))"
          " and no RxNorm drug concept",
          "row not loaded", 1, ["acetaminophen 500 MG"]),
-        ("procedure_occurrence", "medical_claim",
-         f"no CPT/HCPCS code {unknown} and the standard concept is in none of the study's procedure value sets,"
-         " nor does a CPT4/HCPCS concept map to it",
-         "row not loaded", 1, ["447759004"]),
         ("visit_occurrence", "ehr_encounter", "visit has no provider: provider_taxonomy_code left empty",
          "field left empty", 1, []),
     ]  # fmt: skip
     assert query(db_path, "select path, rows from meta.omop_mapped where source_table = 'condition_occurrence' order by path") == [
         ("condition_concept_id in a study value set (Maps to)", 1),
+        ("condition_concept_id in no study value set (kept as OMOP<id>)", 1),
         ("condition_source_value (an ICD10CM code of the vocabulary)", 2),
     ]
     sources = query(db_path, "select source_table, rows, not_used from meta.omop_source where source_table in ('measurement', 'death')")
@@ -774,7 +773,7 @@ def test_load_omop_miniature_into_raw_tables_with_the_unmapped_report(tmp_path):
 
     written = json.loads(report_file.read_text())
     assert written["passed"] is True
-    assert [u["example_source_values"] for u in written["omop"]["unmapped"]][0] == ["38341003"]
+    assert [u["example_source_values"] for u in written["omop"]["unmapped"]][0] == ["acetaminophen 500 MG"]
     assert written["omop"]["not_used_concepts"] == [
         {"source_table": "measurement", "concept_id": 3004501, "vocabulary_id": None, "concept_code": None,
          "concept_name": None, "rows": 1, "example_source_values": ["2345-7"]}

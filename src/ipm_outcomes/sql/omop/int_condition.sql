@@ -7,7 +7,9 @@
 --      (and as no ICD-9-CM or ICD-10 code);
 --   3. the standard concept, when it is in one of the study's value sets (int_standard_concept): carried as
 --      that value set's equivalent code valid on the condition's date, one code per value set;
---   4. the ICD10CM concept(s) whose 'Maps to' points at the standard concept (the first when several do).
+--   4. the ICD10CM concept(s) whose 'Maps to' points at the standard concept (the first when several do);
+--   5. the standard concept itself as OMOP<concept_id> (contract.STANDARD_CONCEPT_CODE): no value set lists
+--      it, but the claim, its date and its cost count like any other claim's.
 -- Conditions group into claims by visit (or by person and day when there is no visit): claim_key.
 with icd_mapped_to_standard as (
     select
@@ -73,6 +75,7 @@ coded as (
                 then [c.source_value_code]
             when s.codes is not null then s.codes
             when m.code is not null then [m.code]
+            when c.condition_concept_id <> 0 then ['OMOP' || c.condition_concept_id]
         end as codes,
         case
             when c.source_vocabulary = 'ICD10CM' and regexp_full_match(c.source_concept_code, $icd10cm_shape)
@@ -82,6 +85,7 @@ coded as (
             when s.codes is not null then 'condition_concept_id in a study value set (' || s.via || ')'
             when m.n_codes = 1 then 'concept_relationship Maps to'
             when m.n_codes > 1 then 'concept_relationship Maps to (first of several ICD-10-CM codes)'
+            when c.condition_concept_id <> 0 then 'condition_concept_id in no study value set (kept as OMOP<id>)'
         end as path,
         coalesce(
             c.condition_status_concept_id in (select concept_id from primary_concept)
@@ -118,8 +122,7 @@ select
             then 'person_id not in the person table'
         when condition_start_date is null then 'condition_start_date missing or unreadable'
         when codes is null
-            then 'no ICD-10-CM code (source vocabulary: ' || source_vocabulary_text
-                || ') and the standard concept is in none of the study''s value sets, nor does an ICD10CM concept map to it'
+            then 'no ICD-10-CM code (source vocabulary: ' || source_vocabulary_text || ') and no standard concept'
     end as problem,
     coalesce(condition_source_value, cast(condition_concept_id as varchar), '') as example
 from coded

@@ -4,7 +4,9 @@
 --   2. with no known source concept, the source value when the vocabulary has it as an NDC (written 11-digit
 --      or hyphenated 10-digit; omop_ndc11 is ingest's own normalisation);
 --   3. the standard drug concept, when it is an RxNorm concept: keyed RXNORM<rxcui> (the contract's form
---      for a drug record without an NDC; ndc_reference describes it like an NDC).
+--      for a drug record without an NDC; ndc_reference describes it like an NDC), or OMOP<concept_id> for an
+--      RxNorm Extension concept (OHDSI's own drugs, whose codes are not RxCUIs).
+-- Vaccines coded in CVX are immunizations, not dispensed drugs: not fills.
 -- No NDC is guessed from the RxNorm concept: many NDCs map to one clinical drug and none is the record's.
 -- drug_concept is the standard RxNorm concept that ndc_reference reads (drug_concept_id, else the NDC's
 -- 'Maps to'). Every exposure record is taken as a fill (OMOP mixes dispensings and prescriptions;
@@ -32,6 +34,7 @@ drugs as (
         ns.code as source_concept_code,
         nv.code as source_value_code,
         coalesce(ns.concept_id, nv.concept_id) as ndc_concept_id,
+        rx.vocabulary_id as drug_vocabulary,
         rx.concept_code as rxnorm_code
     from cdm.drug_exposure as de
     left join cdm.concept as sc
@@ -40,7 +43,9 @@ drugs as (
     left join (select min(concept_id) as concept_id, code from ndc_concept group by code) as nv
         on nv.code = omop_ndc11(trim(de.drug_source_value))
     left join cdm.concept as rx
-        on rx.concept_id = de.drug_concept_id and rx.vocabulary_id = 'RxNorm' and de.drug_concept_id <> 0
+        on rx.concept_id = de.drug_concept_id
+        and rx.vocabulary_id in ('RxNorm', 'RxNorm Extension')
+        and de.drug_concept_id <> 0
 ),
 
 resolved as (
@@ -49,13 +54,14 @@ resolved as (
         case
             when d.source_concept_code is not null then d.source_concept_code
             when d.source_vocabulary is null and d.source_value_code is not null then d.source_value_code
-            when d.rxnorm_code is not null then 'RXNORM' || d.rxnorm_code
+            when d.drug_vocabulary = 'RxNorm' then 'RXNORM' || d.rxnorm_code
+            when d.drug_vocabulary = 'RxNorm Extension' then 'OMOP' || d.drug_concept_id
         end as ndc_code,
         case
             when d.source_concept_code is not null then 'drug_source_concept_id'
             when d.source_vocabulary is null and d.source_value_code is not null
                 then 'drug_source_value (an NDC of the vocabulary)'
-            when d.rxnorm_code is not null then 'drug_concept_id (RxNorm, no NDC)'
+            when d.drug_vocabulary is not null then 'drug_concept_id (' || d.drug_vocabulary || ', no NDC)'
         end as path,
         coalesce(nullif(d.drug_concept_id, 0), m.drug_concept_id) as drug_concept,
         case
@@ -63,6 +69,8 @@ resolved as (
             when d.drug_exposure_end_date >= d.drug_exposure_start_date
                 then date_diff('day', d.drug_exposure_start_date, d.drug_exposure_end_date) + 1
         end as supply_days,
+        (select vocabulary_id from cdm.concept as v where v.concept_id = d.drug_concept_id limit 1)
+            as drug_vocabulary_text,
         coalesce(
             d.source_vocabulary,
             case when d.drug_source_value is not null
@@ -91,6 +99,7 @@ select
         when drug_exposure_start_date is null then 'drug_exposure_start_date missing or unreadable'
         when ndc_code is null
             then 'no NDC (source vocabulary: ' || source_vocabulary_text || ') and no RxNorm drug concept'
+                || case when drug_vocabulary_text = 'CVX' then ' (a CVX vaccine: an immunization, not a fill)' else '' end
         when quantity is null then 'quantity missing'
         when supply_days is null then 'days_supply missing and no usable end date'
     end as problem,

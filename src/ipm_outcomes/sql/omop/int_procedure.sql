@@ -4,7 +4,8 @@
 -- when it is CPT4/HCPCS itself (both are standard procedure vocabularies in OMOP); with no known source
 -- concept, the source value when the vocabulary has it as a CPT4/HCPCS code; the standard concept when it
 -- is in one of the study's procedure value sets (int_standard_concept: carried as the set's equivalent
--- code); else the CPT4/HCPCS concept that 'Maps to' the standard concept.
+-- code); else the CPT4/HCPCS concept that 'Maps to' the standard concept; else the standard concept itself
+-- as OMOP<concept_id> (contract.STANDARD_CONCEPT_CODE: no value set lists it, the line still counts).
 -- A procedure is kept whether or not its visit has a diagnosis: a claim line with a procedure code needs
 -- none, and dropping it would move the date of an IPM contact.
 with hcpcs_concept as (
@@ -60,7 +61,8 @@ coded as (
             when p.source_vocabulary is null and p.source_value_concept_code is not null
                 then p.source_value_concept_code
             when s.code is not null then s.code
-            else m.code
+            when m.code is not null then m.code
+            when p.procedure_concept_id <> 0 then 'OMOP' || p.procedure_concept_id
         end as hcpcs_code,
         case
             when p.source_concept_code is not null then 'procedure_source_concept_id'
@@ -70,6 +72,7 @@ coded as (
             when s.code is not null then 'procedure_concept_id in a study value set (' || s.via || ')'
             when m.n_codes = 1 then 'concept_relationship Maps to'
             when m.n_codes > 1 then 'concept_relationship Maps to (first of several CPT/HCPCS codes)'
+            when p.procedure_concept_id <> 0 then 'procedure_concept_id in no study value set (kept as OMOP<id>)'
         end as path,
         coalesce(
             p.source_vocabulary,
@@ -100,8 +103,7 @@ select
             then 'person_id not in the person table'
         when procedure_date is null then 'procedure_date missing or unreadable'
         when hcpcs_code is null
-            then 'no CPT/HCPCS code (source vocabulary: ' || source_vocabulary_text
-                || ') and the standard concept is in none of the study''s procedure value sets, nor does a CPT4/HCPCS concept map to it'
+            then 'no CPT/HCPCS code (source vocabulary: ' || source_vocabulary_text || ') and no standard concept'
     end as problem,
     coalesce(procedure_source_value, cast(procedure_concept_id as varchar), '') as example
 from coded

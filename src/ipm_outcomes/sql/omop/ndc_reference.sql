@@ -1,11 +1,13 @@
--- grain: one row per drug code of pharmacy_claim (NDC or RXNORM<rxcui>) whose ingredient strength is known
--- (contract table ndc_reference). The drug's RxNorm ingredients come from concept_ancestor (ancestors of
+-- grain: one row per drug code of pharmacy_claim (NDC, RXNORM<rxcui> or OMOP<id>) whose RxNorm ingredient is
+-- known (contract table ndc_reference). The drug's RxNorm ingredients come from concept_ancestor (ancestors of
 -- concept class Ingredient) and from drug_strength, which also gives each ingredient's strength. An
 -- ingredient listed in omop_mapping/mme_conversion.csv (CDC 2022 factors, by RxNorm code) makes the drug an
 -- opioid; a combination product (hydrocodone/acetaminophen) is described by its opioid ingredient.
 -- Strength per dispensed unit: amount_value (tablets, capsules) in mg (ug and g converted), or
 -- numerator/denominator per mL for liquids (quantity is then in mL). A strength per hour (patches) is kept
--- as given with no MME factor: the fill counts as opioid use with 0 MME, as for any opioid without a factor.
+-- as given with no MME factor, and a drug without a drug_strength row (vocabularies shipped without it, such
+-- as Eunomia's) has no strength: either way the fill counts as opioid use with 0 MME, as for any opioid
+-- without a CDC factor (intermediate.baseline_opioid), and omop.unmapped counts those fills.
 with drugs as (
     select ndc_code, min(drug_concept) as drug_concept_id
     from omop.int_drug
@@ -78,6 +80,5 @@ select
     bool_or(is_opioid) as is_opioid,
     arg_max(mme_conversion_factor, (is_opioid, ingredient)) as mme_conversion_factor
 from described
-where strength_per_unit is not null
 group by ndc_code
 order by ndc_code

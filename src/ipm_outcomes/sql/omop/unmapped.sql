@@ -2,7 +2,7 @@
 -- Nothing is dropped silently: every source row that is not loaded, every field left empty for want of a
 -- mapping and every fill left undescribed is counted here, with the most frequent source values as examples.
 -- consequence: 'row not loaded' | 'field left empty' | 'loaded with a doubtful value' |
--- 'loaded, not in ndc_reference'.
+-- 'loaded, not in ndc_reference' | 'loaded, MME not computed'.
 with enrolled as (
     select distinct person_id from omop.int_observation_period where problem is null
 ),
@@ -35,11 +35,19 @@ problems as (
     from omop.int_drug where problem is null and doubtful is not null
     union all
     select source_table, 'ndc_reference',
-        'no ingredient strength in drug_strength (or its unit is not mg, ug, g, per mL or per hour): the fill'
-            || ' is loaded but not described, so it never counts as opioid use',
+        'no RxNorm ingredient (neither drug_strength nor concept_ancestor names one): the fill is loaded but'
+            || ' not described, so it never counts as opioid use',
         'loaded, not in ndc_reference', ndc_code
     from omop.int_drug
     where problem is null and ndc_code not in (select ndc_code from omop.ndc_reference)
+    union all
+    select d.source_table, 'ndc_reference',
+        'opioid without a strength in mg (drug_strength) or without a CDC conversion factor: counts as opioid'
+            || ' use with 0 MME',
+        'loaded, MME not computed', d.ndc_code
+    from omop.int_drug as d
+    inner join omop.ndc_reference as n on n.ndc_code = d.ndc_code
+    where d.problem is null and n.is_opioid and n.mme_conversion_factor is null
     union all
     select source_table, 'ehr_encounter', problem, 'row not loaded', example
     from omop.int_visit where problem is not null
