@@ -311,7 +311,7 @@ class OmopMappingReport:
         common = f"; most common reason ({top[2]:,} {top[0]} rows): {top[1]}" if top else ""
         return (
             f"OMOP {self.source}: {conditions:,} condition and {procedures:,} procedure rows, none with an"
-            f" ICD-10-CM/CPT code or a standard concept in the study's value sets{common}"
+            f" ICD-10-CM/CPT code or a standard concept{common}"
         )
 
 
