@@ -3,15 +3,43 @@
 Health systems and research networks that keep their EHR in the OHDSI Common Data Model run the same
 study by pointing ``ipm-outcomes ingest --omop SOURCE`` at it. SOURCE is a folder of CDM tables (CSV,
 CSV.gz or Parquet files, or folders of them, file and column names in any letter case) or a DuckDB
-database file holding the CDM in ``main`` or a named schema.
+database file holding the CDM in ``main`` or a named schema (the vocabulary tables may sit in a schema of
+their own).
+
+How a standard-coded record reaches the one cohort SQL
+------------------------------------------------------
+The cohort SQL matches codes against the study's value sets, which list ICD-10-CM and CPT/HCPCS codes, and
+describes drugs through ``ndc_reference``. An OHDSI CDM records conditions as standard concepts (mostly
+SNOMED CT), drugs as RxNorm, and keeps the claims code only as a source concept when it has one. Rather
+than a second cohort SQL, the adapter carries every record in the contract's own code columns:
+
+* a condition or procedure whose source concept is ICD-10-CM or CPT4/HCPCS keeps that code;
+* otherwise, a standard concept in one of the study's value sets is carried as the value-set code it
+  stands for: the value sets have an OMOP form (``sql/omop/int_standard_concept.sql``) made of the
+  standard concepts their codes 'Maps to' in the CDM's own vocabulary plus the shipped standard concepts
+  of ``valuesets/omop/standard_concepts.csv`` (for vocabularies trimmed of ICD10CM concepts), each with
+  its descendants from ``concept_ancestor``; the code chosen is one valid on the record's date;
+* a standard concept of no value set is carried as ``OMOP<concept_id>`` (``contract.STANDARD_CONCEPT_CODE``),
+  which no value set matches but whose claim, date and cost count like any other;
+* a drug keeps its NDC when it has one, else its RxNorm code as ``RXNORM<rxcui>``; ``ndc_reference`` is
+  built for both from the drug's RxNorm ingredients (``concept_ancestor``, ``drug_strength``) and the CDC
+  MME factors of ``omop_mapping/mme_conversion.csv``.
+
+So a person's index, red flags, comorbidities, IPM contacts and covariates come out the same whether the CDM
+is coded from claims or in standard concepts only (``tests/unit/test_omop_standard.py`` checks the marts
+row for row). The vocabulary of a code is always read from ``concept.vocabulary_id``, never from its shape:
+an ICD-9-CM V or E code with an unknown source concept is never loaded as ICD-10-CM.
 
 The mapping is declared in one place:
 
 * ``omop_mapping/cdm_columns.csv``: the CDM columns read, with their kind (id, concept, date, ...);
-* ``omop_mapping/concept_map.csv``: concept ids, vocabulary codes (LOINC, SOPT, Medicare specialty, ...)
-  and answer texts, each with the contract value it becomes;
+* ``omop_mapping/concept_map.csv``: concept ids, vocabulary codes (LOINC, SNOMED CT, SOPT, Medicare
+  specialty, ...) and answer texts, each with the contract value it becomes and its source;
+* ``omop_mapping/mme_conversion.csv``: the CDC MME conversion factors by RxNorm ingredient;
+* ``omop_mapping/versions.csv``: the version of each shipped table (written to the ``--report`` file);
 * ``sql/omop/*.sql``: one SELECT per table; ``int_*`` resolve codes per source row, the contract-named
-  files build the extract, ``unmapped.sql`` and ``mapped.sql`` account for every source row.
+  files build the extract, ``unmapped.sql`` and ``mapped.sql`` account for every source row and
+  ``observation_not_used.sql`` lists the observation and measurement concepts no rule uses.
 
 The result is an extract folder in the input contract, loaded by :func:`ipm_outcomes.ingest.load_extract`
 so the usual validation runs. What cannot be mapped is counted, with example source values, in

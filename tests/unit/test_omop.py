@@ -597,6 +597,53 @@ def test_pro_scores_by_loinc_and_employment_status_answers(tmp_path):
     }  # fmt: skip
 
 
+def test_pain_peg_phq2_gad7_and_snomed_employment_findings(tmp_path):
+    loinc = ["38208-5", "75893-8", "91145-3", "91146-1", "91147-9", "55758-7", "70274-6", "44261-6"]
+    snomed = ["160903007", "160904001", "73438004", "741062008", "105493001"]
+    tables = {**BASE}
+    tables["concept"] = [{"concept_id": 9100 + i, "vocabulary_id": "SNOMED", "concept_code": c} for i, c in enumerate(snomed)]
+    scores = [6, 5, 7, 8, 6.7, 4, 22, 9]  # GAD-7 22 is beyond its 0-21 range
+    tables["observation"] = [
+        {"observation_id": i, "person_id": 1, "observation_date": "2020-02-01", "observation_source_value": code, "value_as_number": score}
+        for i, (code, score) in enumerate(zip(loinc, scores, strict=True), start=1)
+    ] + [
+        {"observation_id": 20 + i, "person_id": 2, "observation_date": f"2020-0{i + 1}-01", "observation_concept_id": 9100 + i}
+        for i in range(len(snomed))
+    ]  # fmt: skip
+    # 25 unused measurement concepts: the 20 largest on screen, all in the report
+    tables["measurement"] = [
+        {"measurement_id": n, "person_id": 1, "measurement_date": "2020-01-01", "measurement_concept_id": 5000 + k, "measurement_source_value": f"lab-{k}"}
+        for k in range(25) for n in [100 * k + j for j in range(k + 1)]
+    ]  # fmt: skip
+    report, out = run(tmp_path, tables)
+    assert read_extract(out, "ehr_pro") == [
+        ("1", D(2020, 2, 1), "nrs_pain", 5.0),
+        ("1", D(2020, 2, 1), "nrs_pain", 6.0),
+        ("1", D(2020, 2, 1), "peg", 6.7),
+        ("1", D(2020, 2, 1), "peg_activity", 8.0),
+        ("1", D(2020, 2, 1), "peg_enjoyment", 7.0),
+        ("1", D(2020, 2, 1), "phq2", 4.0),
+        ("1", D(2020, 2, 1), "phq9", 9.0),
+    ]
+    assert read_extract(out, "ehr_work_status") == [
+        ("2", D(2020, 1, 1), "working"),
+        ("2", D(2020, 2, 1), "working"),
+        ("2", D(2020, 3, 1), "unemployed"),
+        ("2", D(2020, 4, 1), "off_work"),
+        ("2", D(2020, 5, 1), "retired"),
+    ]
+    assert unmapped(report) == {
+        ("observation", "ehr_pro", "score outside the instrument's range", "row not loaded", 1, ("gad7 = 22.0",)),
+    }
+    assert len(report.not_used_concepts) == 25
+    assert [(c.concept_id, c.rows) for c in report.not_used_concepts[:2]] == [(5024, 25), (5023, 24)]
+    text = report.describe()
+    assert "observation/measurement concepts not used (largest 20; 5 more in the --report file):" in text
+    assert "    25 rows: measurement concept 5024 (e.g. lab-24)" in text
+    assert "concept 5004 " not in text and "concept 5005 " in text
+    assert len(report.to_dict()["not_used_concepts"]) == 25
+
+
 # --- drug_exposure -> pharmacy_claim ---------------------------------------------------------------------
 
 
