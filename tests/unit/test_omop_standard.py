@@ -266,3 +266,12 @@ def test_a_source_with_nothing_for_medical_claim_says_why_in_one_line(tmp_path):
     )
     assert "ipm-omop-" not in message and "\n" not in message
     assert not (tmp_path / "study.duckdb").exists()
+
+
+def test_an_ingest_error_names_the_omop_source_not_the_temporary_folder(tmp_path):
+    source = write_cdm(tmp_path / "cdm", cdm("source"))
+    with pytest.raises(IpmError) as info:
+        omop.load_omop(source, tmp_path / "study.duckdb", today=D(2020, 1, 1))
+    message = str(info.value)
+    assert message.startswith(f"OMOP {source} (mapped): extract breaks the input contract (7 errors, 0 warnings)")
+    assert "ipm-omop-" not in message and "\n" not in message
