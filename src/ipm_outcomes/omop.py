@@ -916,10 +916,11 @@ def _extract_select(con: duckdb.DuckDBPyConnection, table: str) -> str:
 def write_mapping_report(
     con: duckdb.DuckDBPyConnection, report: OmopMappingReport, loaded_at: object | None = None
 ) -> None:
-    """Write ``meta.omop_source``, ``meta.omop_mapped`` and ``meta.omop_unmapped`` (replacing them).
+    """Write ``meta.omop_source``, ``meta.omop_mapped``, ``meta.omop_unmapped`` and ``meta.omop_not_used``.
 
     Grains: omop_source one row per CDM table read; omop_mapped one row per CDM table per contract
-    table per mapping path; omop_unmapped one row per CDM table per contract table per reason.
+    table per mapping path; omop_unmapped one row per CDM table per contract table per reason;
+    omop_not_used one row per observation or measurement concept that no mapping rule uses.
     ``loaded_at`` is the ``meta.load.loaded_at`` of the load they describe: a later load of a native
     extract leaves these tables behind, and the differing time tells them apart.
     """
@@ -966,6 +967,16 @@ def write_mapping_report(
                 for u in report.unmapped
             ],
         )
+    con.execute(
+        f"create or replace table {meta}.omop_not_used (source_table varchar, concept_id bigint,"
+        " vocabulary_id varchar, concept_code varchar, concept_name varchar, rows bigint,"
+        " example_source_values varchar[])"
+    )
+    insert_rows(
+        con,
+        f"{meta}.omop_not_used",
+        [(*dataclasses.astuple(c)[:-1], list(c.example_source_values)) for c in report.not_used_concepts],
+    )
 
 
 def load_omop(

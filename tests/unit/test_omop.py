@@ -826,6 +826,9 @@ def test_load_omop_miniature_into_raw_tables_with_the_unmapped_report(tmp_path):
          "concept_name": None, "rows": 1, "example_source_values": ["2345-7"]}
     ]  # fmt: skip
     assert written["omop"]["mapping_versions"]["mme_conversion.csv"] == "1"
+    assert query(db_path, "select source_table, concept_id, rows, example_source_values from meta.omop_not_used") == [
+        ("measurement", 3004501, 1, ["2345-7"])
+    ]
     # the summary names the OMOP source, never the temporary folder the extract was written to
     assert summary.describe().splitlines()[-9].startswith(f"Loaded {FIXTURE} into ")
     assert "ipm-omop-" not in summary.describe()
