@@ -35,13 +35,15 @@ drugs as (
         nv.code as source_value_code,
         coalesce(ns.concept_id, nv.concept_id) as ndc_concept_id,
         rx.vocabulary_id as drug_vocabulary,
-        rx.concept_code as rxnorm_code
+        rx.concept_code as rxnorm_code,
+        dc.vocabulary_id as drug_vocabulary_text
     from cdm.drug_exposure as de
     left join cdm.concept as sc
         on sc.concept_id = de.drug_source_concept_id and de.drug_source_concept_id <> 0
     left join ndc_concept as ns on ns.concept_id = de.drug_source_concept_id
     left join (select min(concept_id) as concept_id, code from ndc_concept group by code) as nv
         on nv.code = omop_ndc11(trim(de.drug_source_value))
+    left join cdm.concept as dc on dc.concept_id = de.drug_concept_id and de.drug_concept_id <> 0
     left join cdm.concept as rx
         on rx.concept_id = de.drug_concept_id
         and rx.vocabulary_id in ('RxNorm', 'RxNorm Extension')
@@ -69,8 +71,6 @@ resolved as (
             when d.drug_exposure_end_date >= d.drug_exposure_start_date
                 then date_diff('day', d.drug_exposure_start_date, d.drug_exposure_end_date) + 1
         end as supply_days,
-        (select vocabulary_id from cdm.concept as v where v.concept_id = d.drug_concept_id limit 1)
-            as drug_vocabulary_text,
         coalesce(
             d.source_vocabulary,
             case when d.drug_source_value is not null
