@@ -382,6 +382,8 @@ def test_conditions_get_icd10cm_from_the_vocabulary_never_from_the_code_shape(tm
         # ICD-9-CM V and E codes have the ICD-10-CM shape; with an unknown source concept they are refused
         {"condition_occurrence_id": 11, "person_id": 2, "condition_start_date": "2020-01-15", "condition_source_value": "V49.87", "condition_source_concept_id": 44830000},
         {"condition_occurrence_id": 12, "person_id": 2, "condition_start_date": "2020-01-15", "condition_source_value": "E879.8", "condition_source_concept_id": 0},
+        # a source value the vocabulary holds as ICD-9-CM only, with no standard concept
+        {"condition_occurrence_id": 13, "person_id": 2, "condition_start_date": "2020-01-15", "condition_source_value": "724.2", "condition_source_concept_id": 0},
         {"condition_occurrence_id": 7, "person_id": 8, "condition_start_date": "2020-01-15", "condition_source_value": "M54.50"},
         {"condition_occurrence_id": 8, "person_id": 2, "condition_start_date": "not a date", "condition_source_value": "M54.50"},
     ]  # fmt: skip
@@ -410,6 +412,9 @@ def test_conditions_get_icd10cm_from_the_vocabulary_never_from_the_code_shape(tm
     )
     assert unmapped(report) == {
         ("condition_occurrence", "medical_claim", unknown, "row not loaded", 3, ("38341003", "E879.8", "V49.87")),
+        ("condition_occurrence", "medical_claim",
+         "no ICD-10-CM code (source vocabulary: source value found in ICD9CM) and no standard concept",
+         "row not loaded", 1, ("724.2",)),
         ("condition_occurrence", "medical_claim", "person_id not in the person table", "row not loaded", 1, ("M54.50",)),
         ("condition_occurrence", "medical_claim", "condition_start_date missing or unreadable", "row not loaded", 1, ("M54.50",)),
     }  # fmt: skip

@@ -27,7 +27,8 @@ with icd_mapped_to_standard as (
 value_vocabulary as (
     select
         regexp_replace(upper(trim(concept_code)), '[.\s-]', '', 'g') as code,
-        bool_and(vocabulary_id = 'ICD10CM') as only_icd10cm
+        bool_and(vocabulary_id = 'ICD10CM') as only_icd10cm,
+        string_agg(distinct vocabulary_id, ' and ' order by vocabulary_id) as vocabularies
     from cdm.concept
     where vocabulary_id in ('ICD10CM', 'ICD9CM', 'ICD10', 'ICD9Proc', 'ICD10PCS')
     group by 1
@@ -46,6 +47,20 @@ conditions as (
     from cdm.condition_occurrence as co
     left join cdm.concept as sc
         on sc.concept_id = co.condition_source_concept_id and co.condition_source_concept_id <> 0
+),
+
+recognised as (
+    select
+        c.*,
+        coalesce(c.source_vocabulary = 'ICD10CM' and regexp_full_match(c.source_concept_code, $icd10cm_shape), false)
+            as source_is_icd10cm,
+        coalesce(
+            c.source_vocabulary is null and v.only_icd10cm and regexp_full_match(c.source_value_code, $icd10cm_shape),
+            false
+        ) as value_is_icd10cm,
+        v.vocabularies as value_vocabularies
+    from conditions as c
+    left join value_vocabulary as v on v.code = c.source_value_code
 ),
 
 standard_codes as (
@@ -69,19 +84,15 @@ coded as (
     select
         c.*,
         case
-            when c.source_vocabulary = 'ICD10CM' and regexp_full_match(c.source_concept_code, $icd10cm_shape)
-                then [c.source_concept_code]
-            when c.source_vocabulary is null and v.only_icd10cm and regexp_full_match(c.source_value_code, $icd10cm_shape)
-                then [c.source_value_code]
+            when c.source_is_icd10cm then [c.source_concept_code]
+            when c.value_is_icd10cm then [c.source_value_code]
             when s.codes is not null then s.codes
             when m.code is not null then [m.code]
             when c.condition_concept_id <> 0 then ['OMOP' || c.condition_concept_id]
         end as codes,
         case
-            when c.source_vocabulary = 'ICD10CM' and regexp_full_match(c.source_concept_code, $icd10cm_shape)
-                then 'condition_source_concept_id'
-            when c.source_vocabulary is null and v.only_icd10cm and regexp_full_match(c.source_value_code, $icd10cm_shape)
-                then 'condition_source_value (an ICD10CM code of the vocabulary)'
+            when c.source_is_icd10cm then 'condition_source_concept_id'
+            when c.value_is_icd10cm then 'condition_source_value (an ICD10CM code of the vocabulary)'
             when s.codes is not null then 'condition_concept_id in a study value set (' || s.via || ')'
             when m.n_codes = 1 then 'concept_relationship Maps to'
             when m.n_codes > 1 then 'concept_relationship Maps to (first of several ICD-10-CM codes)'
@@ -94,12 +105,12 @@ coded as (
         ) as is_primary,
         case
             when c.source_vocabulary is not null then c.source_vocabulary
-            when v.only_icd10cm is not null then 'ICD-9-CM/ICD-10 or ICD-10-CM (the vocabulary has the code in more than one)'
-            when c.condition_source_value is not null then 'unknown (no source concept; the source value is no code of the vocabulary)'
+            when c.value_vocabularies is not null then 'source value found in ' || c.value_vocabularies
+            when c.condition_source_value is not null
+                then 'unknown (no source concept; the source value is no code of the vocabulary)'
             else 'none'
         end as source_vocabulary_text
-    from conditions as c
-    left join value_vocabulary as v on v.code = c.source_value_code
+    from recognised as c
     left join standard_codes as s on s.condition_occurrence_id = c.condition_occurrence_id
     left join icd_mapped_to_standard as m on m.concept_id = c.condition_concept_id
 )
