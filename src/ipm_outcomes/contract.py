@@ -35,16 +35,22 @@ EARLIEST_DATE = date(1900, 1, 1)
 #: Medical claims carry ``diagnosis_code_1`` .. ``diagnosis_code_N`` for any N >= 1.
 DIAGNOSIS_COLUMN_PREFIX = "diagnosis_code_"
 
+#: A record coded only in a standard OMOP concept that none of the study's value sets lists is carried as
+#: ``OMOP<concept_id>`` (see :mod:`ipm_outcomes.omop`): no value set matches it, but the claim, its date and
+#: its cost still count. An ICD-10-CM or CPT/HCPCS code never has this shape.
+STANDARD_CONCEPT_CODE = r"OMOP[0-9]{1,12}"
+
 #: Regular expressions for code shapes, applied after normalisation (upper case; no dots, dashes or spaces).
 CODE_SHAPES: dict[str, str] = {
     # ICD-10-CM: letter, digit, then 1-5 alphanumerics (3 to 7 characters; U for the emergency-use codes)
-    "icd10cm": r"^[A-Z][0-9][0-9A-Z]{1,5}$",
+    "icd10cm": rf"^([A-Z][0-9][0-9A-Z]{{1,5}}|{STANDARD_CONCEPT_CODE})$",
     # CPT (5 digits; Category II/III end in F/T) or HCPCS Level II (letter + 4 digits)
-    "hcpcs": r"^([0-9]{4}[0-9A-Z]|[A-Z][0-9]{4})$",
+    "hcpcs": rf"^([0-9]{{4}}[0-9A-Z]|[A-Z][0-9]{{4}}|{STANDARD_CONCEPT_CODE})$",
     # NUCC Health Care Provider Taxonomy: 10 characters ending in X
     "nucc": r"^[0-9]{3}[0-9A-Z]{6}X$",
-    # NDC in the 11-digit 5-4-2 billing form
-    "ndc": r"^[0-9]{11}$",
+    # NDC in the 11-digit 5-4-2 billing form; a drug record without one (an OMOP drug_exposure coded only in
+    # RxNorm) is keyed by its RxNorm code as RXNORM<rxcui>, described in ndc_reference like an NDC
+    "ndc": rf"^([0-9]{{11}}|RXNORM[0-9]{{1,10}}|{STANDARD_CONCEPT_CODE})$",
     # National Provider Identifier
     "npi": r"^[0-9]{10}$",
     # CMS place of service
@@ -177,8 +183,8 @@ MEDICAL_CLAIM = Table(
     ),
     description=(
         "Diagnosis columns diagnosis_code_1 .. diagnosis_code_N (N >= 1, ICD-10-CM with or without the dot; "
-        "diagnosis_code_1 required, later ones nullable) are kept in raw.medical_claim as they come and "
-        "unpivoted by the view raw.medical_claim_diagnosis."
+        "diagnosis_code_1 required unless the line has a hcpcs_code, later ones nullable) are kept in "
+        "raw.medical_claim as they come and unpivoted by the view raw.medical_claim_diagnosis."
     ),
 )
 
@@ -194,7 +200,12 @@ PHARMACY_CLAIM = Table(
         _c("claim_line_number", "INTEGER", "Line number within the claim"),
         _c("person_id", "VARCHAR", "De-identified person token"),
         _c("dispensing_date", "DATE", "Date dispensed"),
-        _c("ndc_code", "VARCHAR", "National Drug Code (11-digit, or hyphenated 10-digit)", code_system="ndc"),
+        _c(
+            "ndc_code",
+            "VARCHAR",
+            "National Drug Code (11-digit, or hyphenated 10-digit); RXNORM<rxcui> for a record coded only in RxNorm",
+            code_system="ndc",
+        ),
         _c("quantity", "DOUBLE", "Units dispensed"),
         _c("days_supply", "INTEGER", "Days supplied"),
         _c("allowed_amount", "DOUBLE", "Allowed amount, USD", nullable=True),
@@ -210,10 +221,15 @@ NDC_REFERENCE = Table(
     key=("ndc_code",),
     unavailable_without="opioid use and morphine milligram equivalents",
     columns=(
-        _c("ndc_code", "VARCHAR", "National Drug Code", code_system="ndc"),
+        _c("ndc_code", "VARCHAR", "National Drug Code, or RXNORM<rxcui>", code_system="ndc"),
         _c("ingredient", "VARCHAR", "Active ingredient"),
-        _c("strength_per_unit", "DOUBLE", "Strength per dispensed unit"),
-        _c("strength_unit", "VARCHAR", "Unit of strength_per_unit (e.g. mg)"),
+        _c(
+            "strength_per_unit",
+            "DOUBLE",
+            "Strength per dispensed unit (empty when unknown: an opioid then counts as use with 0 MME)",
+            nullable=True,
+        ),
+        _c("strength_unit", "VARCHAR", "Unit of strength_per_unit (e.g. mg)", nullable=True),
         _c("is_opioid", "BOOLEAN", "Whether the product is an opioid analgesic"),
         _c("mme_conversion_factor", "DOUBLE", "CDC morphine milligram equivalent conversion factor", nullable=True),
     ),

@@ -3,15 +3,43 @@
 Health systems and research networks that keep their EHR in the OHDSI Common Data Model run the same
 study by pointing ``ipm-outcomes ingest --omop SOURCE`` at it. SOURCE is a folder of CDM tables (CSV,
 CSV.gz or Parquet files, or folders of them, file and column names in any letter case) or a DuckDB
-database file holding the CDM in ``main`` or a named schema.
+database file holding the CDM in ``main`` or a named schema (the vocabulary tables may sit in a schema of
+their own).
+
+How a standard-coded record reaches the one cohort SQL
+------------------------------------------------------
+The cohort SQL matches codes against the study's value sets, which list ICD-10-CM and CPT/HCPCS codes, and
+describes drugs through ``ndc_reference``. An OHDSI CDM records conditions as standard concepts (mostly
+SNOMED CT), drugs as RxNorm, and keeps the claims code only as a source concept when it has one. Rather
+than a second cohort SQL, the adapter carries every record in the contract's own code columns:
+
+* a condition or procedure whose source concept is ICD-10-CM or CPT4/HCPCS keeps that code;
+* otherwise, a standard concept in one of the study's value sets is carried as the value-set code it
+  stands for: the value sets have an OMOP form (``sql/omop/int_standard_concept.sql``) made of the
+  standard concepts their codes 'Maps to' in the CDM's own vocabulary plus the shipped standard concepts
+  of ``valuesets/omop/standard_concepts.csv`` (for vocabularies trimmed of ICD10CM concepts), each with
+  its descendants from ``concept_ancestor``; the code chosen is one valid on the record's date;
+* a standard concept of no value set is carried as ``OMOP<concept_id>`` (``contract.STANDARD_CONCEPT_CODE``),
+  which no value set matches but whose claim, date and cost count like any other;
+* a drug keeps its NDC when it has one, else its RxNorm code as ``RXNORM<rxcui>``; ``ndc_reference`` is
+  built for both from the drug's RxNorm ingredients (``concept_ancestor``, ``drug_strength``) and the CDC
+  MME factors of ``omop_mapping/mme_conversion.csv``.
+
+So a person's index, red flags, comorbidities, IPM contacts and covariates come out the same whether the CDM
+is coded from claims or in standard concepts only (``tests/unit/test_omop_standard.py`` checks the marts
+row for row). The vocabulary of a code is always read from ``concept.vocabulary_id``, never from its shape:
+an ICD-9-CM V or E code with an unknown source concept is never loaded as ICD-10-CM.
 
 The mapping is declared in one place:
 
 * ``omop_mapping/cdm_columns.csv``: the CDM columns read, with their kind (id, concept, date, ...);
-* ``omop_mapping/concept_map.csv``: concept ids, vocabulary codes (LOINC, SOPT, Medicare specialty, ...)
-  and answer texts, each with the contract value it becomes;
+* ``omop_mapping/concept_map.csv``: concept ids, vocabulary codes (LOINC, SNOMED CT, SOPT, Medicare
+  specialty, ...) and answer texts, each with the contract value it becomes and its source;
+* ``omop_mapping/mme_conversion.csv``: the CDC MME conversion factors by RxNorm ingredient;
+* ``omop_mapping/versions.csv``: the version of each shipped table (written to the ``--report`` file);
 * ``sql/omop/*.sql``: one SELECT per table; ``int_*`` resolve codes per source row, the contract-named
-  files build the extract, ``unmapped.sql`` and ``mapped.sql`` account for every source row.
+  files build the extract, ``unmapped.sql`` and ``mapped.sql`` account for every source row and
+  ``observation_not_used.sql`` lists the observation and measurement concepts no rule uses.
 
 The result is an extract folder in the input contract, loaded by :func:`ipm_outcomes.ingest.load_extract`
 so the usual validation runs. What cannot be mapped is counted, with example source values, in
@@ -36,11 +64,23 @@ from pathlib import Path
 import duckdb
 
 from . import contract, db
-from .errors import IpmError
+from . import valuesets as valueset_module
+from .errors import IpmError, ValidationFailed
 from .ingest import LoadSummary
+from .spec import StudySpec, load_spec
+from .validation import ndc_to_11_digits
+from .valuesets import ValueSet, insert_rows
 
 #: Contract tables the adapter writes, in load order.
-TARGET_TABLES = ("eligibility", "medical_claim", "pharmacy_claim", "ehr_encounter", "ehr_pro", "ehr_work_status")
+TARGET_TABLES = (
+    "eligibility",
+    "medical_claim",
+    "pharmacy_claim",
+    "ndc_reference",
+    "ehr_encounter",
+    "ehr_pro",
+    "ehr_work_status",
+)
 
 #: CDM tables without which there is no study population.
 REQUIRED_CDM_TABLES = ("person", "observation_period")
@@ -48,6 +88,7 @@ REQUIRED_CDM_TABLES = ("person", "observation_period")
 #: Order of the files of sql/omop (later files read earlier ones).
 SQL_ORDER = (
     "int_rule_concept",
+    "int_standard_concept",
     "int_person",
     "int_observation_period",
     "int_provider",
@@ -61,7 +102,25 @@ SQL_ORDER = (
     *TARGET_TABLES,
     "unmapped",
     "mapped",
+    "observation_not_used",
 )
+
+#: Score ranges of the instruments the adapter reads beyond the contract's own (contract.PRO_RANGES): the
+#: PEG items and mean (0-10 each; Krebs EE et al., J Gen Intern Med 2009;24:733-8), PHQ-2 (0-6) and GAD-7
+#: (0-21). The contract keeps other instruments unchecked; the adapter still refuses impossible scores.
+EXTRA_PRO_RANGES: dict[str, tuple[float, float]] = {
+    "peg": (0.0, 10.0),
+    "peg_enjoyment": (0.0, 10.0),
+    "peg_activity": (0.0, 10.0),
+    "phq2": (0.0, 6.0),
+    "gad7": (0.0, 21.0),
+}
+
+#: CDM tables that belong to the vocabulary (often kept in a schema of their own in a DuckDB file).
+VOCABULARY_TABLES = ("concept", "concept_relationship", "concept_ancestor", "drug_strength")
+
+#: Observation and measurement concepts not used, shown on screen (all of them go to the report file).
+NOT_USED_ON_SCREEN = 20
 
 #: Rules of concept_map.csv and the values their target may take.
 RULES: dict[str, tuple[str, ...] | str] = {
@@ -69,9 +128,10 @@ RULES: dict[str, tuple[str, ...] | str] = {
     "visit_encounter_type": contract.ENCOUNTER_TYPES,
     "visit_place_of_service": "pos",
     "condition_primary": ("primary",),
-    "pro_instrument": tuple(contract.PRO_RANGES),
+    "pro_instrument": (*contract.PRO_RANGES, *EXTRA_PRO_RANGES),
     "employment_question": ("work_status",),
     "employment_answer": contract.WORK_STATUSES,
+    "employment_finding": contract.WORK_STATUSES,
     "specialty_nucc": "nucc",
     "payer_sopt": contract.PAYER_TYPES,
     "payer_text": contract.PAYER_TYPES,
@@ -146,13 +206,34 @@ class MappedRow:
     rows: int
 
 
+@dataclass(frozen=True)
+class NotUsedConcept:
+    """Observation or measurement rows of one concept that no mapping rule uses."""
+
+    source_table: str
+    concept_id: int
+    vocabulary_id: str | None
+    concept_code: str | None
+    concept_name: str | None
+    rows: int
+    example_source_values: tuple[str, ...]
+
+    def label(self) -> str:
+        code = f"{self.vocabulary_id} {self.concept_code}" if self.vocabulary_id else f"concept {self.concept_id}"
+        name = f" {self.concept_name}" if self.concept_name else ""
+        examples = f" (e.g. {', '.join(self.example_source_values)})" if self.example_source_values else ""
+        return f"{self.source_table} {code}{name}{examples}"
+
+
 @dataclass
 class OmopMappingReport:
     """What :func:`map_omop_to_extract` read, wrote and could not map.
 
     ``source_rows`` holds the rows read per CDM table present; ``written`` the rows per contract table
     written to the extract (optional tables with no rows are not written and so count as unavailable);
-    ``not_used`` the source rows that no mapping rule concerns (e.g. laboratory measurements).
+    ``not_used`` the source rows that no mapping rule concerns (e.g. laboratory measurements), and
+    ``not_used_concepts`` the same rows by concept, largest first; ``medical_claim_failures`` the reasons
+    condition and procedure rows were not loaded, with their counts (source table, reason, rows).
     """
 
     source: str
@@ -168,6 +249,8 @@ class OmopMappingReport:
     mapped: tuple[MappedRow, ...]
     unmapped: tuple[UnmappedRow, ...]
     not_used: dict[str, int] = field(default_factory=dict)
+    not_used_concepts: tuple[NotUsedConcept, ...] = ()
+    medical_claim_failures: tuple[tuple[str, str, int], ...] = ()
 
     def unmapped_rows(self, source_table: str | None = None) -> int:
         """Source rows not loaded (consequence 'row not loaded'), overall or for one CDM table."""
@@ -198,6 +281,10 @@ class OmopMappingReport:
             "written": self.written,
             "not_written": list(self.not_written),
             "not_used": self.not_used,
+            "not_used_concepts": [
+                {**c.__dict__, "example_source_values": list(c.example_source_values)} for c in self.not_used_concepts
+            ],
+            "mapping_versions": mapping_versions(),
             "mapped": [m.__dict__ for m in self.mapped],
             "unmapped": [{**u.__dict__, "example_source_values": list(u.example_source_values)} for u in self.unmapped],
         }
@@ -229,7 +316,31 @@ class OmopMappingReport:
                     f"    {u.source_table} -> {u.target_table}: {u.rows:,} {u.consequence}: {u.reason}"
                     + (f" (e.g. {examples})" if examples else "")
                 )
+        if self.not_used_concepts:
+            shown = self.not_used_concepts[:NOT_USED_ON_SCREEN]
+            more = len(self.not_used_concepts) - len(shown)
+            lines.append(
+                f"  observation/measurement concepts not used (largest {len(shown)}"
+                + (f"; {more:,} more in the --report file" if more else "")
+                + "):"
+            )
+            lines.extend(f"    {c.rows:,} rows: {c.label()}" for c in shown)
         return "\n".join(lines)
+
+    def unloadable_reason(self) -> str | None:
+        """Why the mapped extract cannot load (one or two lines), or None when it has medical claims."""
+        if self.written.get("medical_claim"):
+            return None
+        conditions = self.source_rows.get("condition_occurrence", 0)
+        procedures = self.source_rows.get("procedure_occurrence", 0)
+        if not conditions and not procedures:
+            return f"OMOP {self.source}: condition_occurrence and procedure_occurrence have no rows; nothing to study"
+        top = self.medical_claim_failures[0] if self.medical_claim_failures else None
+        common = f"; most common reason ({top[2]:,} {top[0]} rows): {top[1]}" if top else ""
+        return (
+            f"OMOP {self.source}: {conditions:,} condition and {procedures:,} procedure rows, none with an"
+            f" ICD-10-CM/CPT code or a standard concept{common}"
+        )
 
 
 @dataclass
@@ -441,7 +552,7 @@ def _duckdb_tables(
     tables = {}
     for name in wanted:
         holder = schema if name in by_schema[schema] else None
-        if holder is None and name in ("concept", "concept_relationship"):
+        if holder is None and name in VOCABULARY_TABLES:
             # The vocabulary often lives in a schema of its own.
             holders = sorted(s for s, t in by_schema.items() if name in t)
             holder = holders[0] if len(holders) == 1 else None
@@ -534,7 +645,64 @@ def _create_cdm_views(
     return absent, notes
 
 
-def _load_mapping_tables(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> None:
+def standard_concepts(valuesets: Mapping[str, ValueSet]) -> list[dict]:
+    """Rows of ``valuesets/omop/standard_concepts.csv`` for the study's packaged value sets, checked.
+
+    Each row names a standard concept by vocabulary and code (resolved to a concept id through the
+    CDM's own concept table), whether its descendants count, and the value-set code a record of it is
+    carried as (``equivalent_code``, which must be a code of that value set). Rows of a value set the
+    study replaced with its own file are left out: they describe the packaged list, not the study's.
+    """
+    where = "valuesets/omop/standard_concepts.csv"
+    packaged = Path(str(valueset_module.packaged_folder()))
+    rows = []
+    with _package_file("valuesets", "omop", "standard_concepts.csv").open(newline="") as handle:
+        for line, raw in enumerate(csv.DictReader(handle), start=2):
+            row = {key: (value or "").strip() for key, value in raw.items()}
+            vs = valuesets.get(row["valueset"])
+            if vs is None or Path(vs.path).parent != packaged:
+                continue
+            if row["include_descendants"] not in ("yes", "no"):
+                raise IpmError(f"{where} line {line}: include_descendants must be yes or no")
+            code = valueset_module.normalise_code(row["equivalent_code"])
+            entry = next((e for e in vs.entries if not e.is_prefix and e.code == code), None)
+            if entry is None or not row["vocabulary_id"] or not row["concept_code"] or not row["source"]:
+                raise IpmError(
+                    f"{where} line {line}: needs a vocabulary_id, concept_code and source, and an equivalent_code"
+                    f" listed in value set {row['valueset']}"
+                )
+            rows.append(
+                {
+                    "valueset": row["valueset"],
+                    "vocabulary_id": row["vocabulary_id"],
+                    "concept_code": row["concept_code"],
+                    "include_descendants": row["include_descendants"] == "yes",
+                    "equivalent_code": code,
+                    "code_system": entry.system,
+                }
+            )
+    return rows
+
+
+def mme_conversion() -> list[tuple[str, str, float | None]]:
+    """(RxNorm ingredient code, ingredient, CDC MME conversion factor or None) from ``mme_conversion.csv``."""
+    rows = []
+    with _package_file("omop_mapping", "mme_conversion.csv").open(newline="") as handle:
+        for raw in csv.DictReader(handle):
+            factor = raw["mme_conversion_factor"].strip()
+            rows.append((raw["rxnorm_code"].strip(), raw["ingredient"].strip(), float(factor) if factor else None))
+    return rows
+
+
+def mapping_versions() -> dict[str, str]:
+    """Version of each shipped mapping table (``omop_mapping/versions.csv``), for the report."""
+    with _package_file("omop_mapping", "versions.csv").open(newline="") as handle:
+        return {row["table"]: row["version"] for row in csv.DictReader(handle)}
+
+
+def _load_mapping_tables(
+    con: duckdb.DuckDBPyConnection, rows: list[dict], valuesets: Mapping[str, ValueSet]
+) -> None:
     con.execute("create schema if not exists omop_map")
     con.execute(
         """
@@ -552,10 +720,34 @@ def _load_mapping_tables(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> No
         ],
     )
     con.execute("create or replace table omop_map.pro_range (instrument varchar, low double, high double)")
-    con.executemany(
-        "insert into omop_map.pro_range values (?, ?, ?)",
-        [(name, low, high) for name, (low, high) in contract.PRO_RANGES.items()],
+    ranges = {**contract.PRO_RANGES, **EXTRA_PRO_RANGES}
+    insert_rows(con, "omop_map.pro_range", [(name, low, high) for name, (low, high) in ranges.items()])
+    con.execute(
+        "create or replace table omop_map.valueset (valueset varchar, code_system varchar, match_code varchar,"
+        " is_prefix boolean, valid_from date, valid_to date)"
     )
+    insert_rows(
+        con,
+        "omop_map.valueset",
+        [
+            (name, e.system, e.match_code, e.is_prefix, e.valid_from, e.valid_to)
+            for name, vs in valuesets.items()
+            for e in vs.entries
+            if e.system in ("icd10cm", "hcpcs")
+        ],
+    )
+    con.execute(
+        "create or replace table omop_map.standard_concept (valueset varchar, vocabulary_id varchar,"
+        " concept_code varchar, include_descendants boolean, equivalent_code varchar, code_system varchar)"
+    )
+    insert_rows(con, "omop_map.standard_concept", [tuple(r.values()) for r in standard_concepts(valuesets)])
+    con.execute(
+        "create or replace table omop_map.mme_conversion (rxnorm_code varchar, ingredient varchar,"
+        " mme_conversion_factor double)"
+    )
+    insert_rows(con, "omop_map.mme_conversion", mme_conversion())
+    # Ingest's own NDC normalisation, so a hyphenated source value is looked up as the 11-digit code.
+    con.execute(f"create or replace macro omop_ndc11(x) as ({ndc_to_11_digits('x')})")
 
 
 def _cdm_version(con: duckdb.DuckDBPyConnection, tables: Mapping[str, SourceTable]) -> str | None:
@@ -577,6 +769,7 @@ def map_omop_to_extract(
     cdm_schema: str | None = None,
     concept_map_path: str | Path | None = None,
     progress: bool = False,
+    spec: StudySpec | None = None,
 ) -> OmopMappingReport:
     """Map an OMOP CDM instance to an extract folder in the input contract.
 
@@ -593,6 +786,8 @@ def map_omop_to_extract(
         A concept mapping CSV to use instead of the packaged ``omop_mapping/concept_map.csv``.
     progress
         Print a line per step.
+    spec
+        The study spec whose value sets define the standard concepts read (default: the packaged study).
 
     Returns
     -------
@@ -606,6 +801,7 @@ def map_omop_to_extract(
         raise IpmError(f"{source}: no such folder or DuckDB file")
     declared = cdm_columns()
     rules = concept_map(concept_map_path)
+    study_valuesets = valueset_module.load_valuesets(spec if spec is not None else load_spec())
     con = duckdb.connect()
     try:
         wanted = set(declared) | {"cdm_source"}
@@ -623,7 +819,7 @@ def map_omop_to_extract(
             print(f"omop: {kind} {source}: CDM tables found: {', '.join(sorted(tables)) or 'none'}", file=sys.stderr)
         absent, view_notes = _create_cdm_views(con, declared, tables)
         notes += view_notes
-        _load_mapping_tables(con, rules)
+        _load_mapping_tables(con, rules, study_valuesets)
         params = {f"{name}_shape": pattern for name, pattern in contract.CODE_SHAPES.items()}
         con.execute("begin transaction")
         db.run_layers(con, params, layers=("omop",), ordered_tables={"omop": list(SQL_ORDER)})
@@ -650,7 +846,7 @@ def map_omop_to_extract(
                 not_written.append(table)
                 continue
             target = out_dir / f"{table}.parquet"
-            con.execute(f"copy (select * from omop.{table}) to {_literal(str(target))} (format parquet)")
+            con.execute(f"copy ({_extract_select(con, table)}) to {_literal(str(target))} (format parquet)")
             written[table] = rows
             if progress:
                 print(f"omop: {table}: {rows:,} rows", file=sys.stderr)
@@ -670,6 +866,17 @@ def map_omop_to_extract(
             ).fetchall()
         )
         version = _cdm_version(con, tables)
+        not_used_concepts = tuple(
+            NotUsedConcept(*row[:-1], tuple(row[-1]))
+            for row in con.execute(
+                "select source_table, concept_id, vocabulary_id, concept_code, concept_name, rows,"
+                " example_source_values from omop.observation_not_used"
+            ).fetchall()
+        )
+        no_claim_reasons = con.execute(
+            "select source_table, reason, rows from omop.unmapped"
+            " where target_table = 'medical_claim' and consequence = 'row not loaded' order by rows desc"
+        ).fetchall()
     finally:
         con.close()
     report = OmopMappingReport(
@@ -685,6 +892,8 @@ def map_omop_to_extract(
         not_written=tuple(not_written),
         mapped=mapped,
         unmapped=unmapped,
+        not_used_concepts=not_used_concepts,
+        medical_claim_failures=tuple(no_claim_reasons),
     )
     # Rows that no rule concerns (laboratory results, allergies, ...) are counted, not listed.
     for name in ("measurement", "observation"):
@@ -693,13 +902,25 @@ def map_omop_to_extract(
     return report
 
 
+def _extract_select(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """SELECT writing one contract table; medical_claim's list of codes becomes diagnosis_code_1..N."""
+    if table != "medical_claim":
+        return f"select * from omop.{table}"
+    widest = con.execute("select coalesce(max(len(diagnosis_codes)), 0) from omop.medical_claim").fetchall()[0][0]
+    columns = ", ".join(
+        f"diagnosis_codes[{n}] as {contract.diagnosis_column(n)}" for n in range(1, max(widest, 1) + 1)
+    )
+    return f"select * exclude (diagnosis_codes), {columns} from omop.medical_claim"
+
+
 def write_mapping_report(
     con: duckdb.DuckDBPyConnection, report: OmopMappingReport, loaded_at: object | None = None
 ) -> None:
-    """Write ``meta.omop_source``, ``meta.omop_mapped`` and ``meta.omop_unmapped`` (replacing them).
+    """Write ``meta.omop_source``, ``meta.omop_mapped``, ``meta.omop_unmapped`` and ``meta.omop_not_used``.
 
     Grains: omop_source one row per CDM table read; omop_mapped one row per CDM table per contract
-    table per mapping path; omop_unmapped one row per CDM table per contract table per reason.
+    table per mapping path; omop_unmapped one row per CDM table per contract table per reason;
+    omop_not_used one row per observation or measurement concept that no mapping rule uses.
     ``loaded_at`` is the ``meta.load.loaded_at`` of the load they describe: a later load of a native
     extract leaves these tables behind, and the differing time tells them apart.
     """
@@ -746,6 +967,16 @@ def write_mapping_report(
                 for u in report.unmapped
             ],
         )
+    con.execute(
+        f"create or replace table {meta}.omop_not_used (source_table varchar, concept_id bigint,"
+        " vocabulary_id varchar, concept_code varchar, concept_name varchar, rows bigint,"
+        " example_source_values varchar[])"
+    )
+    insert_rows(
+        con,
+        f"{meta}.omop_not_used",
+        [(*dataclasses.astuple(c)[:-1], list(c.example_source_values)) for c in report.not_used_concepts],
+    )
 
 
 def load_omop(
@@ -757,6 +988,7 @@ def load_omop(
     cdm_schema: str | None = None,
     work_dir: str | Path | None = None,
     today: date | None = None,
+    spec: StudySpec | None = None,
     reference_date: date | None = None,
     allow_identifiers: bool = False,
     memory_limit: str | None = None,
@@ -767,9 +999,13 @@ def load_omop(
     The mapped extract is written to ``work_dir`` (kept, for inspection) or a temporary folder, then
     :func:`ipm_outcomes.ingest.load_extract` validates and loads it into ``db_path``; the mapping report
     goes to ``meta.omop_*`` in the same database and, when ``report_path`` is given, into the report file
-    under ``"omop"``. The CDM schema of a DuckDB source with several is chosen with ``cdm_schema``.
-    ``today``, ``reference_date`` (a date-shifted CDM), ``allow_identifiers``, ``memory_limit`` and
-    ``threads`` mean what they mean for :func:`ipm_outcomes.ingest.load_extract`, which receives them.
+    under ``"omop"``. The CDM schema of a DuckDB source with several is chosen with ``cdm_schema``;
+    ``spec`` is the study whose value sets say which standard concepts count (default: the packaged
+    study). ``today``, ``reference_date`` (a date-shifted CDM), ``allow_identifiers``, ``memory_limit``
+    and ``threads`` mean what they mean for :func:`ipm_outcomes.ingest.load_extract`, which receives them.
+
+    A source with nothing to put in ``medical_claim`` is refused before ingest, saying why in one line;
+    an error found by ingest names the mapped table, never the temporary folder it was written to.
 
     Returns
     -------
@@ -781,8 +1017,11 @@ def load_omop(
 
     with tempfile.TemporaryDirectory(prefix="ipm-omop-") as tmp:
         extract_dir = Path(work_dir) if work_dir is not None else Path(tmp) / "extract"
-        mapping = map_omop_to_extract(source, extract_dir, cdm_schema=cdm_schema, progress=progress)
+        mapping = map_omop_to_extract(source, extract_dir, cdm_schema=cdm_schema, progress=progress, spec=spec)
         try:
+            unloadable = mapping.unloadable_reason()
+            if unloadable is not None:
+                raise IpmError(unloadable + " (the --report file lists every reason)")
             load = ingest.load_extract(
                 extract_dir,
                 db_path,
@@ -794,9 +1033,13 @@ def load_omop(
                 memory_limit=memory_limit,
                 threads=threads,
             )
+        except IpmError as exc:
+            if work_dir is not None:
+                raise
+            raise _without_folder(exc, extract_dir, f"OMOP {source}") from None
         finally:
             # A failed load still says what could not be mapped, next to what broke the contract.
-            if report_path is not None and Path(report_path).exists():
+            if report_path is not None:
                 _add_to_report_file(Path(report_path), mapping)
     con = db.connect(db_path)
     try:
@@ -807,7 +1050,18 @@ def load_omop(
     finally:
         con.close()
     fields = {f.name: getattr(load, f.name) for f in dataclasses.fields(LoadSummary)}
+    if work_dir is None:
+        # The temporary folder is gone once this returns: the summary names the OMOP source instead.
+        fields["extract_dir"] = Path(source)
     return OmopLoadSummary(**fields, mapping=mapping)
+
+
+def _without_folder(exc: IpmError, folder: Path, source: str) -> IpmError:
+    """The same error naming the OMOP source instead of the temporary folder (gone when the user reads it)."""
+    message = str(exc).replace(f"{folder}/", f"{source} mapped to ").replace(str(folder), f"{source} (mapped)")
+    if isinstance(exc, ValidationFailed):
+        return ValidationFailed(message, exc.problems)
+    return type(exc)(message)
 
 
 def _add_to_report_file(path: Path, mapping: OmopMappingReport) -> None:

@@ -372,10 +372,11 @@ def diagnosis_checks(column: str) -> list[Check]:
             Check(
                 "null",
                 column,
-                f"{ref} is null",
-                lambda n: f"{_is(n, 'row')} without a first diagnosis; {column} must have a value",
+                # A procedure line may carry no diagnosis (an OMOP procedure on a visit without one).
+                f"{ref} is null and hcpcs_code is null",
+                lambda n: f"{_is(n, 'row')} without a first diagnosis or a procedure code; {column} must have a value",
                 None,
-                (column,),
+                (column, "hcpcs_code"),
             ),
         )
     return checks

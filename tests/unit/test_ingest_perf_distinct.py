@@ -84,8 +84,8 @@ def test_counts_over_distinct_values_weigh_each_value_by_its_rows(extract: Path)
     rows = [claim(i) for i in range(1, 13)]
     for i in (2, 5, 9):  # one bad value, three rows
         rows[i - 1] = claim(i, claim_type="dental")
-    for i in (3, 4):  # empty and blank first diagnoses are both missing
-        rows[i - 1] = claim(i, diagnosis_code_1="" if i == 3 else "   ")
+    for i in (3, 4):  # empty and blank first diagnoses are both missing (on lines without a procedure code)
+        rows[i - 1] = claim(i, diagnosis_code_1="" if i == 3 else "   ", hcpcs_code="")
     for i in (6, 7, 8, 10):  # two bad codes, two rows each
         rows[i - 1] = claim(i, hcpcs_code="ZZ" if i in (6, 10) else "1234")
     rows[10] = claim(11, claim_start_date="2021-13-01", claim_end_date="2021-13-01")

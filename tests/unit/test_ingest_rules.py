@@ -672,8 +672,11 @@ def test_null_in_required_column(good_extract, db, db_state):
     ]
 
 
-def test_first_diagnosis_must_be_present(good_extract, db, db_state):
+def test_first_diagnosis_must_be_present_unless_the_line_has_a_procedure(good_extract, db, db_state):
+    # a procedure line (CPT 99442) without a diagnosis is a claim line all the same
     set_cell(good_extract, "medical_claim", 5, "diagnosis_code_1", "")
+    assert validate_extract(good_extract, today=TODAY) == []
+    set_cell(good_extract, "medical_claim", 5, "hcpcs_code", "")
     assert refused(good_extract, db, db_state) == [
         Problem(
             E,
@@ -681,7 +684,7 @@ def test_first_diagnosis_must_be_present(good_extract, db, db_state):
             "medical_claim",
             "diagnosis_code_1",
             "null",
-            "1 row is without a first diagnosis; diagnosis_code_1 must have a value",
+            "1 row is without a first diagnosis or a procedure code; diagnosis_code_1 must have a value",
             (5,),
         )
     ]

@@ -241,6 +241,7 @@ def test_payer_type_from_the_payer_plan_period_that_overlaps_most(tmp_path):
 def test_any_file_form_and_letter_case_maps_the_same(tmp_path, write_kw):
     tables = {
         **BASE,
+        **vocabulary(),
         "condition_occurrence": [
             {"condition_occurrence_id": 1, "person_id": 1, "condition_start_date": "2020-02-03", "condition_source_value": "M54.50"}
         ],
@@ -269,7 +270,7 @@ def test_header_only_tables_and_missing_optional_tables_are_empty(tmp_path):
     assert set(report.written) == {"eligibility", "medical_claim"}
     assert report.written["medical_claim"] == 0
     assert read_extract(out, "medical_claim") == []
-    assert set(report.not_written) == {"pharmacy_claim", "ehr_encounter", "ehr_pro", "ehr_work_status"}
+    assert set(report.not_written) == {"pharmacy_claim", "ndc_reference", "ehr_encounter", "ehr_pro", "ehr_work_status"}
     for table in report.not_written:
         assert not (out / f"{table}.parquet").exists()
     assert "condition_occurrence" in report.absent_tables and "death" not in report.absent_tables
@@ -309,7 +310,7 @@ def test_duckdb_file_with_cdm_and_vocabulary_in_named_schemas(tmp_path):
     assert report.source_rows["death"] == 0
     assert report.notes == ("cdm.duckdb:cdm5.death holds only a header row: read as an empty table",)
     assert {(m.source_table, m.path, m.rows) for m in report.mapped if m.target_table == "medical_claim"} == {
-        ("condition_occurrence", "concept_relationship Maps to", 1)
+        ("condition_occurrence", "condition_concept_id in a study value set (Maps to)", 1)
     }
 
 
@@ -353,42 +354,70 @@ def test_source_errors_say_what_and_where(tmp_path):
 # --- conditions and procedures -> medical_claim ----------------------------------------------------------
 
 
-def test_conditions_get_icd10cm_by_source_concept_source_value_or_vocabulary(tmp_path):
-    co = [
-        # source value with ICD-10-CM shape, no source concept
+def test_conditions_get_icd10cm_from_the_vocabulary_never_from_the_code_shape(tmp_path):
+    concepts = [
+        (4020, "ICD9CM", "724.2"),  # an ICD-9-CM source concept whose standard concept is low back pain
+        (4005, "ICD10CM", "R52"),  # illustrative: a code of no study value set mapping to 4015
+        (4015, "SNOMED", "22253000"),
+    ]
+    tables = {**BASE, **vocabulary()}
+    tables["concept"] += [{"concept_id": i, "vocabulary_id": v, "concept_code": c} for i, v, c in concepts]
+    tables["concept_relationship"] += [{"concept_id_1": 4005, "concept_id_2": 4015, "relationship_id": "Maps to"}]
+    tables["condition_occurrence"] = [
+        # source value that the vocabulary holds as an ICD10CM code, no source concept
         {"condition_occurrence_id": 1, "person_id": 1, "condition_start_date": "2020-01-10", "condition_source_value": "m54.16", "condition_source_concept_id": 0},
         # ICD10CM source concept wins over the source value
         {"condition_occurrence_id": 2, "person_id": 1, "condition_start_date": "2020-01-11", "condition_source_value": "LBP", "condition_source_concept_id": 4001},
-        # SNOMED standard concept, one ICD10CM concept maps to it
+        # SNOMED standard concept in the lbp value set through M54.50's Maps to
         {"condition_occurrence_id": 3, "person_id": 1, "condition_start_date": "2020-01-12", "condition_concept_id": 4010, "condition_source_value": "279039007"},
-        # two ICD10CM concepts map to it: the first code is taken and the path says so
+        # M54.16 (lbp, radiculopathy) and G89.29 (no value set) map to 4011: carried as M54.16, the value-set code
         {"condition_occurrence_id": 4, "person_id": 1, "condition_start_date": "2020-01-13", "condition_concept_id": 4011},
+        # ICD-9-CM source concept: not ICD-10-CM, loaded through its standard concept
+        {"condition_occurrence_id": 9, "person_id": 1, "condition_start_date": "2020-01-16", "condition_concept_id": 4010, "condition_source_concept_id": 4020, "condition_source_value": "724.2"},
+        # a standard concept of no value set: the ICD10CM code that maps to it
+        {"condition_occurrence_id": 10, "person_id": 1, "condition_start_date": "2020-01-17", "condition_concept_id": 4015},
         # a SNOMED source concept says the ICD-looking source value is not ICD-10-CM; nothing maps to 4012
         {"condition_occurrence_id": 5, "person_id": 2, "condition_start_date": "2020-01-14", "condition_concept_id": 4012, "condition_source_value": "A12", "condition_source_concept_id": 4012},
         {"condition_occurrence_id": 6, "person_id": 2, "condition_start_date": "2020-01-15", "condition_source_value": "38341003"},
+        # ICD-9-CM V and E codes have the ICD-10-CM shape; with an unknown source concept they are refused
+        {"condition_occurrence_id": 11, "person_id": 2, "condition_start_date": "2020-01-15", "condition_source_value": "V49.87", "condition_source_concept_id": 44830000},
+        {"condition_occurrence_id": 12, "person_id": 2, "condition_start_date": "2020-01-15", "condition_source_value": "E879.8", "condition_source_concept_id": 0},
+        # a source value the vocabulary holds as ICD-9-CM only, with no standard concept
+        {"condition_occurrence_id": 13, "person_id": 2, "condition_start_date": "2020-01-15", "condition_source_value": "724.2", "condition_source_concept_id": 0},
         {"condition_occurrence_id": 7, "person_id": 8, "condition_start_date": "2020-01-15", "condition_source_value": "M54.50"},
         {"condition_occurrence_id": 8, "person_id": 2, "condition_start_date": "not a date", "condition_source_value": "M54.50"},
     ]  # fmt: skip
-    report, out = run(tmp_path, {**BASE, **vocabulary(), "condition_occurrence": co})
-    claims = [(r[0], r[4], r[13], r[14]) for r in read_extract(out, "medical_claim")]
+    report, out = run(tmp_path, tables)
+    claims = [(r[0], r[4], *r[13:]) for r in read_extract(out, "medical_claim")]
     assert claims == [
-        ("omop-1-d20200110", D(2020, 1, 10), "M5416", None),
-        ("omop-1-d20200111", D(2020, 1, 11), "M5450", None),
-        ("omop-1-d20200112", D(2020, 1, 12), "M5450", None),
-        ("omop-1-d20200113", D(2020, 1, 13), "G8929", None),
+        ("omop-1-d20200110", D(2020, 1, 10), "M5416"),
+        ("omop-1-d20200111", D(2020, 1, 11), "M5450"),
+        ("omop-1-d20200112", D(2020, 1, 12), "M5450"),
+        ("omop-1-d20200113", D(2020, 1, 13), "M5416"),
+        ("omop-1-d20200116", D(2020, 1, 16), "M5450"),
+        ("omop-1-d20200117", D(2020, 1, 17), "R52"),
+        # a standard concept of no value set that no ICD10CM code maps to: kept as OMOP<concept_id>
+        ("omop-2-d20200114", D(2020, 1, 14), "OMOP4012"),
     ]
     assert {(m.path, m.rows) for m in report.mapped if m.source_table == "condition_occurrence"} == {
-        ("condition_source_value", 1),
+        ("condition_source_value (an ICD10CM code of the vocabulary)", 1),
         ("condition_source_concept_id", 1),
+        ("condition_concept_id in a study value set (Maps to)", 3),
         ("concept_relationship Maps to", 1),
-        ("concept_relationship Maps to (first of several ICD-10-CM codes)", 1),
+        ("condition_concept_id in no study value set (kept as OMOP<id>)", 1),
     }
-    no_code = "no ICD-10-CM code (source is not ICD-10-CM and no ICD10CM concept maps to the condition)"
+    unknown = (
+        "no ICD-10-CM code (source vocabulary: unknown (no source concept; the source value is no code of the"
+        " vocabulary)) and no standard concept"
+    )
     assert unmapped(report) == {
-        ("condition_occurrence", "medical_claim", no_code, "row not loaded", 2, ("38341003", "A12")),
+        ("condition_occurrence", "medical_claim", unknown, "row not loaded", 3, ("38341003", "E879.8", "V49.87")),
+        ("condition_occurrence", "medical_claim",
+         "no ICD-10-CM code (source vocabulary: source value found in ICD9CM) and no standard concept",
+         "row not loaded", 1, ("724.2",)),
         ("condition_occurrence", "medical_claim", "person_id not in the person table", "row not loaded", 1, ("M54.50",)),
         ("condition_occurrence", "medical_claim", "condition_start_date missing or unreadable", "row not loaded", 1, ("M54.50",)),
-    }
+    }  # fmt: skip
 
 
 def test_a_visit_is_one_claim_with_procedure_lines_and_ranked_diagnoses(tmp_path):
@@ -426,32 +455,32 @@ def test_a_visit_is_one_claim_with_procedure_lines_and_ranked_diagnoses(tmp_path
         "place_of_service_code", "rendering_npi", "rendering_taxonomy_code", "hcpcs_code", "hcpcs_modifier_1",
         "allowed_amount", "paid_amount",
     ]  # fmt: skip
-    assert columns[13:] == [f"diagnosis_code_{i}" for i in range(1, 26)]
-    rows = [r[:16] for r in read_extract(out, "medical_claim")]
+    # as many diagnosis columns as the claim with the most codes needs
+    assert columns[13:] == ["diagnosis_code_1", "diagnosis_code_2"]
+    rows = read_extract(out, "medical_claim")
     assert rows == [
         ("omop-1-v70", 1, "1", "professional", D(2020, 3, 2), D(2020, 3, 2), None, "1234567893", "208VP0014X",
-         "64483", "RT", 400.0, 330.0, "M5416", "G8929", None),
+         "64483", "RT", 400.0, 330.0, "M5416", "G8929"),
         ("omop-1-v70", 2, "1", "professional", D(2020, 3, 2), D(2020, 3, 2), None, "1234567893", "208VP0014X",
-         "J1030", None, None, None, "M5416", "G8929", None),
+         "J1030", None, None, None, "M5416", "G8929"),
+        # SNOMED 5003 is in no procedure value set: kept as OMOP<concept_id>, matched by none
+        ("omop-1-v70", 3, "1", "professional", D(2020, 3, 2), D(2020, 3, 2), None, "1234567893", "208VP0014X",
+         "OMOP5003", None, None, None, "M5416", "G8929"),
+        # a procedure on a day without any diagnosis keeps its line and its date
+        ("omop-2-d20200601", 1, "2", "professional", D(2020, 6, 1), D(2020, 6, 1), None, None, None,
+         "97110", None, None, None, None, None),
         ("omop-2-v71", 1, "2", "professional", D(2020, 4, 2), D(2020, 4, 2), "21", None, None,
-         "97110", None, None, None, "M5450", None, None),
+         "97110", None, None, None, "M5450", None),
     ]  # fmt: skip
     assert {(m.path, m.rows) for m in report.mapped if m.source_table == "procedure_occurrence"} == {
-        ("procedure_source_value", 1),
+        ("procedure_source_value (a CPT4/HCPCS code of the vocabulary)", 1),
         ("procedure_source_concept_id", 1),
         ("procedure_concept_id", 1),
+        # SNOMED 5005 is in physical_therapy through CPT4 97110's Maps to
+        ("procedure_concept_id in a study value set (Maps to)", 1),
+        ("procedure_concept_id in no study value set (kept as OMOP<id>)", 1),
     }
     assert unmapped(report) == {
-        (
-            "procedure_occurrence", "medical_claim",
-            "no CPT/HCPCS code (source is not CPT/HCPCS and no CPT4/HCPCS concept maps to the procedure)",
-            "row not loaded", 1, ("231249005",),
-        ),
-        (
-            "procedure_occurrence", "medical_claim",
-            "no ICD-10-CM diagnosis on the same visit or day (a claim line needs diagnosis_code_1)",
-            "row not loaded", 1, ("5005",),
-        ),
         ("visit_occurrence", "ehr_encounter", "visit has no provider: provider_taxonomy_code left empty", "field left empty", 1, ()),
     }  # fmt: skip
     # the visit's encounter carries the provider taxonomy and the first-ranked diagnosis
@@ -461,19 +490,18 @@ def test_a_visit_is_one_claim_with_procedure_lines_and_ranked_diagnoses(tmp_path
     ]
 
 
-def test_more_than_25_codes_on_a_claim_are_reported(tmp_path):
-    codes = [f"M54.{i:02d}" for i in range(27)]
+def test_thirty_diagnoses_on_one_visit_all_load(tmp_path):
+    codes = [f"M54.{i:02d}" for i in range(30)]
+    concepts = [{"concept_id": 30000 + i, "vocabulary_id": "ICD10CM", "concept_code": c} for i, c in enumerate(codes)]
     co = [
         {"condition_occurrence_id": i, "person_id": 1, "visit_occurrence_id": 9, "condition_start_date": "2020-01-01", "condition_source_value": c}
         for i, c in enumerate(codes, start=1)
     ]  # fmt: skip
-    report, out = run(tmp_path, {**BASE, "condition_occurrence": co})
+    report, out = run(tmp_path, {**BASE, "concept": concepts, "condition_occurrence": co})
     (row,) = read_extract(out, "medical_claim")
-    assert row[13:] == tuple(c.replace(".", "") for c in codes[:25])
-    assert unmapped(report) == {
-        ("condition_occurrence", "medical_claim", "more than 25 distinct ICD-10-CM codes on one visit or day",
-         "code not loaded", 2, ("M5425", "M5426")),
-    }  # fmt: skip
+    assert read_columns(out, "medical_claim")[13:] == [f"diagnosis_code_{i}" for i in range(1, 31)]
+    assert row[13:] == tuple(c.replace(".", "") for c in codes)
+    assert report.unmapped == ()
 
 
 # --- visits and providers -> ehr_encounter -----------------------------------------------------------------
@@ -574,6 +602,53 @@ def test_pro_scores_by_loinc_and_employment_status_answers(tmp_path):
     }  # fmt: skip
 
 
+def test_pain_peg_phq2_gad7_and_snomed_employment_findings(tmp_path):
+    loinc = ["38208-5", "75893-8", "91145-3", "91146-1", "91147-9", "55758-7", "70274-6", "44261-6"]
+    snomed = ["160903007", "160904001", "73438004", "741062008", "105493001"]
+    tables = {**BASE}
+    tables["concept"] = [{"concept_id": 9100 + i, "vocabulary_id": "SNOMED", "concept_code": c} for i, c in enumerate(snomed)]
+    scores = [6, 5, 7, 8, 6.7, 4, 22, 9]  # GAD-7 22 is beyond its 0-21 range
+    tables["observation"] = [
+        {"observation_id": i, "person_id": 1, "observation_date": "2020-02-01", "observation_source_value": code, "value_as_number": score}
+        for i, (code, score) in enumerate(zip(loinc, scores, strict=True), start=1)
+    ] + [
+        {"observation_id": 20 + i, "person_id": 2, "observation_date": f"2020-0{i + 1}-01", "observation_concept_id": 9100 + i}
+        for i in range(len(snomed))
+    ]  # fmt: skip
+    # 25 unused measurement concepts: the 20 largest on screen, all in the report
+    tables["measurement"] = [
+        {"measurement_id": n, "person_id": 1, "measurement_date": "2020-01-01", "measurement_concept_id": 5000 + k, "measurement_source_value": f"lab-{k}"}
+        for k in range(25) for n in [100 * k + j for j in range(k + 1)]
+    ]  # fmt: skip
+    report, out = run(tmp_path, tables)
+    assert read_extract(out, "ehr_pro") == [
+        ("1", D(2020, 2, 1), "nrs_pain", 5.0),
+        ("1", D(2020, 2, 1), "nrs_pain", 6.0),
+        ("1", D(2020, 2, 1), "peg", 6.7),
+        ("1", D(2020, 2, 1), "peg_activity", 8.0),
+        ("1", D(2020, 2, 1), "peg_enjoyment", 7.0),
+        ("1", D(2020, 2, 1), "phq2", 4.0),
+        ("1", D(2020, 2, 1), "phq9", 9.0),
+    ]
+    assert read_extract(out, "ehr_work_status") == [
+        ("2", D(2020, 1, 1), "working"),
+        ("2", D(2020, 2, 1), "working"),
+        ("2", D(2020, 3, 1), "unemployed"),
+        ("2", D(2020, 4, 1), "off_work"),
+        ("2", D(2020, 5, 1), "retired"),
+    ]
+    assert unmapped(report) == {
+        ("observation", "ehr_pro", "score outside the instrument's range", "row not loaded", 1, ("gad7 = 22.0",)),
+    }
+    assert len(report.not_used_concepts) == 25
+    assert [(c.concept_id, c.rows) for c in report.not_used_concepts[:2]] == [(5024, 25), (5023, 24)]
+    text = report.describe()
+    assert "observation/measurement concepts not used (largest 20; 5 more in the --report file):" in text
+    assert "    25 rows: measurement concept 5024 (e.g. lab-24)" in text
+    assert "concept 5004 " not in text and "concept 5005 " in text
+    assert len(report.to_dict()["not_used_concepts"]) == 25
+
+
 # --- drug_exposure -> pharmacy_claim ---------------------------------------------------------------------
 
 
@@ -589,16 +664,39 @@ def test_drug_exposures_with_an_ndc_become_fills(tmp_path):
         {"drug_exposure_id": 7, "person_id": 2, "drug_exposure_start_date": "2020-06-01", "drug_source_value": "00406052301", "quantity": 5},
     ]  # fmt: skip
     cost = [{"cost_event_id": 1, "cost_domain_id": "Drug", "amount_allowed": 12.5, "paid_by_payer": 10.0}]
-    report, out = run(tmp_path, {**BASE, **vocabulary(), "drug_exposure": de, "cost": cost})
+    tables = {**BASE, **vocabulary(), "drug_exposure": de, "cost": cost}
+    # RxNorm ingredients (7804 is oxycodone in the CDC MME table) and UCUM units; the ids are illustrative
+    tables["concept"] += [
+        {"concept_id": 6010, "vocabulary_id": "RxNorm", "concept_code": "7804", "concept_class_id": "Ingredient", "concept_name": "oxycodone"},
+        {"concept_id": 6011, "vocabulary_id": "RxNorm", "concept_code": "161", "concept_class_id": "Ingredient", "concept_name": "acetaminophen"},
+        {"concept_id": 8576, "vocabulary_id": "UCUM", "concept_code": "mg"},
+    ]
+    tables["drug_strength"] = [
+        {"drug_concept_id": 6002, "ingredient_concept_id": 6010, "amount_value": 5, "amount_unit_concept_id": 8576},
+        {"drug_concept_id": 6004, "ingredient_concept_id": 6011, "amount_value": 325, "amount_unit_concept_id": 8576},
+    ]  # fmt: skip
+    report, out = run(tmp_path, tables)
+    # an NDC by source concept or by a source value the vocabulary holds (hyphenated 10-digit normalised);
+    # a record coded only in RxNorm keeps its RxNorm drug
     assert read_extract(out, "pharmacy_claim") == [
         ("omop-drug-1", 1, "1", D(2020, 1, 1), "00406052301", 30.0, 10, 12.5, 10.0),
-        ("omop-drug-2", 1, "1", D(2020, 2, 1), "0406-0523-01", 14.0, 7, None, None),
+        ("omop-drug-2", 1, "1", D(2020, 2, 1), "00406052301", 14.0, 7, None, None),
         ("omop-drug-3", 1, "2", D(2020, 3, 1), "00406052301", 20.0, 5, None, None),
-        ("omop-drug-4", 1, "2", D(2020, 4, 1), "00591555301", 0.0, 1, None, None),
-        ("omop-drug-4", 2, "2", D(2020, 5, 1), "00591555301", 10.0, 3, None, None),
+        ("omop-drug-4", 1, "2", D(2020, 4, 1), "RXNORM1049621", 0.0, 1, None, None),
+        ("omop-drug-4", 2, "2", D(2020, 5, 1), "RXNORM1049621", 10.0, 3, None, None),
+        ("omop-drug-5", 1, "2", D(2020, 6, 1), "RXNORM197696", 10.0, 3, None, None),
     ]
+    # ingredient and strength from drug_strength; oxycodone is an opioid with the CDC factor 1.5
+    assert read_extract(out, "ndc_reference") == [
+        ("RXNORM1049621", "oxycodone", 5.0, "mg", True, 1.5),
+        ("RXNORM197696", "acetaminophen", 325.0, "mg", False, None),
+    ]
+    undescribed = (
+        "no RxNorm ingredient (neither drug_strength nor concept_ancestor names one): the fill is loaded but not"
+        " described, so it never counts as opioid use"
+    )
     assert unmapped(report) == {
-        ("drug_exposure", "pharmacy_claim", "no NDC (source is not an NDC and no NDC concept maps to the drug)", "row not loaded", 1, ("197696",)),
+        ("drug_exposure", "ndc_reference", undescribed, "loaded, not in ndc_reference", 3, ("00406052301",)),
         ("drug_exposure", "pharmacy_claim", "quantity missing", "row not loaded", 1, ("00406052301",)),
         ("drug_exposure", "pharmacy_claim", "days_supply missing and no usable end date", "row not loaded", 1, ("00406052301",)),
         ("drug_exposure", "pharmacy_claim", "quantity is 0 or negative (unknown in many OMOP sources): loaded as given", "loaded with a doubtful value", 1, ("6002",)),
@@ -659,7 +757,7 @@ def test_load_omop_miniature_into_raw_tables_with_the_unmapped_report(tmp_path):
     db_path = tmp_path / "study.duckdb"
     report_file = tmp_path / "load.json"
     summary = omop.load_omop(FIXTURE, db_path, report_path=report_file, today=D(2024, 1, 1))
-    assert summary.rows["eligibility"] == 3 and summary.absent_tables == ("ndc_reference",)
+    assert summary.rows["eligibility"] == 3 and summary.absent_tables == ()
     assert summary.mapping.notes == ("files that are not CDM tables the study reads were ignored: README.md",)
     assert query(db_path, "select * from raw.eligibility order by person_id") == [
         ("101", "female", 1975, None, D(2019, 1, 1), D(2021, 12, 31), "commercial", "WA"),
@@ -674,15 +772,23 @@ def test_load_omop_miniature_into_raw_tables_with_the_unmapped_report(tmp_path):
          "62323", None, None, None),
         ("omop-102-v5003", 1, "102", "professional", D(2020, 5, 5), D(2020, 5, 5), "23", None, None,
          "72100", None, None, None),
+        # person 103's SNOMED condition and procedure are in no study value set: kept as OMOP<concept_id>
+        ("omop-103-d20200301", 1, "103", "professional", D(2020, 3, 1), D(2020, 3, 1), None, None, None,
+         None, None, None, None),
+        ("omop-103-d20200302", 1, "103", "professional", D(2020, 3, 2), D(2020, 3, 2), None, None, None,
+         "OMOP4163872", None, None, None),
     ]  # fmt: skip
     assert query(db_path, "select * from raw.medical_claim_diagnosis order by claim_id, diagnosis_position") == [
         ("omop-101-v5001", 1, "101", "professional", D(2020, 2, 3), 1, "M5450"),
         ("omop-101-v5002", 1, "101", "professional", D(2020, 3, 16), 1, "M5416"),
         ("omop-102-v5003", 1, "102", "professional", D(2020, 5, 5), 1, "M5450"),
+        ("omop-103-d20200301", 1, "103", "professional", D(2020, 3, 1), 1, "OMOP4012"),
     ]
     assert query(db_path, "select * from raw.pharmacy_claim") == [
         ("omop-drug-1", 1, "102", D(2020, 5, 5), "00406052301", 20.0, 5, None, None)
     ]
+    # the NDC maps to RxNorm oxycodone 5 MG tablet: ndc_reference makes opioids available
+    assert query(db_path, "select * from raw.ndc_reference") == [("00406052301", "oxycodone", 5.0, "mg", True, 1.5)]
     assert query(db_path, "select * from raw.ehr_encounter order by encounter_id") == [
         ("101", "omop-visit-5001", D(2020, 2, 3), "office", "207Q00000X", "M5450"),
         ("101", "omop-visit-5002", D(2020, 3, 16), "office", "208VP0000X", "M5416"),
@@ -699,29 +805,37 @@ def test_load_omop_miniature_into_raw_tables_with_the_unmapped_report(tmp_path):
         ("101", D(2020, 6, 15), "working"),
     ]
     assert query(db_path, "select * from meta.omop_unmapped order by source_table") == [
-        ("condition_occurrence", "medical_claim",
-         "no ICD-10-CM code (source is not ICD-10-CM and no ICD10CM concept maps to the condition)",
-         "row not loaded", 1, ["38341003"]),
-        ("drug_exposure", "pharmacy_claim", "no NDC (source is not an NDC and no NDC concept maps to the drug)",
+        ("drug_exposure", "pharmacy_claim",
+         "no NDC (source vocabulary: unknown (no source concept; the source value is no NDC of the vocabulary))"
+         " and no RxNorm drug concept",
          "row not loaded", 1, ["acetaminophen 500 MG"]),
-        ("procedure_occurrence", "medical_claim",
-         "no CPT/HCPCS code (source is not CPT/HCPCS and no CPT4/HCPCS concept maps to the procedure)",
-         "row not loaded", 1, ["447759004"]),
         ("visit_occurrence", "ehr_encounter", "visit has no provider: provider_taxonomy_code left empty",
          "field left empty", 1, []),
     ]  # fmt: skip
     assert query(db_path, "select path, rows from meta.omop_mapped where source_table = 'condition_occurrence' order by path") == [
-        ("concept_relationship Maps to", 1),
-        ("condition_source_value", 2),
+        ("condition_concept_id in a study value set (Maps to)", 1),
+        ("condition_concept_id in no study value set (kept as OMOP<id>)", 1),
+        ("condition_source_value (an ICD10CM code of the vocabulary)", 2),
     ]
     sources = query(db_path, "select source_table, rows, not_used from meta.omop_source where source_table in ('measurement', 'death')")
     assert sorted(sources) == [("death", 0, 0), ("measurement", 4, 1)]
     # the source rows stamp the load they describe
-    assert query(db_path, "select count(*) from meta.omop_source s join meta.load l on s.loaded_at = l.loaded_at") == [(14,)]
+    assert query(db_path, "select count(*) from meta.omop_source s join meta.load l on s.loaded_at = l.loaded_at") == [(15,)]
     import json
 
     written = json.loads(report_file.read_text())
     assert written["passed"] is True
-    assert [u["example_source_values"] for u in written["omop"]["unmapped"]][0] == ["38341003"]
+    assert [u["example_source_values"] for u in written["omop"]["unmapped"]][0] == ["acetaminophen 500 MG"]
+    assert written["omop"]["not_used_concepts"] == [
+        {"source_table": "measurement", "concept_id": 3004501, "vocabulary_id": None, "concept_code": None,
+         "concept_name": None, "rows": 1, "example_source_values": ["2345-7"]}
+    ]  # fmt: skip
+    assert written["omop"]["mapping_versions"]["mme_conversion.csv"] == "1"
+    assert query(db_path, "select source_table, concept_id, rows, example_source_values from meta.omop_not_used") == [
+        ("measurement", 3004501, 1, ["2345-7"])
+    ]
+    # the summary names the OMOP source, never the temporary folder the extract was written to
+    assert summary.describe().splitlines()[-9].startswith(f"Loaded {FIXTURE} into ")
+    assert "ipm-omop-" not in summary.describe()
     assert "nothing mapped" not in summary.describe()
     assert "visit_occurrence -> ehr_encounter: 1 field left empty" in summary.describe()

@@ -3,13 +3,13 @@
 -- days_supply days from its dispensing date; its morphine milligram equivalents (quantity x strength x
 -- CDC conversion factor) are spread evenly over those days and only the days inside the window count.
 -- mean_daily_mme = MME supplied inside the window / window length. Opioids without a conversion
--- factor count as use with 0 MME.
+-- factor or a known strength count as use with 0 MME.
 with fills as (
     select
         b.person_id,
         date_diff('day', b.index_date, p.dispensing_date) as first_day,
         greatest(coalesce(p.days_supply, 1), 1) as days_supply,
-        p.quantity * n.strength_per_unit * coalesce(n.mme_conversion_factor, 0) as fill_mme
+        p.quantity * coalesce(n.strength_per_unit * n.mme_conversion_factor, 0) as fill_mme
     from intermediate.cohort_base as b
     inner join raw.pharmacy_claim as p on p.person_id = b.person_id
     inner join raw.ndc_reference as n on n.ndc_code = p.ndc_code

@@ -1,9 +1,13 @@
 -- grain: one row per row of the OMOP procedure_occurrence table
--- A procedure becomes a claim line with its CPT/HCPCS code: from the source concept (CPT4 or HCPCS
--- vocabulary), the standard procedure concept when it is CPT4/HCPCS itself, the source value when it has
--- the CPT/HCPCS shape and no source concept says otherwise, or the CPT4/HCPCS concept that 'Maps to' the
--- standard concept. A claim line needs a diagnosis (diagnosis_code_1 is required), so a procedure whose
--- visit (or person-day) has no mapped ICD-10-CM condition is reported instead of loaded.
+-- A procedure becomes a claim line with its CPT/HCPCS code. The vocabulary comes from the concept table,
+-- never from the code's shape. In order: the source concept when it is CPT4/HCPCS; the standard concept
+-- when it is CPT4/HCPCS itself (both are standard procedure vocabularies in OMOP); with no known source
+-- concept, the source value when the vocabulary has it as a CPT4/HCPCS code; the standard concept when it
+-- is in one of the study's procedure value sets (int_standard_concept: carried as the set's equivalent
+-- code); else the CPT4/HCPCS concept that 'Maps to' the standard concept; else the standard concept itself
+-- as OMOP<concept_id> (contract.STANDARD_CONCEPT_CODE: no value set lists it, the line still counts).
+-- A procedure is kept whether or not its visit has a diagnosis: a claim line with a procedure code needs
+-- none, and dropping it would move the date of an IPM contact.
 with hcpcs_concept as (
     select concept_id, upper(trim(concept_code)) as code
     from cdm.concept
@@ -25,6 +29,7 @@ procedures as (
         upper(trim(po.procedure_source_value)) as source_value_code,
         hs.code as source_concept_code,
         hc.code as standard_concept_code,
+        hv.code as source_value_concept_code,
         person_id || '-' || coalesce('v' || visit_occurrence_id, 'd' || strftime(procedure_date, '%Y%m%d'))
             as claim_key
     from cdm.procedure_occurrence as po
@@ -32,6 +37,19 @@ procedures as (
         on sc.concept_id = po.procedure_source_concept_id and po.procedure_source_concept_id <> 0
     left join hcpcs_concept as hs on hs.concept_id = po.procedure_source_concept_id
     left join hcpcs_concept as hc on hc.concept_id = po.procedure_concept_id
+    left join (select distinct code from hcpcs_concept) as hv on hv.code = upper(trim(po.procedure_source_value))
+),
+
+standard_codes as (
+    select p.procedure_occurrence_id, min(s.equivalent_code) as code, min(s.via) as via
+    from procedures as p
+    inner join omop.int_standard_concept as s
+        on s.concept_id = p.procedure_concept_id
+        and s.code_system = 'hcpcs'
+        and (s.valid_from is null or p.procedure_date >= s.valid_from)
+        and (s.valid_to is null or p.procedure_date <= s.valid_to)
+    where p.procedure_concept_id <> 0
+    group by p.procedure_occurrence_id
 ),
 
 coded as (
@@ -40,24 +58,31 @@ coded as (
         case
             when p.source_concept_code is not null then p.source_concept_code
             when p.standard_concept_code is not null then p.standard_concept_code
-            when p.source_vocabulary is null and regexp_full_match(p.source_value_code, $hcpcs_shape)
-                then p.source_value_code
-            else m.code
+            when p.source_vocabulary is null and p.source_value_concept_code is not null
+                then p.source_value_concept_code
+            when s.code is not null then s.code
+            when m.code is not null then m.code
+            when p.procedure_concept_id <> 0 then 'OMOP' || p.procedure_concept_id
         end as hcpcs_code,
         case
             when p.source_concept_code is not null then 'procedure_source_concept_id'
             when p.standard_concept_code is not null then 'procedure_concept_id'
-            when p.source_vocabulary is null and regexp_full_match(p.source_value_code, $hcpcs_shape)
-                then 'procedure_source_value'
+            when p.source_vocabulary is null and p.source_value_concept_code is not null
+                then 'procedure_source_value (a CPT4/HCPCS code of the vocabulary)'
+            when s.code is not null then 'procedure_concept_id in a study value set (' || s.via || ')'
             when m.n_codes = 1 then 'concept_relationship Maps to'
             when m.n_codes > 1 then 'concept_relationship Maps to (first of several CPT/HCPCS codes)'
-        end as path
+            when p.procedure_concept_id <> 0 then 'procedure_concept_id in no study value set (kept as OMOP<id>)'
+        end as path,
+        coalesce(
+            p.source_vocabulary,
+            case when p.procedure_source_value is not null
+                then 'unknown (no source concept; the source value is no code of the vocabulary)' end,
+            'none'
+        ) as source_vocabulary_text
     from procedures as p
+    left join standard_codes as s on s.procedure_occurrence_id = p.procedure_occurrence_id
     left join hcpcs_mapped_to_standard as m on m.concept_id = p.procedure_concept_id
-),
-
-claims_with_diagnosis as (
-    select distinct claim_key from omop.int_condition where problem is null
 )
 
 select
@@ -78,9 +103,7 @@ select
             then 'person_id not in the person table'
         when procedure_date is null then 'procedure_date missing or unreadable'
         when hcpcs_code is null
-            then 'no CPT/HCPCS code (source is not CPT/HCPCS and no CPT4/HCPCS concept maps to the procedure)'
-        when claim_key not in (select claim_key from claims_with_diagnosis)
-            then 'no ICD-10-CM diagnosis on the same visit or day (a claim line needs diagnosis_code_1)'
+            then 'no CPT/HCPCS code (source vocabulary: ' || source_vocabulary_text || ') and no standard concept'
     end as problem,
     coalesce(procedure_source_value, cast(procedure_concept_id as varchar), '') as example
 from coded

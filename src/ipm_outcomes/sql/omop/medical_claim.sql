@@ -1,14 +1,15 @@
 -- grain: one row per claim line (contract table medical_claim)
 -- A claim is a visit (or, for records without a visit, a person-day). Its lines are its procedures, each
 -- with its own date; a claim with diagnoses and no procedure gets one diagnosis-only line dated at its
--- first condition. Every line carries the claim's ICD-10-CM codes as diagnosis_code_1..25, the way
--- claim-header diagnoses repeat on each line. All claims are 'professional': OMOP does not say which
+-- first condition. Every line carries the claim's ICD-10-CM codes, in order, as the list diagnosis_codes
+-- (the way claim-header diagnoses repeat on each line); the extract writer spreads the list over
+-- diagnosis_code_1..N, N being the most codes any claim has. A procedure on a visit without diagnoses keeps
+-- its line, with no diagnosis. All claims are 'professional': OMOP does not say which
 -- bill a record came from. Allowed and paid amounts come from the cost table when it has rows for the
 -- procedure (or for the visit, counted once, on line 1); otherwise they stay empty.
 with diagnoses as (
     select claim_key, list(icd10cm_code order by diagnosis_position) as codes
     from omop.int_claim_diagnosis
-    where diagnosis_position <= 25
     group by claim_key
 ),
 
@@ -107,33 +108,9 @@ select
         then coalesce(l.procedure_allowed, 0) + coalesce(l.visit_allowed, 0) end as allowed_amount,
     case when l.procedure_paid is not null or l.visit_paid is not null
         then coalesce(l.procedure_paid, 0) + coalesce(l.visit_paid, 0) end as paid_amount,
-    d.codes[1] as diagnosis_code_1,
-    d.codes[2] as diagnosis_code_2,
-    d.codes[3] as diagnosis_code_3,
-    d.codes[4] as diagnosis_code_4,
-    d.codes[5] as diagnosis_code_5,
-    d.codes[6] as diagnosis_code_6,
-    d.codes[7] as diagnosis_code_7,
-    d.codes[8] as diagnosis_code_8,
-    d.codes[9] as diagnosis_code_9,
-    d.codes[10] as diagnosis_code_10,
-    d.codes[11] as diagnosis_code_11,
-    d.codes[12] as diagnosis_code_12,
-    d.codes[13] as diagnosis_code_13,
-    d.codes[14] as diagnosis_code_14,
-    d.codes[15] as diagnosis_code_15,
-    d.codes[16] as diagnosis_code_16,
-    d.codes[17] as diagnosis_code_17,
-    d.codes[18] as diagnosis_code_18,
-    d.codes[19] as diagnosis_code_19,
-    d.codes[20] as diagnosis_code_20,
-    d.codes[21] as diagnosis_code_21,
-    d.codes[22] as diagnosis_code_22,
-    d.codes[23] as diagnosis_code_23,
-    d.codes[24] as diagnosis_code_24,
-    d.codes[25] as diagnosis_code_25
+    coalesce(d.codes, []) as diagnosis_codes
 from priced as l
-inner join diagnoses as d on d.claim_key = l.claim_key
+left join diagnoses as d on d.claim_key = l.claim_key
 left join visit as v on v.visit_occurrence_id = l.visit_occurrence_id
 left join provider as pl on pl.provider_id = l.provider_id
 left join provider as pv on pv.provider_id = v.provider_id

@@ -1,7 +1,8 @@
 -- grain: one row per OMOP source table per target table per reason something could not be mapped
 -- Nothing is dropped silently: every source row that is not loaded, every field left empty for want of a
--- mapping and every code cut off is counted here, with the most frequent source values as examples.
--- consequence: 'row not loaded' | 'field left empty' | 'code not loaded' | 'loaded with a doubtful value'.
+-- mapping and every fill left undescribed is counted here, with the most frequent source values as examples.
+-- consequence: 'row not loaded' | 'field left empty' | 'loaded with a doubtful value' |
+-- 'loaded, not in ndc_reference' | 'loaded, MME not computed'.
 with enrolled as (
     select distinct person_id from omop.int_observation_period where problem is null
 ),
@@ -24,10 +25,6 @@ problems as (
     select source_table, 'medical_claim', problem, 'row not loaded', example
     from omop.int_condition where problem is not null
     union all
-    select 'condition_occurrence', 'medical_claim', 'more than 25 distinct ICD-10-CM codes on one visit or day',
-        'code not loaded', icd10cm_code
-    from omop.int_claim_diagnosis where diagnosis_position > 25
-    union all
     select source_table, 'medical_claim', problem, 'row not loaded', example
     from omop.int_procedure where problem is not null
     union all
@@ -36,6 +33,21 @@ problems as (
     union all
     select source_table, 'pharmacy_claim', doubtful, 'loaded with a doubtful value', example
     from omop.int_drug where problem is null and doubtful is not null
+    union all
+    select source_table, 'ndc_reference',
+        'no RxNorm ingredient (neither drug_strength nor concept_ancestor names one): the fill is loaded but'
+            || ' not described, so it never counts as opioid use',
+        'loaded, not in ndc_reference', ndc_code
+    from omop.int_drug
+    where problem is null and ndc_code not in (select ndc_code from omop.ndc_reference)
+    union all
+    select d.source_table, 'ndc_reference',
+        'opioid without a strength in mg (drug_strength) or without a CDC conversion factor: counts as opioid'
+            || ' use with 0 MME',
+        'loaded, MME not computed', d.ndc_code
+    from omop.int_drug as d
+    inner join omop.ndc_reference as n on n.ndc_code = d.ndc_code
+    where d.problem is null and n.is_opioid and n.mme_conversion_factor is null
     union all
     select source_table, 'ehr_encounter', problem, 'row not loaded', example
     from omop.int_visit where problem is not null
