@@ -972,6 +972,7 @@ def validate_extract(
     *,
     allow_identifiers: bool = False,
     today: date | None = None,
+    reference_date: date | None = None,
     memory_limit: str | None = None,
     threads: int | None = None,
 ) -> list[Problem]:
@@ -1011,7 +1012,7 @@ def validate_extract(
                 con,
                 Path(extract_dir),
                 allow_identifiers=allow_identifiers,
-                today=today or date.today(),
+                today=reference_date or today or date.today(),
                 steps_enabled=False,
             )
             steps.close()
@@ -1113,7 +1114,7 @@ def _write(
     allow_identifiers: bool,
     n_warnings: int,
     steps: _Steps,
-    calendar: _Calendar,
+    facts: _LoadFacts,
 ) -> dict[str, int]:
     """Replace the raw and meta tables in one transaction; returns rows per raw table."""
     for src in sources.values():
@@ -1142,7 +1143,7 @@ def _write(
         # counted while validating: the view's rows are the non-empty normalised diagnosis values
         rows["medical_claim_diagnosis"] = sum(sources["medical_claim"].diagnoses_present.values())
         with steps.step("writing provenance"):
-            _write_meta(con, sources, extract_dir, hashes, allow_identifiers, n_warnings, loaded_at, calendar)
+            _write_meta(con, sources, hashes, allow_identifiers, n_warnings, loaded_at, facts)
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
@@ -1156,14 +1157,16 @@ def _nothing() -> Iterator[None]:
 
 
 @dataclass(frozen=True)
-class _Calendar:
-    """Whose calendar the extract's dates are in: the real one, or a shifted one (``reference_date``)."""
+class _LoadFacts:
+    """What a load records beyond its files: the source it names, and whose calendar the dates are in
+    (the real one, or a shifted one: ``reference_date``)."""
 
+    source: str
     reference_date: date | None
     date_shift_days: int
 
 
-def _write_meta(con, sources, extract_dir, hashes, allow_identifiers, n_warnings, loaded_at, calendar) -> None:
+def _write_meta(con, sources, hashes, allow_identifiers, n_warnings, loaded_at, facts) -> None:
     con.execute(f"drop table if exists {META_SCHEMA}.load_provenance")
     con.execute(
         f"create table {META_SCHEMA}.load_provenance (table_name VARCHAR, file VARCHAR, sha256 VARCHAR,"
@@ -1194,14 +1197,14 @@ def _write_meta(con, sources, extract_dir, hashes, allow_identifiers, n_warnings
     con.execute(
         f"insert into {META_SCHEMA}.load values (?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            str(extract_dir.resolve()),
+            facts.source,
             loaded_at,
             __version__,
             absent,
             allow_identifiers,
             n_warnings,
-            calendar.reference_date,
-            calendar.date_shift_days,
+            facts.reference_date,
+            facts.date_shift_days,
         ],
     )
 
@@ -1217,6 +1220,7 @@ def load_extract(
     reference_date: date | None = None,
     memory_limit: str | None = None,
     threads: int | None = None,
+    source_name: str | None = None,
 ) -> LoadSummary:
     """Validate an extract and, if it breaks no rule, load it into the ``raw`` schema of a DuckDB file.
 
@@ -1243,6 +1247,9 @@ def load_extract(
         calendar; every other rule applies as usual. The load records it, with the shift in days
         (``reference_date - today``) that the cohort build applies to the code systems' calendar
         rules (codes valid only before or after a date), and the report says the dates are shifted.
+    source_name
+        What the load records as its source (default: the extract folder's path); an adapter that
+        wrote the extract into a temporary folder names its own source instead.
     memory_limit, threads
         DuckDB settings (memory_limit default: 3 GB, or 80 % of memory if less); DuckDB spills to
         ``<db>.tmp`` beyond the memory limit.
@@ -1275,6 +1282,7 @@ def load_extract(
             reference_date=reference_date,
             memory_limit=memory_limit,
             threads=threads,
+            source_name=source_name,
         )
     except ValidationFailed:
         raise  # its report is written
@@ -1295,13 +1303,15 @@ def _load_extract(
     reference_date: date | None = None,
     memory_limit: str | None = None,
     threads: int | None = None,
+    source_name: str | None = None,
 ) -> LoadSummary:
     """:func:`load_extract` without the report of a load that cannot start or finish."""
     started = time.perf_counter()
     extract_dir = Path(extract_dir)
     db_path = Path(db_path)
     today = today or date.today()
-    calendar = _Calendar(
+    facts = _LoadFacts(
+        source=source_name or str(extract_dir.resolve()),
         reference_date=reference_date,
         date_shift_days=(reference_date - today).days if reference_date is not None else 0,
     )
@@ -1333,7 +1343,7 @@ def _load_extract(
                 Console(stderr=True).print(problems_table(problems))
             raise ValidationFailed(_failure_message(extract_dir, problems), problems)
         warnings = [p for p in problems if not p.is_error]
-        rows = _write(con, sources, extract_dir, hashes, allow_identifiers, len(warnings), steps, calendar)
+        rows = _write(con, sources, extract_dir, hashes, allow_identifiers, len(warnings), steps, facts)
         steps.close()
         if report_path is not None:
             _write_report(Path(report_path), extract_dir, problems, rows)

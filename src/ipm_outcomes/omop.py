@@ -1032,6 +1032,7 @@ def load_omop(
                 allow_identifiers=allow_identifiers,
                 memory_limit=memory_limit,
                 threads=threads,
+                source_name=f"OMOP {Path(source).resolve()}",
             )
         except IpmError as exc:
             if work_dir is not None:

@@ -269,3 +269,15 @@ def test_run_refuses_options_it_would_ignore(tmp_path, good_extract, args, messa
     assert result.exit_code == 1
     assert message in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_an_omop_load_records_its_source_not_the_temporary_folder(tmp_path):
+    from ipm_outcomes import omop
+
+    db = tmp_path / "omop.duckdb"
+    source = Path(__file__).parents[1] / "fixtures" / "omop_mini"
+    omop.load_omop(source, db)
+    con = duckdb.connect(str(db), read_only=True)
+    load = lineage.read_load(con)
+    con.close()
+    assert load.extract_path == f"OMOP {source.resolve()}"
