@@ -667,6 +667,20 @@ def _provenance(spec: StudySpec, inputs: _Inputs, B: int, seed: int, workers: in
     }
 
 
+def _persons_following(referral_days: np.ndarray, window: tuple[int, int | None]) -> int:
+    """Persons whose referral day (NaN: never referred) falls in a strategy's window ``[a, b]``.
+
+    For ``b`` None ("no referral before day a"), the never-referred follow it too. These are the persons
+    a strategy's estimate rests on once its window has closed, not the clones (every person has one
+    clone in every strategy).
+    """
+    a, b = window
+    ref = np.asarray(referral_days, dtype=float)
+    not_before = ~(ref < a)  # NaN (never) compares False, so never-referred persons are "not before"
+    within = np.ones(ref.shape, bool) if b is None else (ref <= b)
+    return int(np.sum(not_before & within))
+
+
 def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, workers, bar) -> dict:
     """Every return-to-work method: CCW (primary, grace-period and delay-band strategies, subgroups),
     CCW with the procedure-only referral definition, landmark IPTW, time-varying Cox, naive."""
@@ -717,6 +731,14 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
     if ccw is not None:
         s = ccw.summary
         primary_rows = s[(s.arm.isin(["early", "delayed"])) | (s.contrast == "early vs delayed")]
+        # Every person is cloned into both arms, so the estimator's n counts clones (the whole population
+        # twice). A reader's "n early" is the persons who actually followed the strategy, and the 11-person
+        # rule applies to them: replace the arm sizes with those.
+        ref_all = pd.to_numeric(analysis["referral_day"], errors="coerce").to_numpy(dtype=float)
+        following = {arm: _persons_following(ref_all, strategies[arm]) for arm in ("early", "delayed")}
+        primary_rows = primary_rows.assign(
+            n=[following.get(arm, n) if isinstance(arm, str) else n for arm, n in zip(primary_rows["arm"], primary_rows["n"])]
+        )
         out["estimates"] += _estimate_rows(primary_rows, "rtw", "ccw", max_h)
         c = ccw.curves_[ccw.curves_.arm.isin(["early", "delayed"])].rename(columns={"cumulative_incidence": "estimate"})
         curves.append(c.assign(method="ccw"))
@@ -747,6 +769,8 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
                     ci_low=r.ci_low,
                     ci_high=r.ci_high,
                     n=r.n,
+                    n_early=_persons_following(ref_all, strategies[e]),
+                    n_delayed=_persons_following(ref_all, strategies[d]),
                 )
             )
         # dose-response over delay bands (n: persons whose referral fell in the band; every person
@@ -888,6 +912,7 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
             proc = analysis.assign(
                 referral_day=pd.to_numeric(frame["days_to_referral_procedure_only"], errors="coerce")
             )
+            proc_ref = proc["referral_day"].to_numpy(dtype=float)
             m = CloneCensorWeight(grace_period_days=grace, truncation_percentiles=trunc, **common).fit(proc, used)
             r = m.summary[(m.summary.measure == "risk_difference") & (m.summary.horizon_days == primary_h)].iloc[0]
             sensitivity.append(
@@ -900,6 +925,8 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
                     ci_low=r.ci_low,
                     ci_high=r.ci_high,
                     n=r.n,
+                    n_early=_persons_following(proc_ref, (0, grace)),
+                    n_delayed=_persons_following(proc_ref, (grace + 1, None)),
                 )
             )
         except IpmError as exc:

@@ -473,6 +473,8 @@ class _Builder:
         self.tables: dict[str, DisplayTable] = {}
         self.withheld_count = 0
         self.t = policy.min_cell_size
+        #: (method, arm) -> last day its curve is shown (min_cell_size or more persons at risk); -1: none.
+        self.curve_reach: dict[tuple[str, str], int] = {}
         self.K_N, self.K_E, self.K_D, self.K_RTW = ("cohort", "n"), ("cohort", "n_early"), ("cohort", "n_delayed"), ("cohort", "n_rtw")
 
     # -- helpers ------------------------------------------------------------------------------------
@@ -517,20 +519,36 @@ class _Builder:
         return self.data.estimate(outcome, method, measure, horizon, arm)
 
     def enough(self, *estimates: Estimate | None) -> bool:
-        """Every estimate present and each derived from at least min_cell_size persons."""
-        return all(e is not None and e.estimate is not None and not self.policy.too_few(e.n) for e in estimates)
+        """Every estimate may be shown: present, finite, and passed by the disclosure gate (:meth:`_supported`)."""
+        return all(self._supported(e) for e in estimates)
+
+    def _supported(self, e: Estimate | None) -> bool:
+        """The disclosure gate for one estimate: the persons it describes are a shown count of at least
+        min_cell_size (its arm size, registered in the ledger), and for a return-to-work arm the curve it
+        is read from still has min_cell_size persons at risk at its horizon (persons uncensored, i.e.
+        still following the strategy, not clones)."""
+        if e is None or e.estimate is None or not math.isfinite(e.estimate) or self.policy.too_few(e.n):
+            return False
+        key = self.est_keys.get((e.outcome, e.method, e.measure, e.horizon_days, e.arm))
+        if key is not None and not self.ledger.supports(key):
+            return False
+        if e.arm is not None and e.horizon_days is not None and (e.method, e.arm) in self.curve_reach:
+            return self.curve_reach[(e.method, e.arm)] >= e.horizon_days
+        return True
 
     def _arm_ok(self, outcome, method, horizon=None) -> bool:
-        """Both arms of a contrast come from enough persons (arms at any horizon when horizon is None)."""
+        """Both arms of a contrast pass the gate (arms at any horizon when horizon is None)."""
         df = self.data.estimates
         arms = df[(df["outcome"] == outcome) & (df["method"] == method) & df["arm"].notna()]
         if horizon is not None:
             arms = arms[arms["horizon_days"] == horizon]
-        return not any(self.policy.too_few(n) for n in arms["n"])
+        return all(self._supported(_estimate_of(r)) for r in arms.to_dict("records"))
 
     def _contrast(self, outcome, method, measure, horizon=None) -> Estimate | None:
         e = self.est(outcome, method, measure, horizon)
-        if e is None or self.policy.too_few(e.n) or not self._arm_ok(outcome, method, horizon):
+        if e is None or e.estimate is None or not math.isfinite(e.estimate) or self.policy.too_few(e.n):
+            return None
+        if not self._arm_ok(outcome, method, horizon):
             return None
         return e
 
@@ -747,7 +765,9 @@ class _Builder:
                 c = curves[(curves["method"] == method) & (curves["arm"] == arm)].sort_values("day")
                 if c.empty:
                     continue
-                self.curves[method][arm] = truncate_curve(c, self.policy)[["day", "estimate", "ci_low", "ci_high"]]
+                kept = truncate_curve(c, self.policy)
+                self.curves[method][arm] = kept[["day", "estimate", "ci_low", "ci_high"]]
+                self.curve_reach[(method, arm)] = int(kept["day"].max()) if not kept.empty else -1
                 cells = []
                 for day in days:
                     upto = c[c["day"] <= day]
@@ -1025,11 +1045,7 @@ class _Builder:
 
     def _table1(self) -> DisplayTable:
         t1 = self.t1
-        smd = self.data.table("smd")
-        smd_map = {}
-        if smd is not None:
-            for r in smd.itertuples(index=False):
-                smd_map[str(r.covariate)] = (r.smd_before, r.smd_after)
+        smd_map = self._smds_shown()
         arms = {"early": self.K_E, "delayed": self.K_D}
         rows = []
         seen = set()
@@ -1083,6 +1099,50 @@ class _Builder:
             numeric_columns={"early_pct", "delayed_pct", "smd_before", "smd_after"},
         )
 
+    def _smds_shown(self) -> dict[str, tuple[float, float]]:
+        """Covariate -> (SMD before, SMD after), only where the disclosure gate lets them through.
+
+        An SMD is a formula in the counts of its row and the group sizes: for a yes/no row it has a
+        single solution, so next to a withheld cell it gives the cell back. It is shown only when every
+        count of its row (each level, for a categorical characteristic) is shown and both groups it
+        compares pass :meth:`CountLedger.supports`; for a measurement, when each group's mean rests on
+        at least min_cell_size persons. Table 1 and the love plot read this one decision.
+        """
+        smd = self.data.table("smd")
+        t1 = getattr(self, "t1", None)
+        if smd is None or smd.empty or t1 is None:
+            return {}
+        L = self.ledger
+        shown = lambda k: k in L.cells and L.status(k) == "shown"  # noqa: E731
+        out = {}
+        for var in dict.fromkeys(t1["variable"]):
+            part = t1[t1["variable"] == var]
+            stat = str(part["statistic"].iloc[0] or "n_pct")
+            levels = list(dict.fromkeys(part["level"]))
+            groups_ok = True
+            for arm, arm_key in (("early", self.K_E), ("delayed", self.K_D)):
+                rows = part[part["arm"] == arm]
+                if rows.empty:
+                    groups_ok = False
+                    continue
+                den = rows["denominator"].iloc[0]
+                den_key = arm_key if L.cells.get(arm_key) and L.cells[arm_key].value == den else ("t1", "den", var, arm)
+                if not L.supports(den_key) or (stat != "n_pct" and self.policy.too_few(rows["n"].min())):
+                    groups_ok = False
+            if not groups_ok:
+                continue
+            if stat != "n_pct":
+                names = [var]
+            else:
+                cells = [("t1", var, level, arm) for level in levels for arm in ("early", "delayed")]
+                if not all(shown(k) for k in cells):
+                    continue
+                names = [var] if levels == [None] else [var] + [f"{var}_{level}" for level in levels]
+            for r in smd[smd["covariate"].astype(str).isin(names)].itertuples(index=False):
+                if pd.notna(r.smd_before) and pd.notna(r.smd_after):
+                    out[str(r.covariate)] = (float(r.smd_before), float(r.smd_after))
+        return out
+
     # -- 3. referral timing ---------------------------------------------------------------------------
 
     def _timing(self) -> dict:
@@ -1113,8 +1173,13 @@ class _Builder:
                 cum = per_day.sort_index().cumsum()
                 median = int(cum.index[np.searchsorted(cum.to_numpy(), total / 2.0)])
                 within = int(per_day[per_day.index <= d.grace_period_days].sum())
-                title = (f"Half of referred patients had their first IPM contact by day {median}; "
-                         f"{100 * within / total:.0f}% within the {d.grace_period_days}-day grace period")
+                title = f"Half of referred patients had their first IPM contact by day {median}"
+                # A share of the referred: its numerator (the early group) and denominator (everyone but the
+                # never-referred) must both be shown counts, or it would pin them.
+                never = [k for label, k in self.delay_keys.items() if not str(label)[:1].isdigit() and not str(label).startswith(">")]
+                if self.ledger.supports(self.K_E) and all(self.ledger.supports(k) or self.ledger.cells[k].value == 0 for k in never) \
+                        and not self.policy.implied_count_small(within / total, total):
+                    title += f"; {100 * within / total:.0f}% within the {d.grace_period_days}-day grace period"
             plot_bins = bins[["left", "right", "n", "label"]].astype({"n": float})
             self.figures["referral_timing"] = {
                 "make": lambda b=plot_bins, t=title: plots.referral_histogram(b, grace_days=d.grace_period_days, title=t),
@@ -1164,7 +1229,11 @@ class _Builder:
                 rows=rows,
                 caption="Return to work: cumulative incidence (competing events accounted for) by strategy, risk "
                         "differences (early minus delayed, percentage points) and risk ratios.",
-                notes=["The naive comparison classifies patients by when they were eventually referred and is biased "
+                notes=["n early and n delayed are persons, not clones: in the clone-censor-weight analysis every "
+                       "person starts in both strategies, and n counts the persons who actually followed each one "
+                       f"(first IPM contact within {d.grace_period_days} days, or not). An arm's estimate at a day is "
+                       f"shown only while at least {self.t} of its persons are still followed.",
+                       "The naive comparison classifies patients by when they were eventually referred and is biased "
                        "by immortal time; it is shown only for contrast.",
                        f"Estimates from fewer than {self.t} persons are not shown ({MISSING_LABEL})."],
                 count_columns={"n_early", "n_delayed"},
@@ -1552,7 +1621,9 @@ class _Builder:
             return out
         smd = d.table("smd")
         threshold = float(d.spec_get("analysis", "diagnostics", "max_abs_smd", default=0.1))
-        if smd is not None and not smd.empty:
+        allowed = self._smds_shown()
+        if smd is not None and not smd.empty and allowed:
+            smd = smd[smd["covariate"].astype(str).isin(allowed)]
             frame = smd.assign(label=[_covariate_label(c) for c in smd["covariate"]])
             worst = float(frame["smd_after"].abs().max())
             n_bad = int((frame["smd_after"].abs() >= threshold).sum())
@@ -1664,6 +1735,17 @@ class _Builder:
             "results_dir": str(d.results_dir),
             "table_grains": sorted(d.table_grains.items()),
         }
+
+
+def _estimate_of(row: dict) -> Estimate:
+    h = row.get("horizon_days")
+    n = row.get("n")
+    return Estimate(
+        row["outcome"], row["method"], row["measure"], row.get("arm") if isinstance(row.get("arm"), str) else None,
+        None if h is None or pd.isna(h) else int(h), None if pd.isna(row.get("estimate")) else float(row["estimate"]),
+        None if pd.isna(row.get("ci_low")) else float(row["ci_low"]), None if pd.isna(row.get("ci_high")) else float(row["ci_high"]),
+        None if n is None or pd.isna(n) else int(n),
+    )
 
 
 _SECTION_TITLES = {
