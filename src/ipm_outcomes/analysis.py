@@ -39,6 +39,7 @@ from .diagnostics import (
     weight_summary,
 )
 from .errors import IpmError
+from .disclosure import CountLedger, DisclosurePolicy
 from .estimators import (
     CloneCensorWeight,
     LandmarkIPTW,
@@ -107,20 +108,38 @@ class AnalysisSummary:
     estimates: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def describe(self) -> str:
-        """A few lines for the terminal."""
+    def describe(self, policy: DisclosurePolicy | None = DisclosurePolicy()) -> str:
+        """A few lines for the terminal.
+
+        Counts of persons pass the disclosure gate of ``policy`` as in the report (``<11``, ``*``), and the
+        primary estimate is printed only when each strategy was followed by at least min_cell_size
+        persons still followed at the horizon. ``policy=None``: the true numbers (``--show-small-counts``).
+        """
+        ledger = CountLedger(policy or DisclosurePolicy(1))
+        for key, value in (("n", self.n), ("early", self.n_early), ("delayed", self.n_delayed), ("rtw", self.n_rtw_population)):
+            ledger.add(key, value, priority=1)
+        ledger.add_identity("n", ["early", "delayed"], only_if_holds=True)
+        ledger.protect()
+        c = ledger.display
         lines = [
-            f"analysis of study {self.study!r}: {self.n} persons in the cohort "
-            f"({self.n_early} early, {self.n_delayed} delayed), "
-            f"{self.n_rtw_population} in the return-to-work population",
+            f"analysis of study {self.study!r}: {c('n')} persons in the cohort "
+            f"({c('early')} early, {c('delayed')} delayed), "
+            f"{c('rtw')} in the return-to-work population",
         ]
         if self.primary:
             p = self.primary
-            lines.append(
-                f"  primary (clone-censor-weight): RTW risk difference at day {p['horizon_days']} = "
-                f"{100 * p['estimate']:+.1f} points (95% CI {100 * p['ci_low']:+.1f} to {100 * p['ci_high']:+.1f}); "
-                f"early {100 * p['early']:.1f}% vs delayed {100 * p['delayed']:.1f}%"
-            )
+            persons = [p.get(k) for k in ("n_early", "n_delayed", "at_risk_early", "at_risk_delayed")]
+            if policy is not None and any(v is None or policy.too_few(v) for v in persons):
+                lines.append(
+                    f"  primary (clone-censor-weight): not shown: fewer than {policy.min_cell_size} persons followed "
+                    f"a strategy, or were still followed at day {p['horizon_days']}"
+                )
+            else:
+                lines.append(
+                    f"  primary (clone-censor-weight): RTW risk difference at day {p['horizon_days']} = "
+                    f"{100 * p['estimate']:+.1f} points (95% CI {100 * p['ci_low']:+.1f} to {100 * p['ci_high']:+.1f}); "
+                    f"early {100 * p['early']:.1f}% vs delayed {100 * p['delayed']:.1f}%"
+                )
         if self.diagnostics_passed:
             lines.append(
                 "  diagnostics: "
@@ -667,6 +686,12 @@ def _provenance(spec: StudySpec, inputs: _Inputs, B: int, seed: int, workers: in
     }
 
 
+def _at_risk(curves: pd.DataFrame, arm: str, day: int) -> int:
+    """Persons at risk in one arm's curve on ``day`` (the last tabulated day up to it)."""
+    part = curves[(curves["arm"] == arm) & (curves["day"] <= day)]
+    return int(part.sort_values("day")["n_at_risk"].iloc[-1]) if not part.empty else 0
+
+
 def _persons_following(referral_days: np.ndarray, window: tuple[int, int | None]) -> int:
     """Persons whose referral day (NaN: never referred) falls in a strategy's window ``[a, b]``.
 
@@ -753,6 +778,12 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
             ci_high=rd.ci_high,
             early=lev.get("early"),
             delayed=lev.get("delayed"),
+            # persons behind each arm's level at the horizon: who followed the strategy, and who was
+            # still followed (at risk) on that day; the console gates the numbers on these
+            n_early=following["early"],
+            n_delayed=following["delayed"],
+            at_risk_early=_at_risk(c, "early", primary_h),
+            at_risk_delayed=_at_risk(c, "delayed", primary_h),
         )
         for g in a.sensitivity_grace_periods:
             e, d = ("early", "delayed") if g == grace else (f"early_{g}", f"delayed_{g}")

@@ -29,6 +29,24 @@ out = Console()
 
 _state = {"debug": False}
 
+ShowSmallOption = Annotated[
+    bool,
+    typer.Option(
+        "--show-small-counts",
+        help="Print counts of fewer than report.min_cell_size persons as they are (your own terminal only; "
+        "never in logs or shared output).",
+    ),
+]
+
+
+def _console_policy(show_small_counts: bool, spec=None):
+    """The disclosure gate for what a command prints: the spec's threshold, or none when asked."""
+    from .disclosure import DisclosurePolicy
+
+    if show_small_counts:
+        return None
+    return DisclosurePolicy(spec.report.min_cell_size if spec is not None else DisclosurePolicy().min_cell_size)
+
 
 @app.callback()
 def main(
@@ -116,6 +134,7 @@ def ingest(
         str | None, typer.Option("--memory-limit", help="DuckDB memory limit, e.g. 4GB (default: 3GB or 80% of RAM).")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="DuckDB threads (default: all cores).")] = None,
+    show_small_counts: ShowSmallOption = False,
 ) -> None:
     """Validate an extract against the input contract and load it into DuckDB (all or nothing)."""
     from . import ingest as ingest_module
@@ -136,7 +155,7 @@ def ingest(
             memory_limit=memory_limit,
             threads=threads,
         )
-    say(summary.describe())
+    say(summary.describe(_console_policy(show_small_counts)))
 
 
 SpecOption = Annotated[
@@ -152,13 +171,15 @@ def cohort_command(
     export: Annotated[
         Path | None, typer.Option("--export", help="Folder to export the marts to as parquet.")
     ] = None,
+    show_small_counts: ShowSmallOption = False,
 ) -> None:
     """Build the analysis tables (cohort, rtw_outcome, qol_outcome, attrition) from a loaded extract."""
     from . import cohort
     from .spec import load_spec
 
-    summary = cohort.build(load_spec(spec_path), db, export_dir=export, progress=True)
-    say(summary.describe())
+    spec = load_spec(spec_path)
+    summary = cohort.build(spec, db, export_dir=export, progress=True)
+    say(summary.describe(_console_policy(show_small_counts, spec)))
 
 
 @app.command("analyze")
@@ -170,13 +191,15 @@ def analyze_command(
     workers: Annotated[
         int | None, typer.Option(help="Processes for the bootstrap (default: all cores).")
     ] = None,
+    show_small_counts: ShowSmallOption = False,
 ) -> None:
     """Estimate the effect of early IPM referral; write results.json and tidy result tables."""
     from . import analysis
     from .spec import load_spec
 
-    summary = analysis.run(load_spec(spec_path), db, out_dir, workers=workers, progress=True)
-    say(summary.describe())
+    spec = load_spec(spec_path)
+    summary = analysis.run(spec, db, out_dir, workers=workers, progress=True)
+    say(summary.describe(_console_policy(show_small_counts, spec)))
 
 
 @app.command("report")

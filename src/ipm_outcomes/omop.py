@@ -37,6 +37,7 @@ import duckdb
 
 from . import contract, db
 from .errors import IpmError
+from .disclosure import DisclosurePolicy
 from .ingest import LoadSummary
 
 #: Contract tables the adapter writes, in load order.
@@ -238,9 +239,9 @@ class OmopLoadSummary(LoadSummary):
 
     mapping: OmopMappingReport | None = None
 
-    def describe(self) -> str:
+    def describe(self, policy=DisclosurePolicy()) -> str:
         head = self.mapping.describe() + "\n" if self.mapping is not None else ""
-        return head + super().describe()
+        return head + super().describe(policy)
 
 
 # --- the declared mapping ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import pytest
 from _attack import SMALL, Problem, attack, read_report
 
 
-def _study(root: Path, persons: int, seed: int, replicates: int = 10):
+def _study(root: Path, persons: int, seed: int, replicates: int = 10, console: dict | None = None):
     from ipm_outcomes import analysis, cohort, ingest, synth
     from ipm_outcomes.report import render
     from ipm_outcomes.spec import load_spec
@@ -28,17 +28,20 @@ def _study(root: Path, persons: int, seed: int, replicates: int = 10):
     spec_file = root / "spec.toml"
     spec_file.write_text(f'extends = "default"\n[analysis]\nbootstrap_replicates = {replicates}\n')
     spec = load_spec(spec_file)
+    console = {} if console is None else console
     synth.generate(root / "extract", persons=persons, seed=seed)
-    ingest.load_extract(root / "extract", root / "db.duckdb")
-    cohort.build(spec, root / "db.duckdb")
-    analysis.run(spec, root / "db.duckdb", root / "results", workers=1)
+    console["ingest"] = ingest.load_extract(root / "extract", root / "db.duckdb")
+    console["cohort"] = cohort.build(spec, root / "db.duckdb")
+    console["analyze"] = analysis.run(spec, root / "db.duckdb", root / "results", workers=1)
     return render(root / "results", root / "report", pdf=False)
 
 
 @pytest.fixture(scope="module")
 def study5(tmp_path_factory):
     root = tmp_path_factory.mktemp("s300_5")
-    return root, _study(root, 300, 5)
+    console: dict = {}
+    summary = _study(root, 300, 5, console=console)
+    return root, summary, console
 
 
 def _assert_safe(summary):
@@ -100,7 +103,7 @@ def test_the_attacker_finds_what_an_smd_gives_away():
 
 def test_ccw_arm_sizes_are_persons_who_follow_each_strategy(study5):
     """n early of the clone-censor-weight arms counts persons referred within the grace period (not clones)."""
-    root, summary = study5
+    root, summary, _ = study5
     con = duckdb.connect(str(root / "db.duckdb"), read_only=True)
     try:
         early, delayed = con.execute(
@@ -129,7 +132,7 @@ def test_love_plot_shows_only_smds_the_table_shows(study5, tmp_path, monkeypatch
     from ipm_outcomes import plots
     from ipm_outcomes.report import render
 
-    root, summary = study5
+    root, summary, _ = study5
     with open(summary.out_dir / "tables" / "table1.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     withheld = [r for r in rows if (r["early_n"] in (SMALL, "*") or r["delayed_n"] in (SMALL, "*"))]
@@ -141,3 +144,43 @@ def test_love_plot_shows_only_smds_the_table_shows(study5, tmp_path, monkeypatch
     (frame,) = drawn
     shown = sorted(round(float(r["smd_before"]), 3) for r in rows if r["smd_before"])
     assert sorted(round(float(x), 3) for x in frame["smd_before"]) == shown
+
+
+#: Count-shaped places in the console summaries: "retired: 1", "(-7)", "4 early", "n = 3".
+CONSOLE_SMALL = [
+    re.compile(r"(?<![\w@-]): ([1-9]|10)(?![\d,.\-%])"),
+    re.compile(r"\(-([1-9]|10)\)"),
+    re.compile(r"(?<![\d.,-])([1-9]|10) (?:early|delayed|never|persons?|in the)\b"),
+    re.compile(r"\b([1-9]|10) persons? with no eligibility row"),
+]
+
+
+def _console_leaks(text: str) -> list[str]:
+    return [m.group(0) for p in CONSOLE_SMALL for m in p.finditer(text)]
+
+
+def test_console_summaries_pass_the_gate(study5):
+    """ingest, cohort and analyze print no count of 1-10 persons by default; --show-small-counts does."""
+    _, _, console = study5
+    for name, summary in console.items():
+        assert _console_leaks(summary.describe()) == [], name
+    # The scan is not blind: the ungated lines of this study hold small counts (bands of 6 and 4,
+    # attrition steps of 7 and 5, "retired: 1", one person with no eligibility row).
+    assert _console_leaks(console["cohort"].describe(None))
+    assert _console_leaks(console["ingest"].describe(None))
+    assert "<11" in console["cohort"].describe()
+
+
+def test_cli_show_small_counts_flag(study5, tmp_path):
+    from typer.testing import CliRunner
+
+    from ipm_outcomes.cli import app
+
+    root, _, _ = study5
+    spec = root / "spec.toml"
+    runner = CliRunner()
+    gated = runner.invoke(app, ["cohort", "--db", str(root / "db.duckdb"), "--spec", str(spec)])
+    assert gated.exit_code == 0, gated.output
+    assert _console_leaks(gated.output) == []
+    shown = runner.invoke(app, ["cohort", "--db", str(root / "db.duckdb"), "--spec", str(spec), "--show-small-counts"])
+    assert shown.exit_code == 0 and _console_leaks(shown.output)
