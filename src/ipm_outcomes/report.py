@@ -1336,7 +1336,8 @@ class _Builder:
                         r = q[(q["instrument"] == inst) & (q["horizon_days"] == h) & (q["arm"] == arm)]
                         obs = r.iloc[0] if not r.empty else None
                     am = self.est(inst, "ancova_iptw", "adjusted_mean", h, arm)
-                    ok_obs = obs is not None and not self.policy.too_few(obs["n"])
+                    # a share or mean of the persons with a score: its group must be a shown count of 11+
+                    ok_obs = obs is not None and not self.policy.too_few(obs["n"]) and k is not None and self.ledger.supports(k)
                     resp = MISSING_LABEL
                     adj_resp = self.est(inst, "ancova_iptw", "responder_proportion", h, arm)
                     if adj_resp is not None and self.enough(adj_resp) and ok_obs and not self.policy.implied_count_small(
@@ -1429,7 +1430,8 @@ class _Builder:
             # from: a band strategy's estimate rests on the persons who followed it.
             k = self.delay_keys.get(label) or self.dose_keys.get((label, int(r["horizon_days"])))
             persons = self.ledger.cells[k].value if k in self.ledger.cells else n
-            ok = n is not None and not self.policy.too_few(n) and not self.policy.too_few(persons)
+            ok = n is not None and not self.policy.too_few(n) and not self.policy.too_few(persons) \
+                and k is not None and self.ledger.supports(k)
             e = Estimate("rtw", "dose", "cumulative_incidence", None, int(r["horizon_days"]),
                          r["estimate"], r.get("ci_low"), r.get("ci_high"), n)
             n_text = self.c(k) if k else MISSING_LABEL
@@ -1513,7 +1515,10 @@ class _Builder:
         if sens is not None and not sens.empty:
             srows, frows = [], []
             for r in sens.to_dict("records"):
-                ok = not self.policy.too_few(r.get("n"))
+                # the strategies' arms are persons who followed each one (not the clones in n)
+                ok = not self.policy.too_few(r.get("n")) and all(
+                    not self.policy.too_few(r[c]) for c in ("n_early", "n_delayed") if c in r and r[c] is not None
+                ) and r.get("estimate") is not None and not pd.isna(r.get("estimate"))
                 e = Estimate("rtw", "ccw", str(r.get("measure", "risk_difference")), None, r.get("horizon_days"),
                              r["estimate"], r.get("ci_low"), r.get("ci_high"), r.get("n"))
                 kind = "ratio" if "ratio" in e.measure else "pp"
@@ -1553,7 +1558,8 @@ class _Builder:
                 for r in part.to_dict("records"):
                     keys = self.sub_keys.get((name, str(r["level"])), {})
                     n_e, n_d = r.get("n_early"), r.get("n_delayed")
-                    ok = not self.policy.too_few(r.get("n")) and not (n_e is not None and self.policy.too_few(n_e)) \
+                    ok = all(k in self.ledger.cells and self.ledger.supports(k) for k in keys.values()) and len(keys) == 3 \
+                        and not self.policy.too_few(r.get("n")) and not (n_e is not None and self.policy.too_few(n_e)) \
                         and not (n_d is not None and self.policy.too_few(n_d))
                     e = Estimate("rtw", "ccw", "risk_difference", None, r.get("horizon_days"), r["estimate"],
                                  r.get("ci_low"), r.get("ci_high"), r.get("n"))
@@ -1594,7 +1600,7 @@ class _Builder:
         if d.checks:
             self.tables["diagnostics"] = DisplayTable(
                 columns=[("check", "Diagnostic"), ("value", "Value"), ("threshold", "Threshold"), ("result", "Result")],
-                rows=[[c.label, f"{c.value:.3g}" if c.value is not None else MISSING_LABEL, c.threshold,
+                rows=[[c.label, self._diagnostic_value(c.name, c.value, "{:.3g}"), c.threshold,
                        "pass" if c.passed else ("fail" if c.passed is not None else MISSING_LABEL)] for c in d.checks],
                 caption="Study diagnostics (OHDSI CohortMethod thresholds).",
             )
@@ -1610,7 +1616,7 @@ class _Builder:
         for key, label in (("max_abs_smd_before", "Largest |SMD| before weighting"), ("max_abs_smd_after", "Largest |SMD| after weighting"),
                            ("equipoise_fraction", "Share of persons with preference score 0.3-0.7")):
             if d.diagnostics.get(key) is not None:
-                extra.append([label, f"{float(d.diagnostics[key]):.3f}"])
+                extra.append([label, self._diagnostic_value(key, float(d.diagnostics[key]), "{:.3f}")])
         if extra:
             self.tables["diagnostics_detail"] = DisplayTable(
                 columns=[("quantity", "Quantity"), ("value", "Value")], rows=extra,
@@ -1639,7 +1645,7 @@ class _Builder:
             bounds = d.spec_get("analysis", "diagnostics", "equipoise_bounds", default=[0.3, 0.7])
             eq = d.diagnostics.get("equipoise_fraction")
             title = "Preference-score distributions by group"
-            if eq is not None:
+            if eq is not None and not self._diagnostic_value("equipoise_fraction", float(eq), "{}").startswith("withheld"):
                 title = (f"{100 * float(eq):.0f}% of persons are in equipoise (preference score "
                          f"{bounds[0]:g}-{bounds[1]:g})")
             self.figures["overlap"] = {
@@ -1662,6 +1668,27 @@ class _Builder:
                 "caption": f"Figure 11. Weight distribution by group. Bins merged where fewer than {self.t} persons.",
             }
         return out
+
+    def _diagnostic_value(self, name: str, value: float | None, fmt: str) -> str:
+        """A cohort-level diagnostic through the disclosure gate.
+
+        The largest |SMD| of the cohort is the SMD of one Table 1 row: shown only when that row's SMD is
+        shown (else it would give back the SMD Table 1 withholds). A share of the cohort (equipoise) is
+        shown only when the cohort size is shown and the share implies no small count of persons.
+        """
+        if value is None or not math.isfinite(value):
+            return MISSING_LABEL
+        cohort_smd = name in ("max_abs_smd_before", "max_abs_smd_after") or name == "cohort_iptw:covariate_balance"
+        if cohort_smd:
+            which = 0 if name == "max_abs_smd_before" else 1
+            shown = {round(abs(v[which]), 3) for v in self._smds_shown().values()}
+            if round(abs(value), 3) not in shown:
+                return f"withheld (a characteristic with fewer than {self.t} persons in a group)"
+        if name in ("equipoise_fraction", "cohort_iptw:equipoise"):
+            n = self.v(self.K_N)
+            if n is None or self.policy.implied_count_small(value, n):
+                return f"withheld (would reveal fewer than {self.t} persons)"
+        return fmt.format(value)
 
     # -- 9. methods and provenance ----------------------------------------------------------------------
 
