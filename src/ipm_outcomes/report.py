@@ -69,9 +69,18 @@ class ReportSummary:
             f"  figures: {len(self.figures)} PNG in figures/",
             f"  tables:  {len(self.tables)} CSV in tables/",
             f"  disclosure: counts below {self.min_cell_size} withheld; {self.withheld_cells} cell(s) withheld",
-            f"  primary result: {self.verdict}",
+            f"  primary result: {_VERDICT_WORDS.get(self.verdict, self.verdict)}",
         ]
         return "\n".join(lines)
+
+
+_VERDICT_WORDS = {
+    "beneficial": "early referral was followed by a faster return to work",
+    "harmful": "early referral was followed by a slower return to work",
+    "null": "no clear difference in return to work (the interval includes zero)",
+    "unavailable": "not estimable from these results (too few persons)",
+    "empty": "no persons met the cohort criteria",
+}
 
 
 def render(
@@ -272,12 +281,21 @@ def primary_finding(
     grace = days_in_words(grace_days)
     when = days_in_words(horizon_days)
     who = f"Patients first seen by IPM within {grace}"
-    if difference is None or difference.estimate is None or policy.too_few(difference.n):
+    if difference is None or not _finite(difference.estimate) or policy.too_few(difference.n):
         return Finding(
             "unavailable",
-            f"The primary comparison of return to work by {when} could not be estimated from these results "
-            "(too few persons, or the estimate is missing).",
-            "Primary result not available",
+            f"Too few patients followed one of the two strategies (fewer than {policy.min_cell_size} persons referred "
+            f"within {grace}, or not referred, and still followed by {when}) to estimate the difference in "
+            f"return to work by {when}.",
+            "Too few patients to estimate the primary result",
+        )
+    if not _finite(difference.ci_low) or not _finite(difference.ci_high):
+        return Finding(
+            "unavailable",
+            f"By {when}, the difference in the share back at work (early minus delayed) was "
+            f"{_f(100 * difference.estimate, 1, '+')} percentage points, but no confidence interval could be "
+            "computed (the bootstrap replicates failed), so these data cannot say whether early referral helps.",
+            "Primary result without a confidence interval",
         )
     d, lo, hi = (100 * difference.estimate, 100 * difference.ci_low, 100 * difference.ci_high)
     verdict = classify(difference.ci_low, difference.ci_high)
@@ -330,8 +348,10 @@ def qol_finding(
     policy: DisclosurePolicy,
 ) -> str | None:
     """One sentence on a quality-of-life contrast (adjusted mean difference, early minus delayed)."""
-    if difference is None or difference.estimate is None or policy.too_few(difference.n):
+    if difference is None or not _finite(difference.estimate) or policy.too_few(difference.n):
         return None
+    if not _finite(difference.ci_low) or not _finite(difference.ci_high):
+        return None  # no interval: nothing can be said about the difference
     label, higher_better = OUTCOMES.get(instrument, (instrument, True))
     name = INSTRUMENT_SHORT.get(instrument, instrument)
     digits = 2 if instrument == "eq5d_index" else 1
@@ -351,6 +371,43 @@ def qol_finding(
     word = "better" if verdict == "beneficial" else "worse"
     return (f"On {name} ({better}) at {when}, early referral was followed by {word} scores: "
             f"{_f(abs(d), digits)} points {direction} ({ci}).{mcid_text}")
+
+
+def e_value_sentence(estimate: float, ci_bound: float | None, rr_low: float | None, rr_high: float | None) -> str:
+    """The E-value in words; when the interval of the risk ratio already includes 1, no confounding is
+    needed to make it compatible with no effect, and the sentence says that instead of "1.00 to move it"."""
+    head = (f"An unmeasured confounder would need to be associated with both early referral and return to work by a "
+            f"risk ratio of {estimate:.2f} each (beyond the measured covariates) to explain away the primary estimate")
+    includes_null = _finite(rr_low) and _finite(rr_high) and rr_low <= 1.0 <= rr_high
+    if includes_null or (_finite(ci_bound) and float(ci_bound) <= 1.0 + 1e-9):
+        return (head + "; its confidence interval already includes no effect, so no unmeasured confounding is "
+                "needed to make the data compatible with no effect (VanderWeele & Ding 2017).")
+    if not _finite(ci_bound):
+        return head + "; the confidence interval was not available (VanderWeele & Ding 2017)."
+    return (head + f", and of {float(ci_bound):.2f} to move its confidence interval to include no effect "
+            "(VanderWeele & Ding 2017).")
+
+
+def naive_sentence(naive: float, primary: float, *, horizon_days: int, grace_days: int) -> str:
+    """What the naive comparison would have said, in points at a day, and why it is biased.
+
+    Grouping patients by when they were eventually referred puts everyone who went back to work before a
+    referral in the delayed group (they are never referred), and sicker patients are referred sooner:
+    both push the naive estimate against early referral, often past zero.
+    """
+    n, p = 100 * naive, 100 * primary
+    unit = lambda x: "point" if abs(round(x, 1)) == 1 else "points"  # noqa: E731
+    if n * p < 0 and abs(p) >= 0.5:
+        how = "It points the opposite way"
+    elif abs(n) > abs(p):
+        how = "It is further from no difference"
+    else:
+        how = "It is closer to no difference"
+    return (f"A simple comparison of patients by when they were eventually referred would have given "
+            f"{_f(n, 1, '+')} percentage {unit(n)} back at work by day {horizon_days} (early minus delayed), against "
+            f"{_f(p, 1, '+')} {unit(p)} from the primary analysis. {how}, because patients who return to work quickly "
+            f"are never referred and so count as delayed, and sicker patients are referred sooner (within "
+            f"{grace_days} days). This report does not rely on it.")
 
 
 def diagnostics_sentence(checks) -> tuple[str, bool | None]:
@@ -403,10 +460,29 @@ def _fmt_num(x: float | None, digits: int = 1) -> str:
     return f"{x:,.{digits}f}"
 
 
+#: The parameter space of each kind of estimate (as a fraction for pct / pp): outside it, an estimate
+#: is not a value at all (a share of 110%); an interval bound outside it is cut at its edge.
+_SPACE = {"pct": (0.0, 1.0), "pp": (-1.0, 1.0), "ratio": (0.0, math.inf), "days": (-math.inf, math.inf),
+          "score1": (-math.inf, math.inf), "score2": (-math.inf, math.inf)}
+
+
+def _finite(x) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x)) and math.isfinite(float(x))
+
+
 def _fmt_ci(e: Estimate | None, kind: str) -> str:
-    """An estimate with its 95% CI for tables: kind pct | pp | ratio | days | score2 | score1."""
-    if e is None or e.estimate is None:
+    """An estimate with its 95% CI for tables: kind pct | pp | ratio | days | score2 | score1.
+
+    Never prints nan or an impossible value: a missing or non-finite estimate, or one outside the
+    parameter space (a share above 100%), shows as not estimable; an interval that could not be
+    computed (every bootstrap replicate failed) is left out; interval bounds are cut at the edges of
+    the parameter space (a share cannot fall below 0%).
+    """
+    if e is None or not _finite(e.estimate):
         return MISSING_LABEL
+    lo_space, hi_space = _SPACE[kind]
+    if not (lo_space - 1e-9 <= float(e.estimate) <= hi_space + 1e-9) or (kind == "ratio" and e.estimate <= 0):
+        return "not estimable"
     scale, digits, suffix = {
         "pct": (100, 1, "%"),
         "pp": (100, 1, ""),
@@ -417,9 +493,10 @@ def _fmt_ci(e: Estimate | None, kind: str) -> str:
     }[kind]
     sign = "+" if kind in ("pp", "days", "score1", "score2") else ""
     est = f"{_f(scale * e.estimate, digits, sign)}{suffix}"
-    if e.ci_low is None or e.ci_high is None:
-        return est
-    return f"{est} ({_f(scale * e.ci_low, digits)} to {_f(scale * e.ci_high, digits)})"
+    if not _finite(e.ci_low) or not _finite(e.ci_high):
+        return f"{est} (no interval)"
+    lo, hi = max(float(e.ci_low), lo_space), min(float(e.ci_high), hi_space)
+    return f"{est} ({_f(scale * lo, digits)} to {_f(scale * hi, digits)})"
 
 
 def _withheld_text(policy: DisclosurePolicy) -> str:
@@ -960,18 +1037,7 @@ class _Builder:
         naive = self._contrast("rtw", "naive", "risk_difference", h)
         naive_text = None
         if naive is not None and rd is not None:
-            if naive.estimate * rd.estimate < 0 and abs(100 * rd.estimate) >= 0.5:
-                how = "points the other way"
-            elif abs(naive.estimate) > abs(rd.estimate):
-                how = "exaggerates the difference"
-            else:
-                how = "understates the difference"
-            naive_text = (
-                f"A simple comparison of patients by when they were eventually referred would have given "
-                f"{100 * naive.estimate:+.1f} points instead of {100 * rd.estimate:+.1f}: it is biased "
-                f"(immortal time: a patient must stay unreferred, and still off work, to be counted as delayed) "
-                f"and {how}. This report does not rely on it."
-            )
+            naive_text = naive_sentence(naive.estimate, rd.estimate, horizon_days=h, grace_days=d.grace_period_days)
         key_numbers = []
         for horizon in d.horizons:
             e = self.est("rtw", "ccw", "cumulative_incidence", horizon, "early")
@@ -1344,7 +1410,8 @@ class _Builder:
                         adj_resp.estimate, float(obs["n"])
                     ):
                         resp = _fmt_ci(adj_resp, "pct")
-                    elif ok_obs and "responder_proportion" in obs and not pd.isna(obs["responder_proportion"]):
+                    elif ok_obs and "responder_proportion" in obs and not pd.isna(obs["responder_proportion"]) \
+                            and 0.0 <= float(obs["responder_proportion"]) <= 1.0:
                         if not self.policy.implied_count_small(float(obs["responder_proportion"]), float(obs["n"])):
                             resp = f"{100 * obs['responder_proportion']:.1f}%"
                     row = [
@@ -1448,25 +1515,33 @@ class _Builder:
             notes=[f"Estimates from fewer than {self.t} persons are not shown."], count_columns={"n"},
         )
         frame = pd.DataFrame(points)
-        h = 180 if 180 in set(frame["horizon_days"]) else int(frame["horizon_days"].max())
-        series = frame[(frame["horizon_days"] == h) & (frame["delay_category"] != "never")]["estimate"].dropna().to_numpy()
+        shown = frame.dropna(subset=["estimate"])
+        if shown.empty:
+            return {"available": True, "note": f"Too few persons were referred in each referral-delay band (fewer than "
+                                               f"{self.t}) to estimate return to work by band; no figure is drawn."}
+        horizons = sorted(int(x) for x in shown["horizon_days"].unique())
+        h = 180 if 180 in horizons else horizons[-1]
+        series = shown[(shown["horizon_days"] == h) & (shown["delay_category"] != "never")]["estimate"].to_numpy()
+        # A trend is claimed only over three or more bands shown at that day, consecutive in the table.
         if len(series) >= 3 and np.all(np.diff(series) < 0):
-            title = f"Return to work by day {h} falls steadily the longer IPM contact is delayed"
+            title = f"Return to work by day {h} falls with each longer delay band shown"
         elif len(series) >= 3 and np.all(np.diff(series) > 0):
-            title = f"Return to work by day {h} rises the longer IPM contact is delayed"
+            title = f"Return to work by day {h} rises with each longer delay band shown"
         else:
-            title = f"Return to work by day {h} shows no steady trend across referral-delay categories"
+            title = f"Return to work by day {h} across referral-delay categories"
+        days = " and ".join(str(x) for x in horizons)
         self.figures["dose_response"] = {
             "make": lambda f=frame, t=title: plots.dose_response(f, title=t),
-            "caption": "Figure 5. Return to work (95% CI) across referral-delay categories at 180 and 365 days.",
+            "caption": f"Figure 5. Return to work (95% CI) across referral-delay categories at {days} days.",
         }
-        return {"available": True}
+        return {"available": True, "note": None}
 
     # -- 7. robustness ----------------------------------------------------------------------------------
 
     def _robustness(self) -> dict:
         d = self.data
-        out = {"methods": False, "sensitivity": False, "subgroups": False, "e_value": None}
+        out = {"methods": False, "sensitivity": False, "subgroups": False, "e_value": None,
+               "sensitivity_note": None, "subgroups_note": None}
         if d.empty:
             return out
         h = d.primary_horizon
@@ -1496,9 +1571,14 @@ class _Builder:
                 naive = next((b for b in block if b["method"] == "naive"), None)
                 if ccw and naive:
                     null = 0.0 if measure == "risk_difference" else 1.0
-                    bigger = abs(naive["estimate"] - null) > abs(ccw["estimate"] - null)
-                    title = (f"The naive comparison {'overstates' if bigger else 'understates'} the effect; "
-                             "bias-corrected methods shown in colour")
+                    a, b = naive["estimate"] - null, ccw["estimate"] - null
+                    if a * b < 0:
+                        how = "points the opposite way to"
+                    elif abs(a) > abs(b):
+                        how = "is further from no effect than"
+                    else:
+                        how = "is closer to no effect than"
+                    title = f"The naive comparison {how} the primary estimate; bias-corrected methods in colour"
                 else:
                     title = f"{header} by method"
                 is_rd = measure == "risk_difference"
@@ -1532,35 +1612,50 @@ class _Builder:
             )
             frame = pd.DataFrame(frows)
             est = frame["estimate"].dropna()
-            same_sign = len(est) > 0 and (np.all(est > 0) or np.all(est < 0))
-            title = ("The conclusion holds across grace periods and referral definitions" if same_sign
-                     else "The direction of the estimate depends on the grace period or referral definition")
-            self.figures["forest_sensitivity"] = {
-                "make": lambda f=frame, t=title: plots.forest(f, null=0.0, percent=True, title=t,
-                                                             xlabel="Risk difference, percentage points"),
-                "caption": "Figure 7. Sensitivity of the primary estimate to the grace period and the referral definition.",
-            }
             out["sensitivity"] = True
+            if len(est) >= 2:
+                # a statement about direction only, and only over the estimates the figure shows
+                if np.all(est > 0) or np.all(est < 0):
+                    title = f"All {len(est)} estimates shown point the same way"
+                else:
+                    title = "The direction of the estimate depends on the grace period or referral definition"
+                self.figures["forest_sensitivity"] = {
+                    "make": lambda f=frame, t=title: plots.forest(f, null=0.0, percent=True, title=t,
+                                                                 xlabel="Risk difference, percentage points"),
+                    "caption": "Figure 7. Sensitivity of the primary estimate to the grace period and the referral definition.",
+                }
+            else:
+                out["sensitivity_note"] = (f"Too few persons followed the strategies of the sensitivity analyses (fewer than "
+                                           f"{self.t} in a group) to estimate them; no figure is drawn.")
         ev = d.diagnostics.get("e_value")
-        if isinstance(ev, dict) and ev.get("estimate") is not None and self._contrast("rtw", "ccw", "risk_difference", h) is not None:
-            out["e_value"] = {"estimate": f"{float(ev['estimate']):.2f}",
-                              "ci": f"{float(ev['ci_bound']):.2f}" if ev.get("ci_bound") is not None else MISSING_LABEL}
+        primary_rr = self._contrast("rtw", "ccw", "risk_ratio", h)
+        if isinstance(ev, dict) and _finite(ev.get("estimate")) and primary_rr is not None:
+            out["e_value"] = {"sentence": e_value_sentence(float(ev["estimate"]), ev.get("ci_bound"),
+                                                           ev.get("ci_low"), ev.get("ci_high"))}
         sub = d.table("subgroups")
         if sub is not None and not sub.empty:
             srows, frows = [], []
-            p_values = {}
+            p_values, complete = {}, set()
             for name in dict.fromkeys(sub["subgroup"]):
                 part = sub[sub["subgroup"] == name]
                 p = part["p_interaction"].dropna().iloc[0] if "p_interaction" in part and part["p_interaction"].notna().any() else None
-                p_values[name] = p
-                frows.append({"label": f"{_covariate_label(name)}" + (f"  (interaction p = {p:.2f})" if p is not None else ""),
-                              "header": True})
+                levels = []
                 for r in part.to_dict("records"):
                     keys = self.sub_keys.get((name, str(r["level"])), {})
                     n_e, n_d = r.get("n_early"), r.get("n_delayed")
                     ok = all(k in self.ledger.cells and self.ledger.supports(k) for k in keys.values()) and len(keys) == 3 \
                         and not self.policy.too_few(r.get("n")) and not (n_e is not None and self.policy.too_few(n_e)) \
-                        and not (n_d is not None and self.policy.too_few(n_d))
+                        and not (n_d is not None and self.policy.too_few(n_d)) and _finite(r.get("estimate"))
+                    levels.append((r, keys, ok))
+                # The interaction test compares the levels: shown only when every level's estimate is.
+                if all(ok for _, _, ok in levels):
+                    complete.add(name)
+                else:
+                    p = None
+                p_values[name] = p
+                frows.append({"label": f"{_covariate_label(name)}" + (f"  (interaction p = {p:.2f})" if p is not None else ""),
+                              "header": True})
+                for r, keys, ok in levels:
                     e = Estimate("rtw", "ccw", "risk_difference", None, r.get("horizon_days"), r["estimate"],
                                  r.get("ci_low"), r.get("ci_high"), r.get("n"))
                     text = _fmt_ci(e, "pp") if ok else MISSING_LABEL
@@ -1578,12 +1673,20 @@ class _Builder:
                 notes=[f"Estimates where either group has fewer than {self.t} persons are not shown."],
                 count_columns={"n", "n_early", "n_delayed"},
             )
-            smallest = min(((p, n) for n, p in p_values.items() if p is not None), default=None)
+            testable = {n: p for n, p in p_values.items() if p is not None and n in complete}
+            smallest = min(((p, n) for n, p in testable.items()), default=None)
             if smallest is not None and smallest[0] < 0.05:
                 title = f"The effect may differ by {_covariate_label(smallest[1]).lower()} (interaction p = {smallest[0]:.3f})"
+            elif testable:
+                title = "No interaction test below p = 0.05 among the subgroups shown"
             else:
-                title = "The effect is similar across subgroups (no interaction test below p = 0.05)"
+                title = "Subgroup estimates"
             frame = pd.DataFrame(frows)
+            out["subgroups"] = True
+            if frame.get("estimate") is None or frame["estimate"].dropna().empty:
+                out["subgroups_note"] = (f"Too few persons in each subgroup's early or delayed group (fewer than {self.t}) "
+                                         "to estimate the effect by subgroup; no figure is drawn.")
+                return out
             self.figures["forest_subgroups"] = {
                 "make": lambda f=frame, t=title: plots.forest(f, null=0.0, percent=True, title=t,
                                                              xlabel="Risk difference, percentage points (early minus delayed)"),

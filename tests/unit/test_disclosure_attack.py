@@ -44,10 +44,10 @@ def study5(tmp_path_factory):
     return root, summary, console
 
 
-def _assert_safe(summary):
+def _assert_safe(summary, min_hidden: int = 10):
     problem = read_report(summary.out_dir)
     hidden = [k for k, v in problem.labels.items() if v == SMALL]
-    assert len(hidden) >= 10, "the attacker must see suppressed cells (else it proves nothing)"
+    assert len(hidden) >= min_hidden, "the attacker must see suppressed cells (else it proves nothing)"
     recovered, inconsistent = attack(problem)
     assert inconsistent == [], "the attacker's model of the report is wrong here"
     assert recovered == {}, "\n".join(f"{w}: {v}" for w, v in recovered.values())
@@ -65,7 +65,8 @@ def test_attack_recovers_nothing_from_other_small_studies(tmp_path, persons, see
 
 @pytest.mark.slow
 def test_attack_recovers_nothing_from_the_demo_sized_study(tmp_path):
-    _assert_safe(_study(tmp_path, 5000, 7, replicates=20))
+    # a large study has few small cells (8 on this one: "Sex unknown", payer "Medicare" and their subgroups)
+    _assert_safe(_study(tmp_path, 5000, 7, replicates=20), min_hidden=5)
 
 
 def test_attack_recovers_nothing_from_the_hand_made_fixture_report(tmp_path):
