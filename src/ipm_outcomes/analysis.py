@@ -475,6 +475,14 @@ def run(
     covariates = list(a.covariates)
     if "ehr_pro" in inputs.absent_tables:
         unavailable["qol"] = "no ehr_pro table in the extract: quality-of-life outcomes cannot be estimated"
+    for instrument in spec.outcomes.qol.instruments:
+        if instrument not in QOL_OUTCOMES:
+            # listed in the spec (its scores are loaded and counted) but not an outcome of this analysis
+            unavailable[f"qol/{instrument}"] = (
+                f"{instrument} is listed in the spec's quality-of-life instruments but is not analysed as an outcome: "
+                "the analysed outcomes are physical function, pain interference, disability, utility and pain "
+                f"intensity ({', '.join(QOL_OUTCOMES)})"
+            )
     if "pharmacy_claim" in inputs.absent_tables or "ndc_reference" in inputs.absent_tables:
         unavailable["opioid_use"] = "no pharmacy claims (or NDC reference) in the extract: opioid covariates left out"
     if n == 0:
@@ -612,7 +620,7 @@ def run(
             "ancova_iptw": "Wald interval from the heteroscedasticity-robust (HC1) covariance of the weighted "
             "regression",
         },
-        "provenance": _provenance(spec, inputs, B, seed, workers),
+        "provenance": {**_provenance(spec, inputs, B, seed, workers), "data_source": _data_source(db_path, inputs.cohort)},
     }
     results_path = out_dir / "results.json"
     results_path.write_text(json.dumps(_clean(results), indent=2, allow_nan=False) + "\n")
@@ -641,6 +649,30 @@ _ANALYSIS_LABELS = {
     "landmark_iptw": "propensity of referral within the grace period among persons still off work at its end",
     "cohort_iptw": "cohort propensity model: Table 1 and quality of life",
 }
+
+
+def _data_source(db_path: Path, cohort: pd.DataFrame) -> dict:
+    """Where the data came from, for the report's first screen: the extract folder, whether it is the
+    generated synthetic extract (the generator writes ``truth.json`` beside the tables; a real extract
+    has none), and the period of the index dates."""
+    extract = None
+    con = db.connect(db_path, read_only=True)
+    try:
+        have = {t for (t,) in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'meta'").fetchall()}
+        if "load" in have:
+            row = con.execute("select extract_path from meta.load").fetchone()
+            extract = row[0] if row else None
+    finally:
+        con.close()
+    synthetic = bool(extract) and (Path(extract) / "truth.json").exists()
+    index = pd.to_datetime(cohort["index_date"], errors="coerce").dropna() if "index_date" in cohort else pd.Series([], dtype="datetime64[ns]")
+    return {
+        "extract": Path(extract).name if extract else None,
+        "synthetic": synthetic,
+        "synthetic_marker": "truth.json beside the extract's tables (written by ipm-outcomes synth)" if synthetic else None,
+        "index_period": [index.min().date().isoformat(), index.max().date().isoformat()] if len(index) else None,
+    }
 
 
 def _provenance(spec: StudySpec, inputs: _Inputs, B: int, seed: int, workers: int) -> dict:

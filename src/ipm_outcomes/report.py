@@ -980,6 +980,7 @@ class _Builder:
             "empty": d.empty,
             "unavailable": d.unavailable,
             "withheld": counts,
+            "source": self._source(),
         }
         ctx["summary"] = self._summary_cache()
         ctx["population"] = self._population()
@@ -990,7 +991,63 @@ class _Builder:
         ctx["robustness"] = self._robustness()
         ctx["diagnostics"] = self._diagnostics()
         ctx["methods"] = self._methods()
+        ctx["limitations"] = self._limitations(ctx["robustness"])
+        ctx["glossary"] = GLOSSARY
         return ctx
+
+    def _limitations(self, robustness: dict) -> list[tuple[str, str]]:
+        """What the reader should discount: missing follow-up, instruments not analysed, unmeasured
+        confounding, how work status was measured. Counts pass the same gate as every table."""
+        d, s = self.data, self.data.spec_get
+        out = []
+        if not d.empty:
+            h = d.primary_horizon
+            missing = []
+            for inst in ("promis_pf", "odi"):
+                parts = []
+                for arm in ("early", "delayed"):
+                    mk = self.qol_keys.get((inst, h, arm, "missing"))
+                    if mk is not None:
+                        parts.append(f"{self.c(mk)} of {self.c(self.K_E if arm == 'early' else self.K_D)} {arm}")
+                if parts:
+                    missing.append(f"{INSTRUMENT_SHORT.get(inst, inst)}: {', '.join(parts)}")
+            if missing:
+                out.append(("Missing quality-of-life follow-up",
+                            f"Not every patient had a score near day {h} ({'; '.join(missing)} patients had none). "
+                            "The estimates weight the patients with a score by the inverse of their chance of having "
+                            "one (given referral timing and the baseline characteristics), which removes bias only if "
+                            "those characteristics explain who answered."))
+        not_analysed = [why for key, why in d.unavailable.items() if key.startswith("qol/")]
+        if not_analysed:
+            out.append(("Instruments not analysed", " ".join(not_analysed) + "."))
+        ev = (robustness or {}).get("e_value")
+        out.append(("Unmeasured confounding",
+                    "Patients were not randomised: the comparison adjusts only for what the claims and records "
+                    "measure (age, sex, payer, comorbidities, prior care, baseline severity). "
+                    + (ev["sentence"] if ev else "The E-value could not be computed for these results.")))
+        statuses = ", ".join(s("outcomes", "rtw", "population_statuses", default=["off_work"]))
+        events = ", ".join(s("outcomes", "rtw", "event_statuses", default=["working"]))
+        out.append(("How work status was measured",
+                    f"Work status comes from EHR work-status records, not from employers: a patient counts as off work "
+                    f"at the start with a record of {statuses} around the first visit, and as back at work at the first "
+                    f"later record of {events}. A return between visits is dated at the next record, so days off work "
+                    "are over-counted by the gap between records, equally in both groups."))
+        return out
+
+    def _source(self) -> dict:
+        """Where the data come from, for the banner: synthetic (the generator's marker) or the extract's name
+        and the period of its index dates, from the provenance the analysis recorded."""
+        src = self.data.provenance.get("data_source") or {}
+        period = src.get("index_period")
+        when = f"index dates {period[0]} to {period[1]}" if period else "period not recorded"
+        if src.get("synthetic"):
+            return {"synthetic": True,
+                    "text": "Synthetic data: this report was made from a generated extract (ipm-outcomes synth). "
+                            "Its numbers describe no real patients and must not be used for decisions.",
+                    "page": "SYNTHETIC DATA — no real patients"}
+        if src.get("extract"):
+            return {"synthetic": False, "text": f"Data: extract “{src['extract']}”, {when}.", "page": ""}
+        return {"synthetic": False, "text": "Data source: not recorded in these results.", "page": ""}
 
     # -- 1. executive summary -----------------------------------------------------------------------
 
@@ -1016,6 +1073,8 @@ class _Builder:
                 "verdict": "empty",
                 "key_numbers": [],
                 "naive": None,
+                "days_off": None,
+                "reliability": "No patients met the study criteria: nothing to judge.",
             }
         grace = days_in_words(d.grace_period_days)
         age = f"{d.spec_get('cohort', 'age_min', default=18)}-{d.spec_get('cohort', 'age_max', default=64)}"
@@ -1059,7 +1118,39 @@ class _Builder:
             "verdict": finding.verdict,
             "key_numbers": key_numbers,
             "naive": naive_text,
+            "days_off": self._days_off_sentence(),
+            "reliability": self._reliability(finding, diag_pass),
         }
+
+    def _days_off_sentence(self) -> str | None:
+        """The answer in days off work in the first year (restricted mean time not back at work)."""
+        h = self._rmst_horizon("ccw")
+        rm = self._contrast("rtw", "ccw", "rmst_difference", h) if h else None
+        if rm is None or not _finite(rm.ci_low) or not _finite(rm.ci_high):
+            return None
+        period = "in the first year" if h in (365, 366) else f"in the first {h} days"
+        days = abs(rm.estimate)
+        fewer = "fewer" if rm.estimate < 0 else "more"
+        ci = f"95% CI {_f(rm.ci_low, 0, '+')} to {_f(rm.ci_high, 0, '+')} days"
+        if round(days) == 0:
+            return f"Days off work {period}: about the same with early referral ({ci})."
+        return (f"Days off work {period}: about {days:.0f} {fewer} days off work per patient with early referral "
+                f"({ci}; the interval {'includes' if rm.ci_low <= 0 <= rm.ci_high else 'excludes'} no difference).")
+
+    def _reliability(self, finding: Finding, diag_pass: bool | None) -> str:
+        """One line a reader can act on: how far to trust the answer (the detailed table is in section 8)."""
+        if finding.verdict == "empty":
+            return "No patients met the study criteria: nothing to judge."
+        if finding.verdict == "unavailable":
+            return "Too few patients referred early to judge: the study cannot answer the question with these data."
+        if diag_pass is True:
+            return "All study checks passed: the groups were comparable after weighting."
+        if diag_pass is False:
+            failed = sum(1 for c in self.data.checks if c.passed is False)
+            known = sum(1 for c in self.data.checks if c.passed is not None)
+            return (f"{failed} of {known} study checks failed: the groups may not be comparable, so read the answer "
+                    "with caution (details in section 8).")
+        return "The study checks are not available in these results."
 
     # -- 2. study population ----------------------------------------------------------------------------
 
@@ -1878,6 +1969,23 @@ def _estimate_of(row: dict) -> Estimate:
     )
 
 
+#: Short definitions for administrators (section "Glossary").
+GLOSSARY: list[tuple[str, str]] = [
+    ("Grace period", "The window after the first back-pain visit (here six weeks) within which a first IPM visit "
+     "counts as early referral."),
+    ("Clone-censor-weight", "The primary method: every patient starts in both strategies (early and delayed) at the "
+     "first visit, is dropped from a strategy when their care stops matching it, and the remaining patients are "
+     "weighted to stand in for those dropped. It avoids crediting the delayed group with the time patients had to "
+     "wait to be referred."),
+    ("Risk difference", "The share of patients back at work with early referral minus the share with delayed referral, "
+     "in percentage points."),
+    ("Days off work", "The average number of days not back at work within the first year (restricted mean time)."),
+    ("E-value", "How strongly an unmeasured factor would have to be linked to both early referral and return to work "
+     "to explain the result away; larger means more robust."),
+    ("95% confidence interval", "The range of effects compatible with the data; an interval that includes zero means "
+     "the data cannot rule out no effect."),
+]
+
 _SECTION_TITLES = {
     "summary": "1. Executive summary",
     "population": "2. Study population",
@@ -1888,6 +1996,7 @@ _SECTION_TITLES = {
     "robustness": "7. Robustness",
     "diagnostics": "8. Diagnostics",
     "methods": "9. Methods and provenance",
+    "limitations": "10. Limitations",
 }
 
 _COVARIATE_LABELS = {
