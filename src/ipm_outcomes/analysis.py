@@ -441,7 +441,7 @@ def run(
     """
     started = time.time()
     db_path, out_dir = Path(db_path), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # out_dir is created only when there is something to write: a failed analysis leaves no empty folder
     workers = max(1, workers or os.cpu_count() or 1)
     inputs = _read(db_path)
     a = spec.analysis
@@ -580,6 +580,7 @@ def run(
         estimates, columns=["outcome", "method", "measure", "arm", "horizon_days", "estimate", "ci_low", "ci_high", "n"]
     )
     written = {}
+    out_dir.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
         path = out_dir / f"{name}.parquet"
         frame.reset_index(drop=True).to_parquet(path, index=False)

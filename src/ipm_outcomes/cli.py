@@ -235,12 +235,17 @@ def run_command(
     ] = None,
 ) -> None:
     """Run the whole study as a Prefect flow: ingest -> cohort -> analyze -> report."""
-    from pipelines.run import run_study
-
     from .spec import load_spec
 
+    spec = load_spec(spec_path)
+    # Checked before the flow starts: a missing extract would otherwise fail inside Prefect, with retries,
+    # tracebacks and empty output folders.
+    if extract is not None and not extract.is_dir():
+        raise IpmError(f"{extract}: no such extract folder (--extract); give the folder holding the extract's tables")
+    from pipelines.run import run_study
+
     run = run_study(
-        load_spec(spec_path),
+        spec,
         extract,
         out_dir,
         persons=persons,

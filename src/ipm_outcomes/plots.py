@@ -17,13 +17,13 @@ from contextlib import contextmanager
 
 import matplotlib
 
-matplotlib.use("Agg")  # headless: the report runs on servers and in CI
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
+# No matplotlib.use() here: importing the library must not change a notebook's backend. The command
+# line chooses a headless one (cli.main) and report.render draws off-screen figures.
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 #: Okabe & Ito (2008) colour-blind-safe palette.
 OKABE_ITO = {

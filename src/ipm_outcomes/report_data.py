@@ -352,6 +352,8 @@ def load_results(results_dir: str | Path) -> ReportData:
         One line naming the file and what is missing when the directory is not a complete results folder.
     """
     results_dir = Path(results_dir)
+    if results_dir.name == "results.json" and results_dir.is_file():
+        results_dir = results_dir.parent  # `--results DIR/results.json` names the folder's file: read the folder
     path = results_dir / "results.json"
     data = _read_json(path)
     for key in ("study", "cohort", "estimates"):
