@@ -238,7 +238,7 @@ def test_first_screen_in_the_browser(synthetic_report):
     seen = result["probe"]
     assert all(v is not None and v["visible"] for v in seen.values()), seen
     assert "Synthetic data" in seen["#source-banner"]["text"]
-    assert re.search(r"9\.4 percentage points .*six months", seen["#answer .finding"]["text"])
+    assert re.search(r"by six months, a difference of 9\.4 percentage points", seen["#answer .finding"]["text"])
     assert re.search(r"about 27 fewer days off work per patient", seen["#answer .days-off"]["text"])
     assert "first year" in seen["#answer .days-off"]["text"]
     verdict = seen["#reliability"]["text"]
