@@ -1802,7 +1802,7 @@ class _Builder:
         extra = []
         for arm in ("early", "delayed"):
             if ("diag", "ess", arm) in self.ledger.cells:
-                extra.append([f"Effective sample size after weighting, {plots.ARM_LABELS[arm].lower()}", self.c(("diag", "ess", arm))])
+                extra.append([f"Effective sample size after weighting, {plots.ARM_LABELS[arm]} group", self.c(("diag", "ess", arm))])
         if ("diag", "n_truncated") in self.ledger.cells:
             pct = (d.diagnostics.get("weight_truncation") or {}).get("percentiles")
             extra.append([f"Persons whose weight was truncated{f' (at percentiles {pct[0]:g} and {pct[1]:g})' if pct else ''}",
