@@ -39,6 +39,7 @@ from .diagnostics import (
     weight_summary,
 )
 from .errors import IpmError
+from .disclosure import CountLedger, DisclosurePolicy
 from .estimators import (
     CloneCensorWeight,
     LandmarkIPTW,
@@ -108,20 +109,38 @@ class AnalysisSummary:
     estimates: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def describe(self) -> str:
-        """A few lines for the terminal."""
+    def describe(self, policy: DisclosurePolicy | None = DisclosurePolicy()) -> str:
+        """A few lines for the terminal.
+
+        Counts of persons pass the disclosure gate of ``policy`` as in the report (``<11``, ``*``), and the
+        primary estimate is printed only when each strategy was followed by at least min_cell_size
+        persons still followed at the horizon. ``policy=None``: the true numbers (``--show-small-counts``).
+        """
+        ledger = CountLedger(policy or DisclosurePolicy(1))
+        for key, value in (("n", self.n), ("early", self.n_early), ("delayed", self.n_delayed), ("rtw", self.n_rtw_population)):
+            ledger.add(key, value, priority=1)
+        ledger.add_identity("n", ["early", "delayed"], only_if_holds=True)
+        ledger.protect()
+        c = ledger.display
         lines = [
-            f"analysis of study {self.study!r}: {self.n} persons in the cohort "
-            f"({self.n_early} early, {self.n_delayed} delayed), "
-            f"{self.n_rtw_population} in the return-to-work population",
+            f"analysis of study {self.study!r}: {c('n')} persons in the cohort "
+            f"({c('early')} early, {c('delayed')} delayed), "
+            f"{c('rtw')} in the return-to-work population",
         ]
         if self.primary:
             p = self.primary
-            lines.append(
-                f"  primary (clone-censor-weight): RTW risk difference at day {p['horizon_days']} = "
-                f"{100 * p['estimate']:+.1f} points (95% CI {100 * p['ci_low']:+.1f} to {100 * p['ci_high']:+.1f}); "
-                f"early {100 * p['early']:.1f}% vs delayed {100 * p['delayed']:.1f}%"
-            )
+            persons = [p.get(k) for k in ("n_early", "n_delayed", "at_risk_early", "at_risk_delayed")]
+            if policy is not None and any(v is None or policy.too_few(v) for v in persons):
+                lines.append(
+                    f"  primary (clone-censor-weight): not shown: fewer than {policy.min_cell_size} persons followed "
+                    f"a strategy, or were still followed at day {p['horizon_days']}"
+                )
+            else:
+                lines.append(
+                    f"  primary (clone-censor-weight): RTW risk difference at day {p['horizon_days']} = "
+                    f"{100 * p['estimate']:+.1f} points (95% CI {100 * p['ci_low']:+.1f} to {100 * p['ci_high']:+.1f}); "
+                    f"early {100 * p['early']:.1f}% vs delayed {100 * p['delayed']:.1f}%"
+                )
         if self.diagnostics_passed:
             lines.append(
                 "  diagnostics: "
@@ -403,9 +422,9 @@ def run(
     """
     started = time.time()
     db_path, out_dir = Path(db_path), Path(out_dir)
+    # out_dir is created only when there is something to write: a failed analysis leaves no empty folder
     workers = max(1, workers or os.cpu_count() or 1)
     inputs = _read(spec, db_path)  # refuses mismatched inputs before anything is written
-    out_dir.mkdir(parents=True, exist_ok=True)
     a = spec.analysis
     grace = spec.exposure.grace_period_days
     horizons = tuple(int(h) for h in a.horizons_days)
@@ -437,6 +456,14 @@ def run(
     covariates = list(a.covariates)
     if "ehr_pro" in inputs.build.load.absent_tables:
         unavailable["qol"] = "no ehr_pro table in the extract: quality-of-life outcomes cannot be estimated"
+    for instrument in spec.outcomes.qol.instruments:
+        if instrument not in QOL_OUTCOMES:
+            # listed in the spec (its scores are loaded and counted) but not an outcome of this analysis
+            unavailable[f"qol/{instrument}"] = (
+                f"{instrument} is listed in the spec's quality-of-life instruments but is not analysed as an outcome: "
+                "the analysed outcomes are physical function, pain interference, disability, utility and pain "
+                f"intensity ({', '.join(QOL_OUTCOMES)})"
+            )
     if "pharmacy_claim" in inputs.build.load.absent_tables or "ndc_reference" in inputs.build.load.absent_tables:
         unavailable["opioid_use"] = "no pharmacy claims (or NDC reference) in the extract: opioid covariates left out"
     if n == 0:
@@ -534,6 +561,7 @@ def run(
         estimates, columns=["outcome", "method", "measure", "arm", "horizon_days", "estimate", "ci_low", "ci_high", "n"]
     )
     written = {}
+    out_dir.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
         path = out_dir / f"{name}.parquet"
         frame.reset_index(drop=True).to_parquet(path, index=False)
@@ -575,7 +603,7 @@ def run(
             "ancova_iptw": "Wald interval from the heteroscedasticity-robust (HC1) covariance of the weighted "
             "regression",
         },
-        "provenance": _provenance(spec, inputs, B, seed, workers),
+        "provenance": {**_provenance(spec, inputs, B, seed, workers), "data_source": _data_source(inputs.build.load, inputs.cohort)},
     }
     results_path = out_dir / "results.json"
     results_path.write_text(json.dumps(_clean(results), indent=2, allow_nan=False) + "\n")
@@ -604,6 +632,21 @@ _ANALYSIS_LABELS = {
     "landmark_iptw": "propensity of referral within the grace period among persons still off work at its end",
     "cohort_iptw": "cohort propensity model: Table 1 and quality of life",
 }
+
+
+def _data_source(load: lineage.LoadRecord, cohort: pd.DataFrame) -> dict:
+    """Where the data came from, for the report's first screen: the extract folder the cohort was built
+    from, whether it is the generated synthetic extract (the generator writes ``truth.json`` beside the
+    tables; a real extract has none), and the period of the index dates."""
+    extract = load.extract_path if load.loaded_at else None
+    synthetic = bool(extract) and (Path(extract) / "truth.json").exists()
+    index = pd.to_datetime(cohort["index_date"], errors="coerce").dropna() if "index_date" in cohort else pd.Series([], dtype="datetime64[ns]")
+    return {
+        "extract": Path(extract).name if extract else None,
+        "synthetic": synthetic,
+        "synthetic_marker": "truth.json beside the extract's tables (written by ipm-outcomes synth)" if synthetic else None,
+        "index_period": [index.min().date().isoformat(), index.max().date().isoformat()] if len(index) else None,
+    }
 
 
 def _provenance(spec: StudySpec, inputs: _Inputs, B: int, seed: int, workers: int) -> dict:
@@ -650,6 +693,26 @@ def _provenance(spec: StudySpec, inputs: _Inputs, B: int, seed: int, workers: in
         "workers": workers,
         "spec_file": str(spec.source_path) if spec.source_path else None,
     }
+
+
+def _at_risk(curves: pd.DataFrame, arm: str, day: int) -> int:
+    """Persons at risk in one arm's curve on ``day`` (the last tabulated day up to it)."""
+    part = curves[(curves["arm"] == arm) & (curves["day"] <= day)]
+    return int(part.sort_values("day")["n_at_risk"].iloc[-1]) if not part.empty else 0
+
+
+def _persons_following(referral_days: np.ndarray, window: tuple[int, int | None]) -> int:
+    """Persons whose referral day (NaN: never referred) falls in a strategy's window ``[a, b]``.
+
+    For ``b`` None ("no referral before day a"), the never-referred follow it too. These are the persons
+    a strategy's estimate rests on once its window has closed, not the clones (every person has one
+    clone in every strategy).
+    """
+    a, b = window
+    ref = np.asarray(referral_days, dtype=float)
+    not_before = ~(ref < a)  # NaN (never) compares False, so never-referred persons are "not before"
+    within = np.ones(ref.shape, bool) if b is None else (ref <= b)
+    return int(np.sum(not_before & within))
 
 
 def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, workers, bar) -> dict:
@@ -702,6 +765,14 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
     if ccw is not None:
         s = ccw.summary
         primary_rows = s[(s.arm.isin(["early", "delayed"])) | (s.contrast == "early vs delayed")]
+        # Every person is cloned into both arms, so the estimator's n counts clones (the whole population
+        # twice). A reader's "n early" is the persons who actually followed the strategy, and the 11-person
+        # rule applies to them: replace the arm sizes with those.
+        ref_all = pd.to_numeric(analysis["referral_day"], errors="coerce").to_numpy(dtype=float)
+        following = {arm: _persons_following(ref_all, strategies[arm]) for arm in ("early", "delayed")}
+        primary_rows = primary_rows.assign(
+            n=[following.get(arm, n) if isinstance(arm, str) else n for arm, n in zip(primary_rows["arm"], primary_rows["n"])]
+        )
         out["estimates"] += _estimate_rows(primary_rows, "rtw", "ccw", max_h)
         c = ccw.curves_[ccw.curves_.arm.isin(["early", "delayed"])].rename(columns={"cumulative_incidence": "estimate"})
         curves.append(c.assign(method="ccw"))
@@ -716,6 +787,12 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
             ci_high=rd.ci_high,
             early=lev.get("early"),
             delayed=lev.get("delayed"),
+            # persons behind each arm's level at the horizon: who followed the strategy, and who was
+            # still followed (at risk) on that day; the console gates the numbers on these
+            n_early=following["early"],
+            n_delayed=following["delayed"],
+            at_risk_early=_at_risk(c, "early", primary_h),
+            at_risk_delayed=_at_risk(c, "delayed", primary_h),
         )
         for g in a.sensitivity_grace_periods:
             e, d = ("early", "delayed") if g == grace else (f"early_{g}", f"delayed_{g}")
@@ -732,6 +809,8 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
                     ci_low=r.ci_low,
                     ci_high=r.ci_high,
                     n=r.n,
+                    n_early=_persons_following(ref_all, strategies[e]),
+                    n_delayed=_persons_following(ref_all, strategies[d]),
                 )
             )
         # dose-response over delay bands (n: persons whose referral fell in the band; every person
@@ -873,6 +952,7 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
             proc = analysis.assign(
                 referral_day=pd.to_numeric(frame["days_to_referral_procedure_only"], errors="coerce")
             )
+            proc_ref = proc["referral_day"].to_numpy(dtype=float)
             m = CloneCensorWeight(grace_period_days=grace, truncation_percentiles=trunc, **common).fit(proc, used)
             r = m.summary[(m.summary.measure == "risk_difference") & (m.summary.horizon_days == primary_h)].iloc[0]
             sensitivity.append(
@@ -885,6 +965,8 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
                     ci_low=r.ci_low,
                     ci_high=r.ci_high,
                     n=r.n,
+                    n_early=_persons_following(proc_ref, (0, grace)),
+                    n_delayed=_persons_following(proc_ref, (grace + 1, None)),
                 )
             )
         except IpmError as exc:

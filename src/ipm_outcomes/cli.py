@@ -29,6 +29,24 @@ out = Console()
 
 _state = {"debug": False}
 
+ShowSmallOption = Annotated[
+    bool,
+    typer.Option(
+        "--show-small-counts",
+        help="Print counts of fewer than report.min_cell_size persons as they are (your own terminal only; "
+        "never in logs or shared output).",
+    ),
+]
+
+
+def _console_policy(show_small_counts: bool, spec=None):
+    """The disclosure gate for what a command prints: the spec's threshold, or none when asked."""
+    from .disclosure import DisclosurePolicy
+
+    if show_small_counts:
+        return None
+    return DisclosurePolicy(spec.report.min_cell_size if spec is not None else DisclosurePolicy().min_cell_size)
+
 
 @app.callback()
 def main(
@@ -133,6 +151,7 @@ def ingest(
             "against this day of the extract's own calendar instead of today.",
         ),
     ] = None,
+    show_small_counts: ShowSmallOption = False,
 ) -> None:
     """Validate an extract against the input contract and load it into DuckDB (all or nothing)."""
     from . import ingest as ingest_module
@@ -159,7 +178,7 @@ def ingest(
         summary = omop_module.load_omop(omop, db, cdm_schema=omop_schema, **options)
     else:
         summary = ingest_module.load_extract(extract, db, **options)
-    say(summary.describe())
+    say(summary.describe(_console_policy(show_small_counts)))
 
 
 def _refuse_load(problem: str, report: Path | None, source: Path | None):
@@ -214,28 +233,29 @@ def cohort_command(
     schema_prefix: Annotated[
         str, typer.Option("--schema-prefix", help="Spark: prefix of the schemas the layers are built in.")
     ] = "",
+    show_small_counts: ShowSmallOption = False,
 ) -> None:
     """Build the analysis tables (cohort, rtw_outcome, qol_outcome, attrition) from a loaded extract."""
     from . import cohort
     from .spec import load_spec
 
+    spec = load_spec(spec_path)
     spark_only = {"--source-schema": source_schema, "--source-path": source_path, "--schema-prefix": schema_prefix or None}
     if engine == "duckdb":
         given = [name for name, value in spark_only.items() if value is not None]
         if given:
             raise IpmError(f"{', '.join(given)} applies only to --engine spark")
-        summary = cohort.build(load_spec(spec_path), db, export_dir=export, progress=True)
+        summary = cohort.build(spec, db, export_dir=export, progress=True)
     elif engine == "spark":
         from .spark_engine import SparkSource, build_on_spark, spark_session
 
         source = SparkSource(schema=source_schema, path=source_path)
-        spec = load_spec(spec_path)
         summary = build_on_spark(
             spec, spark_session(spark_master), source, db, schema_prefix=schema_prefix, export_dir=export, progress=True
         )
     else:
         raise IpmError(f"unknown engine {engine!r}; use duckdb or spark")
-    say(summary.describe())
+    say(summary.describe(_console_policy(show_small_counts, spec)))
 
 
 @app.command("sql")
@@ -281,13 +301,15 @@ def analyze_command(
     workers: Annotated[
         int | None, typer.Option(help="Processes for the bootstrap (default: all cores).")
     ] = None,
+    show_small_counts: ShowSmallOption = False,
 ) -> None:
     """Estimate the effect of early IPM referral; write results.json and tidy result tables."""
     from . import analysis
     from .spec import load_spec
 
-    summary = analysis.run(load_spec(spec_path), db, out_dir, workers=workers, progress=True)
-    say(summary.describe())
+    spec = load_spec(spec_path)
+    summary = analysis.run(spec, db, out_dir, workers=workers, progress=True)
+    say(summary.describe(_console_policy(show_small_counts, spec)))
 
 
 @app.command("report")
@@ -333,8 +355,6 @@ def run_command(
     ] = None,
 ) -> None:
     """Run the whole study as a Prefect flow: ingest -> cohort -> analyze -> report."""
-    from pipelines.run import run_study
-
     from .spec import load_spec
 
     if extract is not None and persons is not None:
@@ -345,9 +365,15 @@ def run_command(
         raise IpmError("--source-schema and --source-path apply only to --engine spark")
     if cluster is not None and task_runner not in ("dask", "ray"):
         raise IpmError(f"--cluster is the address of a Dask or Ray cluster; add --task-runner dask or ray (not {task_runner})")
+    spec = load_spec(spec_path)
+    # Checked before the flow starts: a missing extract would otherwise fail inside Prefect, with retries,
+    # tracebacks and empty output folders.
+    if extract is not None and not extract.is_dir():
+        raise IpmError(f"{extract}: no such extract folder (--extract); give the folder holding the extract's tables")
+    from pipelines.run import run_study
 
     run = run_study(
-        load_spec(spec_path),
+        spec,
         extract,
         out_dir,
         persons=persons if persons is not None else 20_000,

@@ -28,6 +28,7 @@ import duckdb
 from . import db, lineage
 from .contract import RAW_SCHEMA, TABLES
 from .errors import IpmError
+from .disclosure import COMPLEMENT_LABEL, CountLedger, DisclosurePolicy, merge_attrition_steps
 from .spec import CHARLSON_COMPONENTS, PRO_INSTRUMENTS, StudySpec, spec_sha256
 from .valuesets import insert_rows, load_valuesets, write_valueset_table
 
@@ -148,37 +149,119 @@ class CohortSummary:
     seconds: float
     exported: list[Path] = field(default_factory=list)
 
-    def describe(self) -> str:
-        """A short plain-text report of the build (for the CLI and logs)."""
+    def describe(self, policy: DisclosurePolicy | None = DisclosurePolicy()) -> str:
+        """A short plain-text report of the build (for the CLI and logs).
+
+        Every count of persons passes the disclosure gate of ``policy`` (the spec's
+        ``report.min_cell_size``): counts of 1 to min_cell_size - 1 show as ``<11``, complementary
+        counts as ``*``, and attrition steps excluding a small number are merged, exactly as in the
+        report, so that what reaches a terminal, a log file or a Prefect run history discloses no small
+        count. ``policy=None`` shows the true numbers (``--show-small-counts``: the analyst's own terminal).
+        """
+        c = self._console_counts(policy)
         lines = [f"Cohort built for study {self.study!r} in {self.seconds:.1f} s -> {self.db_path}"]
         lines.append(f"  data end date: {self.data_end_date or 'unknown (no events)'}")
         lines.append("  attrition (cohort):")
-        for row in (r for r in self.attrition if r["population"] == "cohort"):
-            lines.append(f"    {row['remaining']:>10,}  (-{row['excluded']:,})  {row['step']}")
+        for step in c["attrition"]:
+            excluded = "" if step["excluded"] is None else f"(-{step['excluded']})"
+            lines.append(f"    {step['remaining']:>10}  {excluded:<8} {step['step']}")
         if self.cohort == 0:
             lines.append("  the cohort is empty: no person met every rule (see the attrition above)")
         else:
             lines.append(
-                f"  exposure: {self.early:,} early, {self.delayed:,} delayed "
-                f"({self.never_referred:,} never referred within follow-up)"
+                f"  exposure: {c['early']} early, {c['delayed']} delayed "
+                f"({c['never']} never referred within follow-up)"
             )
-            bands = ", ".join(f"{label}: {n:,}" for label, n in self.delay_categories.items())
+            bands = ", ".join(f"{label}: {c[('band', label)]}" for label in self.delay_categories)
             lines.append(f"  days to referral: {bands}")
         if not self.work_status_available:
             lines.append("  return to work: unavailable (the extract has no ehr_work_status rows)")
         else:
-            events = ", ".join(f"{k}: {v:,}" for k, v in self.rtw_events.items())
-            lines.append(f"  return-to-work population: {self.rtw_population:,} ({events})")
+            events = ", ".join(f"{k}: {c[('event', k)]}" for k in self.rtw_events)
+            lines.append(f"  return-to-work population: {c['rtw']} ({events})")
         if not self.pro_available:
             lines.append("  quality of life: unavailable (the extract has no ehr_pro rows)")
         elif self.cohort:
-            parts = [f"{r['instrument']}@{r['horizon_days']}d {r['missing']:,}" for r in self.qol_observed]
+            parts = [
+                f"{r['instrument']}@{r['horizon_days']}d {c[('missing', r['instrument'], r['horizon_days'])]}"
+                for r in self.qol_observed
+            ]
             lines.append("  quality-of-life follow-up missing: " + ", ".join(parts))
+        if policy is not None:
+            lines.append(
+                f"  counts below {policy.min_cell_size} shown as {policy.small_label}, {COMPLEMENT_LABEL} withheld "
+                "so they cannot be worked out (--show-small-counts shows them on your own terminal)"
+            )
         if not self.pharmacy_available:
             lines.append("  opioid use / MME: unavailable (no pharmacy_claim or ndc_reference rows)")
         for path in self.exported:
             lines.append(f"  wrote {path}")
         return "\n".join(lines)
+
+    def _console_counts(self, policy: DisclosurePolicy | None) -> dict:
+        """Every count :meth:`describe` prints, as displayed: through one :class:`CountLedger` with the
+        identities a reader of the lines can use (steps, early + delayed, bands, events, observed + missing)."""
+        steps = [
+            {"step": r["step"], "remaining": int(r["remaining"]), "excluded": int(r["excluded"] or 0)}
+            for r in self.attrition
+            if r["population"] == "cohort"
+        ]
+        if policy is None:
+            shown = {k: f"{v:,}" for k, v in self._counts().items()}
+            shown["attrition"] = [
+                {"step": s["step"], "remaining": f"{s['remaining']:,}", "excluded": None if i == 0 else f"{s['excluded']:,}"}
+                for i, s in enumerate(steps)
+            ]
+            return shown
+        ledger = CountLedger(policy)
+        counts = self._counts()
+        for key, value in counts.items():
+            ledger.add(key, value, priority=2 if key in ("cohort", "early", "delayed", "rtw") else 0)
+        ledger.add_identity("cohort", ["early", "delayed"], only_if_holds=True)
+        bands = [("band", label) for label in self.delay_categories]
+        ledger.add_identity("cohort", bands, only_if_holds=True)
+        if ("band", "never") in ledger.cells:
+            ledger.add_identity("never", [("band", "never")], only_if_holds=True)
+            later = ledger.add("referred_later", self.delayed - self.never_referred, displayed=False)
+            ledger.add_identity("delayed", [later, "never"], only_if_holds=True)
+        ledger.add_identity("rtw", [("event", k) for k in self.rtw_events], only_if_holds=True)
+        for r in self.qol_observed:
+            obs = ledger.add(("observed", r["instrument"], r["horizon_days"]), int(r["observed"]), displayed=False)
+            ledger.add_identity("cohort", [obs, ("missing", r["instrument"], r["horizon_days"])], only_if_holds=True)
+        merged = merge_attrition_steps(steps, policy) if steps else []
+        prev = None
+        for i, s in enumerate(merged):
+            rk = ledger.add(("attr", i, "remaining"), s["remaining"], priority=1)
+            if i == len(merged) - 1:
+                ledger.add_identity(rk, ["cohort"], only_if_holds=True)
+            if prev is not None:
+                ek = ledger.add(("attr", i, "excluded"), s["excluded"])
+                ledger.add_identity(prev, [rk, ek], only_if_holds=True)
+            prev = rk
+        ledger.protect()
+        shown = {k: ledger.display(k) for k in counts}
+        shown["attrition"] = [
+            {
+                "step": s["step"],
+                "remaining": ledger.display(("attr", i, "remaining")),
+                "excluded": None if i == 0 else ledger.display(("attr", i, "excluded")),
+            }
+            for i, s in enumerate(merged)
+        ]
+        return shown
+
+    def _counts(self) -> dict:
+        out = {
+            "cohort": self.cohort,
+            "early": self.early,
+            "delayed": self.delayed,
+            "never": self.never_referred,
+            "rtw": self.rtw_population,
+        }
+        out.update({("band", label): n for label, n in self.delay_categories.items()})
+        out.update({("event", k): v for k, v in self.rtw_events.items()})
+        out.update({("missing", r["instrument"], r["horizon_days"]): int(r["missing"]) for r in self.qol_observed})
+        return out
 
 
 def reference_rows(spec: StudySpec) -> dict[str, tuple[str, list[tuple]]]:

@@ -505,6 +505,22 @@ class CountLedger:
             return None
         return cell.value
 
+    def supports(self, *keys: Hashable) -> bool:
+        """True when a statistic on the persons counted by ``keys`` may be shown.
+
+        The gate for derived numbers (percentages, means, SMDs, curve points, shares): each group the
+        statistic describes must be a registered count that is displayed as a number and holds at least
+        ``min_cell_size`` persons. A group shown as ``<11`` is too small; one withheld as a complement
+        (``*``) or never displayed is not small, but a statistic on it (a percentage, an SMD) is an
+        equation in its size that could give it back, and with it the small cell it protects.
+        """
+        self._require_protected()
+        for key in keys:
+            cell = self.cells.get(key)
+            if cell is None or cell.status != SHOWN or cell.value < self.policy.min_cell_size:
+                return False
+        return True
+
     def withheld_values(self) -> set[int]:
         """The true values of all withheld displayed cells (used to withhold equal free-standing counts)."""
         self._require_protected()

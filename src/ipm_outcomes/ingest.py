@@ -60,6 +60,7 @@ from .contract import (
     medical_claim_diagnosis_view_ddl,
     raw_table_ddl,
 )
+from .disclosure import DisclosurePolicy
 from .errors import IpmError, ValidationFailed
 from .fingerprint import sha256_file
 from .validation import (
@@ -116,8 +117,13 @@ class LoadSummary:
     seconds: float = 0.0
     reference_date: date | None = None
 
-    def describe(self) -> str:
-        """A few lines for people: rows per table, what is unavailable, the warnings."""
+    def describe(self, policy: DisclosurePolicy | None = DisclosurePolicy()) -> str:
+        """A few lines for people: rows per table, what is unavailable, the warnings.
+
+        A warning that counts persons (``orphan_person``) passes the disclosure gate of ``policy``: a
+        count of 1 to min_cell_size - 1 persons prints as ``<11``, without the example identifier or the
+        row count that would tell it. ``policy=None`` prints them as found (``--show-small-counts``).
+        """
         lines = [f"Loaded {self.extract_dir} into {self.db_path} in {self.seconds:.1f} s"]
         if self.reference_date is not None:
             lines.append(
@@ -130,8 +136,22 @@ class LoadSummary:
             lines.append(f"  absent: {name} (unavailable: {TABLES_BY_NAME[name].unavailable_without})")
         if self.warnings:
             lines.append(f"{len(self.warnings)} warning{'s' if len(self.warnings) != 1 else ''}:")
-            lines.extend(f"  - {p.one_line()}" for p in self.warnings)
+            lines.extend(f"  - {_gated_line(p, policy)}" for p in self.warnings)
         return "\n".join(lines)
+
+
+#: Rules whose ``Problem.count`` counts persons (the rest count rows or values).
+_PERSON_COUNT_RULES = {"orphan_person"}
+
+
+def _gated_line(problem: Problem, policy: DisclosurePolicy | None) -> str:
+    """One warning line; a small count of persons replaced by ``<11`` and its example left out."""
+    if policy is None or problem.rule not in _PERSON_COUNT_RULES or not policy.is_small(problem.count):
+        return problem.one_line()
+    what = {
+        "orphan_person": f"persons with no eligibility row; their {problem.table or 'table'} rows cannot enter the cohort",
+    }[problem.rule]
+    return f"{problem.file}, column {problem.column}: {policy.small_label} {what} (rule {problem.rule})"
 
 
 # --- finding the files ----------------------------------------------------------------------

@@ -65,6 +65,7 @@ import duckdb
 
 from . import contract, db
 from . import valuesets as valueset_module
+from .disclosure import DisclosurePolicy
 from .errors import IpmError, ValidationFailed
 from .ingest import LoadSummary
 from .spec import StudySpec, load_spec
@@ -349,9 +350,9 @@ class OmopLoadSummary(LoadSummary):
 
     mapping: OmopMappingReport | None = None
 
-    def describe(self) -> str:
+    def describe(self, policy=DisclosurePolicy()) -> str:
         head = self.mapping.describe() + "\n" if self.mapping is not None else ""
-        return head + super().describe()
+        return head + super().describe(policy)
 
 
 # --- the declared mapping ---------------------------------------------------------------------------

@@ -17,13 +17,13 @@ from contextlib import contextmanager
 
 import matplotlib
 
-matplotlib.use("Agg")  # headless: the report runs on servers and in CI
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
+# No matplotlib.use() here: importing the library must not change a notebook's backend. The command
+# line chooses a headless one (cli.main) and report.render draws off-screen figures.
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 #: Okabe & Ito (2008) colour-blind-safe palette.
 OKABE_ITO = {
@@ -88,6 +88,19 @@ def _new(ax, figsize) -> tuple[Figure, plt.Axes]:
         return ax.figure, ax
     fig = Figure(figsize=figsize, layout="constrained")
     return fig, fig.add_subplot()
+
+
+def _spread_log_ticks(ticks: list[float], keep: float, lo: float, hi: float, most: int = 7) -> list[float]:
+    """Log-axis ticks at least 1/``most`` of the axis apart (0.67 and 0.75 printed side by side read as
+    "0.670.75"); ``keep`` (the null) always stays."""
+    if len(ticks) < 2 or hi <= lo:
+        return ticks
+    gap = (np.log(hi) - np.log(lo)) / most
+    kept = [keep] if keep in ticks else []
+    for t in sorted(ticks, key=lambda t: abs(np.log(t) - np.log(keep))):
+        if all(abs(np.log(t) - np.log(k)) >= gap for k in kept):
+            kept.append(t)
+    return sorted(kept)
 
 
 def _title(ax, title: str | None, width: int = 80) -> None:
@@ -469,6 +482,7 @@ def forest(
         values = values[np.isfinite(values) & (values > 0)]
         lo, hi = (min(values.min(), null), max(values.max(), null)) if values.size else (null / 2, null * 2)
         ticks = [t for t in (0.1, 0.2, 0.25, 0.33, 0.5, 0.67, 0.75, 1, 1.25, 1.5, 2, 3, 4, 5, 10) if lo / 1.3 <= t <= hi * 1.3]
+        ticks = _spread_log_ticks(ticks, null, lo / 1.3, hi * 1.3)
         ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks or [null]))
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
@@ -496,10 +510,11 @@ def love_plot(smd: pd.DataFrame, *, threshold: float = 0.1, title: str | None = 
     fig, ax = _new(ax, (8.2, 0.22 * len(df) + 1.4))
     ys = np.arange(len(df))
     ax.hlines(ys, df["a"], df["b"], color="#CCCCCC", lw=1)
-    ax.plot(df["b"], ys, "o", color=OKABE_ITO["vermillion"], ms=5, label="Before weighting", markerfacecolor="white", markeredgewidth=1.3)
-    ax.plot(df["a"], ys, "D", color=OKABE_ITO["blue"], ms=4.5, label="After weighting")
-    ax.axvline(threshold, color=OKABE_ITO["black"], ls="--", lw=0.9)
-    ax.text(threshold, 1.0, f" {threshold:g} threshold", transform=ax.get_xaxis_transform(), fontsize=8, va="bottom")
+    # grey and black: blue and orange mean "early" and "delayed" in every other figure
+    ax.plot(df["b"], ys, "o", color=OKABE_ITO["grey"], ms=5, label="Before weighting", markerfacecolor="white", markeredgewidth=1.3)
+    ax.plot(df["a"], ys, "D", color=OKABE_ITO["black"], ms=4.5, label="After weighting")
+    # the threshold is named in the legend, not by a label that collides with the title
+    ax.axvline(threshold, color=OKABE_ITO["vermillion"], ls="--", lw=0.9, label=f"Balance threshold ({threshold:g})")
     ax.set_yticks(ys, df["label"], fontsize=7.8)
     ax.set_xlabel("Absolute standardized mean difference (early vs delayed)")
     ax.set_xlim(left=0)
@@ -546,7 +561,10 @@ def binned_distribution(
         drawn = True
     if log_x:
         ax.set_xscale("log")
+        # plain numbers at 1-2-5 steps; no "4x10^-1" minor labels
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if drawn or shade_label:

@@ -69,9 +69,18 @@ class ReportSummary:
             f"  figures: {len(self.figures)} PNG in figures/",
             f"  tables:  {len(self.tables)} CSV in tables/",
             f"  disclosure: counts below {self.min_cell_size} withheld; {self.withheld_cells} cell(s) withheld",
-            f"  primary result: {self.verdict}",
+            f"  primary result: {_VERDICT_WORDS.get(self.verdict, self.verdict)}",
         ]
         return "\n".join(lines)
+
+
+_VERDICT_WORDS = {
+    "beneficial": "early referral was followed by a faster return to work",
+    "harmful": "early referral was followed by a slower return to work",
+    "null": "no clear difference in return to work (the interval includes zero)",
+    "unavailable": "not estimable from these results (too few persons)",
+    "empty": "no persons met the cohort criteria",
+}
 
 
 def render(
@@ -272,12 +281,21 @@ def primary_finding(
     grace = days_in_words(grace_days)
     when = days_in_words(horizon_days)
     who = f"Patients first seen by IPM within {grace}"
-    if difference is None or difference.estimate is None or policy.too_few(difference.n):
+    if difference is None or not _finite(difference.estimate) or policy.too_few(difference.n):
         return Finding(
             "unavailable",
-            f"The primary comparison of return to work by {when} could not be estimated from these results "
-            "(too few persons, or the estimate is missing).",
-            "Primary result not available",
+            f"Too few patients followed one of the two strategies (fewer than {policy.min_cell_size} persons referred "
+            f"within {grace}, or not referred, and still followed by {when}) to estimate the difference in "
+            f"return to work by {when}.",
+            "Too few patients to estimate the primary result",
+        )
+    if not _finite(difference.ci_low) or not _finite(difference.ci_high):
+        return Finding(
+            "unavailable",
+            f"By {when}, the difference in the share back at work (early minus delayed) was "
+            f"{_f(100 * difference.estimate, 1, '+')} percentage points, but no confidence interval could be "
+            "computed (the bootstrap replicates failed), so these data cannot say whether early referral helps.",
+            "Primary result without a confidence interval",
         )
     d, lo, hi = (100 * difference.estimate, 100 * difference.ci_low, 100 * difference.ci_high)
     verdict = classify(difference.ci_low, difference.ci_high)
@@ -330,8 +348,10 @@ def qol_finding(
     policy: DisclosurePolicy,
 ) -> str | None:
     """One sentence on a quality-of-life contrast (adjusted mean difference, early minus delayed)."""
-    if difference is None or difference.estimate is None or policy.too_few(difference.n):
+    if difference is None or not _finite(difference.estimate) or policy.too_few(difference.n):
         return None
+    if not _finite(difference.ci_low) or not _finite(difference.ci_high):
+        return None  # no interval: nothing can be said about the difference
     label, higher_better = OUTCOMES.get(instrument, (instrument, True))
     name = INSTRUMENT_SHORT.get(instrument, instrument)
     digits = 2 if instrument == "eq5d_index" else 1
@@ -351,6 +371,43 @@ def qol_finding(
     word = "better" if verdict == "beneficial" else "worse"
     return (f"On {name} ({better}) at {when}, early referral was followed by {word} scores: "
             f"{_f(abs(d), digits)} points {direction} ({ci}).{mcid_text}")
+
+
+def e_value_sentence(estimate: float, ci_bound: float | None, rr_low: float | None, rr_high: float | None) -> str:
+    """The E-value in words; when the interval of the risk ratio already includes 1, no confounding is
+    needed to make it compatible with no effect, and the sentence says that instead of "1.00 to move it"."""
+    head = (f"An unmeasured confounder would need to be associated with both early referral and return to work by a "
+            f"risk ratio of {estimate:.2f} each (beyond the measured covariates) to explain away the primary estimate")
+    includes_null = _finite(rr_low) and _finite(rr_high) and rr_low <= 1.0 <= rr_high
+    if includes_null or (_finite(ci_bound) and float(ci_bound) <= 1.0 + 1e-9):
+        return (head + "; its confidence interval already includes no effect, so no unmeasured confounding is "
+                "needed to make the data compatible with no effect (VanderWeele & Ding 2017).")
+    if not _finite(ci_bound):
+        return head + "; the confidence interval was not available (VanderWeele & Ding 2017)."
+    return (head + f", and of {float(ci_bound):.2f} to move its confidence interval to include no effect "
+            "(VanderWeele & Ding 2017).")
+
+
+def naive_sentence(naive: float, primary: float, *, horizon_days: int, grace_days: int) -> str:
+    """What the naive comparison would have said, in points at a day, and why it is biased.
+
+    Grouping patients by when they were eventually referred puts everyone who went back to work before a
+    referral in the delayed group (they are never referred), and sicker patients are referred sooner:
+    both push the naive estimate against early referral, often past zero.
+    """
+    n, p = 100 * naive, 100 * primary
+    unit = lambda x: "point" if abs(round(x, 1)) == 1 else "points"  # noqa: E731
+    if n * p < 0 and abs(p) >= 0.5:
+        how = "It points the opposite way"
+    elif abs(n) > abs(p):
+        how = "It is further from no difference"
+    else:
+        how = "It is closer to no difference"
+    return (f"A simple comparison of patients by when they were eventually referred would have given "
+            f"{_f(n, 1, '+')} percentage {unit(n)} back at work by day {horizon_days} (early minus delayed), against "
+            f"{_f(p, 1, '+')} {unit(p)} from the primary analysis. {how}, because patients who return to work quickly "
+            f"are never referred and so count as delayed, and sicker patients are referred sooner (within "
+            f"{grace_days} days). This report does not rely on it.")
 
 
 def diagnostics_sentence(checks) -> tuple[str, bool | None]:
@@ -403,10 +460,29 @@ def _fmt_num(x: float | None, digits: int = 1) -> str:
     return f"{x:,.{digits}f}"
 
 
+#: The parameter space of each kind of estimate (as a fraction for pct / pp): outside it, an estimate
+#: is not a value at all (a share of 110%); an interval bound outside it is cut at its edge.
+_SPACE = {"pct": (0.0, 1.0), "pp": (-1.0, 1.0), "ratio": (0.0, math.inf), "days": (-math.inf, math.inf),
+          "score1": (-math.inf, math.inf), "score2": (-math.inf, math.inf)}
+
+
+def _finite(x) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x)) and math.isfinite(float(x))
+
+
 def _fmt_ci(e: Estimate | None, kind: str) -> str:
-    """An estimate with its 95% CI for tables: kind pct | pp | ratio | days | score2 | score1."""
-    if e is None or e.estimate is None:
+    """An estimate with its 95% CI for tables: kind pct | pp | ratio | days | score2 | score1.
+
+    Never prints nan or an impossible value: a missing or non-finite estimate, or one outside the
+    parameter space (a share above 100%), shows as not estimable; an interval that could not be
+    computed (every bootstrap replicate failed) is left out; interval bounds are cut at the edges of
+    the parameter space (a share cannot fall below 0%).
+    """
+    if e is None or not _finite(e.estimate):
         return MISSING_LABEL
+    lo_space, hi_space = _SPACE[kind]
+    if not (lo_space - 1e-9 <= float(e.estimate) <= hi_space + 1e-9) or (kind == "ratio" and e.estimate <= 0):
+        return "not estimable"
     scale, digits, suffix = {
         "pct": (100, 1, "%"),
         "pp": (100, 1, ""),
@@ -417,9 +493,10 @@ def _fmt_ci(e: Estimate | None, kind: str) -> str:
     }[kind]
     sign = "+" if kind in ("pp", "days", "score1", "score2") else ""
     est = f"{_f(scale * e.estimate, digits, sign)}{suffix}"
-    if e.ci_low is None or e.ci_high is None:
-        return est
-    return f"{est} ({_f(scale * e.ci_low, digits)} to {_f(scale * e.ci_high, digits)})"
+    if not _finite(e.ci_low) or not _finite(e.ci_high):
+        return f"{est} (no interval)"
+    lo, hi = max(float(e.ci_low), lo_space), min(float(e.ci_high), hi_space)
+    return f"{est} ({_f(scale * lo, digits)} to {_f(scale * hi, digits)})"
 
 
 def _withheld_text(policy: DisclosurePolicy) -> str:
@@ -473,6 +550,8 @@ class _Builder:
         self.tables: dict[str, DisplayTable] = {}
         self.withheld_count = 0
         self.t = policy.min_cell_size
+        #: (method, arm) -> last day its curve is shown (min_cell_size or more persons at risk); -1: none.
+        self.curve_reach: dict[tuple[str, str], int] = {}
         self.K_N, self.K_E, self.K_D, self.K_RTW = ("cohort", "n"), ("cohort", "n_early"), ("cohort", "n_delayed"), ("cohort", "n_rtw")
 
     # -- helpers ------------------------------------------------------------------------------------
@@ -517,20 +596,36 @@ class _Builder:
         return self.data.estimate(outcome, method, measure, horizon, arm)
 
     def enough(self, *estimates: Estimate | None) -> bool:
-        """Every estimate present and each derived from at least min_cell_size persons."""
-        return all(e is not None and e.estimate is not None and not self.policy.too_few(e.n) for e in estimates)
+        """Every estimate may be shown: present, finite, and passed by the disclosure gate (:meth:`_supported`)."""
+        return all(self._supported(e) for e in estimates)
+
+    def _supported(self, e: Estimate | None) -> bool:
+        """The disclosure gate for one estimate: the persons it describes are a shown count of at least
+        min_cell_size (its arm size, registered in the ledger), and for a return-to-work arm the curve it
+        is read from still has min_cell_size persons at risk at its horizon (persons uncensored, i.e.
+        still following the strategy, not clones)."""
+        if e is None or e.estimate is None or not math.isfinite(e.estimate) or self.policy.too_few(e.n):
+            return False
+        key = self.est_keys.get((e.outcome, e.method, e.measure, e.horizon_days, e.arm))
+        if key is not None and not self.ledger.supports(key):
+            return False
+        if e.arm is not None and e.horizon_days is not None and (e.method, e.arm) in self.curve_reach:
+            return self.curve_reach[(e.method, e.arm)] >= e.horizon_days
+        return True
 
     def _arm_ok(self, outcome, method, horizon=None) -> bool:
-        """Both arms of a contrast come from enough persons (arms at any horizon when horizon is None)."""
+        """Both arms of a contrast pass the gate (arms at any horizon when horizon is None)."""
         df = self.data.estimates
         arms = df[(df["outcome"] == outcome) & (df["method"] == method) & df["arm"].notna()]
         if horizon is not None:
             arms = arms[arms["horizon_days"] == horizon]
-        return not any(self.policy.too_few(n) for n in arms["n"])
+        return all(self._supported(_estimate_of(r)) for r in arms.to_dict("records"))
 
     def _contrast(self, outcome, method, measure, horizon=None) -> Estimate | None:
         e = self.est(outcome, method, measure, horizon)
-        if e is None or self.policy.too_few(e.n) or not self._arm_ok(outcome, method, horizon):
+        if e is None or e.estimate is None or not math.isfinite(e.estimate) or self.policy.too_few(e.n):
+            return None
+        if not self._arm_ok(outcome, method, horizon):
             return None
         return e
 
@@ -747,7 +842,9 @@ class _Builder:
                 c = curves[(curves["method"] == method) & (curves["arm"] == arm)].sort_values("day")
                 if c.empty:
                     continue
-                self.curves[method][arm] = truncate_curve(c, self.policy)[["day", "estimate", "ci_low", "ci_high"]]
+                kept = truncate_curve(c, self.policy)
+                self.curves[method][arm] = kept[["day", "estimate", "ci_low", "ci_high"]]
+                self.curve_reach[(method, arm)] = int(kept["day"].max()) if not kept.empty else -1
                 cells = []
                 for day in days:
                     upto = c[c["day"] <= day]
@@ -883,6 +980,7 @@ class _Builder:
             "empty": d.empty,
             "unavailable": d.unavailable,
             "withheld": counts,
+            "source": self._source(),
         }
         ctx["summary"] = self._summary_cache()
         ctx["population"] = self._population()
@@ -893,7 +991,63 @@ class _Builder:
         ctx["robustness"] = self._robustness()
         ctx["diagnostics"] = self._diagnostics()
         ctx["methods"] = self._methods()
+        ctx["limitations"] = self._limitations(ctx["robustness"])
+        ctx["glossary"] = GLOSSARY
         return ctx
+
+    def _limitations(self, robustness: dict) -> list[tuple[str, str]]:
+        """What the reader should discount: missing follow-up, instruments not analysed, unmeasured
+        confounding, how work status was measured. Counts pass the same gate as every table."""
+        d, s = self.data, self.data.spec_get
+        out = []
+        if not d.empty:
+            h = d.primary_horizon
+            missing = []
+            for inst in ("promis_pf", "odi"):
+                parts = []
+                for arm in ("early", "delayed"):
+                    mk = self.qol_keys.get((inst, h, arm, "missing"))
+                    if mk is not None:
+                        parts.append(f"{self.c(mk)} of {self.c(self.K_E if arm == 'early' else self.K_D)} {arm}")
+                if parts:
+                    missing.append(f"{INSTRUMENT_SHORT.get(inst, inst)}: {', '.join(parts)}")
+            if missing:
+                out.append(("Missing quality-of-life follow-up",
+                            f"Not every patient had a score near day {h} ({'; '.join(missing)} patients had none). "
+                            "The estimates weight the patients with a score by the inverse of their chance of having "
+                            "one (given referral timing and the baseline characteristics), which removes bias only if "
+                            "those characteristics explain who answered."))
+        not_analysed = [why for key, why in d.unavailable.items() if key.startswith("qol/")]
+        if not_analysed:
+            out.append(("Instruments not analysed", " ".join(not_analysed) + "."))
+        ev = (robustness or {}).get("e_value")
+        out.append(("Unmeasured confounding",
+                    "Patients were not randomised: the comparison adjusts only for what the claims and records "
+                    "measure (age, sex, payer, comorbidities, prior care, baseline severity). "
+                    + (ev["sentence"] if ev else "The E-value could not be computed for these results.")))
+        statuses = ", ".join(s("outcomes", "rtw", "population_statuses", default=["off_work"]))
+        events = ", ".join(s("outcomes", "rtw", "event_statuses", default=["working"]))
+        out.append(("How work status was measured",
+                    f"Work status comes from EHR work-status records, not from employers: a patient counts as off work "
+                    f"at the start with a record of {statuses} around the first visit, and as back at work at the first "
+                    f"later record of {events}. A return between visits is dated at the next record, so days off work "
+                    "are over-counted by the gap between records, equally in both groups."))
+        return out
+
+    def _source(self) -> dict:
+        """Where the data come from, for the banner: synthetic (the generator's marker) or the extract's name
+        and the period of its index dates, from the provenance the analysis recorded."""
+        src = self.data.provenance.get("data_source") or {}
+        period = src.get("index_period")
+        when = f"index dates {period[0]} to {period[1]}" if period else "period not recorded"
+        if src.get("synthetic"):
+            return {"synthetic": True,
+                    "text": "Synthetic data: this report was made from a generated extract (ipm-outcomes synth). "
+                            "Its numbers describe no real patients and must not be used for decisions.",
+                    "page": "SYNTHETIC DATA — no real patients"}
+        if src.get("extract"):
+            return {"synthetic": False, "text": f"Data: extract “{src['extract']}”, {when}.", "page": ""}
+        return {"synthetic": False, "text": "Data source: not recorded in these results.", "page": ""}
 
     # -- 1. executive summary -----------------------------------------------------------------------
 
@@ -919,6 +1073,8 @@ class _Builder:
                 "verdict": "empty",
                 "key_numbers": [],
                 "naive": None,
+                "days_off": None,
+                "reliability": "No patients met the study criteria: nothing to judge.",
             }
         grace = days_in_words(d.grace_period_days)
         age = f"{d.spec_get('cohort', 'age_min', default=18)}-{d.spec_get('cohort', 'age_max', default=64)}"
@@ -940,18 +1096,7 @@ class _Builder:
         naive = self._contrast("rtw", "naive", "risk_difference", h)
         naive_text = None
         if naive is not None and rd is not None:
-            if naive.estimate * rd.estimate < 0 and abs(100 * rd.estimate) >= 0.5:
-                how = "points the other way"
-            elif abs(naive.estimate) > abs(rd.estimate):
-                how = "exaggerates the difference"
-            else:
-                how = "understates the difference"
-            naive_text = (
-                f"A simple comparison of patients by when they were eventually referred would have given "
-                f"{100 * naive.estimate:+.1f} points instead of {100 * rd.estimate:+.1f}: it is biased "
-                f"(immortal time: a patient must stay unreferred, and still off work, to be counted as delayed) "
-                f"and {how}. This report does not rely on it."
-            )
+            naive_text = naive_sentence(naive.estimate, rd.estimate, horizon_days=h, grace_days=d.grace_period_days)
         key_numbers = []
         for horizon in d.horizons:
             e = self.est("rtw", "ccw", "cumulative_incidence", horizon, "early")
@@ -973,7 +1118,39 @@ class _Builder:
             "verdict": finding.verdict,
             "key_numbers": key_numbers,
             "naive": naive_text,
+            "days_off": self._days_off_sentence(),
+            "reliability": self._reliability(finding, diag_pass),
         }
+
+    def _days_off_sentence(self) -> str | None:
+        """The answer in days off work in the first year (restricted mean time not back at work)."""
+        h = self._rmst_horizon("ccw")
+        rm = self._contrast("rtw", "ccw", "rmst_difference", h) if h else None
+        if rm is None or not _finite(rm.ci_low) or not _finite(rm.ci_high):
+            return None
+        period = "in the first year" if h in (365, 366) else f"in the first {h} days"
+        days = abs(rm.estimate)
+        fewer = "fewer" if rm.estimate < 0 else "more"
+        ci = f"95% CI {_f(rm.ci_low, 0, '+')} to {_f(rm.ci_high, 0, '+')} days"
+        if round(days) == 0:
+            return f"Days off work {period}: about the same with early referral ({ci})."
+        return (f"Days off work {period}: about {days:.0f} {fewer} days off work per patient with early referral "
+                f"({ci}; the interval {'includes' if rm.ci_low <= 0 <= rm.ci_high else 'excludes'} no difference).")
+
+    def _reliability(self, finding: Finding, diag_pass: bool | None) -> str:
+        """One line a reader can act on: how far to trust the answer (the detailed table is in section 8)."""
+        if finding.verdict == "empty":
+            return "No patients met the study criteria: nothing to judge."
+        if finding.verdict == "unavailable":
+            return "Too few patients referred early to judge: the study cannot answer the question with these data."
+        if diag_pass is True:
+            return "All study checks passed: the groups were comparable after weighting."
+        if diag_pass is False:
+            failed = sum(1 for c in self.data.checks if c.passed is False)
+            known = sum(1 for c in self.data.checks if c.passed is not None)
+            return (f"{failed} of {known} study checks failed: the groups may not be comparable, so read the answer "
+                    "with caution (details in section 8).")
+        return "The study checks are not available in these results."
 
     # -- 2. study population ----------------------------------------------------------------------------
 
@@ -1025,11 +1202,7 @@ class _Builder:
 
     def _table1(self) -> DisplayTable:
         t1 = self.t1
-        smd = self.data.table("smd")
-        smd_map = {}
-        if smd is not None:
-            for r in smd.itertuples(index=False):
-                smd_map[str(r.covariate)] = (r.smd_before, r.smd_after)
+        smd_map = self._smds_shown()
         arms = {"early": self.K_E, "delayed": self.K_D}
         rows = []
         seen = set()
@@ -1083,6 +1256,50 @@ class _Builder:
             numeric_columns={"early_pct", "delayed_pct", "smd_before", "smd_after"},
         )
 
+    def _smds_shown(self) -> dict[str, tuple[float, float]]:
+        """Covariate -> (SMD before, SMD after), only where the disclosure gate lets them through.
+
+        An SMD is a formula in the counts of its row and the group sizes: for a yes/no row it has a
+        single solution, so next to a withheld cell it gives the cell back. It is shown only when every
+        count of its row (each level, for a categorical characteristic) is shown and both groups it
+        compares pass :meth:`CountLedger.supports`; for a measurement, when each group's mean rests on
+        at least min_cell_size persons. Table 1 and the love plot read this one decision.
+        """
+        smd = self.data.table("smd")
+        t1 = getattr(self, "t1", None)
+        if smd is None or smd.empty or t1 is None:
+            return {}
+        L = self.ledger
+        shown = lambda k: k in L.cells and L.status(k) == "shown"  # noqa: E731
+        out = {}
+        for var in dict.fromkeys(t1["variable"]):
+            part = t1[t1["variable"] == var]
+            stat = str(part["statistic"].iloc[0] or "n_pct")
+            levels = list(dict.fromkeys(part["level"]))
+            groups_ok = True
+            for arm, arm_key in (("early", self.K_E), ("delayed", self.K_D)):
+                rows = part[part["arm"] == arm]
+                if rows.empty:
+                    groups_ok = False
+                    continue
+                den = rows["denominator"].iloc[0]
+                den_key = arm_key if L.cells.get(arm_key) and L.cells[arm_key].value == den else ("t1", "den", var, arm)
+                if not L.supports(den_key) or (stat != "n_pct" and self.policy.too_few(rows["n"].min())):
+                    groups_ok = False
+            if not groups_ok:
+                continue
+            if stat != "n_pct":
+                names = [var]
+            else:
+                cells = [("t1", var, level, arm) for level in levels for arm in ("early", "delayed")]
+                if not all(shown(k) for k in cells):
+                    continue
+                names = [var] if levels == [None] else [var] + [f"{var}_{level}" for level in levels]
+            for r in smd[smd["covariate"].astype(str).isin(names)].itertuples(index=False):
+                if pd.notna(r.smd_before) and pd.notna(r.smd_after):
+                    out[str(r.covariate)] = (float(r.smd_before), float(r.smd_after))
+        return out
+
     # -- 3. referral timing ---------------------------------------------------------------------------
 
     def _timing(self) -> dict:
@@ -1113,8 +1330,13 @@ class _Builder:
                 cum = per_day.sort_index().cumsum()
                 median = int(cum.index[np.searchsorted(cum.to_numpy(), total / 2.0)])
                 within = int(per_day[per_day.index <= d.grace_period_days].sum())
-                title = (f"Half of referred patients had their first IPM contact by day {median}; "
-                         f"{100 * within / total:.0f}% within the {d.grace_period_days}-day grace period")
+                title = f"Half of referred patients had their first IPM contact by day {median}"
+                # A share of the referred: its numerator (the early group) and denominator (everyone but the
+                # never-referred) must both be shown counts, or it would pin them.
+                never = [k for label, k in self.delay_keys.items() if not str(label)[:1].isdigit() and not str(label).startswith(">")]
+                if self.ledger.supports(self.K_E) and all(self.ledger.supports(k) or self.ledger.cells[k].value == 0 for k in never) \
+                        and not self.policy.implied_count_small(within / total, total):
+                    title += f"; {100 * within / total:.0f}% within the {d.grace_period_days}-day grace period"
             plot_bins = bins[["left", "right", "n", "label"]].astype({"n": float})
             self.figures["referral_timing"] = {
                 "make": lambda b=plot_bins, t=title: plots.referral_histogram(b, grace_days=d.grace_period_days, title=t),
@@ -1164,7 +1386,11 @@ class _Builder:
                 rows=rows,
                 caption="Return to work: cumulative incidence (competing events accounted for) by strategy, risk "
                         "differences (early minus delayed, percentage points) and risk ratios.",
-                notes=["The naive comparison classifies patients by when they were eventually referred and is biased "
+                notes=["n early and n delayed are persons, not clones: in the clone-censor-weight analysis every "
+                       "person starts in both strategies, and n counts the persons who actually followed each one "
+                       f"(first IPM contact within {d.grace_period_days} days, or not). An arm's estimate at a day is "
+                       f"shown only while at least {self.t} of its persons are still followed.",
+                       "The naive comparison classifies patients by when they were eventually referred and is biased "
                        "by immortal time; it is shown only for contrast.",
                        f"Estimates from fewer than {self.t} persons are not shown ({MISSING_LABEL})."],
                 count_columns={"n_early", "n_delayed"},
@@ -1267,14 +1493,16 @@ class _Builder:
                         r = q[(q["instrument"] == inst) & (q["horizon_days"] == h) & (q["arm"] == arm)]
                         obs = r.iloc[0] if not r.empty else None
                     am = self.est(inst, "ancova_iptw", "adjusted_mean", h, arm)
-                    ok_obs = obs is not None and not self.policy.too_few(obs["n"])
+                    # a share or mean of the persons with a score: its group must be a shown count of 11+
+                    ok_obs = obs is not None and not self.policy.too_few(obs["n"]) and k is not None and self.ledger.supports(k)
                     resp = MISSING_LABEL
                     adj_resp = self.est(inst, "ancova_iptw", "responder_proportion", h, arm)
                     if adj_resp is not None and self.enough(adj_resp) and ok_obs and not self.policy.implied_count_small(
                         adj_resp.estimate, float(obs["n"])
                     ):
                         resp = _fmt_ci(adj_resp, "pct")
-                    elif ok_obs and "responder_proportion" in obs and not pd.isna(obs["responder_proportion"]):
+                    elif ok_obs and "responder_proportion" in obs and not pd.isna(obs["responder_proportion"]) \
+                            and 0.0 <= float(obs["responder_proportion"]) <= 1.0:
                         if not self.policy.implied_count_small(float(obs["responder_proportion"]), float(obs["n"])):
                             resp = f"{100 * obs['responder_proportion']:.1f}%"
                     row = [
@@ -1360,7 +1588,8 @@ class _Builder:
             # from: a band strategy's estimate rests on the persons who followed it.
             k = self.delay_keys.get(label) or self.dose_keys.get((label, int(r["horizon_days"])))
             persons = self.ledger.cells[k].value if k in self.ledger.cells else n
-            ok = n is not None and not self.policy.too_few(n) and not self.policy.too_few(persons)
+            ok = n is not None and not self.policy.too_few(n) and not self.policy.too_few(persons) \
+                and k is not None and self.ledger.supports(k)
             e = Estimate("rtw", "dose", "cumulative_incidence", None, int(r["horizon_days"]),
                          r["estimate"], r.get("ci_low"), r.get("ci_high"), n)
             n_text = self.c(k) if k else MISSING_LABEL
@@ -1377,25 +1606,33 @@ class _Builder:
             notes=[f"Estimates from fewer than {self.t} persons are not shown."], count_columns={"n"},
         )
         frame = pd.DataFrame(points)
-        h = 180 if 180 in set(frame["horizon_days"]) else int(frame["horizon_days"].max())
-        series = frame[(frame["horizon_days"] == h) & (frame["delay_category"] != "never")]["estimate"].dropna().to_numpy()
+        shown = frame.dropna(subset=["estimate"])
+        if shown.empty:
+            return {"available": True, "note": f"Too few persons were referred in each referral-delay band (fewer than "
+                                               f"{self.t}) to estimate return to work by band; no figure is drawn."}
+        horizons = sorted(int(x) for x in shown["horizon_days"].unique())
+        h = 180 if 180 in horizons else horizons[-1]
+        series = shown[(shown["horizon_days"] == h) & (shown["delay_category"] != "never")]["estimate"].to_numpy()
+        # A trend is claimed only over three or more bands shown at that day, consecutive in the table.
         if len(series) >= 3 and np.all(np.diff(series) < 0):
-            title = f"Return to work by day {h} falls steadily the longer IPM contact is delayed"
+            title = f"Return to work by day {h} falls with each longer delay band shown"
         elif len(series) >= 3 and np.all(np.diff(series) > 0):
-            title = f"Return to work by day {h} rises the longer IPM contact is delayed"
+            title = f"Return to work by day {h} rises with each longer delay band shown"
         else:
-            title = f"Return to work by day {h} shows no steady trend across referral-delay categories"
+            title = f"Return to work by day {h} across referral-delay categories"
+        days = " and ".join(str(x) for x in horizons)
         self.figures["dose_response"] = {
             "make": lambda f=frame, t=title: plots.dose_response(f, title=t),
-            "caption": "Figure 5. Return to work (95% CI) across referral-delay categories at 180 and 365 days.",
+            "caption": f"Figure 5. Return to work (95% CI) across referral-delay categories at {days} days.",
         }
-        return {"available": True}
+        return {"available": True, "note": None}
 
     # -- 7. robustness ----------------------------------------------------------------------------------
 
     def _robustness(self) -> dict:
         d = self.data
-        out = {"methods": False, "sensitivity": False, "subgroups": False, "e_value": None}
+        out = {"methods": False, "sensitivity": False, "subgroups": False, "e_value": None,
+               "sensitivity_note": None, "subgroups_note": None}
         if d.empty:
             return out
         h = d.primary_horizon
@@ -1425,9 +1662,14 @@ class _Builder:
                 naive = next((b for b in block if b["method"] == "naive"), None)
                 if ccw and naive:
                     null = 0.0 if measure == "risk_difference" else 1.0
-                    bigger = abs(naive["estimate"] - null) > abs(ccw["estimate"] - null)
-                    title = (f"The naive comparison {'overstates' if bigger else 'understates'} the effect; "
-                             "bias-corrected methods shown in colour")
+                    a, b = naive["estimate"] - null, ccw["estimate"] - null
+                    if a * b < 0:
+                        how = "points the opposite way to"
+                    elif abs(a) > abs(b):
+                        how = "is further from no effect than"
+                    else:
+                        how = "is closer to no effect than"
+                    title = f"The naive comparison {how} the primary estimate; bias-corrected methods in colour"
                 else:
                     title = f"{header} by method"
                 is_rd = measure == "risk_difference"
@@ -1444,7 +1686,10 @@ class _Builder:
         if sens is not None and not sens.empty:
             srows, frows = [], []
             for r in sens.to_dict("records"):
-                ok = not self.policy.too_few(r.get("n"))
+                # the strategies' arms are persons who followed each one (not the clones in n)
+                ok = not self.policy.too_few(r.get("n")) and all(
+                    not self.policy.too_few(r[c]) for c in ("n_early", "n_delayed") if c in r and r[c] is not None
+                ) and r.get("estimate") is not None and not pd.isna(r.get("estimate"))
                 e = Estimate("rtw", "ccw", str(r.get("measure", "risk_difference")), None, r.get("horizon_days"),
                              r["estimate"], r.get("ci_low"), r.get("ci_high"), r.get("n"))
                 kind = "ratio" if "ratio" in e.measure else "pp"
@@ -1458,34 +1703,50 @@ class _Builder:
             )
             frame = pd.DataFrame(frows)
             est = frame["estimate"].dropna()
-            same_sign = len(est) > 0 and (np.all(est > 0) or np.all(est < 0))
-            title = ("The conclusion holds across grace periods and referral definitions" if same_sign
-                     else "The direction of the estimate depends on the grace period or referral definition")
-            self.figures["forest_sensitivity"] = {
-                "make": lambda f=frame, t=title: plots.forest(f, null=0.0, percent=True, title=t,
-                                                             xlabel="Risk difference, percentage points"),
-                "caption": "Figure 7. Sensitivity of the primary estimate to the grace period and the referral definition.",
-            }
             out["sensitivity"] = True
+            if len(est) >= 2:
+                # a statement about direction only, and only over the estimates the figure shows
+                if np.all(est > 0) or np.all(est < 0):
+                    title = f"All {len(est)} estimates shown point the same way"
+                else:
+                    title = "The direction of the estimate depends on the grace period or referral definition"
+                self.figures["forest_sensitivity"] = {
+                    "make": lambda f=frame, t=title: plots.forest(f, null=0.0, percent=True, title=t,
+                                                                 xlabel="Risk difference, percentage points"),
+                    "caption": "Figure 7. Sensitivity of the primary estimate to the grace period and the referral definition.",
+                }
+            else:
+                out["sensitivity_note"] = (f"Too few persons followed the strategies of the sensitivity analyses (fewer than "
+                                           f"{self.t} in a group) to estimate them; no figure is drawn.")
         ev = d.diagnostics.get("e_value")
-        if isinstance(ev, dict) and ev.get("estimate") is not None and self._contrast("rtw", "ccw", "risk_difference", h) is not None:
-            out["e_value"] = {"estimate": f"{float(ev['estimate']):.2f}",
-                              "ci": f"{float(ev['ci_bound']):.2f}" if ev.get("ci_bound") is not None else MISSING_LABEL}
+        primary_rr = self._contrast("rtw", "ccw", "risk_ratio", h)
+        if isinstance(ev, dict) and _finite(ev.get("estimate")) and primary_rr is not None:
+            out["e_value"] = {"sentence": e_value_sentence(float(ev["estimate"]), ev.get("ci_bound"),
+                                                           ev.get("ci_low"), ev.get("ci_high"))}
         sub = d.table("subgroups")
         if sub is not None and not sub.empty:
             srows, frows = [], []
-            p_values = {}
+            p_values, complete = {}, set()
             for name in dict.fromkeys(sub["subgroup"]):
                 part = sub[sub["subgroup"] == name]
                 p = part["p_interaction"].dropna().iloc[0] if "p_interaction" in part and part["p_interaction"].notna().any() else None
-                p_values[name] = p
-                frows.append({"label": f"{_covariate_label(name)}" + (f"  (interaction p = {p:.2f})" if p is not None else ""),
-                              "header": True})
+                levels = []
                 for r in part.to_dict("records"):
                     keys = self.sub_keys.get((name, str(r["level"])), {})
                     n_e, n_d = r.get("n_early"), r.get("n_delayed")
-                    ok = not self.policy.too_few(r.get("n")) and not (n_e is not None and self.policy.too_few(n_e)) \
-                        and not (n_d is not None and self.policy.too_few(n_d))
+                    ok = all(k in self.ledger.cells and self.ledger.supports(k) for k in keys.values()) and len(keys) == 3 \
+                        and not self.policy.too_few(r.get("n")) and not (n_e is not None and self.policy.too_few(n_e)) \
+                        and not (n_d is not None and self.policy.too_few(n_d)) and _finite(r.get("estimate"))
+                    levels.append((r, keys, ok))
+                # The interaction test compares the levels: shown only when every level's estimate is.
+                if all(ok for _, _, ok in levels):
+                    complete.add(name)
+                else:
+                    p = None
+                p_values[name] = p
+                frows.append({"label": f"{_covariate_label(name)}" + (f"  (interaction p = {p:.2f})" if p is not None else ""),
+                              "header": True})
+                for r, keys, ok in levels:
                     e = Estimate("rtw", "ccw", "risk_difference", None, r.get("horizon_days"), r["estimate"],
                                  r.get("ci_low"), r.get("ci_high"), r.get("n"))
                     text = _fmt_ci(e, "pp") if ok else MISSING_LABEL
@@ -1503,12 +1764,20 @@ class _Builder:
                 notes=[f"Estimates where either group has fewer than {self.t} persons are not shown."],
                 count_columns={"n", "n_early", "n_delayed"},
             )
-            smallest = min(((p, n) for n, p in p_values.items() if p is not None), default=None)
+            testable = {n: p for n, p in p_values.items() if p is not None and n in complete}
+            smallest = min(((p, n) for n, p in testable.items()), default=None)
             if smallest is not None and smallest[0] < 0.05:
                 title = f"The effect may differ by {_covariate_label(smallest[1]).lower()} (interaction p = {smallest[0]:.3f})"
+            elif testable:
+                title = "No interaction test below p = 0.05 among the subgroups shown"
             else:
-                title = "The effect is similar across subgroups (no interaction test below p = 0.05)"
+                title = "Subgroup estimates"
             frame = pd.DataFrame(frows)
+            out["subgroups"] = True
+            if frame.get("estimate") is None or frame["estimate"].dropna().empty:
+                out["subgroups_note"] = (f"Too few persons in each subgroup's early or delayed group (fewer than {self.t}) "
+                                         "to estimate the effect by subgroup; no figure is drawn.")
+                return out
             self.figures["forest_subgroups"] = {
                 "make": lambda f=frame, t=title: plots.forest(f, null=0.0, percent=True, title=t,
                                                              xlabel="Risk difference, percentage points (early minus delayed)"),
@@ -1525,7 +1794,7 @@ class _Builder:
         if d.checks:
             self.tables["diagnostics"] = DisplayTable(
                 columns=[("check", "Diagnostic"), ("value", "Value"), ("threshold", "Threshold"), ("result", "Result")],
-                rows=[[c.label, f"{c.value:.3g}" if c.value is not None else MISSING_LABEL, c.threshold,
+                rows=[[c.label, self._diagnostic_value(c.name, c.value, "{:.3g}"), c.threshold,
                        "pass" if c.passed else ("fail" if c.passed is not None else MISSING_LABEL)] for c in d.checks],
                 caption="Study diagnostics (OHDSI CohortMethod thresholds).",
             )
@@ -1533,7 +1802,7 @@ class _Builder:
         extra = []
         for arm in ("early", "delayed"):
             if ("diag", "ess", arm) in self.ledger.cells:
-                extra.append([f"Effective sample size after weighting, {plots.ARM_LABELS[arm].lower()}", self.c(("diag", "ess", arm))])
+                extra.append([f"Effective sample size after weighting, {plots.ARM_LABELS[arm]} group", self.c(("diag", "ess", arm))])
         if ("diag", "n_truncated") in self.ledger.cells:
             pct = (d.diagnostics.get("weight_truncation") or {}).get("percentiles")
             extra.append([f"Persons whose weight was truncated{f' (at percentiles {pct[0]:g} and {pct[1]:g})' if pct else ''}",
@@ -1541,7 +1810,7 @@ class _Builder:
         for key, label in (("max_abs_smd_before", "Largest |SMD| before weighting"), ("max_abs_smd_after", "Largest |SMD| after weighting"),
                            ("equipoise_fraction", "Share of persons with preference score 0.3-0.7")):
             if d.diagnostics.get(key) is not None:
-                extra.append([label, f"{float(d.diagnostics[key]):.3f}"])
+                extra.append([label, self._diagnostic_value(key, float(d.diagnostics[key]), "{:.3f}")])
         if extra:
             self.tables["diagnostics_detail"] = DisplayTable(
                 columns=[("quantity", "Quantity"), ("value", "Value")], rows=extra,
@@ -1552,7 +1821,9 @@ class _Builder:
             return out
         smd = d.table("smd")
         threshold = float(d.spec_get("analysis", "diagnostics", "max_abs_smd", default=0.1))
-        if smd is not None and not smd.empty:
+        allowed = self._smds_shown()
+        if smd is not None and not smd.empty and allowed:
+            smd = smd[smd["covariate"].astype(str).isin(allowed)]
             frame = smd.assign(label=[_covariate_label(c) for c in smd["covariate"]])
             worst = float(frame["smd_after"].abs().max())
             n_bad = int((frame["smd_after"].abs() >= threshold).sum())
@@ -1568,7 +1839,7 @@ class _Builder:
             bounds = d.spec_get("analysis", "diagnostics", "equipoise_bounds", default=[0.3, 0.7])
             eq = d.diagnostics.get("equipoise_fraction")
             title = "Preference-score distributions by group"
-            if eq is not None:
+            if eq is not None and not self._diagnostic_value("equipoise_fraction", float(eq), "{}").startswith("withheld"):
                 title = (f"{100 * float(eq):.0f}% of persons are in equipoise (preference score "
                          f"{bounds[0]:g}-{bounds[1]:g})")
             self.figures["overlap"] = {
@@ -1591,6 +1862,27 @@ class _Builder:
                 "caption": f"Figure 11. Weight distribution by group. Bins merged where fewer than {self.t} persons.",
             }
         return out
+
+    def _diagnostic_value(self, name: str, value: float | None, fmt: str) -> str:
+        """A cohort-level diagnostic through the disclosure gate.
+
+        The largest |SMD| of the cohort is the SMD of one Table 1 row: shown only when that row's SMD is
+        shown (else it would give back the SMD Table 1 withholds). A share of the cohort (equipoise) is
+        shown only when the cohort size is shown and the share implies no small count of persons.
+        """
+        if value is None or not math.isfinite(value):
+            return MISSING_LABEL
+        cohort_smd = name in ("max_abs_smd_before", "max_abs_smd_after") or name == "cohort_iptw:covariate_balance"
+        if cohort_smd:
+            which = 0 if name == "max_abs_smd_before" else 1
+            shown = {round(abs(v[which]), 3) for v in self._smds_shown().values()}
+            if round(abs(value), 3) not in shown:
+                return f"withheld (a characteristic with fewer than {self.t} persons in a group)"
+        if name in ("equipoise_fraction", "cohort_iptw:equipoise"):
+            n = self.v(self.K_N)
+            if n is None or self.policy.implied_count_small(value, n):
+                return f"withheld (would reveal fewer than {self.t} persons)"
+        return fmt.format(value)
 
     # -- 9. methods and provenance ----------------------------------------------------------------------
 
@@ -1690,6 +1982,34 @@ def _cohort_load_facts(provenance: dict) -> list[tuple[str, str]]:
     return facts
 
 
+def _estimate_of(row: dict) -> Estimate:
+    h = row.get("horizon_days")
+    n = row.get("n")
+    return Estimate(
+        row["outcome"], row["method"], row["measure"], row.get("arm") if isinstance(row.get("arm"), str) else None,
+        None if h is None or pd.isna(h) else int(h), None if pd.isna(row.get("estimate")) else float(row["estimate"]),
+        None if pd.isna(row.get("ci_low")) else float(row["ci_low"]), None if pd.isna(row.get("ci_high")) else float(row["ci_high"]),
+        None if n is None or pd.isna(n) else int(n),
+    )
+
+
+#: Short definitions for administrators (section "Glossary").
+GLOSSARY: list[tuple[str, str]] = [
+    ("Grace period", "The window after the first back-pain visit (here six weeks) within which a first IPM visit "
+     "counts as early referral."),
+    ("Clone-censor-weight", "The primary method: every patient starts in both strategies (early and delayed) at the "
+     "first visit, is dropped from a strategy when their care stops matching it, and the remaining patients are "
+     "weighted to stand in for those dropped. It avoids crediting the delayed group with the time patients had to "
+     "wait to be referred."),
+    ("Risk difference", "The share of patients back at work with early referral minus the share with delayed referral, "
+     "in percentage points."),
+    ("Days off work", "The average number of days not back at work within the first year (restricted mean time)."),
+    ("E-value", "How strongly an unmeasured factor would have to be linked to both early referral and return to work "
+     "to explain the result away; larger means more robust."),
+    ("95% confidence interval", "The range of effects compatible with the data; an interval that includes zero means "
+     "the data cannot rule out no effect."),
+]
+
 _SECTION_TITLES = {
     "summary": "1. Executive summary",
     "population": "2. Study population",
@@ -1700,6 +2020,7 @@ _SECTION_TITLES = {
     "robustness": "7. Robustness",
     "diagnostics": "8. Diagnostics",
     "methods": "9. Methods and provenance",
+    "limitations": "10. Limitations",
 }
 
 _COVARIATE_LABELS = {

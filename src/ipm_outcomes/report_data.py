@@ -369,7 +369,7 @@ def load_results(results_dir: str | Path) -> ReportData:
     """
     results_dir = Path(results_dir)
     if results_dir.name == "results.json" and results_dir.is_file():
-        results_dir = results_dir.parent  # the file itself was given; its folder is meant
+        results_dir = results_dir.parent  # `--results DIR/results.json` names the folder's file: read the folder
     path = results_dir / "results.json"
     data = _read_json(path)
     _check_schema_version(data, path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -189,3 +191,43 @@ def test_plot_functions_draw_on_a_given_axes():
     assert out is fig
     out = plots.love_plot(pd.DataFrame({"label": ["a"], "smd_before": [0.2], "smd_after": [0.05]}), ax=ax)
     assert out is fig
+
+
+def _tick_boxes(fig, axis="x"):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    ax = fig.axes[0]
+    labels = ax.get_xticklabels() if axis == "x" else ax.get_yticklabels()
+    return [(t.get_text(), t.get_window_extent(renderer)) for t in labels if t.get_text() and t.get_visible()]
+
+
+def test_hazard_ratio_ticks_do_not_overlap():
+    """0.67 and 0.75 side by side printed as "0.670.75"; ticks are spread so that no two labels touch."""
+    frame = pd.DataFrame({"label": ["a", "b", "c"], "estimate": [0.62, 0.7, 2.3], "ci_low": [0.28, 0.6, 1.1],
+                          "ci_high": [0.8, 0.85, 4.5], "text": ["", "", ""]})
+    boxes = _tick_boxes(plots.forest(frame, null=1.0, log=True, title="t", xlabel="HR"))
+    assert len(boxes) >= 3
+    for (_, a), (_, b) in zip(boxes, boxes[1:]):
+        assert a.x1 < b.x0, [t for t, _ in boxes]
+
+
+def test_weight_axis_reads_plain_numbers():
+    bins = {"early": pd.DataFrame({"left": [0.3, 0.6, 1.2], "right": [0.6, 1.2, 3.0], "n": [20.0, 40.0, 15.0]})}
+    fig = plots.binned_distribution(bins, xlabel="w", ylabel="share", log_x=True)
+    texts = [t for t, _ in _tick_boxes(fig)]
+    minor = [t.get_text() for t in fig.axes[0].get_xminorticklabels() if t.get_text()]
+    assert texts and all(re.fullmatch(r"\d+(\.\d+)?", t) for t in texts), texts
+    assert minor == []
+
+
+def test_love_plot_threshold_is_in_the_legend_not_over_the_title():
+    frame = pd.DataFrame({"label": ["Age", "Sex"], "smd_before": [0.3, -0.05], "smd_after": [0.02, 0.01]})
+    fig = plots.love_plot(frame, threshold=0.1, title="After weighting every covariate is balanced")
+    ax = fig.axes[0]
+    assert "Balance threshold (0.1)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert not [t for t in ax.texts if "threshold" in t.get_text()]
+    colours = {line.get_label(): matplotlib.colors.to_hex(line.get_color()) for line in ax.get_lines()}
+    assert plots.ARM_COLOURS["delayed"].lower() not in {c.lower() for c in colours.values()}

@@ -69,6 +69,7 @@ def test_sections_are_in_the_order_of_the_issue(report):
     assert headings == [
         "1. Executive summary", "2. Study population", "3. Referral timing", "4. Return to work",
         "5. Quality of life", "6. How early matters", "7. Robustness", "8. Diagnostics", "9. Methods and provenance",
+        "10. Limitations",
     ]
 
 
@@ -104,8 +105,12 @@ def test_pdf_pages_and_key_numbers(report):
     assert "Page 1 of" in text  # print layout: page numbers in the margin
 
 
-def _cdp_load(url: str, screenshot: Path, width: int = 1280, height: int = 900, timeout: float = 60.0) -> dict:
-    """Open ``url`` in headless Chromium via the DevTools protocol on a pipe; return what happened."""
+def _cdp_load(url: str, screenshot: Path, width: int = 1280, height: int = 900, timeout: float = 60.0,
+              probe: str | None = None) -> dict:
+    """Open ``url`` in headless Chromium via the DevTools protocol on a pipe; return what happened.
+
+    ``probe``: a JavaScript expression returning a JSON string, evaluated after load (result["probe"]).
+    """
     user_dir = tempfile.mkdtemp(prefix="chromium-")
     to_browser_r, to_browser_w = os.pipe()
     from_browser_r, from_browser_w = os.pipe()
@@ -170,6 +175,9 @@ def _cdp_load(url: str, screenshot: Path, width: int = 1280, height: int = 900, 
                                             "imgs: document.images.length, "
                                             "broken: [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length, "
                                             "title: document.title})", "returnByValue": True}, session=session)
+        probed = None
+        if probe is not None:
+            probed = call("Runtime.evaluate", {"expression": probe, "returnByValue": True}, session=session)
         shot = call("Page.captureScreenshot", {"format": "png"}, session=session)
         screenshot.write_bytes(base64.b64decode(shot["data"]))
         send("Browser.close")
@@ -195,7 +203,68 @@ def _cdp_load(url: str, screenshot: Path, width: int = 1280, height: int = 900, 
             requests.append(params["request"]["url"])
         elif method == "Network.loadingFailed":
             errors.append(f"failed load: {params.get('errorText')}")
-    return {"errors": errors, "requests": requests, "page": json.loads(metrics["result"]["value"])}
+    out = {"errors": errors, "requests": requests, "page": json.loads(metrics["result"]["value"])}
+    if probed is not None:
+        out["probe"] = json.loads(probed["result"]["value"])
+    return out
+
+
+#: What the first screen shows: each element's text and whether it lies wholly inside the viewport.
+FIRST_SCREEN = """JSON.stringify(Object.fromEntries(["#source-banner", "#answer .headline", "#answer .finding",
+  "#answer .days-off", "#reliability"].map(sel => { const el = document.querySelector(sel);
+  if (!el) return [sel, null]; const r = el.getBoundingClientRect();
+  return [sel, {text: el.innerText, visible: r.top >= 0 && r.bottom <= window.innerHeight && r.width > 0}]; })))"""
+
+
+@pytest.fixture(scope="module")
+def synthetic_report(tmp_path_factory):
+    """results_small as the analysis writes it for the generated extract (provenance marks it synthetic)."""
+    tmp = tmp_path_factory.mktemp("synthetic")
+    shutil.copytree(FIXTURES / "results_small", tmp / "results")
+    path = tmp / "results" / "results.json"
+    data = json.loads(path.read_text())
+    data["provenance"]["data_source"] = {"extract": "synthetic", "synthetic": True, "index_period": ["2020-01-03", "2024-06-28"]}
+    path.write_text(json.dumps(data))
+    return render(tmp / "results", tmp / "report", pdf=True)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
+def test_first_screen_in_the_browser(synthetic_report):
+    """At 1280 x 800 px, without scrolling: the synthetic-data banner, the answer in percentage points at six
+    months and in days off work in the first year, and a one-line reliability verdict."""
+    shot = synthetic_report.out_dir / "first_screen.png"
+    result = _cdp_load(synthetic_report.html.as_uri(), shot, width=1280, height=800, probe=FIRST_SCREEN)
+    assert result["errors"] == []
+    seen = result["probe"]
+    assert all(v is not None and v["visible"] for v in seen.values()), seen
+    assert "Synthetic data" in seen["#source-banner"]["text"]
+    assert re.search(r"by six months, a difference of 9\.4 percentage points", seen["#answer .finding"]["text"])
+    assert re.search(r"about 27 fewer days off work per patient", seen["#answer .days-off"]["text"])
+    assert "first year" in seen["#answer .days-off"]["text"]
+    verdict = seen["#reliability"]["text"]
+    assert verdict.count(".") <= 2 and len(verdict) < 200, verdict  # one line, not the run-on of labels
+    assert re.search(r"study checks (passed|failed)", verdict)
+    assert shot.stat().st_size > 10_000
+
+
+def test_every_pdf_page_says_synthetic(synthetic_report):
+    from pypdf import PdfReader
+
+    reader = PdfReader(str(synthetic_report.pdf))
+    assert len(reader.pages) >= 5
+    for i, page in enumerate(reader.pages):
+        assert "SYNTHETIC DATA" in page.extract_text(), f"page {i + 1}"
+
+
+def test_a_real_extract_names_its_source_and_period(tmp_path):
+    shutil.copytree(FIXTURES / "results_small", tmp_path / "results")
+    path = tmp_path / "results" / "results.json"
+    data = json.loads(path.read_text())
+    data["provenance"]["data_source"] = {"extract": "claims_2024q4", "synthetic": False, "index_period": ["2021-01-04", "2023-12-29"]}
+    path.write_text(json.dumps(data))
+    html = render(tmp_path / "results", tmp_path / "report", pdf=False).html.read_text(encoding="utf-8")
+    assert "Synthetic data" not in html
+    assert "claims_2024q4" in html and "2021-01-04 to 2023-12-29" in html
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")

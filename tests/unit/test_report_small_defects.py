@@ -1,0 +1,53 @@
+"""Smaller defects of issue 13: fail fast on a missing extract, no empty output folder after a failed
+analysis, ``--results DIR/results.json`` accepted, the plots module leaves the matplotlib backend alone."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from ipm_outcomes.cli import app
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def test_run_with_a_missing_extract_fails_at_once_in_one_line(tmp_path):
+    started = time.time()
+    result = CliRunner().invoke(app, ["run", "--extract", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "no such extract folder" in lines[0], result.output
+    assert "Traceback" not in result.output
+    assert time.time() - started < 10
+    assert not (tmp_path / "out").exists(), "no empty output folders"
+
+
+def test_failed_analyze_leaves_no_empty_out_folder(tmp_path):
+    import duckdb
+
+    db = tmp_path / "empty.duckdb"
+    duckdb.connect(str(db)).close()
+    out = tmp_path / "results"
+    result = CliRunner().invoke(app, ["analyze", "--db", str(db), "--out", str(out)])
+    assert result.exit_code == 1
+    assert "build the cohort first" in result.output
+    assert not out.exists()
+
+
+def test_report_accepts_the_results_file_itself(tmp_path):
+    from ipm_outcomes.report import render
+
+    summary = render(FIXTURES / "results_small" / "results.json", tmp_path / "r", pdf=False)
+    assert summary.html.exists()
+
+
+def test_importing_plots_keeps_the_backend():
+    """A notebook's backend survives `import ipm_outcomes.plots` (it used to switch to Agg)."""
+    code = ("import matplotlib; matplotlib.use('svg'); import ipm_outcomes.plots, ipm_outcomes.report; "
+            "print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "svg"
