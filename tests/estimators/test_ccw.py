@@ -4,7 +4,7 @@ import numpy as np
 import numpy.testing as npt
 import pandas as pd
 import pytest
-from simulate import simulate, truth
+from simulate import EXTENDED, simulate, truth
 
 from ipm_outcomes.errors import IpmError
 from ipm_outcomes.estimators import CloneCensorWeight, NaiveComparison, clone
@@ -114,6 +114,19 @@ def test_ccw_recovers_the_simulated_truth(observed, truth_default):
             assert est == pytest.approx(truth_default[arm][h], abs=0.025), (arm, h)
     rd = s[(s.measure == "risk_difference") & (s.horizon_days == 180)].estimate.iloc[0]
     assert rd == pytest.approx(truth_default["early"][180] - truth_default["delayed"][180], abs=0.025)
+
+
+def test_ccw_recovers_the_truth_with_the_real_referral_mechanisms():
+    # Issue 19's mechanisms: referral after the outcome at 0.3 times the rate (recorded, also inside
+    # the window), the referral probability halving from day 120, an effect of any referral from
+    # the day after it, fewer competing events. Same tolerance as above (about three standard errors).
+    t = truth(200_000, 98, **EXTENDED)
+    m = CloneCensorWeight(truncation_percentiles=None, n_bootstrap=0).fit(simulate(20_000, 8, **EXTENDED), COVARIATES)
+    s = m.summary
+    for arm in ("early", "delayed"):
+        for h in (90, 180, 365):
+            est = s[(s.measure == "cumulative_incidence") & (s.arm == arm) & (s.horizon_days == h)].estimate.iloc[0]
+            assert est == pytest.approx(t[arm][h], abs=0.025), (arm, h)
 
 
 def test_naive_comparison_is_biased_the_way_the_simulation_makes_it(observed, truth_default):
