@@ -267,3 +267,27 @@ def test_ccw_curves_equal_the_untelescoped_inverse_probability_weights():
     c = m.curves_.set_index(["arm", "day"])
     for arm in ("early", "delayed"):
         npt.assert_allclose(c.loc[arm, "cumulative_incidence"].to_numpy(), expected[arm], rtol=1e-9, atol=1e-12)
+
+
+def test_referral_model_is_the_true_daily_logistic_model_and_the_default_penalty_is_negligible():
+    # The simulator's daily referral probability is logit^-1(-4 + 0.6 severity + 0.01 (age - 42)
+    # + 0.3 workers' comp): the pooled logistic referral model (main effects, piecewise-constant
+    # baseline) is correctly specified, and its coefficients are recovered. The default ridge
+    # penalty (l2 = 1e-4 per person on standardised slopes) moves nothing that matters.
+    df = simulate(20_000, 9, **EXTENDED)
+    fits = {
+        l2: CloneCensorWeight(truncation_percentiles=None, n_bootstrap=0, l2=l2).fit(df, COVARIATES)
+        for l2 in (1e-4, 0.0)
+    }
+    m = fits[0.0]
+    model = m.referral_models_[0]
+    scale = m.design_.matrix.std(axis=0)
+    coef = dict(zip(m.design_.names, model.coef_ / scale))  # per unit of the original covariate
+    assert coef["severity"] == pytest.approx(0.6, abs=0.05)
+    assert coef["age"] == pytest.approx(0.01, abs=0.004)
+    assert coef["payer_type=workers_comp"] == pytest.approx(0.3, abs=0.1)
+    assert coef["male"] == pytest.approx(0.0, abs=0.07)
+    for arm in ("early", "delayed"):
+        a = fits[1e-4].curves_.set_index(["arm", "day"]).loc[arm, "cumulative_incidence"].to_numpy()
+        b = fits[0.0].curves_.set_index(["arm", "day"]).loc[arm, "cumulative_incidence"].to_numpy()
+        npt.assert_allclose(a, b, atol=2e-4)
