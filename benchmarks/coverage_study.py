@@ -1,7 +1,8 @@
 """Coverage study: does the primary 95% interval cover the truth in about 95% of runs?
 
     .venv/bin/python benchmarks/coverage_study.py [--source synthetic|simulator] [--runs 40]
-        [--persons 12000] [--replicates 200] [--workers 2] [--out coverage.csv]
+        [--persons 12000] [--replicates 200] [--workers 2] [--scenario benefit|null]
+        [--extended] [--out coverage.csv]
 
 Each run draws a new data set with its own seed and estimates the primary contrast (clone-censor-
 weight risk difference of return to work at day 180, early minus delayed) with its percentile
@@ -10,11 +11,18 @@ bootstrap interval, then records whether the interval covers the truth:
 * ``synthetic`` (default): the package's synthetic extract, through the whole pipeline (synth ->
   ingest -> cohort -> clone-censor-weight on the marts with the default spec's covariates); the truth
   is the generator's truth.json (its own simulation of the same population under each strategy).
+  ``--persons`` counts the extract's persons (about one in seven is in the return-to-work analysis).
 * ``simulator``: the small daily simulator of the estimator tests (tests/estimators/simulate.py),
-  analysis table directly, truth from a 400,000-person simulation under each strategy.
+  analysis table directly, truth from a 1,000,000-person simulation under each strategy.
 
-Prints the coverage of the difference and of each arm level at day 180 with a binomial 95% interval,
-the mean bias and the mean interval width, and writes one row per run to ``--out``.
+``--scenario null`` sets the true effect of early referral to none (simulator: hazard ratio 1;
+synthetic: ``effect_rtw_hr=1``); ``benefit`` keeps the default benefit. ``--extended`` switches on
+the referral mechanisms of issue 19 (simulator: ``simulate.EXTENDED``; synthetic:
+``synth.EXTENDED``).
+
+Prints, for the difference and each arm level at day 180: coverage with a binomial 95% interval,
+mean bias, mean error/SE and the SD of error/SE (SE = the bootstrap standard error), the SD of the
+estimates and the mean interval width; writes one row per run to ``--out``.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 HORIZON = 180
+KEYS = {"rd": "rd/early/delayed", "early": "cif/early", "delayed": "cif/delayed"}
 
 
 def _ccw(df: pd.DataFrame, covariates: list[str], replicates: int, workers: int, seed: int, truncation):
@@ -46,18 +55,23 @@ def _ccw(df: pd.DataFrame, covariates: list[str], replicates: int, workers: int,
         ("delayed", (s.measure == "cumulative_incidence") & (s.arm == "delayed")),
     ):
         r = s[mask & (s.horizon_days == HORIZON)].iloc[0]
-        out.update({f"{key}_estimate": r.estimate, f"{key}_low": r.ci_low, f"{key}_high": r.ci_high})
+        se = m.bootstrap_.standard_error(KEYS[key]) if m.bootstrap_ is not None else None
+        se = float(se[m.settings_.horizons.index(HORIZON)] if key == "rd" else se[HORIZON]) if se is not None else math.nan
+        out.update({f"{key}_estimate": r.estimate, f"{key}_low": r.ci_low, f"{key}_high": r.ci_high, f"{key}_se": se})
     return out
 
 
-def _synthetic_run(seed: int, persons: int, replicates: int, workers: int) -> dict:
+def _synthetic_run(seed: int, persons: int, replicates: int, workers: int, hr: float | None, extended: bool) -> dict:
     from ipm_outcomes import analysis, cohort, ingest, synth
     from ipm_outcomes.spec import load_spec
 
     spec = load_spec()
+    options = {} if hr is None else {"effect_rtw_hr": hr}
+    if extended:
+        options["mechanisms"] = synth.EXTENDED
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        synth.generate(root / "extract", persons=persons, seed=seed, file_format="parquet")
+        synth.generate(root / "extract", persons=persons, seed=seed, file_format="parquet", **options)
         ingest.load_extract(root / "extract", root / "db.duckdb")
         cohort.build(spec, root / "db.duckdb")
         truth = json.loads((root / "extract" / "truth.json").read_text())["rtw"]
@@ -75,11 +89,15 @@ def _synthetic_run(seed: int, persons: int, replicates: int, workers: int) -> di
     return result
 
 
-def _simulator_run(seed: int, persons: int, replicates: int, workers: int, true: dict) -> dict:
+def _simulator(options: dict):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "estimators"))
-    from simulate import simulate
+    import simulate
 
-    df = simulate(persons, seed)
+    return simulate
+
+
+def _simulator_run(seed: int, persons: int, replicates: int, workers: int, true: dict, options: dict) -> dict:
+    df = _simulator(options).simulate(persons, seed, **options)
     result = _ccw(df, ["severity", "male", "age", "payer_type"], replicates, workers, seed, None)
     result.update(
         rd_truth=true["early"][HORIZON] - true["delayed"][HORIZON],
@@ -90,22 +108,43 @@ def _simulator_run(seed: int, persons: int, replicates: int, workers: int, true:
     return result
 
 
-def _summarise(runs: pd.DataFrame) -> str:
-    lines = []
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per quantity (rd, early, delayed): coverage, mean bias, error/SE moments, SD, width."""
+    rows = []
     for key in ("rd", "early", "delayed"):
         covered = (runs[f"{key}_low"] < runs[f"{key}_truth"]) & (runs[f"{key}_truth"] < runs[f"{key}_high"])
         k, n = int(covered.sum()), len(runs)
         p = k / n
         half = 1.96 * math.sqrt(p * (1 - p) / n) if 0 < p < 1 else 0.0
-        bias = float((runs[f"{key}_estimate"] - runs[f"{key}_truth"]).mean())
-        sd = float(runs[f"{key}_estimate"].std(ddof=1)) if n > 1 else float("nan")
-        width = float((runs[f"{key}_high"] - runs[f"{key}_low"]).mean())
-        label = {"rd": "risk difference", "early": "early arm level", "delayed": "delayed arm level"}[key]
-        lines.append(
-            f"  {label:>17} at day {HORIZON}: coverage {k}/{n} = {p:.1%} (95% CI {max(p - half, 0):.1%} to "
-            f"{min(p + half, 1):.1%}); mean bias {bias:+.4f}; SD of estimates {sd:.4f}; mean CI width {width:.4f}"
+        error = runs[f"{key}_estimate"] - runs[f"{key}_truth"]
+        z = error / runs[f"{key}_se"]
+        rows.append(
+            dict(
+                quantity=key,
+                runs=n,
+                coverage=p,
+                coverage_low=max(p - half, 0.0),
+                coverage_high=min(p + half, 1.0),
+                mean_bias=float(error.mean()),
+                mean_se=float(runs[f"{key}_se"].mean()),
+                mean_error_over_se=float(z.mean()),
+                sd_error_over_se=float(z.std(ddof=1)) if n > 1 else math.nan,
+                sd_estimate=float(runs[f"{key}_estimate"].std(ddof=1)) if n > 1 else math.nan,
+                mean_width=float((runs[f"{key}_high"] - runs[f"{key}_low"]).mean()),
+            )
         )
-    return "\n".join(lines)
+    return pd.DataFrame(rows)
+
+
+def _print_summary(table: pd.DataFrame) -> str:
+    label = {"rd": "risk difference", "early": "early arm level", "delayed": "delayed arm level"}
+    return "\n".join(
+        f"  {label[r.quantity]:>17} at day {HORIZON}: coverage {r.coverage:.1%} (95% CI {r.coverage_low:.1%} to "
+        f"{r.coverage_high:.1%}); mean bias {r.mean_bias:+.4f} (mean SE {r.mean_se:.4f}); mean error/SE "
+        f"{r.mean_error_over_se:+.2f}; SD of error/SE {r.sd_error_over_se:.2f}; SD of estimates {r.sd_estimate:.4f}; "
+        f"mean CI width {r.mean_width:.4f}"
+        for r in table.itertuples()
+    )
 
 
 def main() -> None:
@@ -116,39 +155,44 @@ def main() -> None:
     parser.add_argument("--replicates", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--first-seed", type=int, default=1000)
+    parser.add_argument("--scenario", choices=("benefit", "null"), default="benefit")
+    parser.add_argument("--extended", action="store_true", help="the referral mechanisms of issue 19")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     persons = args.persons or (12_000 if args.source == "synthetic" else 5_000)
 
     true = None
+    options: dict = {}
     if args.source == "simulator":
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "estimators"))
-        from simulate import truth
-
-        true = truth(400_000, 99)
+        simulate = _simulator(options)
+        options = dict(simulate.EXTENDED) if args.extended else {}
+        if args.scenario == "null":
+            options["hr"] = 1.0
+        true = simulate.truth(1_000_000, 99, **options)
     rows = []
     start = time.perf_counter()
     for i in range(args.runs):
         seed = args.first_seed + i
         if args.source == "synthetic":
-            row = _synthetic_run(seed, persons, args.replicates, args.workers)
+            hr = 1.0 if args.scenario == "null" else None
+            row = _synthetic_run(seed, persons, args.replicates, args.workers, hr, args.extended)
         else:
-            row = _simulator_run(seed, persons, args.replicates, args.workers, true)
+            row = _simulator_run(seed, persons, args.replicates, args.workers, true, options)
         rows.append(dict(seed=seed, **row))
         covered = rows[-1]["rd_low"] < rows[-1]["rd_truth"] < rows[-1]["rd_high"]
         print(
-            f"run {i + 1}/{args.runs} seed {seed}: RD {row['rd_estimate']:.4f} ({row['rd_low']:.4f} to "
+            f"run {i + 1}/{args.runs} seed {seed} (n {row['n']}): RD {row['rd_estimate']:.4f} ({row['rd_low']:.4f} to "
             f"{row['rd_high']:.4f}) truth {row['rd_truth']:.4f} {'covered' if covered else 'MISSED'}",
             flush=True,
         )
+        if args.out:
+            pd.DataFrame(rows).to_csv(args.out, index=False)
     runs = pd.DataFrame(rows)
-    if args.out:
-        runs.to_csv(args.out, index=False)
     print(
-        f"coverage study ({args.source}, {persons} persons per run, {args.replicates} bootstrap replicates, "
-        f"{args.runs} runs, {time.perf_counter() - start:.0f} s):"
+        f"coverage study ({args.source}, {args.scenario}{', extended' if args.extended else ''}, {persons} persons "
+        f"per run, {args.replicates} bootstrap replicates, {args.runs} runs, {time.perf_counter() - start:.0f} s):"
     )
-    print(_summarise(runs))
+    print(_print_summary(summarise(runs)))
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ import pyarrow.parquet as pq
 from .contract import DIAGNOSIS_COLUMN_PREFIX, TABLE_FILE_SUFFIXES, TABLES_BY_NAME
 from .errors import IpmError
 
-__all__ = ["DATA_END", "DATA_START", "FILE_FORMATS", "SynthSummary", "generate"]
+__all__ = ["DATA_END", "DATA_START", "EXTENDED", "FILE_FORMATS", "Mechanisms", "SynthSummary", "generate"]
 
 FILE_FORMATS = ("csv", "parquet")
 
@@ -77,6 +77,52 @@ RTW_WINDOW = (-7, 14)
 #: of the log hazard ratio (and of the PROMIS-PF gain); from day LATE_BENEFIT_END on it gives none.
 LATE_BENEFIT_END = 180
 HORIZONS = (90, 180, 365)
+
+
+@dataclass(frozen=True)
+class Mechanisms:
+    """Optional features of real referral processes (issue 19). The defaults are the classic world.
+
+    Attributes
+    ----------
+    post_rtw_referral_rate
+        After a person is back at work, referral still happens at this multiple of the natural rate
+        (0: referral stops at RTW). Such a referral comes after the outcome and does not change it.
+    referral_halving_day
+        The referral hazard halves from this day after index on (None: constant).
+    ehr_first_contact_share
+        Share of first IPM contacts recorded only as an EHR encounter with an IPM taxonomy (the rest
+        are an IPM visit claim, sometimes followed by a procedure, or the procedure itself).
+    logistic_referral
+        The daily referral probability is logistic-linear in recorded baseline covariates
+        (radiculopathy, opioid use, depression, workers' compensation, age; everyone is referable),
+        so a main-effects pooled-logistic referral model is correctly specified. Otherwise: a cure
+        mixture (referable or not) with an exponential time to referral, both driven by severity.
+    competing_rate_scale
+        Multiplies the long-term-disability hazard (the main competing event).
+    disenrolment_within_days
+        Disenrolling persons (30%) leave 20 to this many days after index.
+    """
+
+    post_rtw_referral_rate: float = 0.0
+    referral_halving_day: int | None = None
+    ehr_first_contact_share: float = 0.2
+    logistic_referral: bool = False
+    competing_rate_scale: float = 1.0
+    disenrolment_within_days: int = 1000
+
+
+#: The mechanisms of issue 19: referral after RTW at 0.3 times the rate, the referral hazard
+#: halving after four months, a quarter of first contacts EHR-only, a logistic-linear daily referral
+#: probability, competing events in about 10% and disenrolment in about 25% of the RTW population.
+EXTENDED = Mechanisms(
+    post_rtw_referral_rate=0.3,
+    referral_halving_day=120,
+    ehr_first_contact_share=0.25,
+    logistic_referral=True,
+    competing_rate_scale=2.2,
+    disenrolment_within_days=420,
+)
 
 N_DX = 4  # diagnosis_code_1 .. diagnosis_code_4
 CHUNK_PERSONS = 50_000
@@ -323,6 +369,7 @@ def generate(
     file_format: str = "csv",
     effect_rtw_hr: float = 1.5,
     effect_promis_pf: float = 3.0,
+    mechanisms: Mechanisms | None = None,
     progress: bool = False,
     shift_years: int = 0,
 ) -> SynthSummary:
@@ -342,6 +389,9 @@ def generate(
         True hazard ratio of RTW from the day of an IPM referral within 42 days (1 = no effect).
     effect_promis_pf
         True PROMIS physical-function gain (T-score points) at 180 days from referral within 42 days.
+    mechanisms
+        Optional features of real referral processes (:class:`Mechanisms`; :data:`EXTENDED` turns on
+        those of issue 19). Default: the classic world, byte-identical to earlier versions.
     progress
         Show a progress bar over the tables being generated and written.
     shift_years
@@ -375,6 +425,8 @@ def generate(
         raise IpmError(f"effect_promis_pf={effect_promis_pf!r}: must be a finite number of T-score points")
     if isinstance(shift_years, bool) or not isinstance(shift_years, (int, np.integer)) or abs(shift_years) > 500:
         raise IpmError(f"shift_years={shift_years!r}: must be a whole number of years between -500 and 500")
+    if mechanisms is not None and not isinstance(mechanisms, Mechanisms):
+        raise IpmError(f"mechanisms={mechanisms!r}: must be a synth.Mechanisms (e.g. synth.EXTENDED) or None")
     persons, seed = int(persons), int(seed)
     effect_rtw_hr, effect_promis_pf = float(effect_rtw_hr), float(effect_promis_pf)
 
@@ -392,7 +444,7 @@ def generate(
     workers = max(1, min(_MAX_WORKERS, os.cpu_count() or 1))
     with _Progress(progress, len(steps)) as bar, ThreadPoolExecutor(max_workers=workers) as pool:
         bar.update("simulating persons")
-        world = _simulate_world(persons, seed, effect_rtw_hr, effect_promis_pf)
+        world = _simulate_world(persons, seed, effect_rtw_hr, effect_promis_pf, mechanisms or Mechanisms())
         bar.advance()
         for name in table_names:
             bar.update(f"writing {name}")
@@ -711,8 +763,9 @@ class _World:
     ``pro_days``, ``*_rel``) counts days from ``I``. ``NEVER`` marks "does not happen".
     """
 
-    def __init__(self, n: int, seed: int, hr: float, pf: float):
+    def __init__(self, n: int, seed: int, hr: float, pf: float, mech: Mechanisms | None = None):
         self.n, self.seed, self.hr, self.pf = n, seed, hr, pf
+        self.mech = mech or Mechanisms()
 
 
 def _late_weight(r: np.ndarray) -> np.ndarray:
@@ -762,9 +815,42 @@ def _nudge_death(d_death, *others):
     return d_death
 
 
-def _simulate_world(n: int, seed: int, hr: float, pf_effect: float) -> _World:
+def _referral_hazard_inverse(H: np.ndarray, lam: np.ndarray, lam2: np.ndarray, halving: float) -> np.ndarray:
+    """Time at which the referral cumulative hazard reaches ``H`` (rate ``lam``, ``lam2`` from ``halving``)."""
+    H_half = lam * halving
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.where(H < H_half, H / lam, halving + (H - H_half) / lam2)
+
+
+def _referral_cumulative_hazard(t: np.ndarray, lam: np.ndarray, lam2: np.ndarray, halving: float) -> np.ndarray:
+    return lam * np.minimum(t, halving) + lam2 * np.maximum(t - halving, 0.0)
+
+
+class _Rows:
+    """The referral-rate attributes of a world restricted to rows ``rows`` (for the truth draws)."""
+
+    def __init__(self, w: _World, rows: np.ndarray):
+        self.mech, self.ref_halving = w.mech, w.ref_halving
+        self.ref_rate, self.ref_rate2 = w.ref_rate[rows], w.ref_rate2[rows]
+
+
+def _post_rtw_referral_day(w: _World, d_rtw: np.ndarray, E: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Referral day after RTW on day ``d_rtw`` at ``post_rtw_referral_rate`` times the natural hazard."""
+    c = w.mech.post_rtw_referral_rate
+    start = np.minimum(d_rtw[idx], 10_000).astype(float)
+    lam, lam2 = w.ref_rate[idx], w.ref_rate2[idx]
+    H0 = _referral_cumulative_hazard(start, lam, lam2, w.ref_halving)
+    t = _referral_hazard_inverse(H0 + E[idx] / c, lam, lam2, w.ref_halving)
+    return np.maximum(_referral_day(t), d_rtw[idx])
+
+
+def _simulate_world(n: int, seed: int, hr: float, pf_effect: float, mech: Mechanisms | None = None) -> _World:
     rng = _rng(seed, _STREAMS["persons"])
-    w = _World(n, seed, hr, pf_effect)
+    mech = mech or Mechanisms()
+    # Draws for the optional mechanisms come from a stream of their own, so the classic world's
+    # draws (and files) do not change.
+    mrng = _rng(seed, _STREAMS["persons"], 1)
+    w = _World(n, seed, hr, pf_effect, mech)
     idx = np.arange(n)
 
     # --- demographics, index date -------------------------------------------------------------
@@ -814,7 +900,7 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float) -> _World:
     pre_start = pre_end - pre_len + 1
     has_pre &= pre_start - 1 >= E0 + 30
     disenrol = rng.random(n) < 0.30
-    E1 = np.minimum(np.where(disenrol, I + rng.integers(20, 1000, n), D_END), D_END)
+    E1 = np.minimum(np.where(disenrol, I + rng.integers(20, mech.disenrolment_within_days, n), D_END), D_END)
     u = rng.random(n)
     has_post = u < 0.14
     post_len = np.where(u < 0.08, rng.integers(1, 26, n), rng.integers(45, 201, n))
@@ -891,8 +977,28 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float) -> _World:
     w.ref_rate = math.log(2) / 40 * np.exp(0.5 * sev + 0.3 * wc)
     referable = rng.random(n) < w.ref_pi
     R = np.where(referable, rng.exponential(1.0, n) / w.ref_rate, np.inf)
+    w.ref_halving = math.inf if mech.referral_halving_day is None else float(mech.referral_halving_day)
+    w.ref_rate2 = w.ref_rate
+    if mech.logistic_referral:
+        # daily referral probability logistic-linear in recorded baseline covariates, from day 0
+        p_day = _expit(-5.3 + 0.9 * w.radic + 0.6 * w.opioid + 0.4 * depr + 0.5 * wc - 0.01 * (age - 45))
+        w.ref_pi = np.ones(n)
+        w.ref_rate = -np.log1p(-p_day)
+        referable = np.ones(n, dtype=bool)
+        w.ref_rate2 = w.ref_rate
+    if mech.referral_halving_day is not None:
+        w.ref_rate2 = (
+            -np.log1p(-(1.0 - np.exp(-w.ref_rate)) / 2) if mech.logistic_referral else w.ref_rate / 2
+        )
+    if mech.logistic_referral or mech.referral_halving_day is not None:
+        H = mrng.exponential(1.0, n)
+        R = np.where(referable, _referral_hazard_inverse(H, w.ref_rate, w.ref_rate2, w.ref_halving), np.inf)
+    w.referable = referable
     r = np.where(lbp, _referral_day(R), NEVER)
     w.ref_kind = _choice(rng, np.arange(3), n, [0.3, 0.5, 0.2])  # first contact: procedure | visit claim | EHR
+    if mech.ehr_first_contact_share != 0.2:
+        share = mech.ehr_first_contact_share
+        w.ref_kind = _choice(mrng, np.arange(3), n, [0.375 * (1 - share), 0.625 * (1 - share), share])
     w.ref_kind = np.where(~w.ehr & (w.ref_kind == 2), 1, w.ref_kind)
     w.followon_rel = np.where(rng.random(n) < np.where(w.ref_kind == 0, 0.4, 0.6), rng.integers(7, 46, n), NEVER)
 
@@ -909,7 +1015,7 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float) -> _World:
     w.w0_status = np.where(rng.random(n) < 0.7, _W["off_work"], _W["disability_short_term"])
     w.rtw_start = np.maximum(w0, 0) + 1.0
     w.rtw_theta = 90.0 * np.exp(0.8 * sev + 0.4 * wc + 0.15 * (age - 45) / 10)
-    w.ltd_rate = 0.0008 * np.exp(0.9 * sev + 0.5 * wc)
+    w.ltd_rate = 0.0008 * mech.competing_rate_scale * np.exp(0.9 * sev + 0.5 * wc)
     w.ret_rate = 0.00005 + 0.0004 * (age >= 58) * np.exp(0.1 * np.maximum(age - 58, 0))
     w.death_rate = 0.000008 * np.exp(0.5 * np.minimum(w.charlson_n, 4) + 0.06 * (age - 45))
     E = rng.exponential(1.0, (4, n))
@@ -980,6 +1086,19 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float) -> _World:
     # Contacts after day 365 (still covered) are written too; they are outside follow-up.
     late_ok = (r > FOLLOWUP_DAYS) & (r < NEVER) & ~stopped & _enrolled(w, idx, I + np.minimum(r, 4000))
     w.contact_day = np.where(w.referral_day < NEVER, w.referral_day, np.where(late_ok & w.has_lbp, r, NEVER))
+    w.r_post = np.full(n, NEVER)
+    if mech.post_rtw_referral_rate > 0:
+        # Back at work, referral goes on at a fraction of the rate, from the RTW day itself (after
+        # the return): it is recorded (inside follow-up it is the first IPM contact) but came after
+        # the outcome. A contact on a day without coverage is seen only in the EHR.
+        post = _post_rtw_referral_day(w, d_rtw, mrng.exponential(1.0, n), idx)
+        post = np.where(stopped & w.referable & w.has_lbp & (d_rtw < NEVER), post, NEVER)
+        covered = _enrolled(w, idx, I + np.minimum(post, 4000))
+        post = np.where(covered | w.ehr, post, NEVER)
+        w.ref_kind = np.where((post < NEVER) & ~covered, 2, w.ref_kind)
+        w.r_post = post
+        w.referral_day = np.where(post < w.followup_end, post, w.referral_day)
+        w.contact_day = np.where(post < NEVER, post, w.contact_day)
     # Procedure-only referral: the first IPM procedure claim inside follow-up.
     proc_first = np.where((w.ref_kind == 0) & (w.contact_day < NEVER), w.contact_day, NEVER)
     fo = np.where(w.contact_day < NEVER, w.contact_day + w.followon_rel, NEVER)
@@ -1002,8 +1121,9 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float) -> _World:
     w.pf_base = 36.0 - 3.5 * sev - 0.08 * (age - 45) + rng.normal(0, 5, n)
     w.pf_gain = 9.0 - 2.5 * sev - 1.0 * wc + rng.normal(0, 3, n)
     w.pro_u = rng.normal(0, 1, (4, n))  # person-level offsets of the other instruments
-    # The referral that acts on PROMIS-PF in the observed world (none once stopped by RTW).
-    w.r_effect = np.where(stopped, NEVER, r)
+    # The referral that acts on PROMIS-PF in the observed world (none once stopped by RTW, unless
+    # the person is referred after RTW).
+    w.r_effect = np.where(stopped, w.r_post, r)
 
     # --- PRO visits (days from index): baseline, one per follow-up window, extras between windows
     linked = lbp & w.ehr
@@ -1882,8 +2002,12 @@ def _draws(n_units: int) -> int:
     return int(np.clip(math.ceil(_MC_TARGET / max(n_units, 1)), _MIN_DRAWS, _MAX_DRAWS))
 
 
-def _strategy_days(rng, pi, lam, K):
-    """Referral days under early, delayed and natural referral; arrays of shape (K, n)."""
+def _strategy_days(rng, pi, lam, K, lam2=None, halving=math.inf):
+    """Referral days under early, delayed and natural referral; arrays of shape (K, n).
+
+    ``lam2`` and ``halving``: the rate from day ``halving`` on (the referral hazard halving)."""
+    if lam2 is not None and math.isfinite(halving):
+        return _strategy_days_piecewise(rng, pi, lam, lam2, halving, K)
     n = len(pi)
     u = rng.random((K, n))
     early = -np.log1p(-u * -np.expm1(-(GRACE_DAYS + 1) * lam)) / lam
@@ -1893,6 +2017,25 @@ def _strategy_days(rng, pi, lam, K):
     delayed = np.where(later, (GRACE_DAYS + 1) + rng.exponential(1.0, (K, n)) / lam, np.inf)
     natural = np.where(rng.random((K, n)) < pi, rng.exponential(1.0, (K, n)) / lam, np.inf)
     early_day = np.minimum(_referral_day(early), GRACE_DAYS)  # guards the rare u -> 1 rounding
+    return {"early": early_day, "delayed": _referral_day(delayed), "natural": _referral_day(natural)}
+
+
+def _strategy_days_piecewise(rng, pi, lam, lam2, halving, K):
+    """:func:`_strategy_days` with a referral rate that changes on day ``halving`` (a cumulative
+    hazard H(t) inverted piecewise): early = H drawn from Exp(1) restricted to [0, H(43)); delayed =
+    referable-later persons get H(43) + Exp(1)."""
+    n = len(pi)
+    H43 = _referral_cumulative_hazard(np.float64(GRACE_DAYS + 1), lam, lam2, halving)
+    u = rng.random((K, n))
+    early = _referral_hazard_inverse(-np.log1p(-u * -np.expm1(-H43)), lam, lam2, halving)
+    s43 = np.exp(-H43)
+    p_after = pi * s43 / (pi * s43 + 1.0 - pi)
+    later = rng.random((K, n)) < p_after
+    delayed = np.where(later, _referral_hazard_inverse(H43 + rng.exponential(1.0, (K, n)), lam, lam2, halving), np.inf)
+    natural = np.where(
+        rng.random((K, n)) < pi, _referral_hazard_inverse(rng.exponential(1.0, (K, n)), lam, lam2, halving), np.inf
+    )
+    early_day = np.minimum(_referral_day(early), GRACE_DAYS)
     return {"early": early_day, "delayed": _referral_day(delayed), "natural": _referral_day(natural)}
 
 
@@ -1930,7 +2073,7 @@ def _truth_unguarded(w: _World, seed: int) -> dict:
     start, theta = w.rtw_start[pop], w.rtw_theta[pop]
     for k0, k1 in _blocks(K, len(pop)):
         B = k1 - k0
-        days = _strategy_days(rng, w.ref_pi[pop], w.ref_rate[pop], B)
+        days = _strategy_days(rng, w.ref_pi[pop], w.ref_rate[pop], B, w.ref_rate2[pop], w.ref_halving)
         E = rng.exponential(1.0, (4, B, len(pop)))
         # common random numbers: the same RTW/competing/death draws under every strategy
         d_ltd = _to_day(60.0 + E[1] / w.ltd_rate[pop])
@@ -1981,13 +2124,19 @@ def _truth_unguarded(w: _World, seed: int) -> dict:
     pf_rtw = {s: np.zeros(Kc) for s in strategies}
     stops = w.off_work[coh] & w.ehr[coh]  # persons whose usual-care referral ends at RTW
     for k0, k1 in _blocks(Kc, len(coh)):
-        cdays = _strategy_days(rng, w.ref_pi[coh], w.ref_rate[coh], k1 - k0)
+        cdays = _strategy_days(rng, w.ref_pi[coh], w.ref_rate[coh], k1 - k0, w.ref_rate2[coh], w.ref_halving)
         # Under "delayed", care after day 42 is usual care, which (as in the observed world) refers
         # nobody who is already back at work. Under "early" IPM happens by day 42 regardless.
         late = cdays["delayed"].astype(float)
         E0 = rng.exponential(1.0, late.shape)
         d_rtw = _to_day(_rtw_continuous(E0, w.rtw_start[coh], w.rtw_theta[coh], w.kappa, late, w.hr))
-        cdays["delayed"] = np.where(stops & (cdays["delayed"] >= d_rtw), NEVER, cdays["delayed"])
+        after_rtw = NEVER
+        if w.mech.post_rtw_referral_rate > 0:
+            # ... except at the slower rate after RTW, when the mechanism is on
+            after_rtw = _post_rtw_referral_day(
+                _Rows(w, coh), np.broadcast_to(d_rtw, late.shape), rng.exponential(1.0, late.shape), np.s_[:]
+            )
+        cdays["delayed"] = np.where(stops & (cdays["delayed"] >= d_rtw), after_rtw, cdays["delayed"])
         for s in strategies:
             pf = _pf_latent(w, coh[None, :], np.full((k1 - k0, len(coh)), 180.0), cdays[s])
             pf_all[s][k0:k1] = pf.mean(axis=1)

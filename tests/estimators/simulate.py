@@ -4,13 +4,25 @@ Independent of the package's synthetic extract generator: it produces the analys
 (one row per person: time_days, event, referral_day, covariates) so the estimators can be tested
 apart from the SQL pipeline.
 
-Each person has a natural referral day R (geometric: a daily referral probability that rises with
-severity, i.e. confounding by indication). Each day, in this order: the day's outcome (return to
-work, event 1, with a hazard falling with severity and multiplied by ``hr`` from the day after a
-referral made within the grace period; or a competing event 2), then the referral if R is that day.
-Referral stops at the outcome: a referral day is recorded only if it comes before the outcome
-(plus, for some persons, a referral recorded after it, which must not count). Some follow-ups end
-early (administrative censoring).
+Each person has a natural referral day R: the first success of daily Bernoulli draws whose
+probability is logistic-linear in baseline covariates and rises with severity (confounding by
+indication). Each day, in this order: the day's outcome (return to work, event 1, with a hazard
+falling with severity and multiplied by ``hr`` from the day after the referral; or a competing
+event 2), which depends on the referral status at the end of the day before; then the referral if R
+is that day. Referral stops at the outcome: a referral day is recorded only if it comes before the
+outcome (a referral recorded on or after the outcome day did not act on it and must not count).
+Some follow-ups end early (disenrolment: administrative censoring).
+
+Options (all off by default; :data:`EXTENDED` switches on the mechanisms of issue 19, which make the
+data look like a real referral process):
+
+* ``effect_any_referral``: the outcome hazard changes from the day after any referral (default:
+  only a referral within the grace period acts);
+* ``post_outcome_rate``: after the outcome the person can still be referred, at this multiple of
+  the natural daily probability (recorded when it falls inside the person's enrolment); by
+  default 20% of persons get a referral 1-59 days after their outcome;
+* ``halving_day``: the daily referral probability halves from this day on;
+* ``competing_scale``: multiplies the competing-event hazard.
 
 The strategies whose truth is simulated (no censoring, same covariate distribution):
 
@@ -26,6 +38,10 @@ import numpy as np
 import pandas as pd
 
 FOLLOWUP = 365
+
+#: The issue-19 mechanisms: referral after the outcome at 0.3x the rate, the referral probability
+#: halving after four months, an effect of any referral, competing events in about 10% of persons.
+EXTENDED = dict(effect_any_referral=True, post_outcome_rate=0.3, halving_day=120, competing_scale=0.6)
 
 
 def _covariates(rng, n):
@@ -44,18 +60,31 @@ def _rates(severity, male, age, payer, confounding):
     return p_ref, lam_rtw, lam_comp
 
 
-def _geometric_in(rng, p, lo, hi):
-    """Day of the first success of daily Bernoulli(p) draws, given it falls in [lo, hi] (hi may be inf)."""
-    # P(R >= d) = (1-p)^d; invert the CDF restricted to [lo, hi]
-    s_lo = (1 - p) ** lo
-    s_hi = (1 - p) ** (hi + 1) if np.isfinite(hi) else np.zeros_like(p)
+def _survival(p, d, halving_day):
+    """P(R >= d): no referral on days 0..d-1 (daily probability p, p/2 from ``halving_day``)."""
+    d = np.asarray(d, dtype=float)
+    if halving_day is None:
+        return np.exp(d * np.log1p(-p))
+    first = np.minimum(d, halving_day)
+    return np.exp(first * np.log1p(-p) + np.maximum(d - halving_day, 0) * np.log1p(-p / 2))
+
+
+def _referral_in(rng, p, lo, hi, halving_day=None):
+    """Day of the first success of the daily referral draws, given it falls in [lo, hi] (hi may be inf)."""
+    s_lo = _survival(p, lo, halving_day)
+    s_hi = _survival(p, hi + 1, halving_day) if np.isfinite(hi) else np.zeros_like(p)
     u = rng.random(p.shape[0])
-    s = s_lo - u * (s_lo - s_hi)
-    d = np.floor(np.log(np.clip(s, 1e-300, 1)) / np.log1p(-p))
+    s = np.clip(s_lo - u * (s_lo - s_hi), 1e-300, 1)
+    # invert P(R >= d) >= s > P(R >= d + 1), piecewise when the probability halves
+    d = np.floor(np.log(s) / np.log1p(-p))
+    if halving_day is not None:
+        s_h = _survival(p, halving_day, halving_day)
+        later = halving_day + np.floor((np.log(s) - np.log(s_h)) / np.log1p(-p / 2))
+        d = np.where(s <= s_h, later, np.minimum(d, halving_day - 1))
     return np.clip(d, lo, hi if np.isfinite(hi) else 10**9).astype(np.int64)
 
 
-def _outcomes(rng, referral, lam_rtw, lam_comp, hr, grace, censor_day):
+def _outcomes(rng, referral, lam_rtw, lam_comp, hr, grace, censor_day, effect_any_referral=False):
     n = referral.shape[0]
     time = np.full(n, FOLLOWUP)
     event = np.zeros(n, dtype=int)
@@ -64,7 +93,9 @@ def _outcomes(rng, referral, lam_rtw, lam_comp, hr, grace, censor_day):
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
-        treated = (referral[idx] < day) & (referral[idx] <= grace)
+        treated = referral[idx] < day
+        if not effect_any_referral:
+            treated &= referral[idx] <= grace
         lam1 = lam_rtw[idx] * np.where(treated, hr, 1.0)
         lam2 = lam_comp[idx]
         ev = rng.random(idx.size) < 1 - np.exp(-(lam1 + lam2))
@@ -76,20 +107,43 @@ def _outcomes(rng, referral, lam_rtw, lam_comp, hr, grace, censor_day):
     return time, event
 
 
-def simulate(n, seed, *, hr=1.5, confounding=0.6, grace=42, censoring=True):
+def simulate(
+    n,
+    seed,
+    *,
+    hr=1.5,
+    confounding=0.6,
+    grace=42,
+    censoring=True,
+    effect_any_referral=False,
+    post_outcome_rate=None,
+    halving_day=None,
+    competing_scale=1.0,
+):
     """Observed data: one row per person (time_days, event, referral_day nullable, covariates)."""
     rng = np.random.default_rng(seed)
     severity, male, age, payer = _covariates(rng, n)
     p_ref, lam_rtw, lam_comp = _rates(severity, male, age, payer, confounding)
-    natural = _geometric_in(rng, p_ref, 0, np.inf)
+    natural = _referral_in(rng, p_ref, 0, np.inf, halving_day)
     censor_day = (
         np.where(rng.random(n) < 0.25, rng.integers(30, FOLLOWUP, n), FOLLOWUP) if censoring else np.full(n, FOLLOWUP)
     )
-    time, event = _outcomes(rng, natural, lam_rtw, lam_comp, hr, grace, censor_day)
+    time, event = _outcomes(
+        rng, natural, lam_rtw, lam_comp * competing_scale, hr, grace, censor_day, effect_any_referral
+    )
     seen = natural < time  # referral stops at the outcome (and is not seen after follow-up ends)
-    # some persons have an IPM claim after their outcome: recorded, but it did not happen in time
-    late = ~seen & (rng.random(n) < 0.2)
-    referral = np.where(seen, natural, np.where(late, time + rng.integers(1, 60, n), -1))
+    if post_outcome_rate is None:
+        # some persons have an IPM claim after their outcome: recorded, but it did not happen in time
+        late = ~seen & (rng.random(n) < 0.2)
+        after = time + rng.integers(1, 60, n)
+    else:
+        # after an outcome (not a disenrolment) referral goes on at a fraction of the natural rate,
+        # from the outcome day itself (after the outcome), and is seen while the person is enrolled
+        # (follow-up of an outcome-free person would have ended on its censoring day)
+        p_after = p_ref * post_outcome_rate
+        after = time + _referral_in(rng, p_after, 0, np.inf, None if halving_day is None else halving_day - time)
+        late = ~seen & (event > 0) & (after <= censor_day)
+    referral = np.where(seen, natural, np.where(late, after, -1))
     return pd.DataFrame(
         {
             "time_days": time,
@@ -103,16 +157,34 @@ def simulate(n, seed, *, hr=1.5, confounding=0.6, grace=42, censoring=True):
     ).assign(referral_day=lambda d: d["referral_day"].where(referral >= 0))
 
 
-def truth(n, seed, *, hr=1.5, confounding=0.6, grace=42, horizons=(90, 180, 365)):
-    """Cumulative incidence of RTW (and of the competing event) at ``horizons`` under each strategy."""
+def truth(
+    n,
+    seed,
+    *,
+    hr=1.5,
+    confounding=0.6,
+    grace=42,
+    horizons=(90, 180, 365),
+    effect_any_referral=False,
+    post_outcome_rate=None,
+    halving_day=None,
+    competing_scale=1.0,
+):
+    """Cumulative incidence of RTW (and of the competing event) at ``horizons`` under each strategy.
+
+    ``post_outcome_rate`` is accepted (and ignored) so one set of options serves both functions: a
+    referral after the outcome does not change it.
+    """
     rng = np.random.default_rng(seed)
     severity, male, age, payer = _covariates(rng, n)
     p_ref, lam_rtw, lam_comp = _rates(severity, male, age, payer, confounding)
     no_censor = np.full(n, FOLLOWUP + 1)
     out = {}
     for name, (lo, hi) in {"early": (0, grace), "delayed": (grace + 1, np.inf)}.items():
-        referral = _geometric_in(rng, p_ref, lo, hi)
-        time, event = _outcomes(rng, referral, lam_rtw, lam_comp, hr, grace, no_censor)
+        referral = _referral_in(rng, p_ref, lo, hi, halving_day)
+        time, event = _outcomes(
+            rng, referral, lam_rtw, lam_comp * competing_scale, hr, grace, no_censor, effect_any_referral
+        )
         out[name] = {h: float(np.mean((event == 1) & (time <= h))) for h in horizons}
         out[name + "_competing"] = {h: float(np.mean((event == 2) & (time <= h))) for h in horizons}
     return out

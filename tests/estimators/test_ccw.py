@@ -4,7 +4,7 @@ import numpy as np
 import numpy.testing as npt
 import pandas as pd
 import pytest
-from simulate import simulate, truth
+from simulate import EXTENDED, simulate, truth
 
 from ipm_outcomes.errors import IpmError
 from ipm_outcomes.estimators import CloneCensorWeight, NaiveComparison, clone
@@ -116,6 +116,19 @@ def test_ccw_recovers_the_simulated_truth(observed, truth_default):
     assert rd == pytest.approx(truth_default["early"][180] - truth_default["delayed"][180], abs=0.025)
 
 
+def test_ccw_recovers_the_truth_with_the_real_referral_mechanisms():
+    # Issue 19's mechanisms: referral after the outcome at 0.3 times the rate (recorded, also inside
+    # the window), the referral probability halving from day 120, an effect of any referral from
+    # the day after it, fewer competing events. Same tolerance as above (about three standard errors).
+    t = truth(200_000, 98, **EXTENDED)
+    m = CloneCensorWeight(truncation_percentiles=None, n_bootstrap=0).fit(simulate(20_000, 8, **EXTENDED), COVARIATES)
+    s = m.summary
+    for arm in ("early", "delayed"):
+        for h in (90, 180, 365):
+            est = s[(s.measure == "cumulative_incidence") & (s.arm == arm) & (s.horizon_days == h)].estimate.iloc[0]
+            assert est == pytest.approx(t[arm][h], abs=0.025), (arm, h)
+
+
 def test_naive_comparison_is_biased_the_way_the_simulation_makes_it(observed, truth_default):
     nv = NaiveComparison(n_bootstrap=0).fit(observed)
     rd = nv.summary[(nv.summary.measure == "risk_difference") & (nv.summary.horizon_days == 180)].estimate.iloc[0]
@@ -178,3 +191,103 @@ def test_null_effect_with_strong_confounding():
     naive_rd = nv.summary[(nv.summary.measure == "risk_difference") & (nv.summary.horizon_days == 180)].iloc[0]
     assert ccw_rd.ci_low < 0 < ccw_rd.ci_high
     assert naive_rd.ci_high < 0
+
+
+def _brute_force_curves(df, covariates, grace, max_day, model, X):
+    """Weighted Aalen-Johansen curves of both primary strategies with every clone-day's weight
+    computed as the product of the daily ratios P_strategy(referral decision) / P_observed(...)
+    (no telescoping), from the fitted referral model's daily hazards h(s | X)."""
+    h = model.interval_hazard(X)  # one column per day (hazard_interval_days=1)
+    n, days = h.shape
+    S = np.cumprod(1 - h, axis=1)  # S[:, s] = P(no referral through day s)
+    time = df.time_days.to_numpy()
+    event = df.event.to_numpy()
+    referral = df.referral_day.fillna(NEVER).astype(np.int64).to_numpy()
+    curves = {}
+    for name, (a, b) in {"early": (0, grace), "delayed": (grace + 1, None)}.items():
+        duration, ev = clone(time, event, referral, a, b)
+        at_risk = np.zeros(max_day + 1)
+        events = np.zeros((max_day + 1, 2))
+        for i in range(n):
+            w = 1.0
+            for t in range(min(duration[i], max_day) + 1):
+                at_risk[t] += w
+                if t == duration[i] and ev[i] > 0:
+                    events[t, ev[i] - 1] += w
+                # the referral decision at the end of day t (after the day's outcome), for the next day
+                if t >= time[i] or referral[i] < t or t >= days:
+                    continue  # no decision (outcome first, already referred), or past the windows: ratio 1
+                s_prev = S[i, t - 1] if t >= 1 else 1.0
+                h_obs = h[i, t]
+                if b is not None:  # early [a, b]: natural timing restricted to the window
+                    h_str = h_obs * s_prev / (s_prev - S[i, b]) if t <= b else 1.0
+                else:  # delayed [a, never]: no referral before a, natural afterwards
+                    h_str = 0.0 if t < a else h_obs
+                referred_now = referral[i] == t
+                w *= h_str / h_obs if referred_now else (1 - h_str) / (1 - h_obs)
+        hazard = np.divide(events, at_risk[:, None], out=np.zeros_like(events), where=at_risk[:, None] > 0)
+        surv = np.cumprod(1 - hazard.sum(1))
+        curves[name] = np.cumsum(np.concatenate([[1.0], surv[:-1]]) * hazard[:, 0])
+    return curves
+
+
+def test_ccw_curves_equal_the_untelescoped_inverse_probability_weights():
+    # Pins the closed-form weights (before, inside and after the window; unreferred and referred
+    # clones; the day a referred clone's weight changes) and the same-day order (outcome first,
+    # then referral) against the weights written as a product of daily probability ratios. The data
+    # hold referrals on day 0 and on the last day of the window, referrals on the day of the outcome
+    # and after it (also inside the window), competing events and censoring.
+    rng = np.random.default_rng(5)
+    n, grace, max_day = 400, 5, 14
+    x = rng.normal(size=n)
+    p = 1 / (1 + np.exp(-(-1.8 + 0.8 * x)))
+    natural = rng.geometric(p) - 1
+    lam = np.exp(-2.6 - 0.5 * x)
+    time = np.minimum(rng.geometric(1 - np.exp(-lam)), max_day + 3)
+    event = np.where(time > max_day + 2, 0, np.where(rng.random(n) < 0.85, 1, 2))
+    event = np.where(rng.random(n) < 0.1, 0, event)
+    after = time + rng.integers(0, 4, n)  # some referred on or after their outcome day
+    referral = np.where(natural < time, natural, np.where(rng.random(n) < 0.5, after, -1))
+    df = pd.DataFrame(
+        {
+            "time_days": time,
+            "event": event,
+            "referral_day": pd.array(np.where(referral >= 0, referral, 0), dtype="Int64"),
+            "x": x,
+        }
+    )
+    df["referral_day"] = df["referral_day"].where(referral >= 0)
+    assert ((df.referral_day == 0) & (df.time_days > 0)).any() and (df.referral_day == grace).any()
+    assert (df.referral_day == df.time_days).any() and ((df.referral_day > df.time_days) & (df.referral_day <= grace)).any()
+    m = CloneCensorWeight(
+        grace_period_days=grace, horizons=(max_day,), truncation_percentiles=None, hazard_interval_days=1, n_bootstrap=0
+    ).fit(df, ["x"])
+    X = (x - x.mean()) / x.std()
+    expected = _brute_force_curves(df, ["x"], grace, max_day, m.referral_models_[0], X[:, None])
+    c = m.curves_.set_index(["arm", "day"])
+    for arm in ("early", "delayed"):
+        npt.assert_allclose(c.loc[arm, "cumulative_incidence"].to_numpy(), expected[arm], rtol=1e-9, atol=1e-12)
+
+
+def test_referral_model_is_the_true_daily_logistic_model_and_the_default_penalty_is_negligible():
+    # The simulator's daily referral probability is logit^-1(-4 + 0.6 severity + 0.01 (age - 42)
+    # + 0.3 workers' comp): the pooled logistic referral model (main effects, piecewise-constant
+    # baseline) is correctly specified, and its coefficients are recovered. The default ridge
+    # penalty (l2 = 1e-4 per person on standardised slopes) moves nothing that matters.
+    df = simulate(20_000, 9, **EXTENDED)
+    fits = {
+        l2: CloneCensorWeight(truncation_percentiles=None, n_bootstrap=0, l2=l2).fit(df, COVARIATES)
+        for l2 in (1e-4, 0.0)
+    }
+    m = fits[0.0]
+    model = m.referral_models_[0]
+    scale = m.design_.matrix.std(axis=0)
+    coef = dict(zip(m.design_.names, model.coef_ / scale))  # per unit of the original covariate
+    assert coef["severity"] == pytest.approx(0.6, abs=0.05)
+    assert coef["age"] == pytest.approx(0.01, abs=0.004)
+    assert coef["payer_type=workers_comp"] == pytest.approx(0.3, abs=0.1)
+    assert coef["male"] == pytest.approx(0.0, abs=0.07)
+    for arm in ("early", "delayed"):
+        a = fits[1e-4].curves_.set_index(["arm", "day"]).loc[arm, "cumulative_incidence"].to_numpy()
+        b = fits[0.0].curves_.set_index(["arm", "day"]).loc[arm, "cumulative_incidence"].to_numpy()
+        npt.assert_allclose(a, b, atol=2e-4)

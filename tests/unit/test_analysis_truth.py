@@ -13,7 +13,8 @@ Sizes and tolerances (tolerances are about three bootstrap standard errors at th
 * slow (``-m slow``): 20,000 persons (about 2,700 in the RTW population), 50 bootstrap replicates;
   point within 0.035, arm levels at day 180 within 0.03 of the per-strategy truth, QoL ANCOVA CI covers
   the true PROMIS-PF difference; and a null scenario (effect 1.0 / 0.0; the generator's confounding by
-  indication unchanged) where the primary CI covers 0 and the naive one does not.
+  indication unchanged) where the primary CI covers 0 and the naive one does not; and the extended
+  generator (``synth.EXTENDED``, issue 19), where the primary point and arm levels are checked the same way.
 """
 
 from __future__ import annotations
@@ -142,3 +143,25 @@ def test_null_effect_primary_covers_zero_naive_does_not(null):
     assert naive["ci_high"] < 0 or naive["ci_low"] > 0
     pf = _get(results, outcome="promis_pf", method="ancova_iptw", measure="mean_difference")
     assert pf["ci_low"] < 0 < pf["ci_high"]
+
+
+@pytest.fixture(scope="module")
+def extended(tmp_path_factory):
+    # issue 19's referral mechanisms: referral after RTW at 0.3x the rate, the hazard halving after
+    # four months, a quarter of first contacts EHR-only, logistic-linear daily referral, more
+    # competing events and disenrolment
+    return _run(
+        tmp_path_factory.mktemp("truth_extended"), persons=20_000, seed=20261206, replicates=50, mechanisms=synth.EXTENDED
+    )
+
+
+@pytest.mark.slow
+def test_primary_estimate_and_arm_levels_against_truth_with_real_referral_mechanisms(extended):
+    truth, results = extended
+    rd = _get(results)
+    true_rd = truth["rtw"]["risk_difference"]["180"]
+    assert rd["ci_low"] < true_rd < rd["ci_high"]
+    assert rd["estimate"] == pytest.approx(true_rd, abs=0.035)
+    for arm in ("early", "delayed"):
+        level = _get(results, measure="cumulative_incidence", arm=arm)
+        assert level["estimate"] == pytest.approx(truth["rtw"]["cumulative_incidence"][arm]["180"], abs=0.03), arm

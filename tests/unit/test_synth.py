@@ -590,3 +590,72 @@ def test_a_folder_of_parquet_parts_in_the_way_is_refused(tmp_path):
     with pytest.raises(IpmError, match="medical_claim: a folder of parquet parts is in the way"):
         synth.generate(tmp_path, persons=10, seed=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["medical_claim"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Optional mechanisms of real referral processes (issue 19)
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def extended_world():
+    return synth._simulate_world(60_000, 7, 1.5, 3.0, synth.EXTENDED)
+
+
+def test_default_mechanisms_leave_the_classic_world_unchanged():
+    a = synth._simulate_world(3000, 11, 1.5, 3.0)
+    b = synth._simulate_world(3000, 11, 1.5, 3.0, synth.Mechanisms())
+    for name, value in vars(a).items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(value, getattr(b, name), err_msg=name)
+    # the classic world has no referral after return to work
+    rtw = a.in_rtw & (a.obs_kind == 1)
+    assert not np.any(rtw & (a.referral_day < synth.NEVER) & (a.referral_day >= a.obs_time))
+
+
+def test_extended_world_has_the_issue_19_mechanisms(extended_world):
+    w = extended_world
+    pop = w.in_rtw
+    first = pop & (w.referral_day < synth.NEVER)
+    # referral after RTW, recorded as the first contact (about 0.3 times the rate: a minority)
+    after = first & (w.obs_kind == 1) & (w.referral_day >= w.obs_time)
+    assert 0.05 < after.sum() / pop.sum() < 0.3
+    # no referral before RTW is recorded after it, and a post-RTW one never precedes the RTW day
+    assert np.all(w.r_post[w.r_post < synth.NEVER] >= w.d_rtw[w.r_post < synth.NEVER])
+    # a quarter of first contacts are EHR-only (kind 2)
+    assert np.mean(w.ref_kind[first] == 2) == pytest.approx(0.25, abs=0.04)
+    # competing events in about 10%, disenrolment before day 365 in about 25%
+    assert np.mean(w.obs_kind[pop] >= 2) == pytest.approx(0.10, abs=0.03)
+    disenrolled = (w.censor_day < synth.FOLLOWUP_DAYS) & (w.censor_day < synth.D_END - w.I)
+    assert np.mean(disenrolled[pop]) == pytest.approx(0.25, abs=0.05)
+    # the daily referral probability is logistic-linear and halves from day 120: everyone referable
+    assert w.referable.all()
+    p1, p2 = -np.expm1(-w.ref_rate), -np.expm1(-w.ref_rate2)
+    np.testing.assert_allclose(p2, p1 / 2)
+    logit = np.log(p1 / (1 - p1))
+    wc = (w.payer == 3).astype(float)
+    depr = w.cond[:, synth._COND["depression"]].astype(float)
+    design = np.column_stack([np.ones(w.n), w.radic, w.opioid, depr, wc, w.age - 45.0])
+    coef, *_ = np.linalg.lstsq(design, logit, rcond=None)
+    np.testing.assert_allclose(coef, [-5.3, 0.9, 0.6, 0.4, 0.5, -0.01], atol=1e-9)
+
+
+def test_extended_truth_uses_the_piecewise_referral_distribution():
+    # early: days 0..42 only; delayed: after day 42, with half the daily probability from day 120
+    p = 0.01
+    lam, lam2 = np.full(20_000, -np.log1p(-p)), np.full(20_000, -np.log1p(-p / 2))
+    days = synth._strategy_days(np.random.default_rng(3), np.ones(20_000), lam, 10, lam2, 120.0)
+    assert days["early"].max() == synth.GRACE_DAYS and days["early"].min() == 0
+    delayed = days["delayed"]
+    assert delayed.min() == synth.GRACE_DAYS + 1
+
+    def hazard(r, lo, hi):
+        """Daily referral probability on days lo..hi-1 among persons not referred before."""
+        at_risk = (np.clip(np.minimum(r, hi - 1) - lo + 1, 0, None)).sum()
+        return ((r >= lo) & (r < hi)).sum() / at_risk
+
+    assert hazard(delayed, 60, 120) == pytest.approx(p, rel=0.03)
+    assert hazard(delayed, 120, 240) == pytest.approx(p / 2, rel=0.04)
+    # early: the natural distribution restricted to the window, P(d) = p (1-p)^d / (1 - (1-p)^43)
+    expected = p * (1 - p) ** np.arange(11) / (1 - (1 - p) ** 43)
+    assert np.mean(days["early"] <= 10) == pytest.approx(expected.sum(), rel=0.02)
