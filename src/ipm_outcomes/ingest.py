@@ -46,7 +46,7 @@ from pathlib import Path
 
 import duckdb
 
-from . import __version__, db
+from . import db, lineage
 from .contract import (
     CSV_MAX_LINE_BYTES,
     DIAGNOSIS_COLUMN_PREFIX,
@@ -1187,11 +1187,7 @@ class _LoadFacts:
 
 
 def _write_meta(con, sources, hashes, allow_identifiers, n_warnings, loaded_at, facts) -> None:
-    con.execute(f"drop table if exists {META_SCHEMA}.load_provenance")
-    con.execute(
-        f"create table {META_SCHEMA}.load_provenance (table_name VARCHAR, file VARCHAR, sha256 VARCHAR,"
-        " rows BIGINT, columns VARCHAR[], loaded_at TIMESTAMP)"
-    )
+    files = []
     for src in sources.values():
         if src.kind == "parquet" and src.path.is_dir():
             counts = dict(
@@ -1202,30 +1198,20 @@ def _write_meta(con, sources, hashes, allow_identifiers, n_warnings, loaded_at, 
             per_file = [(p, f"{src.name}/{p.name}", counts[str(p.resolve())]) for p in src.files]
         else:
             per_file = [(src.path, src.rel, src.rows)]
-        for path, rel, n in per_file:
-            con.execute(
-                f"insert into {META_SCHEMA}.load_provenance values (?, ?, ?, ?, ?, ?)",
-                [src.name, rel, hashes[path].result(), n, src.header, loaded_at],
-            )
-    con.execute(f"drop table if exists {META_SCHEMA}.load")
-    con.execute(
-        f"create table {META_SCHEMA}.load (extract_path VARCHAR, loaded_at TIMESTAMP, package_version VARCHAR,"
-        " absent_tables VARCHAR[], allow_identifiers BOOLEAN, warnings INTEGER, reference_date DATE,"
-        " date_shift_days INTEGER)"
-    )
-    absent = [t.name for t in TABLES if t.name not in sources]
-    con.execute(
-        f"insert into {META_SCHEMA}.load values (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            facts.source,
-            loaded_at,
-            __version__,
-            absent,
-            allow_identifiers,
-            n_warnings,
-            facts.reference_date,
-            facts.date_shift_days,
-        ],
+        files.extend(
+            {"table": src.name, "file": rel, "sha256": hashes[path].result(), "rows": n, "columns": src.header}
+            for path, rel, n in per_file
+        )
+    lineage.write_load(
+        con,
+        facts.source,
+        loaded_at,
+        files,
+        [t.name for t in TABLES if t.name not in sources],
+        allow_identifiers=allow_identifiers,
+        warnings=n_warnings,
+        reference_date=facts.reference_date,
+        date_shift_days=facts.date_shift_days,
     )
 
 

@@ -70,6 +70,43 @@ class LoadRecord:
 UNRECORDED_LOAD = LoadRecord(extract_path="raw tables written without ingest", loaded_at="", data_sha256=None)
 
 
+def write_load(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    loaded_at: Any,
+    files: list[dict[str, Any]],
+    absent_tables: list[str],
+    *,
+    allow_identifiers: bool = False,
+    warnings: int = 0,
+    reference_date: Any = None,
+    date_shift_days: int = 0,
+) -> None:
+    """(Re)write the record of a load: ``meta.load_provenance`` (one row per file read: table, file,
+    sha256, rows, columns) and ``meta.load`` (one row: this load). Call it inside the load's transaction."""
+    con.execute(f"create schema if not exists {META_SCHEMA}")
+    con.execute(f"drop table if exists {META_SCHEMA}.load_provenance")
+    con.execute(
+        f"create table {META_SCHEMA}.load_provenance (table_name VARCHAR, file VARCHAR, sha256 VARCHAR,"
+        " rows BIGINT, columns VARCHAR[], loaded_at TIMESTAMP)"
+    )
+    for f in files:
+        con.execute(
+            f"insert into {META_SCHEMA}.load_provenance values (?, ?, ?, ?, ?, ?)",
+            [f["table"], f["file"], f["sha256"], f.get("rows"), f.get("columns"), loaded_at],
+        )
+    con.execute(f"drop table if exists {META_SCHEMA}.load")
+    con.execute(
+        f"create table {META_SCHEMA}.load (extract_path VARCHAR, loaded_at TIMESTAMP, package_version VARCHAR,"
+        " absent_tables VARCHAR[], allow_identifiers BOOLEAN, warnings INTEGER, reference_date DATE,"
+        " date_shift_days INTEGER)"
+    )
+    con.execute(
+        f"insert into {META_SCHEMA}.load values (?, ?, ?, ?, ?, ?, ?, ?)",
+        [source, loaded_at, __version__, absent_tables, allow_identifiers, warnings, reference_date, date_shift_days],
+    )
+
+
 def data_sha256(files: list[dict[str, Any]]) -> str | None:
     """One fingerprint of a load's bytes: every file's table, name and sha256 (None when nothing was loaded)."""
     if not files:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import db, lineage
 from .cohort import BUILD_ORDER, MART_KEYS, CohortSummary, _summarise, reference_rows
-from .contract import DIAGNOSIS_COLUMN_PREFIX, META_SCHEMA, RAW_SCHEMA, TABLES, medical_claim_diagnosis_view_ddl
+from .contract import DIAGNOSIS_COLUMN_PREFIX, RAW_SCHEMA, TABLES, medical_claim_diagnosis_view_ddl
 from .errors import IpmError
 from .fingerprint import sha256_file, sha256_tree
 from .portable_sql import translate
@@ -279,27 +279,7 @@ def _import_marts(db_path: Path, exported: dict[str, Path], spec: StudySpec, loa
                     f"create or replace table marts.{mart} as select * from read_parquet(?)",
                     [str(path.resolve() / "*.parquet")],
                 )
-            con.execute(f"create schema if not exists {META_SCHEMA}")
-            con.execute(f"drop table if exists {META_SCHEMA}.load_provenance")
-            con.execute(
-                f"create table {META_SCHEMA}.load_provenance (table_name VARCHAR, file VARCHAR, sha256 VARCHAR,"
-                " rows BIGINT, columns VARCHAR[], loaded_at TIMESTAMP)"
-            )
-            for f in load.files:
-                con.execute(
-                    f"insert into {META_SCHEMA}.load_provenance values (?, ?, ?, ?, ?, ?)",
-                    [f["table"], f["file"], f["sha256"], f["rows"], None, load.loaded_at],
-                )
-            con.execute(f"drop table if exists {META_SCHEMA}.load")
-            con.execute(
-                f"create table {META_SCHEMA}.load (extract_path VARCHAR, loaded_at TIMESTAMP, package_version VARCHAR,"
-                " absent_tables VARCHAR[], allow_identifiers BOOLEAN, warnings INTEGER, reference_date DATE,"
-                " date_shift_days INTEGER)"
-            )
-            con.execute(
-                f"insert into {META_SCHEMA}.load values (?, ?, ?, ?, false, 0, null, 0)",
-                [load.extract_path, load.loaded_at, lineage.__version__, load.absent_tables],
-            )
+            lineage.write_load(con, load.extract_path, load.loaded_at, load.files, load.absent_tables)
             lineage.record_cohort_build(con, spec, lineage.read_load(con), fingerprint)
             con.execute("commit")
         except BaseException:
