@@ -207,6 +207,16 @@ SpecOption = Annotated[
 
 
 EngineOption = Annotated[str, typer.Option("--engine", help="Where the cohort SQL runs: duckdb (default) or spark.")]
+SparkMasterOption = Annotated[
+    str, typer.Option("--spark-master", help="Spark master URL (local[N], spark://host:7077, yarn) or sc://host.")
+]
+SourceSchemaOption = Annotated[
+    str | None, typer.Option("--source-schema", help="Spark: the schema holding the contract's raw tables.")
+]
+SourcePathOption = Annotated[
+    Path | None, typer.Option("--source-path", help="Spark: a folder with one Parquet file or folder per raw table.")
+]
+SchemaPrefixOption = Annotated[str, typer.Option("--schema-prefix", help="Spark: prefix of the schemas the layers are built in.")]
 
 
 @app.command("cohort")
@@ -221,18 +231,10 @@ def cohort_command(
         Path | None, typer.Option("--export", help="Folder to export the marts to as parquet.")
     ] = None,
     engine: EngineOption = "duckdb",
-    spark_master: Annotated[
-        str, typer.Option("--spark-master", help="Spark master URL (local[N], spark://host:7077, yarn) or sc://host.")
-    ] = "local[2]",
-    source_schema: Annotated[
-        str | None, typer.Option("--source-schema", help="Spark: the schema holding the contract's raw tables.")
-    ] = None,
-    source_path: Annotated[
-        Path | None, typer.Option("--source-path", help="Spark: a folder with one Parquet file or folder per raw table.")
-    ] = None,
-    schema_prefix: Annotated[
-        str, typer.Option("--schema-prefix", help="Spark: prefix of the schemas the layers are built in.")
-    ] = "",
+    spark_master: SparkMasterOption = "local[2]",
+    source_schema: SourceSchemaOption = None,
+    source_path: SourcePathOption = None,
+    schema_prefix: SchemaPrefixOption = "",
     show_small_counts: ShowSmallOption = False,
 ) -> None:
     """Build the analysis tables (cohort, rtw_outcome, qol_outcome, attrition) from a loaded extract."""
@@ -266,21 +268,17 @@ def sql_command(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Write <layer>/<table>.sql files here instead.")
     ] = None,
-    source_schema: Annotated[
-        str | None, typer.Option("--source-schema", help="The schema holding the raw tables on the engine.")
-    ] = None,
-    schema_prefix: Annotated[str, typer.Option("--schema-prefix", help="Prefix of the built layers' schemas.")] = "",
+    source_schema: SourceSchemaOption = None,
+    schema_prefix: SchemaPrefixOption = "",
 ) -> None:
     """The cohort SQL as the engine will run it, for review by a site's data team."""
     from .cohort import BUILD_ORDER
     from .portable_sql import translated_layers
-    from .spark_engine import BUILT_SCHEMAS
+    from .spark_engine import schema_names
 
     if print_sql == (out_dir is not None):
         raise IpmError("give exactly one of --print or --out DIR")
-    tables = {schema: f"{schema_prefix}{schema}" for schema in BUILT_SCHEMAS}
-    tables["raw"] = source_schema or f"{schema_prefix}raw"
-    tables = {k: v for k, v in tables.items() if k != v}
+    tables = {name: on_engine for name, on_engine in schema_names(schema_prefix, source_schema).items() if name != on_engine}
     for layer, table, sql in translated_layers(engine, BUILD_ORDER, tables):
         if out_dir is not None:
             path = out_dir / layer / f"{table}.sql"
@@ -346,13 +344,9 @@ def run_command(
         str | None, typer.Option(help="Address of a Dask or Ray cluster for --task-runner dask/ray.")
     ] = None,
     engine: EngineOption = "duckdb",
-    spark_master: Annotated[str, typer.Option("--spark-master", help="Spark master URL (with --engine spark).")] = "local[2]",
-    source_schema: Annotated[
-        str | None, typer.Option("--source-schema", help="Spark: the schema holding the contract's raw tables.")
-    ] = None,
-    source_path: Annotated[
-        Path | None, typer.Option("--source-path", help="Spark: a folder with one Parquet file or folder per raw table.")
-    ] = None,
+    spark_master: SparkMasterOption = "local[2]",
+    source_schema: SourceSchemaOption = None,
+    source_path: SourcePathOption = None,
 ) -> None:
     """Run the whole study as a Prefect flow: ingest -> cohort -> analyze -> report."""
     from .spec import load_spec

@@ -72,10 +72,11 @@ class SparkSource:
         return f"Spark schema {self.schema}" if self.schema else f"Parquet tables in {self.path}"
 
 
-def schema_names(prefix: str, source: SparkSource) -> dict[str, str]:
-    """The schema each name in the SQL files maps to on Spark."""
+def schema_names(prefix: str, source_schema: str | None) -> dict[str, str]:
+    """The schema each name in the SQL files maps to on Spark: the built layers' under ``prefix``, and
+    ``raw`` to the source schema (or, for a Parquet source, ``<prefix>raw``, where its tables are registered)."""
     names = {schema: f"{prefix}{schema}" for schema in BUILT_SCHEMAS}
-    names[RAW_SCHEMA] = source.schema or f"{prefix}{RAW_SCHEMA}"
+    names[RAW_SCHEMA] = source_schema or f"{prefix}{RAW_SCHEMA}"
     return names
 
 
@@ -193,7 +194,7 @@ def build_on_spark(
     started = time.perf_counter()
     db_path = Path(db_path)
     export_dir = Path(export_dir) if export_dir is not None else Path(f"{db_path}.marts")
-    schemas = schema_names(schema_prefix, source)
+    schemas = schema_names(schema_prefix, source.schema)
     for schema in BUILT_SCHEMAS:
         spark.sql(f"create database if not exists {schemas[schema]}")
     _raw_relations(spark, source, schemas)
