@@ -768,8 +768,10 @@ class _Builder:
             if lo is None or (label in self.delay_keys and self.ledger.cells[self.delay_keys[label]].value == 0):
                 continue
             hi_eff = max(hi if hi is not None else max_day, lo)
-            edges = list(range(lo, hi_eff + 1, 7)) + [hi_eff + 1]
-            edges = sorted(set(edges))
+            # Bins of (nearly) equal width within each band, about a week each: stepping by 7 from the band's
+            # start left a one-day bin at its end (day 14 of 0-14), drawn as a weekly rate seven times too tall.
+            k = max(1, math.ceil((hi_eff + 1 - lo) / 7))
+            edges = sorted(set(int(round(x)) for x in np.linspace(lo, hi_eff + 1, k + 1)))
             counts = [int(per_day[(per_day.index >= a) & (per_day.index < b)].sum()) for a, b in zip(edges[:-1], edges[1:])]
             merged = merge_small_bins(edges, counts, self.policy)
             keys = []

@@ -51,3 +51,15 @@ def test_importing_plots_keeps_the_backend():
             "print(matplotlib.get_backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "svg"
+
+
+def test_referral_histogram_bins_are_about_a_week_wide(tmp_path):
+    """Stepping by 7 days from a band's start left a one-day bin (day 14 of 0-14) drawn 7x too tall."""
+    import csv
+
+    from ipm_outcomes.report import render
+
+    summary = render(FIXTURES / "results_small", tmp_path / "r", pdf=False)
+    with open(summary.out_dir / "tables" / "referral_timing_bins.csv", newline="", encoding="utf-8") as handle:
+        widths = [int(r["last_day"]) - int(r["first_day"]) + 1 for r in csv.DictReader(handle)]
+    assert widths and min(widths) >= 4, widths
