@@ -1565,8 +1565,10 @@ class _Builder:
                     "null": f"No clear difference in physical function at day {h}",
                 }[v]
             self.figures["qol_means"] = {
-                "make": lambda f=frame, lab=labels, t=title: plots.qol_means(f, labels=lab, title=t),
-                "caption": "Figure 4. IPTW-adjusted mean scores (95% CI) by group at each follow-up horizon.",
+                "make": lambda f=frame, lab=labels, t=title: plots.qol_means(f, labels=lab, title=t, mcid=d.mcid),
+                "caption": "Figure 4. IPTW-adjusted mean scores (95% CI) by group at each follow-up horizon. Grey band: "
+                           "the smallest change patients notice (MCID), centred on the delayed group's mean; each "
+                           "axis spans at least three MCIDs.",
             }
         out["sentences"] = [
             s for inst in instruments
