@@ -63,3 +63,18 @@ def test_referral_histogram_bins_are_about_a_week_wide(tmp_path):
     with open(summary.out_dir / "tables" / "referral_timing_bins.csv", newline="", encoding="utf-8") as handle:
         widths = [int(r["last_day"]) - int(r["first_day"]) + 1 for r in csv.DictReader(handle)]
     assert widths and min(widths) >= 4, widths
+
+
+def test_analysis_progress_when_not_a_terminal():
+    """Piped or logged, the analysis prints one line per stage instead of a silent progress bar."""
+    import io
+
+    from ipm_outcomes.analysis import _Progress
+
+    stream = io.StringIO()
+    with _Progress(True, 3, stream=stream) as bar:
+        for what in ("cohort description", "clone-censor-weight", "landmark"):
+            bar.step(what)
+    lines = stream.getvalue().splitlines()
+    assert [line.split(" (")[0] for line in lines] == [
+        "analysis: [1/3] cohort description", "analysis: [2/3] clone-censor-weight", "analysis: [3/3] landmark"]
