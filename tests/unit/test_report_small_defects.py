@@ -3,6 +3,7 @@ analysis, ``--results DIR/results.json`` accepted, the plots module leaves the m
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -78,3 +79,24 @@ def test_analysis_progress_when_not_a_terminal():
     lines = stream.getvalue().splitlines()
     assert [line.split(" (")[0] for line in lines] == [
         "analysis: [1/3] cohort description", "analysis: [2/3] clone-censor-weight", "analysis: [3/3] landmark"]
+
+
+def test_ingest_problems_read_at_80_columns_and_hide_small_person_counts():
+    from rich.console import Console
+
+    from ipm_outcomes.validation import Problem, problems_table
+
+    problems = [
+        Problem("error", "eligibility.csv", "eligibility", "enrollment_start_date", "date_format",
+                "3 enrollment_start_date values are not dates in YYYY-MM-DD format", (3, 7, 9), ("2021/01/01",), 3),
+        Problem("warning", "ehr_encounter.csv", "ehr_encounter", "person_id", "orphan_person",
+                "1 person with no eligibility row; their ehr_encounter rows cannot enter the cohort (2 rows)",
+                (5,), ("P00000301",), 1),
+    ]
+    console = Console(width=80, record=True)
+    console.print(problems_table(problems))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for whole in ("eligibility.csv", "enrollment_start_date", "date_format", "ehr_encounter.csv", "orphan_person"):
+        assert whole in text  # never broken inside a word ("eligibil ity.csv")
+    assert "P00000301" not in text and not re.search(r"(?<![<\d])1 person", text) and "<11 persons" in text
