@@ -100,3 +100,12 @@ def test_ingest_problems_read_at_80_columns_and_hide_small_person_counts():
     for whole in ("eligibility.csv", "enrollment_start_date", "date_format", "ehr_encounter.csv", "orphan_person"):
         assert whole in text  # never broken inside a word ("eligibil ity.csv")
     assert "P00000301" not in text and not re.search(r"(?<![<\d])1 person", text) and "<11 persons" in text
+
+
+def test_flags_show_without_a_type():
+    """`--debug` is a switch: the help must not show it as `--debug <bool>`."""
+    result = CliRunner().invoke(app, ["--help"], terminal_width=100)
+    line = next(x for x in result.output.splitlines() if "--debug" in x)
+    assert "<bool>" not in line
+    cohort = CliRunner().invoke(app, ["cohort", "--help"], terminal_width=100)
+    assert "<bool>" not in next(x for x in cohort.output.splitlines() if "--show-small-counts" in x)
