@@ -207,3 +207,20 @@ def test_a_study_with_too_few_early_persons_says_so(tmp_path):
     text = _html_text(summary)
     assert summary.verdict == "unavailable"
     assert re.search(r"[Tt]oo few (persons|patients)", text)
+
+
+def test_summary_falls_back_to_the_latest_day_shown(tmp_path):
+    """The six-month estimate withheld (fewer than 11 early patients still followed and off work by then), the
+    three-month one shown: the summary answers at three months and says why not at six."""
+
+    def cut_early_curve(frame):
+        early = (frame["method"] == "ccw") & (frame["arm"] == "early") & (frame["day"] >= 120)
+        frame.loc[early, "n_at_risk"] = 5
+        return frame
+
+    results = _edit(_copy(tmp_path), tables={"rtw_curves": cut_early_curve})
+    summary = render(results, tmp_path / "r", pdf=False)
+    text = _html_text(summary)
+    assert summary.verdict == "beneficial"
+    assert "by three months" in text
+    assert "The estimate at six months is not shown" in text
