@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -368,13 +369,19 @@ def _max_abs(series) -> float:
 
 
 class _Progress:
-    def __init__(self, enabled: bool, total: int):
+    """A progress bar on a terminal; elsewhere (piped, logged, a Prefect worker) one plain line per stage,
+    so a long run is never silent for minutes."""
+
+    def __init__(self, enabled: bool, total: int, stream=None):
         self.enabled = enabled
         self.total = total
         self.bar = None
+        self.stream = stream if stream is not None else sys.stderr
+        self.done = 0
+        self.started = time.time()
 
     def __enter__(self):
-        if self.enabled:
+        if self.enabled and self.stream.isatty():
             from rich.progress import Progress
 
             self.bar = Progress(transient=True)
@@ -383,9 +390,13 @@ class _Progress:
         return self
 
     def step(self, what: str) -> None:
+        self.done += 1
         if self.bar is not None:
             self.bar.update(self.task, description=what)
             self.bar.advance(self.task)
+        elif self.enabled:
+            print(f"analysis: [{self.done}/{self.total}] {what} ({time.time() - self.started:.0f} s)",
+                  file=self.stream, flush=True)
 
     def __exit__(self, *exc):
         if self.bar is not None:

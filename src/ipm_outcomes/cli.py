@@ -28,11 +28,14 @@ console = Console(stderr=True)
 out = Console()
 
 _state = {"debug": False}
+#: Metavar of on/off flags: typer's help would show them as "--debug <bool>", as if they took a value.
+FLAG = ""
 
 ShowSmallOption = Annotated[
     bool,
     typer.Option(
         "--show-small-counts",
+        metavar=FLAG,
         help="Print counts of fewer than report.min_cell_size persons as they are (your own terminal only; "
         "never in logs or shared output).",
     ),
@@ -50,7 +53,7 @@ def _console_policy(show_small_counts: bool, spec=None):
 
 @app.callback()
 def main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.", metavar=FLAG)] = False,
 ) -> None:
     _state["debug"] = debug
 
@@ -315,7 +318,7 @@ def analyze_command(
 def report_command(
     results: Annotated[Path, typer.Option("--results", help="Folder written by `ipm-outcomes analyze`.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the HTML/PDF report, figures and tables.")],
-    pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="Also write the PDF.")] = True,
+    pdf: Annotated[bool, typer.Option("--pdf/--no-pdf", help="Also write the PDF.", metavar=FLAG)] = True,
 ) -> None:
     """Render the report from results only (no model fitting)."""
     from . import report
@@ -336,7 +339,7 @@ def run_command(
     persons: Annotated[
         int | None, typer.Option(help="Persons in the synthetic extract (only without --extract; default 20000).")
     ] = None,
-    refresh: Annotated[bool, typer.Option("--refresh", help="Ignore cached stages; run everything.")] = False,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Ignore cached stages; run everything.", metavar=FLAG)] = False,
     task_runner: Annotated[
         str, typer.Option(help="Where bootstrap replicates run: process, thread, dask or ray.")
     ] = "process",

@@ -77,6 +77,7 @@ from .validation import (
     identifier_value_checks,
     normalise_expr,
     orphan_check,
+    gated,
     problems_table,
     quote_ident,
     quote_literal,
@@ -140,18 +141,9 @@ class LoadSummary:
         return "\n".join(lines)
 
 
-#: Rules whose ``Problem.count`` counts persons (the rest count rows or values).
-_PERSON_COUNT_RULES = {"orphan_person"}
-
-
 def _gated_line(problem: Problem, policy: DisclosurePolicy | None) -> str:
-    """One warning line; a small count of persons replaced by ``<11`` and its example left out."""
-    if policy is None or problem.rule not in _PERSON_COUNT_RULES or not policy.is_small(problem.count):
-        return problem.one_line()
-    what = {
-        "orphan_person": f"persons with no eligibility row; their {problem.table or 'table'} rows cannot enter the cohort",
-    }[problem.rule]
-    return f"{problem.file}, column {problem.column}: {policy.small_label} {what} (rule {problem.rule})"
+    """One warning line, through the disclosure gate for counts of persons."""
+    return gated(problem, policy).one_line()
 
 
 # --- finding the files ----------------------------------------------------------------------

@@ -381,8 +381,13 @@ def qol_means(
     *,
     labels: Mapping[str, str],
     title: str | None = None,
+    mcid: Mapping[str, float] | None = None,
 ) -> Figure:
     """Adjusted mean score by arm and horizon, one panel per instrument.
+
+    Each panel's y-axis spans at least three MCIDs (the smallest change patients notice) and the MCID is
+    drawn as a grey band around the delayed group's mean: auto-scaled axes made a 1-point difference
+    look large.
 
     Parameters
     ----------
@@ -413,6 +418,18 @@ def qol_means(
             ok = ~np.isnan(est)
             _estimates_with_intervals(ax, xs[ok], est[ok], lo[ok], hi[ok], colour=ARM_COLOURS[arm], cap=5,
                                       lw=1.3, ms=4, label=ARM_LABELS[arm])
+        m = (mcid or {}).get(inst)
+        if m:
+            values = part[["estimate", "ci_low", "ci_high"]].to_numpy(dtype=float)
+            values = values[np.isfinite(values)]
+            if values.size:
+                centre = (values.min() + values.max()) / 2
+                half = max((values.max() - values.min()) / 2 * 1.15, 1.5 * m)
+                ax.set_ylim(centre - half, centre + half)
+                ref = part[(part["arm"] == "delayed")]["estimate"].dropna()
+                base = float(ref.mean()) if not ref.empty else centre
+                ax.axhspan(base - m / 2, base + m / 2, color="#DDDDDD", alpha=0.6, lw=0, zorder=0,
+                           label=f"MCID ({m:g} points)" if i == 0 else None)
         ax.set_title(_wrap(labels.get(inst, inst), 34), fontsize=9, fontweight="normal")
         ax.set_xlabel("Days since index")
         ax.set_xticks(sorted(part["horizon_days"].unique()))

@@ -284,9 +284,9 @@ def primary_finding(
     if difference is None or not _finite(difference.estimate) or policy.too_few(difference.n):
         return Finding(
             "unavailable",
-            f"Too few patients followed one of the two strategies (fewer than {policy.min_cell_size} persons referred "
-            f"within {grace}, or not referred, and still followed by {when}) to estimate the difference in "
-            f"return to work by {when}.",
+            f"Too few patients followed one of the two strategies to estimate the difference in return to work by "
+            f"{when}: fewer than {policy.min_cell_size} persons were referred within {grace} (or not), or were still "
+            f"off work and followed by {when}.",
             "Too few patients to estimate the primary result",
         )
     if not _finite(difference.ci_low) or not _finite(difference.ci_high):
@@ -768,8 +768,10 @@ class _Builder:
             if lo is None or (label in self.delay_keys and self.ledger.cells[self.delay_keys[label]].value == 0):
                 continue
             hi_eff = max(hi if hi is not None else max_day, lo)
-            edges = list(range(lo, hi_eff + 1, 7)) + [hi_eff + 1]
-            edges = sorted(set(edges))
+            # Bins of (nearly) equal width within each band, about a week each: stepping by 7 from the band's
+            # start left a one-day bin at its end (day 14 of 0-14), drawn as a weekly rate seven times too tall.
+            k = max(1, math.ceil((hi_eff + 1 - lo) / 7))
+            edges = sorted(set(int(round(x)) for x in np.linspace(lo, hi_eff + 1, k + 1)))
             counts = [int(per_day[(per_day.index >= a) & (per_day.index < b)].sum()) for a, b in zip(edges[:-1], edges[1:])]
             merged = merge_small_bins(edges, counts, self.policy)
             keys = []
@@ -1084,9 +1086,22 @@ class _Builder:
             f"at all (delayed). Return to work was studied among the {self.c(self.K_RTW)} who were off work at the start."
         )
         rd = self._contrast("rtw", "ccw", "risk_difference", h)
-        early = self.est("rtw", "ccw", "cumulative_incidence", h, "early")
-        delayed = self.est("rtw", "ccw", "cumulative_incidence", h, "delayed")
-        finding = primary_finding(rd, early, delayed, grace_days=d.grace_period_days, horizon_days=h, policy=self.policy)
+        shown_h = h
+        if rd is None:
+            # The primary day may be withheld while an earlier one is not (most of a small group is back at
+            # work by then, fewer than min_cell_size still followed): answer at the latest day shown, and say so.
+            for earlier in sorted((x for x in d.horizons if x < h), reverse=True):
+                if (rd := self._contrast("rtw", "ccw", "risk_difference", earlier)) is not None:
+                    shown_h = earlier
+                    break
+        early = self.est("rtw", "ccw", "cumulative_incidence", shown_h, "early")
+        delayed = self.est("rtw", "ccw", "cumulative_incidence", shown_h, "delayed")
+        finding = primary_finding(rd, early, delayed, grace_days=d.grace_period_days, horizon_days=shown_h,
+                                  policy=self.policy)
+        if shown_h != h:
+            finding = Finding(finding.verdict, finding.sentence + (
+                f" The estimate at {days_in_words(h)} is not shown: fewer than {self.t} patients of a group were still "
+                "off work and followed by then."), finding.headline)
         qol = []
         for inst in ("promis_pf", "odi"):
             s = qol_finding(self._contrast(inst, "ancova_iptw", "mean_difference", h), instrument=inst,
@@ -1563,8 +1578,10 @@ class _Builder:
                     "null": f"No clear difference in physical function at day {h}",
                 }[v]
             self.figures["qol_means"] = {
-                "make": lambda f=frame, lab=labels, t=title: plots.qol_means(f, labels=lab, title=t),
-                "caption": "Figure 4. IPTW-adjusted mean scores (95% CI) by group at each follow-up horizon.",
+                "make": lambda f=frame, lab=labels, t=title: plots.qol_means(f, labels=lab, title=t, mcid=d.mcid),
+                "caption": "Figure 4. IPTW-adjusted mean scores (95% CI) by group at each follow-up horizon. Grey band: "
+                           "the smallest change patients notice (MCID), centred on the delayed group's mean; each "
+                           "axis spans at least three MCIDs.",
             }
         out["sentences"] = [
             s for inst in instruments

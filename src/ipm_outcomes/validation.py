@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 
 from .contract import CODE_SHAPES, DIAGNOSIS_COLUMN_PREFIX, EARLIEST_DATE, PRO_RANGES, Column, Table
+from .disclosure import DisclosurePolicy
 
 ERROR = "error"
 WARNING = "warning"
@@ -528,31 +529,44 @@ def count_by_severity(problems: list[Problem]) -> tuple[int, int]:
     return errors, len(problems) - errors
 
 
-def problems_table(problems: list[Problem]):
-    """A ``rich`` table of problems, one row each, errors first."""
-    from rich.table import Table as RichTable
+#: Rules whose ``Problem.count`` counts persons (the others count rows or values).
+PERSON_COUNT_RULES = frozenset({"orphan_person"})
+
+
+def gated(problem: Problem, policy: DisclosurePolicy | None) -> Problem:
+    """The problem as it may be printed: a count of 1 to min_cell_size - 1 persons becomes ``<11``, without
+    the example identifiers and row numbers that would tell it (``policy=None``: as found)."""
+    if policy is None or problem.rule not in PERSON_COUNT_RULES or not policy.is_small(problem.count):
+        return problem
+    what = {"orphan_person": f"persons with no eligibility row; their {problem.table or 'table'} rows cannot enter the cohort"}
+    return replace(problem, message=f"{policy.small_label} {what[problem.rule]}", rows=(), examples=(), count=0)
+
+
+def problems_table(problems: list[Problem], policy: DisclosurePolicy | None = DisclosurePolicy(), width: int = 80):
+    """Every problem as a block of lines readable at ``width`` columns, errors first.
+
+    A table with eight columns wrapped file names into "eligibil ity.csv" at 80 columns; here each problem
+    is a heading line (severity, file, column, row, rule) and its message indented below, wrapped between
+    words. Person counts pass the disclosure gate (:func:`gated`).
+    """
+    import textwrap
+
     from rich.text import Text
 
     errors, warnings = count_by_severity(problems)
-    table = RichTable(
-        title=f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}",
-        show_lines=False,
-        expand=False,
-    )
-    for name in ("severity", "file", "column", "rows", "rule", "count", "problem", "examples"):
-        table.add_column(name, overflow="fold")
-    for p in sorted(problems, key=lambda p: not p.is_error):
-        table.add_row(
-            Text(p.severity, style="bold red" if p.is_error else "yellow"),
-            Text(p.file),
-            Text(p.column or ""),
-            Text(", ".join(str(r) for r in p.rows)),
-            Text(p.rule),
-            Text(f"{p.count:,}"),
-            Text(p.message),
-            Text(", ".join(repr(e) for e in p.examples)),
-        )
-    return table
+    out = Text(f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}\n",
+               style="bold")
+    indent = " " * 9
+    for p in sorted((gated(p, policy) for p in problems), key=lambda p: not p.is_error):
+        rows = "" if p.rule in PERSON_COUNT_RULES or p.count <= 1 else f", {p.count:,} rows"
+        head = f"{p.location()} (rule {p.rule}{rows})"
+        out.append(f"{p.severity:<8} ", style="bold red" if p.is_error else "yellow")
+        out.append("\n".join(textwrap.wrap(head, width - 9, subsequent_indent=indent, break_on_hyphens=False,
+                                            break_long_words=False)) + "\n")
+        body = p.message + (f" (e.g. {', '.join(repr(e) for e in p.examples)})" if p.examples else "")
+        out.append("\n".join(textwrap.wrap(body, width, initial_indent=indent, subsequent_indent=indent,
+                                            break_on_hyphens=False, break_long_words=False)) + "\n")
+    return out
 
 
 @dataclass

@@ -231,3 +231,15 @@ def test_love_plot_threshold_is_in_the_legend_not_over_the_title():
     assert not [t for t in ax.texts if "threshold" in t.get_text()]
     colours = {line.get_label(): matplotlib.colors.to_hex(line.get_color()) for line in ax.get_lines()}
     assert plots.ARM_COLOURS["delayed"].lower() not in {c.lower() for c in colours.values()}
+
+
+def test_qol_panels_span_at_least_three_mcids():
+    """A 1-point difference on a 10-point MCID must not fill the panel."""
+    rows = []
+    for arm, level in (("early", 31.0), ("delayed", 32.0)):
+        for h in (90, 180):
+            rows.append({"instrument": "odi", "horizon_days": h, "arm": arm, "estimate": level,
+                         "ci_low": level - 0.5, "ci_high": level + 0.5})
+    fig = plots.qol_means(pd.DataFrame(rows), labels={"odi": "ODI"}, mcid={"odi": 10.0})
+    lo, hi = fig.axes[0].get_ylim()
+    assert hi - lo >= 30.0

@@ -289,3 +289,15 @@ def test_browser_check_catches_errors(tmp_path):
     result = _cdp_load(page.as_uri(), tmp_path / "bad.png")
     assert any("boom" in e for e in result["errors"])
     assert any(u.startswith("https://example.invalid") for u in result["requests"])
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
+def test_key_numbers_fit_a_phone(synthetic_report):
+    """At 420 px the key-numbers table fits the screen: no sideways scrolling for the answer."""
+    probe = ("JSON.stringify({page: document.documentElement.scrollWidth, view: window.innerWidth, "
+             "table: document.querySelector('#table-key-numbers table').getBoundingClientRect().right})")
+    result = _cdp_load(synthetic_report.html.as_uri(), synthetic_report.out_dir / "phone.png", width=420,
+                       height=900, probe=probe)
+    seen = result["probe"]
+    assert seen["table"] <= seen["view"], seen
+    assert seen["page"] <= seen["view"], seen
