@@ -18,7 +18,6 @@ import datetime as dt
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from .diagnostics import (
     weight_summary,
 )
 from .errors import IpmError
+from .progress import StageProgress
 from .disclosure import CountLedger, DisclosurePolicy
 from .estimators import (
     CloneCensorWeight,
@@ -48,6 +48,7 @@ from .estimators import (
     TimeVaryingCox,
     WeightedANCOVA,
 )
+from .estimators import bootstrap
 from .estimators._common import build_design, standardize
 from .estimators.ancova import HIGHER_IS_BETTER
 from .estimators.ccw import CUMULATIVE_INCIDENCE
@@ -368,41 +369,6 @@ def _max_abs(series) -> float:
 # the run
 
 
-class _Progress:
-    """A progress bar on a terminal; elsewhere (piped, logged, a Prefect worker) one plain line per stage,
-    so a long run is never silent for minutes."""
-
-    def __init__(self, enabled: bool, total: int, stream=None):
-        self.enabled = enabled
-        self.total = total
-        self.bar = None
-        self.stream = stream if stream is not None else sys.stderr
-        self.done = 0
-        self.started = time.time()
-
-    def __enter__(self):
-        if self.enabled and self.stream.isatty():
-            from rich.progress import Progress
-
-            self.bar = Progress(transient=True)
-            self.bar.__enter__()
-            self.task = self.bar.add_task("analysis", total=self.total)
-        return self
-
-    def step(self, what: str) -> None:
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(self.task, description=what)
-            self.bar.advance(self.task)
-        elif self.enabled:
-            print(f"analysis: [{self.done}/{self.total}] {what} ({time.time() - self.started:.0f} s)",
-                  file=self.stream, flush=True)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-
-
 def run(
     spec: StudySpec,
     db_path: str | Path,
@@ -483,7 +449,9 @@ def run(
     steps = 8
     # BLAS runs single-threaded: the matrices here are small (tens of columns), where threads cost
     # more than they save on a shared machine, and the parallelism is across bootstrap workers.
-    with _Progress(progress, steps) as bar, threadpool_limits(limits=1):
+    with StageProgress("analysis", progress, steps) as bar, threadpool_limits(limits=1), bootstrap.progress_reporter(
+        bar.replicates
+    ):
         # -- Table 1 with cohort-wide IPTW (also the QoL propensity model) --------------------------
         ps_cohort = None
         if n > 0 and 0 < n_early < n:

@@ -28,6 +28,7 @@ import duckdb
 from . import db, lineage
 from .contract import RAW_SCHEMA, TABLES
 from .errors import IpmError
+from .progress import StageProgress
 from .disclosure import COMPLEMENT_LABEL, CountLedger, DisclosurePolicy, merge_attrition_steps
 from .spec import CHARLSON_COMPONENTS, PRO_INSTRUMENTS, StudySpec, spec_sha256
 from .valuesets import insert_rows, load_valuesets, write_valueset_table
@@ -431,14 +432,10 @@ def _run_sql(con: duckdb.DuckDBPyConnection, params: dict, progress: bool) -> No
     if not progress:
         db.run_layers(con, params, layers=list(BUILD_ORDER), ordered_tables=BUILD_ORDER)
         return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task("building cohort", total=len(steps))
+    with StageProgress("cohort", True, len(steps)) as bar:
         for layer, table in steps:
-            bar.update(task, description=f"{layer}.{table}")
+            bar.step(f"{layer}.{table}")
             db.run_layers(con, params, layers=[layer], ordered_tables={layer: [table]})
-            bar.advance(task)
 
 
 def export_marts(con: duckdb.DuckDBPyConnection, export_dir: str | Path) -> list[Path]:

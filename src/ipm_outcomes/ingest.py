@@ -36,6 +36,7 @@ import os
 import re
 import shutil
 import tempfile
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -63,6 +64,7 @@ from .contract import (
 from .disclosure import DisclosurePolicy
 from .errors import IpmError, ValidationFailed
 from .fingerprint import sha256_file
+from .progress import StageProgress
 from .validation import (
     ERROR,
     ORPHAN_JOIN_COLUMN,
@@ -907,11 +909,13 @@ def _report_rejects(con: duckdb.DuckDBPyConnection, src: _Source, problems: Prob
 
 
 class _Steps:
-    """A rich progress bar over the steps of a load, or nothing."""
+    """A rich progress bar over the steps of a load on a terminal; elsewhere one line per step; or nothing."""
 
     def __init__(self, enabled: bool, total: int):
         self.progress = None
-        if enabled:
+        # piped, logged or on a Prefect worker: plain lines, never minutes of silence
+        self.lines = StageProgress("ingest", True, total) if enabled and not sys.stderr.isatty() else None
+        if enabled and self.lines is None:
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -928,6 +932,8 @@ class _Steps:
 
     @contextmanager
     def step(self, description: str) -> Iterator[None]:
+        if self.lines is not None:
+            self.lines.step(description)
         if self.progress is not None:
             self.progress.update(self.task, description=description)
         yield

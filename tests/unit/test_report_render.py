@@ -301,3 +301,52 @@ def test_key_numbers_fit_a_phone(synthetic_report):
     seen = result["probe"]
     assert seen["table"] <= seen["view"], seen
     assert seen["page"] <= seen["view"], seen
+
+
+def test_pdf_never_leaves_a_table_caption_alone_at_the_foot_of_a_page(report):
+    """A table's caption is printed above it: the page holding the caption's first words also holds the
+    table's first column heading (an orphaned caption would end one page, its table start the next)."""
+    from html.parser import HTMLParser
+
+    from pypdf import PdfReader
+
+    class Tables(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.found, self.where = [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "figure" and ("class", "table") in attrs:
+                self.found.append({"caption": "", "heading": ""})
+                self.where = "figure"
+            elif self.where == "figure" and tag == "figcaption":
+                self.where = "caption"
+            elif self.where == "figure" and tag == "th" and not self.found[-1]["heading"]:
+                self.where = "heading"
+
+        def handle_endtag(self, tag):
+            if tag in ("figcaption", "th") and self.where in ("caption", "heading"):
+                self.where = "figure"
+            elif tag == "figure":
+                self.where = None
+
+        def handle_data(self, data):
+            if self.where in ("caption", "heading"):
+                self.found[-1][self.where] += data
+
+    def squeeze(text):
+        return re.sub(r"\s+", "", text)
+
+    parser = Tables()
+    parser.feed(report.html.read_text())
+    pages = [squeeze(page.extract_text() or "") for page in PdfReader(report.pdf).pages]
+    checked = 0
+    for table in parser.found:
+        caption, heading = squeeze(table["caption"])[:40], squeeze(table["heading"])
+        holding = [i for i, text in enumerate(pages) if caption and caption in text]
+        if not holding or not heading:
+            continue  # a caption broken across a page by the PDF's text layer cannot be located
+        page = pages[holding[0]]
+        assert heading in page[page.index(caption):], f"caption {table['caption'][:60]!r} ends page {holding[0] + 1}"
+        checked += 1
+    assert checked >= 8

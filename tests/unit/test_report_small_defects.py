@@ -70,10 +70,10 @@ def test_analysis_progress_when_not_a_terminal():
     """Piped or logged, the analysis prints one line per stage instead of a silent progress bar."""
     import io
 
-    from ipm_outcomes.analysis import _Progress
+    from ipm_outcomes.progress import StageProgress
 
     stream = io.StringIO()
-    with _Progress(True, 3, stream=stream) as bar:
+    with StageProgress("analysis", True, 3, stream=stream) as bar:
         for what in ("cohort description", "clone-censor-weight", "landmark"):
             bar.step(what)
     lines = stream.getvalue().splitlines()

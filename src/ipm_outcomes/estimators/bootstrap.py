@@ -33,6 +33,20 @@ Chunk = list[tuple[int, np.random.SeedSequence]]
 ChunkMapper = Callable[[Callable[[Chunk], list], Sequence[Chunk]], list[list]]
 
 _CHUNK_MAPPER: ContextVar[ChunkMapper | None] = ContextVar("bootstrap_chunk_mapper", default=None)
+#: ``report(replicates done, replicates in all)``, called as chunks of replicates finish.
+ProgressReport = Callable[[int, int], None]
+_PROGRESS: ContextVar[ProgressReport | None] = ContextVar("bootstrap_progress", default=None)
+
+
+@contextmanager
+def progress_reporter(report: ProgressReport) -> Iterator[None]:
+    """Call ``report(done, total)`` as the replicates of every bootstrap inside the ``with`` block finish
+    (after each chunk run locally; once at the end when an orchestrator runs the chunks)."""
+    token = _PROGRESS.set(report)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
 
 
 @contextmanager
@@ -188,16 +202,23 @@ def run(
     mapper = _CHUNK_MAPPER.get()
     n_chunks = min(n_replicates, workers * 4)
     chunks = [seeds[i::n_chunks] for i in range(n_chunks)]
+    report = _PROGRESS.get() or (lambda done, total: None)
+    results: list[tuple[int, dict | str]] = []
     if mapper is not None:
         done = mapper(partial(run_replicates, statistic, data), chunks)
         results = [item for chunk in done for item in chunk]
+        report(len(results), n_replicates)
     elif workers == 1:
-        results = run_replicates(statistic, data, seeds)
+        for chunk in chunks:
+            results.extend(run_replicates(statistic, data, chunk))
+            report(len(results), n_replicates)
     else:
         with ProcessPoolExecutor(
             max_workers=workers, mp_context=_context(), initializer=_init_worker, initargs=(statistic, data)
         ) as pool:
-            results = [item for chunk in pool.map(_run_chunk, chunks) for item in chunk]
+            for chunk in pool.map(_run_chunk, chunks):
+                results.extend(chunk)
+                report(len(results), n_replicates)
     failed, first_error = 0, None
     for r, value in sorted(results, key=lambda item: item[0]):
         if isinstance(value, str):
