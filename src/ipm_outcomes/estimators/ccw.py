@@ -36,8 +36,12 @@ telescope to closed forms:
   strategy ``1 / P(referral within G | X)``); for ``b = never`` every clone from day a on:
   ``1 / S(a-1)``.
 
-Weights are truncated at percentiles of each strategy's final weights (reported). They need no
-stabilising numerator: a factor common to every clone at risk on a day leaves the curves unchanged.
+Weights can be truncated at percentiles of each strategy's final weights (reported; percentile 0 or
+100 means no cap at that end). Truncation at fixed percentiles biases the arms by the same amount
+at every size (capping the largest delayed-arm weights, those of the persons most likely to be
+referred, leaves that arm too healthy), so the study's primary analysis does not truncate
+(benchmarks/README.md, issue 19). Weights need no stabilising numerator: a factor common to every
+clone at risk on a day leaves the curves unchanged.
 
 **Outcome.** Return to work with competing events (long-term disability, retirement, death): the
 weighted Aalen-Johansen cumulative incidence per strategy on a daily grid, risk differences and
