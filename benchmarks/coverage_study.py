@@ -1,8 +1,8 @@
 """Coverage study: does the primary 95% interval cover the truth in about 95% of runs?
 
-    .venv/bin/python benchmarks/coverage_study.py [--source synthetic|simulator] [--runs 40]
+    .venv/bin/python benchmarks/coverage_study.py [--source synthetic|world|simulator] [--runs 40]
         [--persons 12000] [--replicates 200] [--workers 2] [--scenario benefit|null]
-        [--extended] [--out coverage.csv]
+        [--extended] [--first-seed 1000] [--out coverage.csv]
 
 Each run draws a new data set with its own seed and estimates the primary contrast (clone-censor-
 weight risk difference of return to work at day 180, early minus delayed) with its percentile
@@ -12,6 +12,10 @@ bootstrap interval, then records whether the interval covers the truth:
   ingest -> cohort -> clone-censor-weight on the marts with the default spec's covariates); the truth
   is the generator's truth.json (its own simulation of the same population under each strategy).
   ``--persons`` counts the extract's persons (about one in seven is in the return-to-work analysis).
+* ``world``: the synthetic generator's planted world without files (a fast check of the estimator
+  on the generator's own persons): the analysis table is the planted follow-up, event and first
+  IPM contact of the return-to-work population (what the pipeline derives from the files, as the
+  synth tests check) with the planted baseline covariates that drive referral; truth as ``synthetic``.
 * ``simulator``: the small daily simulator of the estimator tests (tests/estimators/simulate.py),
   analysis table directly, truth from a 1,000,000-person simulation under each strategy.
 
@@ -55,7 +59,7 @@ def _ccw(df: pd.DataFrame, covariates: list[str], replicates: int, workers: int,
         ("delayed", (s.measure == "cumulative_incidence") & (s.arm == "delayed")),
     ):
         r = s[mask & (s.horizon_days == HORIZON)].iloc[0]
-        se = m.bootstrap_.standard_error(KEYS[key]) if m.bootstrap_ is not None else None
+        se = m.bootstrap_.standard_error(KEYS[key]) if m.bootstrap_ is not None else None  # nan without replicates
         se = float(se[m.settings_.horizons.index(HORIZON)] if key == "rd" else se[HORIZON]) if se is not None else math.nan
         out.update({f"{key}_estimate": r.estimate, f"{key}_low": r.ci_low, f"{key}_high": r.ci_high, f"{key}_se": se})
     return out
@@ -80,6 +84,47 @@ def _synthetic_run(seed: int, persons: int, replicates: int, workers: int, hr: f
     cov, used = analysis._prepare_covariates(frame, list(spec.analysis.covariates))
     df = pd.concat([frame[["time_days", "event", "referral_day"]], cov], axis=1)
     result = _ccw(df, used, replicates, workers, seed, tuple(spec.analysis.weight_truncation_percentiles))
+    result.update(
+        rd_truth=truth["risk_difference"][str(HORIZON)],
+        early_truth=truth["cumulative_incidence"]["early"][str(HORIZON)],
+        delayed_truth=truth["cumulative_incidence"]["delayed"][str(HORIZON)],
+        n=len(df),
+    )
+    return result
+
+
+WORLD_COVARIATES = ["radiculopathy", "opioid_use", "depression", "anxiety", "sleep_disorder", "charlson",
+                    "prior_imaging", "workers_comp", "age"]
+
+
+def _world_run(seed: int, persons: int, replicates: int, workers: int, hr: float | None, extended: bool) -> dict:
+    import numpy as np
+
+    from ipm_outcomes import synth
+
+    w = synth._simulate_world(persons, seed, 1.5 if hr is None else hr, 3.0, synth.EXTENDED if extended else None)
+    truth = synth._truth(w, seed)["rtw"]
+    p = w.in_rtw
+    referral = np.where(w.referral_day[p] < synth.NEVER, w.referral_day[p], -1)
+    cond = {name: w.cond[p, synth._COND[name]].astype(float) for name in ("depression", "anxiety", "sleep")}
+    df = pd.DataFrame(
+        {
+            "time_days": np.minimum(w.obs_time[p], synth.FOLLOWUP_DAYS),
+            "event": np.minimum(w.obs_kind[p], 2),
+            "referral_day": pd.array(np.where(referral >= 0, referral, 0), dtype="Int64"),
+            "radiculopathy": w.radic[p].astype(float),
+            "opioid_use": w.opioid[p].astype(float),
+            "depression": cond["depression"],
+            "anxiety": cond["anxiety"],
+            "sleep_disorder": cond["sleep"],
+            "charlson": np.minimum(w.charlson_n[p], 3).astype(float),
+            "prior_imaging": w.prior_img[p].astype(float),
+            "workers_comp": (w.payer[p] == 3).astype(float),
+            "age": w.age[p].astype(float),
+        }
+    )
+    df["referral_day"] = df["referral_day"].where(referral >= 0)
+    result = _ccw(df, WORLD_COVARIATES, replicates, workers, seed, None)
     result.update(
         rd_truth=truth["risk_difference"][str(HORIZON)],
         early_truth=truth["cumulative_incidence"]["early"][str(HORIZON)],
@@ -149,7 +194,7 @@ def _print_summary(table: pd.DataFrame) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", choices=("synthetic", "simulator"), default="synthetic")
+    parser.add_argument("--source", choices=("synthetic", "world", "simulator"), default="synthetic")
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--persons", type=int, default=None, help="default: 12000 (synthetic), 5000 (simulator)")
     parser.add_argument("--replicates", type=int, default=200)
@@ -159,7 +204,7 @@ def main() -> None:
     parser.add_argument("--extended", action="store_true", help="the referral mechanisms of issue 19")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    persons = args.persons or (12_000 if args.source == "synthetic" else 5_000)
+    persons = args.persons or (5_000 if args.source == "simulator" else 12_000)
 
     true = None
     options: dict = {}
@@ -173,9 +218,11 @@ def main() -> None:
     start = time.perf_counter()
     for i in range(args.runs):
         seed = args.first_seed + i
+        hr = 1.0 if args.scenario == "null" else None
         if args.source == "synthetic":
-            hr = 1.0 if args.scenario == "null" else None
             row = _synthetic_run(seed, persons, args.replicates, args.workers, hr, args.extended)
+        elif args.source == "world":
+            row = _world_run(seed, persons, args.replicates, args.workers, hr, args.extended)
         else:
             row = _simulator_run(seed, persons, args.replicates, args.workers, true, options)
         rows.append(dict(seed=seed, **row))

@@ -44,7 +44,7 @@ import time
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -2188,6 +2188,7 @@ def _truth_unguarded(w: _World, seed: int) -> dict:
             "late_benefit_end_day": LATE_BENEFIT_END,
             "other_instruments": "no true effect on promis_pi, odi, eq5d_index, nrs_pain, phq9 (negative-control outcomes)",
         },
+        "mechanisms": asdict(w.mech),
         "strategy_definitions": STRATEGY_DEFINITIONS,
         "cohort_rules": COHORT_RULES,
         "simulation": {

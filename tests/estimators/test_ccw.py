@@ -291,3 +291,16 @@ def test_referral_model_is_the_true_daily_logistic_model_and_the_default_penalty
         a = fits[1e-4].curves_.set_index(["arm", "day"]).loc[arm, "cumulative_incidence"].to_numpy()
         b = fits[0.0].curves_.set_index(["arm", "day"]).loc[arm, "cumulative_incidence"].to_numpy()
         npt.assert_allclose(a, b, atol=2e-4)
+
+
+def test_truncation_at_percentiles_0_and_100_is_no_truncation():
+    # The study spec switches truncation off with [0, 100] (issue 19: truncating at fixed
+    # percentiles shifts the arms by the same amount at every size, so the primary analysis does not
+    # truncate). That must be exactly the untruncated estimator: the caps of the clones followed
+    # after the window (the 0th/100th percentiles of their final weights) must not clip clones with
+    # an outcome before the window closed, nor the transitional weights inside it.
+    df = simulate(6_000, 21, **EXTENDED)
+    a = CloneCensorWeight(truncation_percentiles=(0, 100), n_bootstrap=0).fit(df, COVARIATES)
+    b = CloneCensorWeight(truncation_percentiles=None, n_bootstrap=0).fit(df, COVARIATES)
+    pd.testing.assert_frame_equal(a.curves_, b.curves_)
+    assert (a.weights_.n_truncated == 0).all()

@@ -55,7 +55,7 @@ def test_default_spec_holds_the_issue_defaults():
     a = spec.analysis
     assert (a.bootstrap_replicates, a.weight_truncation_percentiles, a.sensitivity_grace_periods) == (
         200,
-        (1, 99),
+        (0, 100),
         [28, 42, 90],
     )
     assert spec.landmark_day == 42

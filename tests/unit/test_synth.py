@@ -556,6 +556,7 @@ def test_confounding_is_visible_in_the_planted_data(csv_extract):
         ({"persons": 10, "seed": -1}, "seed=-1"),
         ({"persons": 10, "effect_rtw_hr": 0.0}, "effect_rtw_hr=0.0"),
         ({"persons": 10, "effect_promis_pf": float("nan")}, "effect_promis_pf=nan"),
+        ({"persons": 10, "mechanisms": "extended"}, "mechanisms='extended'"),
     ],
 )
 def test_bad_arguments_raise_one_line_ipm_errors(tmp_path, kwargs, message):
@@ -659,3 +660,14 @@ def test_extended_truth_uses_the_piecewise_referral_distribution():
     # early: the natural distribution restricted to the window, P(d) = p (1-p)^d / (1 - (1-p)^43)
     expected = p * (1 - p) ** np.arange(11) / (1 - (1 - p) ** 43)
     assert np.mean(days["early"] <= 10) == pytest.approx(expected.sum(), rel=0.02)
+
+
+def test_extended_extract_records_its_mechanisms_and_post_rtw_referrals(tmp_path):
+    synth.generate(tmp_path, persons=N, seed=SEED, file_format="parquet", mechanisms=synth.EXTENDED)
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    assert truth["mechanisms"]["post_rtw_referral_rate"] == 0.3
+    assert truth["mechanisms"]["referral_halving_day"] == 120
+    persons = pd.read_parquet(tmp_path / "truth_persons.parquet")
+    rtw = persons[persons.in_rtw_population & (persons.rtw_event == 1)]
+    # first IPM contacts after the return to work are in the extract (and in the planted referral day)
+    assert (rtw.referral_day >= rtw.rtw_time_days).sum() > 10

@@ -36,8 +36,12 @@ telescope to closed forms:
   strategy ``1 / P(referral within G | X)``); for ``b = never`` every clone from day a on:
   ``1 / S(a-1)``.
 
-Weights are truncated at percentiles of each strategy's final weights (reported). They need no
-stabilising numerator: a factor common to every clone at risk on a day leaves the curves unchanged.
+Weights can be truncated at percentiles of each strategy's final weights (reported; percentile 0 or
+100 means no cap at that end). Truncation at fixed percentiles biases the arms by the same amount
+at every size (capping the largest delayed-arm weights, those of the persons most likely to be
+referred, leaves that arm too healthy), so the study's primary analysis does not truncate
+(benchmarks/README.md, issue 19). Weights need no stabilising numerator: a factor common to every
+clone at risk on a day leaves the curves unchanged.
 
 **Outcome.** Return to work with competing events (long-term disability, retirement, death): the
 weighted Aalen-Johansen cumulative incidence per strategy on a daily grid, risk differences and
@@ -285,7 +289,14 @@ def _fit_all(settings: _Settings, data) -> tuple[dict[str, StrategyFit], _Referr
         if settings.truncation_percentiles is not None and (a > 0 or b is not None) and population.any():
             ref = final_raw[population]
             lo, hi = (float(v) for v in np.percentile(ref, settings.truncation_percentiles))
+            # The caps are applied to every weight of the strategy (also to clones whose outcome
+            # came before the window closed, and to the transitional weights inside it), which can
+            # lie outside the range of the reference population: percentile 0 or 100 means no cap
+            # at that end, so [0, 100] is exactly no truncation.
             truncation = {"lower": lo, "upper": hi, "n_truncated": int(np.sum((ref < lo) | (ref > hi)))}
+            p_lo, p_hi = settings.truncation_percentiles
+            lo = -np.inf if p_lo <= 0 else lo
+            hi = np.inf if p_hi >= 100 else hi
         groups = [g for g in groupings if g == "all" or name in with_subgroups]
         specs[name] = dict(
             a=a,
