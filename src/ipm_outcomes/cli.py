@@ -99,6 +99,16 @@ def synth(
             "de-identified extract; load it with `ingest --reference-date`."
         ),
     ] = 0,
+    real_referral: Annotated[
+        bool,
+        typer.Option(
+            "--real-referral",
+            help="Referral as real data show it (synth.EXTENDED): referral after return to work at 0.3x the rate, "
+            "the rate halving after four months, a quarter of first contacts EHR-only, logistic-linear referral, "
+            "more competing events and disenrolment.",
+            metavar=FLAG,
+        ),
+    ] = False,
 ) -> None:
     """Write a synthetic claims + EHR extract with known truth (truth.json)."""
     from . import synth as synth_module
@@ -112,6 +122,7 @@ def synth(
         effect_promis_pf=effect_promis_pf,
         progress=True,
         shift_years=shift_years,
+        mechanisms=synth_module.EXTENDED if real_referral else None,
     )
     say(summary.describe())
 

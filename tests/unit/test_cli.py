@@ -79,3 +79,14 @@ def test_unknown_spec_key_is_reported(tmp_path, loaded_db):
     result = runner.invoke(app, ["cohort", "--db", str(db), "--spec", str(spec)])
     assert result.exit_code == 1
     assert "mine.toml" in result.output and "washout_dayz" in result.output
+
+
+def test_synth_writes_the_real_referral_world_on_request(tmp_path):
+    plain = runner.invoke(app, ["synth", "--out", str(tmp_path / "plain"), "--persons", "300", "--seed", "3", "--format", "parquet"])
+    real = runner.invoke(
+        app, ["synth", "--out", str(tmp_path / "real"), "--persons", "300", "--seed", "3", "--format", "parquet", "--real-referral"]
+    )
+    assert plain.exit_code == 0 and real.exit_code == 0, real.output
+    mechanisms = json.loads((tmp_path / "real" / "truth.json").read_text())["mechanisms"]
+    assert mechanisms["post_rtw_referral_rate"] == 0.3 and mechanisms["logistic_referral"] is True
+    assert json.loads((tmp_path / "plain" / "truth.json").read_text())["mechanisms"]["post_rtw_referral_rate"] == 0.0
