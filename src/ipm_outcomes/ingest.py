@@ -70,10 +70,12 @@ from .validation import (
     Problem,
     ProblemList,
     column_checks,
+    clean_text,
     count_by_severity,
     diagnosis_checks,
     identifier_column_reason,
     identifier_value_checks,
+    ill_formed_text,
     normalise_expr,
     orphan_check,
     problems_table,
@@ -149,6 +151,8 @@ class _Source:
     rows: int = 0
     usable: bool = True
     staged: bool = False
+    #: A CSV parsed once into the typed temp table ``_typ_<table>``: checks and the write read that.
+    typed_stage: bool = False
     rejected_rows: list[int] = field(default_factory=list)
     #: Text columns whose normalisation changes no value: the write copies them as they are.
     clean: set[str] = field(default_factory=set)
@@ -271,6 +275,8 @@ def _reader_sql(src: _Source, *, rejects: bool) -> str:
             "select _file, file_row_number + 1 as _row, * exclude (_file, file_row_number) from read_parquet("
             f"[{files}], filename='_file', file_row_number=true, union_by_name=true)"
         )
+    if src.typed_stage:
+        return f"select {quote_literal(src.rel)} as _file, rowid + 1 as _row, * from _typ_{src.name}"
     if src.staged:
         # rowid of an insertion-ordered copy is the (well-formed) row's position in the file
         return f"select {quote_literal(src.rel)} as _file, rowid + 1 as _row, * from _stg_{src.name}"
@@ -502,6 +508,8 @@ def _create_view(con: duckdb.DuckDBPyConnection, src: _Source, *, rejects: bool,
         inner.append(f"{expr} as {ref}")
         if not write and _normalises(src, name):
             inner.append(f"{ref} as {quote_ident(_RAW_PREFIX + name)}")
+    if src.typed_stage and not write:
+        inner.extend(quote_ident(_TEXT_PREFIX + c.name) for c in src.columns if c.type != "VARCHAR")
     if not write:
         for name in src.extras:  # checked for identifier-shaped values, never loaded
             ref = f"nullif(trim(cast({quote_ident(name)} as VARCHAR)), '')"
@@ -514,6 +522,7 @@ def _create_view(con: duckdb.DuckDBPyConnection, src: _Source, *, rejects: bool,
 
 _RAW_PREFIX = "_raw:"
 _EXTRA_PREFIX = "_extra:"
+_TEXT_PREFIX = "_text:"
 
 
 def _normalises(src: _Source, name: str) -> bool:
@@ -547,6 +556,8 @@ def _checks_for(src: _Source, today: date, with_orphans: bool, allow_identifiers
         checks.extend(diagnosis_checks(name))
     checks.extend(table_checks(src.table))
     checks = [c for c in checks if src.has(*c.columns_needed)]
+    if src.typed_stage:
+        checks += _typed_stage_checks(src)
     # every value of every free-text column, extra columns too (cast to text): a sample of the first
     # rows missed identifiers further down; a cheap test of each value spares most the patterns
     free_text = {
@@ -573,6 +584,100 @@ def _key_exprs(src: _Source) -> list[str]:
 
 
 def _check_table(
+    con: duckdb.DuckDBPyConnection,
+    src: _Source,
+    problems: ProblemList,
+    today: date,
+    with_orphans: bool,
+    allow_identifiers: bool,
+) -> None:
+    """Check one table: a CSV parsed once into its typed stage, checked as read from the file when it fails.
+
+    A typed stage gives the counts of a clean file (most are) at the cost of one parse. When any
+    rule needs its rows (an error, a repeated key, an identifier), the table is checked again as
+    text, as read from the file: its messages then give every value and row number as written.
+    """
+    if src.typed_stage:
+        found = ProblemList()
+        try:
+            _check_rows(con, src, found, today, with_orphans, allow_identifiers)
+        except _NeedsText:
+            _unstage_typed(con, src)
+        else:
+            problems.items.extend(found.items)
+            return
+    _check_rows(con, src, problems, today, with_orphans, allow_identifiers)
+
+
+class _NeedsText(Exception):
+    """A typed stage found a problem whose rows and values must be reported as written in the file."""
+
+
+def _stage_typed(con: duckdb.DuckDBPyConnection, src: _Source) -> None:
+    """Parse a CSV once into ``_typ_<table>``: text columns normalised, the others typed.
+
+    Every later scan (the checks, the orphans, the write) reads this spillable temp table instead
+    of parsing the file again, and the typed columns are cast once. A value of a typed column that
+    is not well-formed (``1990.0`` for a year) is NULL there, with its text in ``_text:<column>``.
+    A file that DuckDB cannot parse cleanly is left to the text path, which reports its lines.
+    """
+    inner, outer = [], []
+    for col in src.columns:
+        ref = quote_ident(col.name)
+        if col.type == "VARCHAR":
+            inner.append(f"{normalise_expr(col, 'VARCHAR', ref)} as {ref}")
+            outer.append(ref)
+        else:
+            inner.append(f"{clean_text(ref)} as {ref}")
+            ill = ill_formed_text(col, ref)
+            outer.append(f"case when not ({ill}) then {typed_expr(col, 'VARCHAR', ref)} end as {ref}")
+            outer.append(f"case when {ill} then {ref} end as {quote_ident(_TEXT_PREFIX + col.name)}")
+    for _, name in src.diagnosis:
+        inner.append(f"{normalise_expr(None, 'VARCHAR', quote_ident(name))} as {quote_ident(name)}")
+        outer.append(quote_ident(name))
+    for name in src.extras:
+        inner.append(quote_ident(name))
+        outer.append(quote_ident(name))
+    try:
+        con.execute(
+            f"create or replace temp table _typ_{src.name} as select {', '.join(outer)} from"
+            f" (select {', '.join(inner)} from {_read_csv_sql(src, False)})"
+        )
+    except duckdb.Error:
+        con.execute(f"drop table if exists _typ_{src.name}")
+        return
+    src.typed_stage = True
+    src.types = {**src.types, **{c.name: c.type for c in src.columns}}
+
+
+def _unstage_typed(con: duckdb.DuckDBPyConnection, src: _Source) -> None:
+    """Back to reading the CSV as text (what the typed stage learnt is forgotten)."""
+    con.execute(f"drop table if exists _typ_{src.name}")
+    src.typed_stage = False
+    src.types = dict.fromkeys(src.header, "VARCHAR")
+    src.clean = set()
+    src.diagnoses_present = {}
+    src.rows = 0
+    _create_view(con, src, rejects=True)
+
+
+def _typed_stage_checks(src: _Source) -> list[Check]:
+    """The type rule of a typed stage: values not well-formed kept their text in ``_text:<column>``."""
+    return [
+        Check(
+            "type",
+            col.name,
+            f"{quote_ident(_TEXT_PREFIX + col.name)} is not null",
+            lambda n: f"{n:,} not well-formed",  # never shown: the table is checked again as text
+            None,
+            (_TEXT_PREFIX + col.name,),
+        )
+        for col in src.columns
+        if col.type != "VARCHAR"
+    ]
+
+
+def _check_rows(
     con: duckdb.DuckDBPyConnection,
     src: _Source,
     problems: ProblemList,
@@ -612,6 +717,8 @@ def _check_table(
         # one scan; a CSV scan logs its malformed lines only once the query has finished
         con.execute(f"create or replace temp table {table} as select {selected} from {src.view} _v{join}")
     except duckdb.Error as exc:
+        if src.typed_stage:
+            raise _NeedsText from exc
         problems.add(ERROR, src.rel, src.name, None, "unreadable_file", _one_line(f"{src.rel} cannot be read: {exc}"))
         src.usable = False
         return
@@ -653,6 +760,8 @@ def _check_table(
         )
     failing = [(c, counted[id(c)]) for c in checks if counted[id(c)]]
     needs_rows = dup_rows or any(c.severity == ERROR or c.rule == "identifier_value" for c, _ in failing)
+    if needs_rows and src.typed_stage:
+        raise _NeedsText
     if needs_rows and src.kind == "csv" and not src.staged:
         _stage_csv(con, src)
     for check, n in failing:
@@ -800,7 +909,7 @@ def _report_orphans(
             f" order by min(_file), min(_row), person_id limit {EXAMPLES}"
         ).fetchall()
         file, rows = src.rel, []
-        if first is not None:  # parquet (or a staged CSV) knows its rows; an unstaged CSV does not
+        if first is not None:  # parquet and a staged CSV know their rows; a CSV read as text does not
             found = con.execute(f"select _file, _row from _orphans order by _file, _row limit {EXAMPLES}").fetchall()
             file, rows, _ = _located(src, found)
     finally:
@@ -854,8 +963,8 @@ def _report_duplicates(con: duckdb.DuckDBPyConnection, src: _Source, n: int, pro
 
 
 def _report_rejects(con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList) -> None:
-    if src.kind != "csv" or src.staged:
-        return
+    if src.kind != "csv" or src.staged or src.typed_stage:
+        return  # a typed stage exists only for a file that parsed without a malformed line
     # one row per line and kind of error (a short line is logged once per missing column)
     lines = (
         f"select line, error_type, min(column_name) as column_name, min(csv_line) as csv_line,"
@@ -943,7 +1052,9 @@ def _validate(
         with steps.step(f"checking {src.name}"):
             if not src.usable:
                 continue
-            _create_view(con, src, rejects=src.kind == "csv")
+            if src.kind == "csv":
+                _stage_typed(con, src)
+            _create_view(con, src, rejects=src.kind == "csv" and not src.typed_stage)
             with_orphans = have_persons and src.name != "eligibility" and src.has("person_id")
             _check_table(con, src, problems, today, with_orphans, allow_identifiers)
             if src is eligibility and src.usable and src.has("person_id"):
