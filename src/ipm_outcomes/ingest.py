@@ -2,9 +2,12 @@
 
 Every file is read by DuckDB (CSV as text, so a bad value is reported rather than crashing the
 reader; parquet with its own types), never by pandas, so memory stays bounded for extracts larger
-than RAM (DuckDB spills to ``<db>.tmp``). Each table is checked in one scan that counts every rule
-at once; only rules that fail are scanned again for example rows. The scan is kept cheap because
-it is most of the work besides storing the rows:
+than RAM (DuckDB spills to ``<db>.tmp``). A CSV is parsed once, into a typed temporary table (its
+text normalised, its dates and numbers cast, values that are not well-formed kept as text), and
+everything after reads that table as it would a typed Parquet file: the checks, the orphans and
+the write. Each table is checked in one scan that counts every rule at once; only rules that fail
+are scanned again for example rows. The scan is kept cheap because it is most of the work besides
+storing the rows:
 
 * codes, enumerations, dates and counts repeat a few thousand values over millions of rows, so
   the scan takes a histogram of each such column and its rules are evaluated once per distinct
@@ -14,9 +17,9 @@ it is most of the work besides storing the rows:
 * the scan also finds which text columns are clean (trimming, case-folding and dropping dots
   change no value), and the write copies those as read instead of normalising every row.
 
-A clean file is then read a second time to write it: DuckDB parses a CSV in about half the time it
-takes to copy it into a temporary table. A CSV that fails is copied, though, because only an
-insertion-ordered copy gives reliable row numbers.
+A CSV that fails a rule is checked again from its text (copied as read, insertion-ordered, so row
+numbers are reliable): its messages show every value and row number as written in the file, not
+as typed. A CSV with malformed lines skips the typed table and is read as text from the start.
 
 Nothing in the database changes until every rule has been checked. The write (replace every
 ``raw`` table, define the view ``raw.medical_claim_diagnosis``, record ``meta.load_provenance`` and
@@ -496,7 +499,8 @@ def _create_view(con: duckdb.DuckDBPyConnection, src: _Source, *, rejects: bool,
     outer = ["*"]
     for col in src.columns:
         ref = quote_ident(col.name)
-        expr = ref if write and col.name in src.clean else normalise_expr(col, src.types[col.name], ref)
+        as_read = (write and col.name in src.clean) or src.typed_stage
+        expr = ref if as_read else normalise_expr(col, src.types[col.name], ref)
         inner.append(f"{expr} as {ref}")
         if not write and _normalises(src, col.name):
             inner.append(f"{ref} as {quote_ident(_RAW_PREFIX + col.name)}")
@@ -504,7 +508,8 @@ def _create_view(con: duckdb.DuckDBPyConnection, src: _Source, *, rejects: bool,
             outer.append(f"{typed_expr(col, src.types[col.name], ref)} as {quote_ident(typed_name(col.name))}")
     for _, name in src.diagnosis:
         ref = quote_ident(name)
-        expr = ref if write and name in src.clean else normalise_expr(None, src.types[name], ref)
+        as_read = (write and name in src.clean) or src.typed_stage
+        expr = ref if as_read else normalise_expr(None, src.types[name], ref)
         inner.append(f"{expr} as {ref}")
         if not write and _normalises(src, name):
             inner.append(f"{ref} as {quote_ident(_RAW_PREFIX + name)}")
@@ -526,8 +531,9 @@ _TEXT_PREFIX = "_text:"
 
 
 def _normalises(src: _Source, name: str) -> bool:
-    """Whether normalising the column can change a value: only text is trimmed (typed columns pass through)."""
-    return src.types[name] == "VARCHAR"
+    """Whether normalising the column can change a value: only text is trimmed (typed columns pass
+    through), and a typed stage holds its text normalised already."""
+    return src.types[name] == "VARCHAR" and not src.typed_stage
 
 
 def _distinct_columns(src: _Source) -> list[str]:

@@ -216,3 +216,22 @@ def test_guarded_trim_equals_trim_on_random_text():
         assert fast == slow
 
     check()
+
+
+def test_a_clean_csv_is_parsed_once_and_a_failing_one_again_as_text(
+    extract: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[str] = []
+    read_csv = ingest._read_csv_sql
+    monkeypatch.setattr(ingest, "_read_csv_sql", lambda src, rejects: parsed.append(src.name) or read_csv(src, rejects))
+    ingest.load_extract(extract, tmp_path / "a.duckdb", today=TODAY)
+    tables = sorted(p.name.removesuffix(".csv") for p in extract.glob("*.csv"))
+    # one parse into the typed stage each; the checks and the write read the stage
+    assert sorted(parsed) == tables
+    parsed.clear()
+    path = extract / "ehr_work_status.csv"
+    path.write_text(path.read_text().replace("modified_duty", "at_lunch", 1))
+    with pytest.raises(ingest.ValidationFailed):
+        ingest.load_extract(extract, tmp_path / "b.duckdb", today=TODAY)
+    # the failing table is read again as text (its scan, then its insertion-ordered copy for rows)
+    assert sorted(parsed) == sorted([*tables, "ehr_work_status", "ehr_work_status"])
