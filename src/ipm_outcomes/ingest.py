@@ -84,6 +84,7 @@ from .validation import (
     problems_table,
     quote_ident,
     quote_literal,
+    staged_type_check,
     table_checks,
     typed_expr,
     typed_name,
@@ -677,18 +678,7 @@ def _unstage_typed(con: duckdb.DuckDBPyConnection, src: _Source) -> None:
 
 def _typed_stage_checks(src: _Source) -> list[Check]:
     """The type rule of a typed stage: values not well-formed kept their text in ``_text:<column>``."""
-    return [
-        Check(
-            "type",
-            col.name,
-            f"{quote_ident(_TEXT_PREFIX + col.name)} is not null",
-            lambda n: f"{n:,} not well-formed",  # never shown: the table is checked again as text
-            None,
-            (_TEXT_PREFIX + col.name,),
-        )
-        for col in src.columns
-        if col.type != "VARCHAR"
-    ]
+    return [staged_type_check(col, _TEXT_PREFIX + col.name) for col in src.columns if col.type != "VARCHAR"]
 
 
 def _check_rows(

@@ -352,6 +352,20 @@ def column_checks(table: Table, column: Column, source_type: str, today: date) -
     return checks
 
 
+def staged_type_check(column: Column, text_column: str) -> Check:
+    """The type rule over a typed copy of a text file, whose ill-formed values kept their text in ``text_column``."""
+    what = _TYPE_NAMES[column.type]
+    ref = quote_ident(text_column)
+    return Check(
+        "type",
+        column.name,
+        f"{ref} is not null",
+        lambda n: f"{_is(n)} not {what}",
+        ref,
+        (text_column,),
+    )
+
+
 def code_shape_check(column: str, code_system: str, pattern: str) -> Check:
     ref = quote_ident(column)
     name = _CODE_SYSTEM_NAMES[code_system]
