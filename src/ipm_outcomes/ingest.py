@@ -2,10 +2,10 @@
 
 Every file is read by DuckDB (CSV as text, so a bad value is reported rather than crashing the
 reader; parquet with its own types), never by pandas, so memory stays bounded for extracts larger
-than RAM (DuckDB spills to ``<db>.tmp``). A CSV is parsed once, into a typed temporary table (its
-text normalised, its dates and numbers cast, values that are not well-formed kept as text), and
-everything after reads that table as it would a typed Parquet file: the checks, the orphans and
-the write. Each table is checked in one scan that counts every rule at once; only rules that fail
+than RAM (DuckDB spills to ``<db>.tmp``). A CSV is parsed once, into a typed Parquet copy beside
+the database (its text as read, its dates and numbers cast, values that are not well-formed kept
+as text), and everything after reads that copy as it would a Parquet extract: the checks, the
+orphans and the write. Each table is checked in one scan that counts every rule at once; only rules that fail
 are scanned again for example rows. The scan is kept cheap because it is most of the work besides
 storing the rows:
 
@@ -503,7 +503,7 @@ def _create_view(con: duckdb.DuckDBPyConnection, src: _Source, *, rejects: bool,
     outer = ["*"]
     for col in src.columns:
         ref = quote_ident(col.name)
-        as_read = (write and col.name in src.clean) or src.typed_stage is not None
+        as_read = write and col.name in src.clean
         expr = ref if as_read else normalise_expr(col, src.types[col.name], ref)
         inner.append(f"{expr} as {ref}")
         if not write and _normalises(src, col.name):
@@ -512,7 +512,7 @@ def _create_view(con: duckdb.DuckDBPyConnection, src: _Source, *, rejects: bool,
             outer.append(f"{typed_expr(col, src.types[col.name], ref)} as {quote_ident(typed_name(col.name))}")
     for _, name in src.diagnosis:
         ref = quote_ident(name)
-        as_read = (write and name in src.clean) or src.typed_stage is not None
+        as_read = write and name in src.clean
         expr = ref if as_read else normalise_expr(None, src.types[name], ref)
         inner.append(f"{expr} as {ref}")
         if not write and _normalises(src, name):
@@ -535,9 +535,8 @@ _TEXT_PREFIX = "_text:"
 
 
 def _normalises(src: _Source, name: str) -> bool:
-    """Whether normalising the column can change a value: only text is trimmed (typed columns pass
-    through), and a typed stage holds its text normalised already."""
-    return src.types[name] == "VARCHAR" and src.typed_stage is None
+    """Whether normalising the column can change a value: only text is trimmed (typed columns pass through)."""
+    return src.types[name] == "VARCHAR"
 
 
 def _distinct_columns(src: _Source) -> list[str]:
@@ -624,7 +623,7 @@ class _NeedsText(Exception):
 
 
 def _stage_typed(con: duckdb.DuckDBPyConnection, src: _Source, stage_dir: Path) -> None:
-    """Parse a CSV once into a typed Parquet copy: text columns normalised, the others typed.
+    """Parse a CSV once into a typed Parquet copy: text columns as read, the others typed.
 
     Every later scan (the checks, the orphans, the write) reads this copy as it would a typed
     Parquet extract instead of parsing the file again, and the typed columns are cast once. A
@@ -638,17 +637,16 @@ def _stage_typed(con: duckdb.DuckDBPyConnection, src: _Source, stage_dir: Path) 
     for col in src.columns:
         ref = quote_ident(col.name)
         if col.type == "VARCHAR":
-            inner.append(f"{normalise_expr(col, 'VARCHAR', ref)} as {ref}")
+            # as read: codes repeat, so the checks normalise each distinct value once, and the
+            # write copies a column that normalising would not change as it is
+            inner.append(ref)
             outer.append(ref)
         else:
             inner.append(f"{clean_text(ref)} as {ref}")
             ill = ill_formed_text(col, ref)
             outer.append(f"case when not ({ill}) then {typed_expr(col, 'VARCHAR', ref)} end as {ref}")
             outer.append(f"case when {ill} then {ref} end as {quote_ident(_TEXT_PREFIX + col.name)}")
-    for _, name in src.diagnosis:
-        inner.append(f"{normalise_expr(None, 'VARCHAR', quote_ident(name))} as {quote_ident(name)}")
-        outer.append(quote_ident(name))
-    for name in src.extras:
+    for name in [name for _, name in src.diagnosis] + src.extras:
         inner.append(quote_ident(name))
         outer.append(quote_ident(name))
     path = stage_dir / f"{src.name}.parquet"
