@@ -2,9 +2,12 @@
 
 Every file is read by DuckDB (CSV as text, so a bad value is reported rather than crashing the
 reader; parquet with its own types), never by pandas, so memory stays bounded for extracts larger
-than RAM (DuckDB spills to ``<db>.tmp``). Each table is checked in one scan that counts every rule
-at once; only rules that fail are scanned again for example rows. The scan is kept cheap because
-it is most of the work besides storing the rows:
+than RAM (DuckDB spills to ``<db>.tmp``). A CSV is parsed once, into a typed Parquet copy beside
+the database (its text as read, its dates and numbers cast, values that are not well-formed kept
+as text), and everything after reads that copy as it would a Parquet extract: the checks, the
+orphans and the write. Each table is checked in one scan that counts every rule at once; only rules that fail
+are scanned again for example rows. The scan is kept cheap because it is most of the work besides
+storing the rows:
 
 * codes, enumerations, dates and counts repeat a few thousand values over millions of rows, so
   the scan takes a histogram of each such column and its rules are evaluated once per distinct
@@ -14,9 +17,9 @@ it is most of the work besides storing the rows:
 * the scan also finds which text columns are clean (trimming, case-folding and dropping dots
   change no value), and the write copies those as read instead of normalising every row.
 
-A clean file is then read a second time to write it: DuckDB parses a CSV in about half the time it
-takes to copy it into a temporary table. A CSV that fails is copied, though, because only an
-insertion-ordered copy gives reliable row numbers.
+A CSV that fails a rule is checked again from its text (copied as read, insertion-ordered, so row
+numbers are reliable): its messages show every value and row number as written in the file, not
+as typed. A CSV with malformed lines skips the typed table and is read as text from the start.
 
 Nothing in the database changes until every rule has been checked. The write (replace every
 ``raw`` table, define the view ``raw.medical_claim_diagnosis``, record ``meta.load_provenance`` and
@@ -73,16 +76,19 @@ from .validation import (
     Problem,
     ProblemList,
     column_checks,
+    clean_text,
     count_by_severity,
     diagnosis_checks,
     identifier_column_reason,
     identifier_value_checks,
+    ill_formed_text,
     normalise_expr,
     orphan_check,
     gated,
     problems_table,
     quote_ident,
     quote_literal,
+    staged_type_check,
     table_checks,
     typed_expr,
     typed_name,
@@ -168,6 +174,8 @@ class _Source:
     rows: int = 0
     usable: bool = True
     staged: bool = False
+    #: A CSV parsed once into a typed Parquet copy (this file): the checks and the write read that.
+    typed_stage: Path | None = None
     rejected_rows: list[int] = field(default_factory=list)
     #: Text columns whose normalisation changes no value: the write copies them as they are.
     clean: set[str] = field(default_factory=set)
@@ -289,6 +297,11 @@ def _reader_sql(src: _Source, *, rejects: bool) -> str:
         return (
             "select _file, file_row_number + 1 as _row, * exclude (_file, file_row_number) from read_parquet("
             f"[{files}], filename='_file', file_row_number=true, union_by_name=true)"
+        )
+    if src.typed_stage:
+        return (
+            f"select {quote_literal(src.rel)} as _file, file_row_number + 1 as _row, * exclude (file_row_number)"
+            f" from read_parquet({_path_literal(src.typed_stage)}, file_row_number=true)"
         )
     if src.staged:
         # rowid of an insertion-ordered copy is the (well-formed) row's position in the file
@@ -509,7 +522,8 @@ def _create_view(con: duckdb.DuckDBPyConnection, src: _Source, *, rejects: bool,
     outer = ["*"]
     for col in src.columns:
         ref = quote_ident(col.name)
-        expr = ref if write and col.name in src.clean else normalise_expr(col, src.types[col.name], ref)
+        as_read = write and col.name in src.clean
+        expr = ref if as_read else normalise_expr(col, src.types[col.name], ref)
         inner.append(f"{expr} as {ref}")
         if not write and _normalises(src, col.name):
             inner.append(f"{ref} as {quote_ident(_RAW_PREFIX + col.name)}")
@@ -517,10 +531,13 @@ def _create_view(con: duckdb.DuckDBPyConnection, src: _Source, *, rejects: bool,
             outer.append(f"{typed_expr(col, src.types[col.name], ref)} as {quote_ident(typed_name(col.name))}")
     for _, name in src.diagnosis:
         ref = quote_ident(name)
-        expr = ref if write and name in src.clean else normalise_expr(None, src.types[name], ref)
+        as_read = write and name in src.clean
+        expr = ref if as_read else normalise_expr(None, src.types[name], ref)
         inner.append(f"{expr} as {ref}")
         if not write and _normalises(src, name):
             inner.append(f"{ref} as {quote_ident(_RAW_PREFIX + name)}")
+    if src.typed_stage and not write:
+        inner.extend(quote_ident(_TEXT_PREFIX + c.name) for c in src.columns if c.type != "VARCHAR")
     if not write:
         for name in src.extras:  # checked for identifier-shaped values, never loaded
             ref = f"nullif(trim(cast({quote_ident(name)} as VARCHAR)), '')"
@@ -533,6 +550,7 @@ def _create_view(con: duckdb.DuckDBPyConnection, src: _Source, *, rejects: bool,
 
 _RAW_PREFIX = "_raw:"
 _EXTRA_PREFIX = "_extra:"
+_TEXT_PREFIX = "_text:"
 
 
 def _normalises(src: _Source, name: str) -> bool:
@@ -566,6 +584,8 @@ def _checks_for(src: _Source, today: date, with_orphans: bool, allow_identifiers
         checks.extend(diagnosis_checks(name))
     checks.extend(table_checks(src.table))
     checks = [c for c in checks if src.has(*c.columns_needed)]
+    if src.typed_stage:
+        checks += _typed_stage_checks(src)
     # every value of every free-text column, extra columns too (cast to text): a sample of the first
     # rows missed identifiers further down; a cheap test of each value spares most the patterns
     free_text = {
@@ -592,6 +612,93 @@ def _key_exprs(src: _Source) -> list[str]:
 
 
 def _check_table(
+    con: duckdb.DuckDBPyConnection,
+    src: _Source,
+    problems: ProblemList,
+    today: date,
+    with_orphans: bool,
+    allow_identifiers: bool,
+) -> None:
+    """Check one table: a CSV parsed once into its typed stage, checked as read from the file when it fails.
+
+    A typed stage gives the counts of a clean file (most are) at the cost of one parse. When any
+    rule needs its rows (an error, a repeated key, an identifier), the table is checked again as
+    text, as read from the file: its messages then give every value and row number as written.
+    """
+    if src.typed_stage:
+        found = ProblemList()
+        try:
+            _check_rows(con, src, found, today, with_orphans, allow_identifiers)
+        except _NeedsText:
+            _unstage_typed(con, src)
+        else:
+            problems.items.extend(found.items)
+            return
+    _check_rows(con, src, problems, today, with_orphans, allow_identifiers)
+
+
+class _NeedsText(Exception):
+    """A typed stage found a problem whose rows and values must be reported as written in the file."""
+
+
+def _stage_typed(con: duckdb.DuckDBPyConnection, src: _Source, stage_dir: Path) -> None:
+    """Parse a CSV once into a typed Parquet copy: text columns as read, the others typed.
+
+    Every later scan (the checks, the orphans, the write) reads this copy as it would a typed
+    Parquet extract instead of parsing the file again, and the typed columns are cast once. A
+    temporary table would do the same, but a million persons' claims outgrow the memory limit as
+    a table and thrash the spill; compressed Parquet is a fifth of the size and is read in streams.
+    (Rows keep their order: the copy's row numbers are the file's.) A value of a typed column that
+    is not well-formed (``1990.0`` for a year) is NULL there, with its text in ``_text:<column>``.
+    A file that DuckDB cannot parse cleanly is left to the text path, which reports its lines.
+    """
+    inner, outer = [], []
+    for col in src.columns:
+        ref = quote_ident(col.name)
+        if col.type == "VARCHAR":
+            # as read: codes repeat, so the checks normalise each distinct value once, and the
+            # write copies a column that normalising would not change as it is
+            inner.append(ref)
+            outer.append(ref)
+        else:
+            inner.append(f"{clean_text(ref)} as {ref}")
+            ill = ill_formed_text(col, ref)
+            outer.append(f"case when not ({ill}) then {typed_expr(col, 'VARCHAR', ref)} end as {ref}")
+            outer.append(f"case when {ill} then {ref} end as {quote_ident(_TEXT_PREFIX + col.name)}")
+    for name in [name for _, name in src.diagnosis] + src.extras:
+        inner.append(quote_ident(name))
+        outer.append(quote_ident(name))
+    path = stage_dir / f"{src.name}.parquet"
+    try:
+        con.execute(
+            f"copy (select {', '.join(outer)} from (select {', '.join(inner)} from {_read_csv_sql(src, False)}))"
+            f" to {_path_literal(path)} (format parquet)"
+        )
+    except duckdb.Error:
+        path.unlink(missing_ok=True)
+        return
+    src.typed_stage = path
+    src.types = {**src.types, **{c.name: c.type for c in src.columns}}
+
+
+def _unstage_typed(con: duckdb.DuckDBPyConnection, src: _Source) -> None:
+    """Back to reading the CSV as text (what the typed stage learnt is forgotten)."""
+    if src.typed_stage is not None:
+        src.typed_stage.unlink(missing_ok=True)
+    src.typed_stage = None
+    src.types = dict.fromkeys(src.header, "VARCHAR")
+    src.clean = set()
+    src.diagnoses_present = {}
+    src.rows = 0
+    _create_view(con, src, rejects=True)
+
+
+def _typed_stage_checks(src: _Source) -> list[Check]:
+    """The type rule of a typed stage: values not well-formed kept their text in ``_text:<column>``."""
+    return [staged_type_check(col, _TEXT_PREFIX + col.name) for col in src.columns if col.type != "VARCHAR"]
+
+
+def _check_rows(
     con: duckdb.DuckDBPyConnection,
     src: _Source,
     problems: ProblemList,
@@ -631,6 +738,8 @@ def _check_table(
         # one scan; a CSV scan logs its malformed lines only once the query has finished
         con.execute(f"create or replace temp table {table} as select {selected} from {src.view} _v{join}")
     except duckdb.Error as exc:
+        if src.typed_stage:
+            raise _NeedsText from exc
         problems.add(ERROR, src.rel, src.name, None, "unreadable_file", _one_line(f"{src.rel} cannot be read: {exc}"))
         src.usable = False
         return
@@ -672,6 +781,8 @@ def _check_table(
         )
     failing = [(c, counted[id(c)]) for c in checks if counted[id(c)]]
     needs_rows = dup_rows or any(c.severity == ERROR or c.rule == "identifier_value" for c, _ in failing)
+    if needs_rows and src.typed_stage:
+        raise _NeedsText
     if needs_rows and src.kind == "csv" and not src.staged:
         _stage_csv(con, src)
     for check, n in failing:
@@ -819,7 +930,7 @@ def _report_orphans(
             f" order by min(_file), min(_row), person_id limit {EXAMPLES}"
         ).fetchall()
         file, rows = src.rel, []
-        if first is not None:  # parquet (or a staged CSV) knows its rows; an unstaged CSV does not
+        if first is not None:  # parquet and a staged CSV know their rows; a CSV read as text does not
             found = con.execute(f"select _file, _row from _orphans order by _file, _row limit {EXAMPLES}").fetchall()
             file, rows, _ = _located(src, found)
     finally:
@@ -873,8 +984,8 @@ def _report_duplicates(con: duckdb.DuckDBPyConnection, src: _Source, n: int, pro
 
 
 def _report_rejects(con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList) -> None:
-    if src.kind != "csv" or src.staged:
-        return
+    if src.kind != "csv" or src.staged or src.typed_stage:
+        return  # a typed stage exists only for a file that parsed without a malformed line
     # one row per line and kind of error (a short line is logged once per missing column)
     lines = (
         f"select line, error_type, min(column_name) as column_name, min(csv_line) as csv_line,"
@@ -953,8 +1064,10 @@ def _validate(
     allow_identifiers: bool,
     today: date,
     steps_enabled: bool,
+    stage_dir: Path,
     extra_steps: int = 0,
 ) -> tuple[list[Problem], dict[str, _Source], _Steps]:
+    """Every problem of the extract; each CSV that parses cleanly is staged as Parquet in ``stage_dir``."""
     problems = ProblemList()
     sources = _discover(extract_dir, problems)
     steps = _Steps(steps_enabled, total=len(sources) + extra_steps)
@@ -966,7 +1079,9 @@ def _validate(
         with steps.step(f"checking {src.name}"):
             if not src.usable:
                 continue
-            _create_view(con, src, rejects=src.kind == "csv")
+            if src.kind == "csv":
+                _stage_typed(con, src, stage_dir)
+            _create_view(con, src, rejects=src.kind == "csv" and not src.typed_stage)
             with_orphans = have_persons and src.name != "eligibility" and src.has("person_id")
             _check_table(con, src, problems, today, with_orphans, allow_identifiers)
             if src is eligibility and src.usable and src.has("person_id"):
@@ -1032,6 +1147,7 @@ def validate_extract(
                 allow_identifiers=allow_identifiers,
                 today=reference_date or today or date.today(),
                 steps_enabled=False,
+                stage_dir=Path(spill),
             )
             steps.close()
             return problems
@@ -1323,6 +1439,8 @@ def _load_extract(
     ok = False
     con = db.connect(db_path, memory_limit=memory_limit or _default_memory_limit(), threads=threads)
     hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+    # typed Parquet copies of the CSVs, beside the database (where its spill goes too)
+    stage = tempfile.TemporaryDirectory(prefix=f"{db_path.name}.stage-", dir=db_path.resolve().parent)
     steps = None
     try:
         _configure(con, str(db_path.resolve()) + ".tmp")
@@ -1333,6 +1451,7 @@ def _load_extract(
             allow_identifiers=allow_identifiers,
             today=reference_date or today,
             steps_enabled=progress,
+            stage_dir=Path(stage.name),
             extra_steps=n_tables,
         )
         hashes = {p: hasher.submit(sha256_file, p) for src in sources.values() for p in src.files}
@@ -1369,6 +1488,7 @@ def _load_extract(
             _cleanup(con)
         finally:
             con.close()
+            stage.cleanup()
         if not ok and not existed:
             _remove_database(db_path)
 

@@ -232,6 +232,11 @@ def typed_expr(column: Column, source_type: str, ref: str) -> str:
     return f"try_cast({ref} as {column.type})"
 
 
+def ill_formed_text(column: Column, ref: str) -> str:
+    """SQL true when non-empty text is not a value of the (non-text) column's type as the contract spells it."""
+    return f"{typed_expr(column, 'VARCHAR', ref)} is null or {_strict_text_form(column, ref)}"
+
+
 def _strict_text_form(column: Column, ref: str) -> str | None:
     """Extra condition that a text value is in the contract's spelling (DuckDB's casts are lenient)."""
     if column.type == "DATE":
@@ -268,7 +273,7 @@ def column_checks(table: Table, column: Column, source_type: str, today: date) -
     if column.type != "VARCHAR":
         bad = f"{typed} is null"
         if source_type == "VARCHAR":
-            bad = f"{bad} or {_strict_text_form(column, ref)}"
+            bad = ill_formed_text(column, ref)
         elif column.type == "INTEGER" and (source_type in ("FLOAT", "DOUBLE") or source_type.startswith("DECIMAL")):
             bad = f"{bad} or {ref} <> trunc({ref})"
         what = _TYPE_NAMES[column.type]
@@ -348,6 +353,20 @@ def column_checks(table: Table, column: Column, source_type: str, today: date) -
             )
         )
     return checks
+
+
+def staged_type_check(column: Column, text_column: str) -> Check:
+    """The type rule over a typed copy of a text file, whose ill-formed values kept their text in ``text_column``."""
+    what = _TYPE_NAMES[column.type]
+    ref = quote_ident(text_column)
+    return Check(
+        "type",
+        column.name,
+        f"{ref} is not null",
+        lambda n: f"{_is(n)} not {what}",
+        ref,
+        (text_column,),
+    )
 
 
 def code_shape_check(column: str, code_system: str, pattern: str) -> Check:

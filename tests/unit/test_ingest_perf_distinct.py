@@ -216,3 +216,47 @@ def test_guarded_trim_equals_trim_on_random_text():
         assert fast == slow
 
     check()
+
+
+def test_a_clean_csv_is_parsed_once_and_a_failing_one_again_as_text(
+    extract: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[str] = []
+    read_csv = ingest._read_csv_sql
+    monkeypatch.setattr(ingest, "_read_csv_sql", lambda src, rejects: parsed.append(src.name) or read_csv(src, rejects))
+    ingest.load_extract(extract, tmp_path / "a.duckdb", today=TODAY)
+    tables = sorted(p.name.removesuffix(".csv") for p in extract.glob("*.csv"))
+    # one parse into the typed stage each; the checks and the write read the stage
+    assert sorted(parsed) == tables
+    parsed.clear()
+    path = extract / "ehr_work_status.csv"
+    path.write_text(path.read_text().replace("modified_duty", "at_lunch", 1))
+    with pytest.raises(ingest.ValidationFailed):
+        ingest.load_extract(extract, tmp_path / "b.duckdb", today=TODAY)
+    # the failing table is read again as text (its scan, then its insertion-ordered copy for rows)
+    assert sorted(parsed) == sorted([*tables, "ehr_work_status", "ehr_work_status"])
+
+
+@pytest.mark.parametrize(
+    ("table", "row", "column", "value"),
+    [
+        ("eligibility", 4, "birth_year", "1990.0"),  # type: not well-formed, NULL in the typed copy
+        ("eligibility", 1, "payer_type", ""),  # null
+        ("medical_claim", 2, "allowed_amount", "1e400"),  # non_finite
+        ("ehr_pro", 3, "assessment_date", "1899-01-01"),  # early_date
+        ("ehr_encounter", 2, "encounter_id", "E001"),  # duplicate_key
+        ("ehr_pro", 2, "person_id", "123-45-6789"),  # identifier_value
+    ],
+)
+def test_the_typed_copy_notices_what_the_text_reports(extract: Path, monkeypatch, table, row, column, value) -> None:
+    with open(extract / f"{table}.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    rows[row][rows[0].index(column)] = value
+    with open(extract / f"{table}.csv", "w", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(rows)
+    back_to_text: list[str] = []
+    unstage = ingest._unstage_typed
+    monkeypatch.setattr(ingest, "_unstage_typed", lambda con, src: back_to_text.append(src.name) or unstage(con, src))
+    problems = validate_extract(extract, today=TODAY)
+    assert back_to_text == [table]
+    assert [(p.file, p.column, p.rows) for p in problems if p.is_error][:1] == [(f"{table}.csv", column, (row,))]

@@ -245,7 +245,7 @@ def test_parquet_parts_that_drifted_are_loaded_completely_or_not_at_all(previous
                 "select file, rows from meta.load_provenance where table_name = ? order by file", [table]
             ).fetchall()
             expected = [
-                (f"{table}/{p.name}", duckdb.execute(f"select count(*) from '{p}'").fetchone()[0])
+                (f"{table}/{p.name}", con.execute(f"select count(*) from '{p}'").fetchall()[0][0])
                 for p in sorted((extract / table).glob("*.parquet"))
             ]
             assert parts == expected

@@ -954,7 +954,7 @@ def test_orphan_persons_are_a_warning(good_extract, tmp_path):
             "person_id",
             "orphan_person",
             "1 person with no eligibility row; their pharmacy_claim rows cannot enter the cohort (1 row)",
-            (),
+            (5,),
             ("P777",),
             1,
         ),
@@ -965,7 +965,7 @@ def test_orphan_persons_are_a_warning(good_extract, tmp_path):
             "person_id",
             "orphan_person",
             "1 person with no eligibility row; their ehr_pro rows cannot enter the cohort (2 rows)",
-            (),
+            (2, 4),
             ("P999",),
             1,
         ),
@@ -988,7 +988,7 @@ def test_every_problem_at_once_and_the_one_line_message(good_extract, db, db_sta
     assert [(p.severity, p.file, p.column, p.rows, p.rule) for p in info.value.problems] == [
         (E, "eligibility.csv", "person_id", (2,), "null"),
         (E, "medical_claim.csv", "claim_start_date", (3,), "type"),
-        (W, "ehr_pro.csv", "person_id", (), "orphan_person"),
+        (W, "ehr_pro.csv", "person_id", (1,), "orphan_person"),
         (E, "ehr_work_status.csv", "work_status", (6,), "allowed_values"),
     ]
     assert str(info.value) == (
