@@ -140,7 +140,9 @@ class LoadSummary:
             )
         width = max(len(name) for name in self.rows)
         for name, n in self.rows.items():
-            lines.append(f"  {name:<{width}}  {n:>12,} rows")
+            # rows of person-level tables can stand for a handful of persons: small counts pass the gate
+            shown = f"{n:,}" if policy is None else policy.format_count(n)
+            lines.append(f"  {name:<{width}}  {shown:>12} rows")
         for name in self.absent_tables:
             lines.append(f"  absent: {name} (unavailable: {TABLES_BY_NAME[name].unavailable_without})")
         if self.warnings:

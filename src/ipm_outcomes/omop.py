@@ -290,19 +290,27 @@ class OmopMappingReport:
             "unmapped": [{**u.__dict__, "example_source_values": list(u.example_source_values)} for u in self.unmapped],
         }
 
-    def describe(self) -> str:
-        """A few lines for people: what was mapped, what was not and why."""
+    def describe(self, policy: DisclosurePolicy | None = DisclosurePolicy()) -> str:
+        """A few lines for people: what was mapped, what was not and why.
+
+        Counts pass the disclosure gate of ``policy`` (``None``: as found, ``--show-small-counts``): a
+        count of 1 to min_cell_size - 1 shows as ``<11``, and the persons loaded are withheld when they,
+        or the persons left out, would number 1 to min_cell_size - 1.
+        """
+        count = (lambda n: f"{n:,}") if policy is None else policy.format_count
         where = f"schema {self.cdm_schema} of " if self.cdm_schema else ""
         version = f"CDM {self.cdm_version}" if self.cdm_version else "CDM (version not recorded)"
         lines = [f"OMOP {version} from {where}{self.source_kind} {self.source}"]
         persons = self.source_rows.get("person", 0)
-        lines.append(
-            f"  persons read: {persons:,}; "
-            f"loaded with an enrollment span: {self.mapped_rows('person', 'eligibility'):,}"
-        )
+        loaded = self.mapped_rows("person", "eligibility")
+        if policy is not None and (policy.is_small(loaded) or policy.is_small(persons - loaded)):
+            loaded_text = "withheld (it or the persons left out would be a small count)"
+        else:
+            loaded_text = f"{loaded:,}"
+        lines.append(f"  persons read: {count(persons)}; loaded with an enrollment span: {loaded_text}")
         for table in TARGET_TABLES:
             if table in self.written:
-                lines.append(f"  {table}: {self.written[table]:,} rows")
+                lines.append(f"  {table}: {count(self.written[table])} rows")
             else:
                 lines.append(f"  {table}: nothing mapped, left out (the outcomes it feeds are unavailable)")
         if self.absent_tables:
@@ -314,7 +322,7 @@ class OmopMappingReport:
             for u in self.unmapped:
                 examples = ", ".join(u.example_source_values[:3])
                 lines.append(
-                    f"    {u.source_table} -> {u.target_table}: {u.rows:,} {u.consequence}: {u.reason}"
+                    f"    {u.source_table} -> {u.target_table}: {count(u.rows)} {u.consequence}: {u.reason}"
                     + (f" (e.g. {examples})" if examples else "")
                 )
         if self.not_used_concepts:
@@ -325,7 +333,7 @@ class OmopMappingReport:
                 + (f"; {more:,} more in the --report file" if more else "")
                 + "):"
             )
-            lines.extend(f"    {c.rows:,} rows: {c.label()}" for c in shown)
+            lines.extend(f"    {count(c.rows)} rows: {c.label()}" for c in shown)
         return "\n".join(lines)
 
     def unloadable_reason(self) -> str | None:
@@ -351,7 +359,7 @@ class OmopLoadSummary(LoadSummary):
     mapping: OmopMappingReport | None = None
 
     def describe(self, policy=DisclosurePolicy()) -> str:
-        head = self.mapping.describe() + "\n" if self.mapping is not None else ""
+        head = self.mapping.describe(policy) + "\n" if self.mapping is not None else ""
         return head + super().describe(policy)
 
 

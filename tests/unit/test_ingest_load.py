@@ -227,7 +227,8 @@ def test_describe(good_extract, tmp_path):
     (good_extract / "truth.json").write_text("{}")
     summary = load_extract(good_extract, tmp_path / "study.duckdb", today=TODAY)
     summary.seconds = 1.25
-    assert summary.describe() == "\n".join(
+    # as found: the analyst's own terminal (--show-small-counts)
+    assert summary.describe(None) == "\n".join(
         [
             f"Loaded {good_extract} into {tmp_path / 'study.duckdb'} in 1.2 s",
             "  eligibility                         4 rows",
@@ -244,6 +245,10 @@ def test_describe(good_extract, tmp_path):
         ]
     )
     assert "[" not in summary.describe()  # the CLI prints it with rich markup on
+    # by default every row count of 1 to 10 passes the disclosure gate; zero may be shown
+    gated = summary.describe().splitlines()
+    assert gated[1] == "  eligibility                       <11 rows"
+    assert gated[7] == "  ehr_work_status                     0 rows"
 
 
 def test_provenance(good_extract, tmp_path):
