@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import functools
 import gzip
 import io
 import json
@@ -1331,6 +1332,25 @@ def _write_meta(con, sources, hashes, allow_identifiers, n_warnings, loaded_at, 
     )
 
 
+def _reports_load_failures(load):
+    """A load that cannot start or finish (not a validation failure, whose report is complete) still
+    writes its one problem to the ``--report`` file when one was asked for."""
+
+    @functools.wraps(load)
+    def wrapper(extract_dir, db_path, **options):
+        try:
+            return load(extract_dir, db_path, **options)
+        except ValidationFailed:
+            raise
+        except IpmError as exc:
+            if options.get("report_path") is not None:
+                write_failure_report(options["report_path"], extract_dir, str(exc))
+            raise
+
+    return wrapper
+
+
+@_reports_load_failures
 def load_extract(
     extract_dir: str | Path,
     db_path: str | Path,
@@ -1393,41 +1413,6 @@ def load_extract(
     DatabaseInUseError
         When another process holds the database.
     """
-    try:
-        return _load_extract(
-            extract_dir,
-            db_path,
-            allow_identifiers=allow_identifiers,
-            report_path=report_path,
-            progress=progress,
-            today=today,
-            reference_date=reference_date,
-            memory_limit=memory_limit,
-            threads=threads,
-            source_name=source_name,
-        )
-    except ValidationFailed:
-        raise  # its report is written
-    except IpmError as exc:
-        if report_path is not None:
-            write_failure_report(report_path, extract_dir, str(exc))
-        raise
-
-
-def _load_extract(
-    extract_dir: str | Path,
-    db_path: str | Path,
-    *,
-    allow_identifiers: bool = False,
-    report_path: str | Path | None = None,
-    progress: bool = False,
-    today: date | None = None,
-    reference_date: date | None = None,
-    memory_limit: str | None = None,
-    threads: int | None = None,
-    source_name: str | None = None,
-) -> LoadSummary:
-    """:func:`load_extract` without the report of a load that cannot start or finish."""
     started = time.perf_counter()
     extract_dir = Path(extract_dir)
     db_path = Path(db_path)
