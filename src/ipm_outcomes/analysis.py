@@ -260,14 +260,15 @@ def _subgroup_columns(spec: StudySpec, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _estimate_rows(summary: pd.DataFrame, outcome: str, method: str, max_horizon: int) -> list[dict]:
-    """results.json estimates from an estimator's summary: days-off measures only at the last horizon,
-    hazard ratios without a horizon (they span the whole follow-up)."""
+def _estimate_rows(summary: pd.DataFrame, outcome: str, method: str, days_off_horizons) -> list[dict]:
+    """results.json estimates from an estimator's summary: days-off measures only at ``days_off_horizons``
+    (the last horizon, or the shorter ones of :func:`days_off_reading_horizons`), hazard ratios without a
+    horizon (they span the whole follow-up)."""
     rows = []
     for r in summary.to_dict("records"):
         measure = r["measure"]
         h = r.get("horizon_days")
-        if measure in ("rmst_difference", "restricted_mean_days_off_work") and h != max_horizon:
+        if measure in ("rmst_difference", "restricted_mean_days_off_work") and h not in days_off_horizons:
             continue
         if measure == "hazard_ratio":
             h = None
@@ -285,6 +286,14 @@ def _estimate_rows(summary: pd.DataFrame, outcome: str, method: str, max_horizon
             )
         )
     return rows
+
+
+def days_off_reading_horizons(max_horizon: int, step: int = 30) -> list[int]:
+    """Shorter horizons at which days off work are also reported: every ``step`` days below the last
+    horizon. An arm's curve is shown only while enough of its persons are still followed, so when the
+    last horizon is withheld the report can still answer in days off work within the longest of these
+    that both arms reach (``days off work in the first 300 days``)."""
+    return list(range(step, max_horizon, step))
 
 
 def _table1(frame: pd.DataFrame, covariates: list[str], early: np.ndarray, weights: np.ndarray):
@@ -752,7 +761,12 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
         primary_rows = primary_rows.assign(
             n=[following.get(arm, n) if isinstance(arm, str) else n for arm, n in zip(primary_rows["arm"], primary_rows["n"])]
         )
-        out["estimates"] += _estimate_rows(primary_rows, "rtw", "ccw", max_h)
+        out["estimates"] += _estimate_rows(primary_rows, "rtw", "ccw", {max_h})
+        shorter = days_off_reading_horizons(max_h)
+        days_off = ccw.days_off_at(shorter)
+        days_off = days_off.assign(n=[following.get(arm, n) if isinstance(arm, str) else n
+                                      for arm, n in zip(days_off["arm"], days_off["n"])])
+        out["estimates"] += _estimate_rows(days_off, "rtw", "ccw", set(shorter))
         c = ccw.curves_[ccw.curves_.arm.isin(["early", "delayed"])].rename(columns={"cumulative_incidence": "estimate"})
         curves.append(c.assign(method="ccw"))
         rd = s[
@@ -957,7 +971,7 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
     # landmark
     try:
         lm = LandmarkIPTW(landmark_day=spec.landmark_day, truncation_percentiles=trunc, **common).fit(analysis, used)
-        out["estimates"] += _estimate_rows(lm.summary, "rtw", "landmark_iptw", max_h)
+        out["estimates"] += _estimate_rows(lm.summary, "rtw", "landmark_iptw", {max_h})
         curves.append(lm.curves_.rename(columns={"cumulative_incidence": "estimate"}).assign(method="landmark_iptw"))
         out["tables"]["landmark_weightings"] = pd.concat(
             [t.assign(weighting=k) for k, t in lm.summaries_.items()], ignore_index=True
@@ -991,7 +1005,7 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
     # time-varying Cox
     try:
         tv = TimeVaryingCox(alpha=alpha).fit(analysis, used)
-        out["estimates"] += _estimate_rows(tv.summary, "rtw", "tv_cox", max_h)
+        out["estimates"] += _estimate_rows(tv.summary, "rtw", "tv_cox", {max_h})
     except IpmError as exc:
         out["unavailable"]["rtw/tv_cox"] = str(exc)
     bar.step("time-varying Cox")
@@ -1001,7 +1015,9 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
         group = "exposure" if "exposure" in frame.columns and frame["exposure"].notna().all() else None
         nv_frame = analysis.assign(exposure=frame["exposure"]) if group else analysis
         nv = NaiveComparison(grace_period_days=grace, **common).fit(nv_frame, group_col=group)
-        out["estimates"] += _estimate_rows(nv.summary, "rtw", "naive", max_h)
+        out["estimates"] += _estimate_rows(nv.summary, "rtw", "naive", {max_h})
+        shorter = days_off_reading_horizons(max_h)
+        out["estimates"] += _estimate_rows(nv.days_off_at(shorter), "rtw", "naive", set(shorter))
         curves.append(nv.curves_.rename(columns={"cumulative_incidence": "estimate"}).assign(method="naive"))
     except IpmError as exc:
         out["unavailable"]["rtw/naive"] = str(exc)

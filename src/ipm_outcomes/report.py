@@ -1143,7 +1143,13 @@ class _Builder:
         rm = self._contrast("rtw", "ccw", "rmst_difference", h) if h else None
         if rm is None or not _finite(rm.ci_low) or not _finite(rm.ci_high):
             return None
-        period = "in the first year" if h in (365, 366) else f"in the first {h} days"
+        if h in (365, 366):
+            period = "in the first year"
+        else:
+            period = f"in the first {h} days (about {h / 30.44:.0f} months)"
+            if self.data.horizons and max(self.data.horizons) >= 365:
+                period += (", the longest time for which enough patients of both groups were still followed "
+                           "(the first year cannot be shown)")
         days = abs(rm.estimate)
         fewer = "fewer" if rm.estimate < 0 else "more"
         ci = f"95% CI {_f(rm.ci_low, 0, '+')} to {_f(rm.ci_high, 0, '+')} days"
@@ -1460,12 +1466,14 @@ class _Builder:
         return out
 
     def _rmst_horizon(self, method) -> int | None:
+        """The longest horizon at which ``method``'s days-off difference may be shown (both arms still
+        followed by enough persons up to it); its last horizon, withheld, when none may."""
         df = self.data.estimates
         part = df[(df["outcome"] == "rtw") & (df["method"] == method) & (df["measure"] == "rmst_difference")]
-        if part.empty:
+        horizons = sorted({int(h) for h in part["horizon_days"].dropna()}, reverse=True)
+        if not horizons:
             return None
-        h = part["horizon_days"].iloc[0]
-        return None if pd.isna(h) else int(h)
+        return next((h for h in horizons if self._contrast("rtw", method, "rmst_difference", h)), horizons[0])
 
     def _summary_cache(self) -> dict:
         if not hasattr(self, "_summary_value"):

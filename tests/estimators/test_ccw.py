@@ -304,3 +304,36 @@ def test_truncation_at_percentiles_0_and_100_is_no_truncation():
     b = CloneCensorWeight(truncation_percentiles=None, n_bootstrap=0).fit(df, COVARIATES)
     pd.testing.assert_frame_equal(a.curves_, b.curves_)
     assert (a.weights_.n_truncated == 0).all()
+
+
+def test_days_off_at_any_horizon_equals_the_summary_at_the_estimators_horizons():
+    """days_off_at reads the restricted mean (and its bootstrap interval) from the by-day values: at the
+    estimator's own horizons it gives exactly the summary's rows, and at any other day it is the sum of the
+    curve's complement up to that day."""
+    observed = simulate(2_000, 6)
+    m = CloneCensorWeight(truncation_percentiles=None, n_bootstrap=8, seed=3).fit(observed, COVARIATES)
+    cols = ["measure", "arm", "horizon_days", "estimate", "ci_low", "ci_high", "n"]
+    days_off = m.summary[m.summary.measure.isin(["rmst_difference", "restricted_mean_days_off_work"])]
+    days_off = days_off[days_off.arm.isin(["early", "delayed"]) | (days_off.contrast == "early vs delayed")]
+    got = m.days_off_at([90, 180, 365])
+    key = ["measure", "arm", "horizon_days"]
+    pd.testing.assert_frame_equal(
+        got[cols].sort_values(key, na_position="first").reset_index(drop=True),
+        days_off[cols].sort_values(key, na_position="first").reset_index(drop=True),
+    )
+    at_300 = m.days_off_at([300]).set_index("arm")
+    cif = m.values_
+    for arm in ("early", "delayed"):
+        assert at_300.loc[arm, "estimate"] == pytest.approx(300 - cif[f"cif/{arm}"][:300].sum(), abs=1e-9)
+    diff = m.days_off_at([300]).query("measure == 'rmst_difference'").iloc[0]
+    assert diff.estimate == pytest.approx(at_300.loc["early", "estimate"] - at_300.loc["delayed", "estimate"], abs=1e-9)
+    assert diff.ci_low < diff.estimate < diff.ci_high
+
+
+def test_naive_days_off_at_equals_its_summary():
+    observed = simulate(2_000, 7)
+    m = NaiveComparison(n_bootstrap=5, seed=1).fit(observed)
+    got = m.days_off_at([365]).query("measure == 'rmst_difference'").iloc[0]
+    want = m.summary.query("measure == 'rmst_difference' and horizon_days == 365").iloc[0]
+    # the same sums, accumulated in another order
+    assert [got.estimate, got.ci_low, got.ci_high] == pytest.approx([want.estimate, want.ci_low, want.ci_high], abs=1e-9)

@@ -18,6 +18,7 @@ import time
 from html import unescape
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from ipm_outcomes.report import render
@@ -354,3 +355,36 @@ def test_pdf_never_leaves_a_table_caption_alone_at_the_foot_of_a_page(report):
         assert heading in page[page.index(caption):], f"caption {table['caption'][:60]!r} ends page {holding[0] + 1}"
         checked += 1
     assert checked >= 8
+
+
+def test_days_off_answer_at_the_longest_horizon_both_arms_reach(tmp_path):
+    """When too few early-referred patients are still followed at one year to show the year's days off work,
+    the first screen answers in days off work within the longest horizon both arms still reach (and says
+    why it is not the year), instead of leaving the question unanswered."""
+    shutil.copytree(FIXTURES / "results_small", tmp_path / "results")
+    path = tmp_path / "results" / "results.json"
+    data = json.loads(path.read_text())
+    shorter = [
+        dict(outcome="rtw", method="ccw", measure="rmst_difference", arm=None, horizon_days=h, estimate=est,
+             ci_low=est - 7.0, ci_high=est + 6.0, n=2180)
+        for h, est in ((270, -18.4), (300, -21.3), (330, -23.9))
+    ] + [
+        dict(outcome="rtw", method="ccw", measure="restricted_mean_days_off_work", arm=arm, horizon_days=h,
+             estimate=level, ci_low=level - 5, ci_high=level + 5, n=n)
+        for h in (270, 300, 330) for arm, level, n in (("early", 100.0, 859), ("delayed", 120.0, 1321))
+    ]
+    data["estimates"] += shorter
+    path.write_text(json.dumps(data))
+    curves = tmp_path / "results" / "rtw_curves.parquet"
+    c = pd.read_parquet(curves)
+    fading = (c.method == "ccw") & (c.arm == "early") & (c.day > 310)
+    c.loc[fading, "n_at_risk"] = 8  # fewer than 11 early-referred persons still followed after day 310
+    c.to_parquet(curves, index=False)
+
+    html = render(tmp_path / "results", tmp_path / "report", pdf=False).html.read_text(encoding="utf-8")
+    answer = re.search(r'<p class="finding days-off">(.*?)</p>', html, re.S)
+    assert answer is not None, "no days-off answer on the first screen"
+    text = " ".join(unescape(re.sub(r"<[^>]+>", "", answer.group(1))).split())
+    assert "about 21 fewer days off work per patient" in text, text
+    assert "in the first 300 days" in text and "the first year cannot be shown" in text, text
+    assert "27" not in text  # the year's estimate (-26.9) is withheld

@@ -41,6 +41,12 @@ def days_off_work(cif: np.ndarray, horizon: int) -> float:
     return float(horizon - np.sum(cif[:horizon]))
 
 
+def days_off_by_day(cif: np.ndarray) -> np.ndarray:
+    """:func:`days_off_work` at every horizon t = 0..len(cif)-1, so that it can be read at a horizon
+    chosen after the fit (e.g. the last day on which every arm still has enough persons at risk)."""
+    return np.arange(len(cif)) - np.concatenate([[0.0], np.cumsum(cif[:-1])])
+
+
 def arm_values(values: dict, name: str, table: EventTable, horizons) -> tuple[np.ndarray, ...]:
     """Add ``cif``, ``cif_competing``, ``km`` and ``days_off`` of one arm to ``values``."""
     cif, cif_comp, km = curves(table)
@@ -59,6 +65,9 @@ def contrast_values(values: dict, s1: str, s0: str, t1: EventTable, t0: EventTab
     with np.errstate(divide="ignore", invalid="ignore"):
         values[f"rr/{s1}/{s0}"] = c1 / c0
     values[f"days_off_diff/{s1}/{s0}"] = values[f"days_off/{s1}"] - values[f"days_off/{s0}"]
+    for arm in (s1, s0):
+        values[f"days_off_by_day/{arm}"] = days_off_by_day(values[f"cif/{arm}"])
+    values[f"days_off_diff_by_day/{s1}/{s0}"] = values[f"days_off_by_day/{s1}"] - values[f"days_off_by_day/{s0}"]
     log_hr, _ = cause_specific_hazard_ratio(t1, t0, cause=1)
     values[f"hr/{s1}/{s0}"] = np.array(math.exp(log_hr) if np.isfinite(log_hr) else np.nan)
 
@@ -153,6 +162,31 @@ def summary_frame(
                 n=int(n_total),
             )
         )
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def days_off_frame(
+    values: dict, interval: Callable, arms: dict[str, int], contrast: tuple[str, str], horizons, n_total: int
+) -> pd.DataFrame:
+    """Days off work of the two arms of ``contrast`` and their difference at any ``horizons`` (read from
+    the by-day values, so the horizons need not be the estimator's); rows as in :func:`summary_frame`."""
+    s1, s0 = contrast
+    rows = []
+    for name in (s1, s0):
+        lo, hi = interval(f"days_off_by_day/{name}")
+        est = values[f"days_off_by_day/{name}"]
+        rows += [
+            dict(measure=DAYS_OFF_WORK, arm=name, contrast=None, horizon_days=int(t), estimate=float(est[t]),
+                 ci_low=float(lo[t]), ci_high=float(hi[t]), n=int(arms[name]))
+            for t in horizons
+        ]
+    k = f"days_off_diff_by_day/{s1}/{s0}"
+    lo, hi = interval(k)
+    rows += [
+        dict(measure="rmst_difference", arm=None, contrast=f"{s1} vs {s0}", horizon_days=int(t),
+             estimate=float(values[k][t]), ci_low=float(lo[t]), ci_high=float(hi[t]), n=int(n_total))
+        for t in horizons
+    ]
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 

@@ -65,6 +65,7 @@ from ._summary import (
     CUMULATIVE_INCIDENCE,
     arm_values,
     contrast_values,
+    days_off_frame,
     curve_frame,
     curves,
     interval_function,
@@ -743,3 +744,11 @@ class CloneCensorWeight:
                 )
             )
         self.weights_ = pd.DataFrame(weight_rows)
+
+    def days_off_at(self, horizons, contrast: tuple[str, str] = ("early", "delayed")) -> pd.DataFrame:
+        """Days off work (restricted mean time not back at work) of the two strategies of ``contrast`` and
+        their difference within each of ``horizons`` days (any days up to ``max_day``, not only the
+        estimator's horizons), with the bootstrap intervals; rows as in ``summary``."""
+        return days_off_frame(
+            self.values_, self._interval, {k: f.n_clones for k, f in self.fits_.items()}, contrast, horizons, self.n_
+        )

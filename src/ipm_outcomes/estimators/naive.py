@@ -15,7 +15,15 @@ import pandas as pd
 from ..errors import IpmError
 from . import bootstrap as boot
 from ._common import event_codes, integer_days, require_columns
-from ._summary import arm_values, contrast_values, curve_frame, daily_table, interval_function, summary_frame
+from ._summary import (
+    arm_values,
+    contrast_values,
+    curve_frame,
+    daily_table,
+    days_off_frame,
+    interval_function,
+    summary_frame,
+)
 
 ARMS = ("early", "delayed")
 
@@ -123,4 +131,11 @@ class NaiveComparison:
         self.curves_ = curve_frame(values, interval, tables, max_day)
         n_arm = {"early": int(early.sum()), "delayed": int((~early).sum())}
         self.summary = summary_frame(values, interval, n_arm, [("early", "delayed")], self.horizons, len(df), max_day)
+        self._days_off = (values, interval, n_arm, len(df))
         return self
+
+    def days_off_at(self, horizons) -> pd.DataFrame:
+        """Days off work of each group and their difference within each of ``horizons`` days (any days up
+        to ``max_day``), with the bootstrap intervals; rows as in ``summary``."""
+        values, interval, n_arm, n = self._days_off
+        return days_off_frame(values, interval, n_arm, ("early", "delayed"), horizons, n)
