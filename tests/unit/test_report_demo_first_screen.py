@@ -1,4 +1,5 @@
-"""The demo's own first screen, in the browser (slow: the demo study itself, about 5 minutes on 2 cores).
+"""The demo's own report: its first screen in the browser, and the disclosure attacker (slow: the demo study
+itself, about 5 minutes on 2 cores).
 
 The fixture-based first-screen test (test_report_render.py) proves the page's layout; this one proves
 that the demo a new user runs (`make demo`: 20,000 generated persons, the shipped spec and seed) answers
@@ -58,3 +59,10 @@ def test_demo_first_screen_answers_in_points_and_days(demo):
     rm = next(e for e in results["estimates"] if e["method"] == "ccw" and e["measure"] == "rmst_difference"
               and e["horizon_days"] == horizon)
     assert int(match.group(1)) == round(abs(rm["estimate"]))
+
+
+def test_attack_recovers_nothing_from_the_demo(demo):
+    """The attacker of test_disclosure_attack.py on the demo report itself (20,000 persons, 200 replicates)."""
+    from test_disclosure_attack import _assert_safe
+
+    _assert_safe(demo[1], min_hidden=1)
