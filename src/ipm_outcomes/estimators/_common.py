@@ -18,6 +18,11 @@ from .design import Design, build_design, require_columns, standardize  # noqa: 
 NEVER = np.iinfo(np.int64).max // 4
 
 
+def _shown(value):
+    """A cell as the reader wrote it (``2``, not ``np.int64(2)``) for error messages."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def integer_days(values, column: str, *, nullable: bool = False) -> np.ndarray:
     """A day-count column as int64; null becomes :data:`NEVER` when ``nullable``.
 
@@ -33,7 +38,7 @@ def integer_days(values, column: str, *, nullable: bool = False) -> np.ndarray:
     bad = ~null & (~np.isfinite(x) | (x < 0) | (x != np.round(x)))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise IpmError(f"column {column}: row {row} holds {s.iloc[row]!r}; expected a whole number of days >= 0")
+        raise IpmError(f"column {column}: row {row} holds {_shown(s.iloc[row])!r}; expected a whole number of days >= 0")
     out = np.where(null, NEVER, np.nan_to_num(x, nan=0)).astype(np.int64)
     return out
 
@@ -45,7 +50,7 @@ def event_codes(values, column: str) -> np.ndarray:
     bad = ~np.isin(x, (0.0, 1.0, 2.0))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise IpmError(f"column {column}: row {row} holds {s.iloc[row]!r}; expected 0 (censored), 1 or 2")
+        raise IpmError(f"column {column}: row {row} holds {_shown(s.iloc[row])!r}; expected 0 (censored), 1 or 2")
     return x.astype(np.int64)
 
 
@@ -57,7 +62,7 @@ def binary_column(df: pd.DataFrame, column: str) -> np.ndarray:
     bad = ~np.isin(x, (0.0, 1.0))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise IpmError(f"column {column}: row {row} holds {s.iloc[row]!r}; expected 0/1 or true/false")
+        raise IpmError(f"column {column}: row {row} holds {_shown(s.iloc[row])!r}; expected 0/1 or true/false")
     return x == 1.0
 
 
@@ -69,6 +74,6 @@ def numeric_column(df: pd.DataFrame, column: str) -> np.ndarray:
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise IpmError(
-            f"column {column}: row {row} holds {s.iloc[row]!r}; expected a number (drop or impute missing outcomes first)"
+            f"column {column}: row {row} holds {_shown(s.iloc[row])!r}; expected a number (drop or impute missing outcomes first)"
         )
     return x
