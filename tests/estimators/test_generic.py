@@ -15,15 +15,19 @@ import statsmodels.formula.api as smf
 from ipm_outcomes.errors import IpmError
 from ipm_outcomes.estimators import (
     CloneCensorWeight,
+    CoxRegression,
+    DoseResponse,
     IPWMeanDifference,
     LandmarkIPTW,
     LogisticRegression,
     NaiveComparison,
     PooledLogisticHazard,
     PropensityScore,
+    TimeVaryingCox,
     WeightedAalenJohansenFitter,
     WeightedANCOVA,
     WeightedGLM,
+    WeightedKaplanMeierFitter,
     build_design,
 )
 
@@ -376,6 +380,10 @@ def test_landmark_without_covariates_is_plain_aalen_johansen_with_named_arms():
         LogisticRegression,
         PooledLogisticHazard,
         PropensityScore,
+        CoxRegression,
+        TimeVaryingCox,
+        WeightedKaplanMeierFitter,
+        WeightedAalenJohansenFitter,
     ],
 )
 def test_constructor_stores_settings_as_given_and_get_params_copies(cls):
@@ -387,6 +395,15 @@ def test_constructor_stores_settings_as_given_and_get_params_copies(cls):
     assert params.get("l2", 0.0) == 0.0 and params.get("truncation_percentiles") is None
     with pytest.raises(IpmError, match="has no setting 'l3'"):
         est.set_params(l3=1)
+
+
+def test_dose_response_params_include_the_settings_it_passes_on():
+    dr = DoseResponse([("0-14", 0, 14)], horizons=[180], n_bootstrap=0, l2=1e-3)
+    assert dr.get_params() == {"bands": [("0-14", 0, 14)], "horizons": [180], "n_bootstrap": 0, "l2": 1e-3}
+    assert DoseResponse(**dr.get_params()).get_params() == dr.get_params()
+    assert dr.set_params(seed=4).kwargs["seed"] == 4
+    with pytest.raises(IpmError, match="has no setting 'l3'"):
+        dr.set_params(l3=1)
 
 
 def test_invalid_settings_fail_in_fit_not_in_the_constructor():

@@ -9,7 +9,8 @@ unpenalised, weights untruncated. docs/estimators.md has a worked example.
 """
 
 from .ancova import WeightedANCOVA
-from .base import BaseEstimator, TwoArmSurvivalEstimator
+from ._summary import TwoArmSurvivalEstimator
+from .base import BaseEstimator
 from .ccw import CloneCensorWeight, clone, grace_period_strategies
 from .cox import CoxRegression
 from .design import Design, build_design, standardize

@@ -23,6 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import IpmError
+from ._common import binary_column
 from .base import BaseEstimator
 from .design import build_design, require_columns, standardize
 from .glm import check_cov_type
@@ -151,7 +152,7 @@ class WeightedANCOVA(BaseEstimator):
         if cov_type == "nonrobust":
             raise IpmError("ANCOVA: weights are not counts of persons; use cov_type HC0 or HC1")
         n = len(df)
-        treat = df[treatment_col].astype(float).to_numpy()
+        treat = binary_column(df, treatment_col).astype(float)
         if n == 0 or treat.min() == treat.max():
             raise IpmError("ANCOVA: both exposure groups are needed")
         y = pd.to_numeric(df[outcome_col], errors="coerce").to_numpy(float)

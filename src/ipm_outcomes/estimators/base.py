@@ -1,4 +1,4 @@
-"""What every estimator shares: the constructor contract, the bootstrap and the tabulation.
+"""What every estimator shares: the constructor contract.
 
 The contract is scikit-learn's (``sklearn.base.BaseEstimator``): ``__init__`` stores its keyword
 arguments as given and does nothing else; validation and conversion happen in ``fit``;
@@ -6,23 +6,16 @@ arguments as given and does nothing else; validation and conversion happen in ``
 unfitted copy (what a bootstrap replicate or a sensitivity analysis needs). Fitted results are
 attributes ending in ``_`` plus a tidy ``summary`` DataFrame, as in lifelines.
 
-:class:`TwoArmSurvivalEstimator` holds what the two-arm return-to-work estimators (landmark,
-naive, clone-censor-weight) share: horizons and the last day of the curves, the person-level
-bootstrap, and the arm and contrast tables built from one dict of statistics.
+:class:`~ipm_outcomes.estimators._summary.TwoArmSurvivalEstimator` adds what the two-arm
+cumulative-incidence estimators (landmark, naive, clone-censor-weight) share: horizons and the
+last day of the curves, the person-level bootstrap, and the arm and contrast tables.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
-
-import numpy as np
-import pandas as pd
 
 from ..errors import IpmError
-from . import bootstrap as boot
-from ._summary import curve_frame, interval_function, summary_frame
-from .survival import EventTable
 
 
 class BaseEstimator:
@@ -56,52 +49,3 @@ def check_alpha(alpha: float) -> float:
     if not 0 < float(alpha) < 1:
         raise IpmError(f"alpha must be between 0 and 1 (1 - confidence level), got {alpha!r}")
     return float(alpha)
-
-
-class TwoArmSurvivalEstimator(BaseEstimator):
-    """Base of the two-arm cumulative-incidence estimators (settings, bootstrap, tabulation).
-
-    Subclasses declare ``horizons``, ``max_day``, ``n_bootstrap``, ``seed``, ``workers`` and
-    ``alpha`` among their constructor arguments, compute one dict of statistics (keys
-    ``cif/<arm>``, ``rd/<a>/<b>``, ...; see :mod:`ipm_outcomes.estimators._summary`) from a dict of
-    person-level arrays, and call :meth:`_bootstrap` and :meth:`_tables`.
-    """
-
-    def _grid(self) -> tuple[tuple[int, ...], int]:
-        """Validated horizons and last day of the curves (default: the largest horizon)."""
-        horizons = tuple(int(h) for h in self.horizons)
-        if not horizons or min(horizons) < 1:
-            raise IpmError(f"horizons must be whole numbers of days >= 1, got {list(self.horizons)}")
-        max_day = int(self.max_day if self.max_day is not None else max(horizons))
-        if max(horizons) > max_day:
-            raise IpmError("every horizon must be <= max_day")
-        check_alpha(self.alpha)
-        return horizons, max_day
-
-    def _bootstrap(
-        self, statistic: Callable[[Mapping[str, np.ndarray]], dict], data: Mapping[str, np.ndarray], values: dict
-    ) -> Callable:
-        """Run the person-level bootstrap (when ``n_bootstrap > 0``; sets ``bootstrap_``) and return
-        ``key -> (low, high)`` percentile intervals (NaN without a bootstrap)."""
-        self.bootstrap_ = None
-        if self.n_bootstrap > 0:
-            self.bootstrap_ = boot.run(
-                statistic, data, values, n_replicates=self.n_bootstrap, seed=self.seed, workers=self.workers
-            )
-        return interval_function(values, self.bootstrap_, self.alpha)
-
-    def _tables(
-        self,
-        values: dict,
-        interval: Callable,
-        tables: dict[str, EventTable],
-        n_arm: dict[str, int],
-        contrasts: list[tuple[str, str]],
-        n_total: int,
-    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(curves, summary): one row per arm per day, and one row per measure per arm (or
-        contrast) per horizon (the hazard ratio over the whole follow-up at ``max_day``)."""
-        horizons, max_day = self._grid()
-        curves = curve_frame(values, interval, tables, max_day)
-        summary = summary_frame(values, interval, n_arm, contrasts, horizons, n_total, max_day)
-        return curves, summary

@@ -62,6 +62,7 @@ from ..errors import IpmError
 from ._common import build_design, event_codes, integer_days, require_columns, standardize
 from ._summary import (
     CUMULATIVE_INCIDENCE,
+    TwoArmSurvivalEstimator,
     arm_values,
     contrast_values,
     curve_frame,
@@ -69,7 +70,6 @@ from ._summary import (
     interval_function,
     summary_frame,
 )
-from .base import TwoArmSurvivalEstimator
 from .propensity import PooledLogisticHazard
 from .survival import EventTable
 

@@ -23,8 +23,7 @@ import pandas as pd
 
 from ..errors import IpmError
 from ._common import binary_column, event_codes, integer_days
-from ._summary import arm_values, contrast_values, daily_table
-from .base import TwoArmSurvivalEstimator
+from ._summary import TwoArmSurvivalEstimator, arm_values, contrast_values, daily_table
 from .design import build_design, require_columns, standardize
 from .iptw import ESTIMANDS, treatment_weights, truncate
 from .propensity import LogisticRegression

@@ -14,8 +14,7 @@ import pandas as pd
 
 from ..errors import IpmError
 from ._common import event_codes, integer_days, require_columns
-from ._summary import arm_values, contrast_values, daily_table
-from .base import TwoArmSurvivalEstimator
+from ._summary import TwoArmSurvivalEstimator, arm_values, contrast_values, daily_table
 
 ARMS = ("early", "delayed")
 
