@@ -468,7 +468,7 @@ def run(
             early = (exposure == "early").to_numpy(dtype=bool)
             design = build_design(frame, used)
             X = standardize(design.matrix)
-            ps_cohort = LogisticRegression().fit(X, early).predict_proba(X)
+            ps_cohort = LogisticRegression(l2=a.model_l2_penalty).fit(X, early).predict_proba(X)
             w_cohort, *_ = truncate(treatment_weights(ps_cohort, early, "ate"), trunc)
             table1, smd = _table1(cohort, used, early, w_cohort)
             tables["table1"], tables["smd"] = table1, smd[["covariate", "smd_before", "smd_after"]]
@@ -742,7 +742,9 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
     strategies.update({f"band {label}": w for label, w in bands.items()})
     ccw = None
     try:
-        ccw = CloneCensorWeight(strategies=strategies, contrasts=contrasts, truncation_percentiles=trunc, **common).fit(
+        ccw = CloneCensorWeight(
+            strategies=strategies, contrasts=contrasts, truncation_percentiles=trunc, l2=a.model_l2_penalty, **common
+        ).fit(
             analysis, used, subgroup_cols=sub_cols
         )
     except IpmError as exc:
@@ -946,7 +948,9 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
                 referral_day=pd.to_numeric(frame["days_to_referral_procedure_only"], errors="coerce")
             )
             proc_ref = proc["referral_day"].to_numpy(dtype=float)
-            m = CloneCensorWeight(grace_period_days=grace, truncation_percentiles=trunc, **common).fit(proc, used)
+            m = CloneCensorWeight(
+                grace_period_days=grace, truncation_percentiles=trunc, l2=a.model_l2_penalty, **common
+            ).fit(proc, used)
             r = m.summary[(m.summary.measure == "risk_difference") & (m.summary.horizon_days == primary_h)].iloc[0]
             sensitivity.append(
                 dict(
@@ -970,8 +974,12 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
 
     # landmark
     try:
-        lm = LandmarkIPTW(landmark_day=spec.landmark_day, truncation_percentiles=trunc, **common).fit(analysis, used)
+        lm = LandmarkIPTW(
+            landmark_day=spec.landmark_day, truncation_percentiles=trunc, l2=a.model_l2_penalty, **common
+        ).fit(analysis, used)
         out["estimates"] += _estimate_rows(lm.summary, "rtw", "landmark_iptw", {max_h})
+        shorter = days_off_reading_horizons(max_h)
+        out["estimates"] += _estimate_rows(lm.days_off_at(shorter), "rtw", "landmark_iptw", set(shorter))
         curves.append(lm.curves_.rename(columns={"cumulative_incidence": "estimate"}).assign(method="landmark_iptw"))
         out["tables"]["landmark_weightings"] = pd.concat(
             [t.assign(weighting=k) for k, t in lm.summaries_.items()], ignore_index=True
@@ -1113,6 +1121,7 @@ def _qol(spec, inputs, covariates, ps_cohort, trunc, alpha) -> dict:
                     mcid=mcid.get(instrument),
                     higher_is_better=HIGHER_IS_BETTER[instrument],
                     truncation_percentiles=trunc,
+                    l2=spec.analysis.model_l2_penalty,
                     alpha=alpha,
                 ).fit(df, "early", [], observation_covariates=["referred_before_window"], ps=ps_cohort, design=X)
             except IpmError as exc:

@@ -289,6 +289,7 @@ class Analysis(_Section):
     bootstrap_replicates: int = Field(ge=0)
     ci_level: float = Field(gt=0, lt=1)
     weight_truncation_percentiles: tuple[float, float]
+    model_l2_penalty: float = Field(ge=0)
     sensitivity_grace_periods: list[int] = Field(min_length=1)
     landmark_day: int | Literal["grace_period"]
     horizons_days: list[int] = Field(min_length=1)

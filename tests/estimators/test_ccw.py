@@ -330,9 +330,15 @@ def test_days_off_at_any_horizon_equals_the_summary_at_the_estimators_horizons()
     assert diff.ci_low < diff.estimate < diff.ci_high
 
 
-def test_naive_days_off_at_equals_its_summary():
+@pytest.mark.parametrize("estimator", ["naive", "landmark"])
+def test_days_off_at_equals_the_summary_of_the_other_two_arm_estimators(estimator):
+    from ipm_outcomes.estimators import LandmarkIPTW
+
     observed = simulate(2_000, 7)
-    m = NaiveComparison(n_bootstrap=5, seed=1).fit(observed)
+    if estimator == "naive":
+        m = NaiveComparison(n_bootstrap=5, seed=1).fit(observed)
+    else:
+        m = LandmarkIPTW(n_bootstrap=5, seed=1).fit(observed, COVARIATES)
     got = m.days_off_at([365]).query("measure == 'rmst_difference'").iloc[0]
     want = m.summary.query("measure == 'rmst_difference' and horizon_days == 365").iloc[0]
     # the same sums, accumulated in another order

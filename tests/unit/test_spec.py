@@ -59,6 +59,7 @@ def test_default_spec_holds_the_issue_defaults():
         [28, 42, 90],
     )
     assert spec.landmark_day == 42
+    assert a.model_l2_penalty == 1e-4  # the penalty the study's models have always used, now stated
     assert a.mcid.model_dump() == {"odi": 10, "nrs_pain": 2, "promis_pi": 3.5, "promis_pf": 5, "eq5d_index": 0.08}
     assert a.horizons_days == [90, 180, 365]
     assert a.subgroups == ["age_band", "sex", "payer_type", "radiculopathy", "baseline_severity"]
@@ -141,6 +142,7 @@ def test_analysis_horizon_beyond_follow_up(tmp_path):
         ("[exposure]\ngrace_period_days = 400\n", "must be shorter than cohort.followup_days"),
         ("[analysis]\nweight_truncation_percentiles = [99, 1]\n", "need 0 <= low < high <= 100"),
         ("[analysis]\nlandmark_day = 0\n", "must be > 0 days"),
+        ("[analysis]\nmodel_l2_penalty = -1e-4\n", "analysis.model_l2_penalty"),
         ('[analysis]\ncovariates = ["age", "shoe_size"]\n', "'shoe_size' not columns of marts.cohort"),
         ('[analysis]\nsubgroups = ["star_sign"]\n', "analysis.subgroups[0]"),
         (

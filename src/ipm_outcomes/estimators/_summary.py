@@ -1,4 +1,5 @@
-"""Shared pieces of the two-arm survival estimators (clone-censor-weight, landmark, naive).
+"""Shared pieces of the two-arm survival estimators (clone-censor-weight, landmark, naive): their
+base class :class:`TwoArmSurvivalEstimator` (settings, bootstrap, tabulation) and the helpers it uses.
 
 Each estimator computes, for the full data and for every bootstrap replicate, the same dict of
 arrays (keys ``cif/<arm>``, ``days_off/<arm>``, ``rd/<a>/<b>``, ...); these helpers compute the
@@ -8,11 +9,14 @@ dict from daily event tables and turn it, with the bootstrap replicates, into ti
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
+from ..errors import IpmError
+from . import bootstrap as boot
+from .base import BaseEstimator, check_alpha
 from .survival import EventTable, aalen_johansen, cause_specific_hazard_ratio, event_table, kaplan_meier
 
 CUMULATIVE_INCIDENCE = "cumulative_incidence"
@@ -200,3 +204,61 @@ def interval_function(values: dict, bootstrap, alpha: float) -> Callable:
         return bootstrap.interval(key, 1 - alpha)
 
     return interval
+
+
+class TwoArmSurvivalEstimator(BaseEstimator):
+    """Base of the two-arm cumulative-incidence estimators (settings, bootstrap, tabulation).
+
+    Subclasses declare ``horizons``, ``max_day``, ``n_bootstrap``, ``seed``, ``workers`` and
+    ``alpha`` among their constructor arguments, compute one dict of statistics (keys
+    ``cif/<arm>``, ``rd/<a>/<b>``, ...; see :mod:`ipm_outcomes.estimators._summary`) from a dict of
+    person-level arrays, and call :meth:`_bootstrap` and :meth:`_tables`.
+    """
+
+    def _grid(self) -> tuple[tuple[int, ...], int]:
+        """Validated horizons and last day of the curves (default: the largest horizon)."""
+        horizons = tuple(int(h) for h in self.horizons)
+        if not horizons or min(horizons) < 1:
+            raise IpmError(f"horizons must be whole numbers of days >= 1, got {list(self.horizons)}")
+        max_day = int(self.max_day if self.max_day is not None else max(horizons))
+        if max(horizons) > max_day:
+            raise IpmError("every horizon must be <= max_day")
+        check_alpha(self.alpha)
+        return horizons, max_day
+
+    def _bootstrap(
+        self, statistic: Callable[[Mapping[str, np.ndarray]], dict], data: Mapping[str, np.ndarray], values: dict
+    ) -> Callable:
+        """Run the person-level bootstrap (when ``n_bootstrap > 0``; sets ``bootstrap_``) and return
+        ``key -> (low, high)`` percentile intervals (NaN without a bootstrap)."""
+        self.bootstrap_ = None
+        if self.n_bootstrap > 0:
+            self.bootstrap_ = boot.run(
+                statistic, data, values, n_replicates=self.n_bootstrap, seed=self.seed, workers=self.workers
+            )
+        return interval_function(values, self.bootstrap_, self.alpha)
+
+    def _tables(
+        self,
+        values: dict,
+        interval: Callable,
+        tables: dict[str, EventTable],
+        n_arm: dict[str, int],
+        contrasts: list[tuple[str, str]],
+        n_total: int,
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(curves, summary): one row per arm per day, and one row per measure per arm (or
+        contrast) per horizon (the hazard ratio over the whole follow-up at ``max_day``)."""
+        horizons, max_day = self._grid()
+        curves = curve_frame(values, interval, tables, max_day)
+        summary = summary_frame(values, interval, n_arm, contrasts, horizons, n_total, max_day)
+        return curves, summary
+
+    def days_off_at(self, horizons, contrast: tuple[str, str] = ("early", "delayed")) -> pd.DataFrame:
+        """Days off work (restricted mean time without the event) of the two arms of ``contrast`` and
+        their difference within each of ``horizons`` days (any days up to ``max_day``, not only the
+        estimator's horizons), with the bootstrap intervals; rows as in ``summary``."""
+        if not hasattr(self, "_days_off_inputs"):
+            raise IpmError(f"{type(self).__name__}: call fit before days_off_at")
+        values, interval, n_arm, n_total = self._days_off_inputs
+        return days_off_frame(values, interval, n_arm, contrast, horizons, n_total)

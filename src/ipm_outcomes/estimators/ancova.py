@@ -7,7 +7,7 @@ having a follow-up score given exposure, baseline score, covariates and whether 
 been referred before the assessment window: missing at random given those). The mean difference
 is the exposure coefficient; adjusted means per arm are the model's predictions with everyone set
 to early (or delayed), averaged over all persons (g-computation); intervals use the
-heteroscedasticity-robust (HC1) covariance. A complete-case fit (no observation weights) is
+heteroscedasticity-robust covariance (HC1 by default, HC0 on request). A complete-case fit (no observation weights) is
 reported beside it.
 
 The responder analysis counts an improvement from baseline of at least the instrument's minimal
@@ -23,7 +23,10 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import IpmError
-from ._common import build_design, require_columns, standardize
+from ._common import binary_column
+from .base import BaseEstimator
+from .design import build_design, require_columns, standardize
+from .glm import check_cov_type
 from .iptw import treatment_weights, truncate
 from .propensity import LogisticRegression
 
@@ -54,12 +57,12 @@ def _independent(X: np.ndarray, w: np.ndarray) -> np.ndarray:
     return keep
 
 
-def _wls(y, X, w):
-    """WLS with HC1 covariance on the independent columns; dropped columns get coefficient 0."""
+def _wls(y, X, w, cov_type="HC1"):
+    """WLS with robust covariance on the independent columns; dropped columns get coefficient 0."""
     import statsmodels.api as sm  # imported here: bootstrap workers never need it, and it is slow to import
 
     keep = _independent(X, w)
-    fit = sm.WLS(y, X[:, keep], weights=w).fit(method="qr", cov_type="HC1")
+    fit = sm.WLS(y, X[:, keep], weights=w).fit(method="qr", cov_type=cov_type)
     beta = np.zeros(X.shape[1])
     V = np.zeros((X.shape[1], X.shape[1]))
     beta[keep] = np.asarray(fit.params)
@@ -67,7 +70,7 @@ def _wls(y, X, w):
     return beta, V
 
 
-class WeightedANCOVA:
+class WeightedANCOVA(BaseEstimator):
     """IPTW x IPOW weighted ANCOVA with responder analysis (see module docstring).
 
     Parameters
@@ -77,7 +80,13 @@ class WeightedANCOVA:
     higher_is_better : bool
         Direction of improvement (for responders).
     truncation_percentiles : (low, high) or None
-        Percentiles at which the treatment and observation weights are clipped.
+        Percentiles at which the treatment and observation weights are clipped (default: none).
+    l2 : float
+        Ridge penalty of the propensity and observation models (0 = maximum likelihood; see
+        :class:`~ipm_outcomes.estimators.propensity.LogisticRegression`).
+    cov_type : {"HC1", "HC0"}
+        Robust covariance of the weighted outcome models: HC1 (default; HC0 x n/(n-p), the
+        small-sample correction that matters with many covariates) or HC0 (as R's sandwich).
     alpha : float
         1 - confidence level.
 
@@ -96,12 +105,16 @@ class WeightedANCOVA:
         self,
         mcid: float | None = None,
         higher_is_better: bool = True,
-        truncation_percentiles: tuple[float, float] | None = (1.0, 99.0),
+        truncation_percentiles: tuple[float, float] | None = None,
+        l2: float = 0.0,
+        cov_type: str = "HC1",
         alpha: float = 0.05,
     ):
         self.mcid = mcid
         self.higher_is_better = higher_is_better
         self.truncation_percentiles = truncation_percentiles
+        self.l2 = l2
+        self.cov_type = cov_type
         self.alpha = alpha
 
     def fit(
@@ -114,6 +127,7 @@ class WeightedANCOVA:
         observation_covariates: list[str] = (),
         ps=None,
         design=None,
+        categorical: list[str] | tuple[str, ...] = (),
     ) -> WeightedANCOVA:
         """Fit on one row per person (one instrument, one horizon).
 
@@ -130,10 +144,15 @@ class WeightedANCOVA:
         design : array (n, p), optional
             The covariates already as a numeric matrix (one row per row of ``df``), to save
             rebuilding it when fitting many instruments and horizons on the same persons.
+        categorical : list of str
+            Covariates to dummy-code although numeric (see :func:`~ipm_outcomes.estimators.design.build_design`).
         """
         require_columns(df, [treatment_col, outcome_col, baseline_col, *observation_covariates], "ANCOVA")
+        cov_type = check_cov_type(self.cov_type)
+        if cov_type == "nonrobust":
+            raise IpmError("ANCOVA: weights are not counts of persons; use cov_type HC0 or HC1")
         n = len(df)
-        treat = df[treatment_col].astype(float).to_numpy()
+        treat = binary_column(df, treatment_col).astype(float)
         if n == 0 or treat.min() == treat.max():
             raise IpmError("ANCOVA: both exposure groups are needed")
         y = pd.to_numeric(df[outcome_col], errors="coerce").to_numpy(float)
@@ -141,9 +160,11 @@ class WeightedANCOVA:
         observed = np.isfinite(y)
         if observed.sum() < 10 or np.unique(treat[observed]).size < 2:
             raise IpmError("ANCOVA: too few follow-up scores in one exposure group to compare")
-        Xc = standardize(build_design(df, covariates).matrix if design is None else np.asarray(design, dtype=float))
+        if design is None:
+            design = build_design(df, covariates, categorical=categorical).matrix
+        Xc = standardize(np.asarray(design, dtype=float))
         if ps is None:
-            ps = LogisticRegression(standardize=False).fit(Xc, treat).predict_proba(Xc)
+            ps = LogisticRegression(l2=self.l2, standardize=False).fit(Xc, treat).predict_proba(Xc)
         iptw = treatment_weights(ps, treat, "ate", stabilized=True)
         iptw, *_ = truncate(iptw, self.truncation_percentiles)
         base_missing = ~np.isfinite(base)
@@ -156,7 +177,7 @@ class WeightedANCOVA:
         if observed.all():
             p_obs = np.ones(n)
         else:
-            p_obs = LogisticRegression(standardize=False).fit(obs_X, observed).predict_proba(obs_X)
+            p_obs = LogisticRegression(l2=self.l2, standardize=False).fit(obs_X, observed).predict_proba(obs_X)
         ipow = np.where(observed, observed.mean() / np.clip(p_obs, 1e-6, None), 0.0)
         if self.truncation_percentiles is not None:
             clipped, *_ = truncate(ipow[observed], self.truncation_percentiles)
@@ -180,7 +201,7 @@ class WeightedANCOVA:
             )
 
         for variant, w in (("ipow", iptw * ipow), ("complete_case", iptw)):
-            beta, V = _wls(y[observed], outcome_X[observed], w[observed])
+            beta, V = _wls(y[observed], outcome_X[observed], w[observed], cov_type)
             for arm, value in (("early", 1.0), ("delayed", 0.0)):
                 a = outcome_X.copy()
                 a[:, 1] = value
@@ -197,14 +218,14 @@ class WeightedANCOVA:
                 rX = np.hstack([np.ones((n, 1)), treat[:, None], standardize(base_filled[:, None]), Xc])
                 if both.sum() < has_base.sum():
                     p_resp = (
-                        LogisticRegression(standardize=False)
+                        LogisticRegression(l2=self.l2, standardize=False)
                         .fit(obs_X[has_base], observed[has_base])
                         .predict_proba(obs_X)
                     )
                 else:
                     p_resp = np.ones(n)
                 w_resp = iptw * np.where(both, both.sum() / max(has_base.sum(), 1) / np.clip(p_resp, 1e-6, None), 0.0)
-                beta, V = _wls(responder[both], rX[both], w_resp[both])
+                beta, V = _wls(responder[both], rX[both], w_resp[both], cov_type)
                 for arm, value in (("early", 1.0), ("delayed", 0.0)):
                     a = rX[has_base].copy()
                     a[:, 1] = value

@@ -59,10 +59,10 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import IpmError
-from . import bootstrap as boot
 from ._common import build_design, event_codes, integer_days, require_columns, standardize
 from ._summary import (
     CUMULATIVE_INCIDENCE,
+    TwoArmSurvivalEstimator,
     arm_values,
     contrast_values,
     days_off_frame,
@@ -463,7 +463,7 @@ def cochran_q_pvalue(estimates: np.ndarray, variances: np.ndarray) -> float:
     return float(stats.chi2.sf(q, ok.sum() - 1))
 
 
-class CloneCensorWeight:
+class CloneCensorWeight(TwoArmSurvivalEstimator):
     """Clone-censor-weight emulation of a trial of referral-timing strategies (see module docstring).
 
     Parameters
@@ -480,14 +480,15 @@ class CloneCensorWeight:
     max_day : int, optional
         Last day of the curves (default: the largest horizon).
     truncation_percentiles : (low, high) or None
-        Percentiles of each strategy's final weights; every weight of the strategy is clipped to them.
+        Percentiles of each strategy's final weights; every weight of the strategy is clipped to
+        them (default: none).
     hazard_interval_days : int
         Width of the piecewise-constant baseline of the referral-hazard model.
     hazard_block_days : int, optional
         Length of the blocks of days with their own covariate effects in the referral model
         (default: grace period + 1).
     l2 : float
-        Ridge penalty of the referral model (see :class:`PooledLogisticHazard`).
+        Ridge penalty of the referral model (0 = maximum likelihood; see :class:`PooledLogisticHazard`).
     n_bootstrap, seed, workers : bootstrap settings (``n_bootstrap=0``: point estimates only).
     alpha : float
         1 - confidence level.
@@ -524,10 +525,10 @@ class CloneCensorWeight:
         contrasts: list[tuple[str, str]] | None = None,
         horizons: tuple[int, ...] = (90, 180, 365),
         max_day: int | None = None,
-        truncation_percentiles: tuple[float, float] | None = (1.0, 99.0),
+        truncation_percentiles: tuple[float, float] | None = None,
         hazard_interval_days: int = 7,
         hazard_block_days: int | None = None,
-        l2: float = 1e-4,
+        l2: float = 0.0,
         n_bootstrap: int = 200,
         seed: int = 0,
         workers: int | None = None,
@@ -536,7 +537,7 @@ class CloneCensorWeight:
         self.grace_period_days = grace_period_days
         self.strategies = strategies
         self.contrasts = contrasts
-        self.horizons = tuple(int(h) for h in horizons)
+        self.horizons = horizons
         self.max_day = max_day
         self.truncation_percentiles = truncation_percentiles
         self.hazard_interval_days = hazard_interval_days
@@ -554,7 +555,7 @@ class CloneCensorWeight:
         else:
             strategies = dict(self.strategies)
             contrasts = list(self.contrasts or [])
-        max_day = int(self.max_day if self.max_day is not None else max(self.horizons))
+        horizons, max_day = self._grid()
         for name, (a, b) in strategies.items():
             if a < 0 or (b is not None and b < a) or a > max_day:
                 raise IpmError(f"strategy {name}: window [{a}, {b}] is not a valid range of referral days")
@@ -562,12 +563,10 @@ class CloneCensorWeight:
             for s in pair:
                 if s not in strategies:
                     raise IpmError(f"contrast names unknown strategy {s!r}")
-        if any(h > max_day for h in self.horizons):
-            raise IpmError("every horizon must be <= max_day")
         return _Settings(
             strategies=strategies,
             contrasts=contrasts,
-            horizons=self.horizons,
+            horizons=horizons,
             max_day=max_day,
             truncation_percentiles=self.truncation_percentiles,
             hazard_interval_days=self.hazard_interval_days,
@@ -585,6 +584,7 @@ class CloneCensorWeight:
         event_col: str = "event",
         referral_col: str = "referral_day",
         subgroup_cols: list[str] | tuple[str, ...] = (),
+        categorical: list[str] | tuple[str, ...] = (),
     ) -> CloneCensorWeight:
         """Clone, censor, weight and estimate.
 
@@ -597,6 +597,8 @@ class CloneCensorWeight:
             Baseline covariates of the referral model.
         subgroup_cols : list of str
             Columns whose levels get their own estimates (same weights).
+        categorical : list of str
+            Covariates to dummy-code although numeric (see :func:`~ipm_outcomes.estimators.design.build_design`).
 
         Returns
         -------
@@ -608,7 +610,7 @@ class CloneCensorWeight:
         time = integer_days(df[duration_col], duration_col)
         event = event_codes(df[event_col], event_col)
         referral = integer_days(df[referral_col], referral_col, nullable=True)
-        design = build_design(df, covariates)
+        design = build_design(df, covariates, categorical=categorical)
         # the models see covariates standardised once with full-data moments, so every bootstrap
         # replicate works on the same scale (and warm starts from the full-data fit are exact)
         data = {"X": standardize(design.matrix), "time": time, "event": event, "referral": referral}
@@ -628,18 +630,9 @@ class CloneCensorWeight:
         self.referral_models_ = model.models
         grace = [b for a, b in settings.strategies.values() if a == 0 and b is not None]
         self.referral_score_ = 1.0 - model.survival(grace[0]) if grace and model.fitted else None
-        self.bootstrap_ = None
-        if self.n_bootstrap > 0:
-            # replicates start Newton-Raphson from the full-data fit (same answer, fewer steps)
-            init = model.start_values() if model.fitted else {}
-            self.bootstrap_ = boot.run(
-                _Statistic(replace(settings, init=init)),
-                data,
-                values,
-                n_replicates=self.n_bootstrap,
-                seed=self.seed,
-                workers=self.workers,
-            )
+        # replicates start Newton-Raphson from the full-data fit (same answer, fewer steps)
+        init = model.start_values() if model.fitted else {}
+        self._bootstrap(_Statistic(replace(settings, init=init)), data, values)
         self._tabulate(data)
         return self
 
@@ -648,6 +641,7 @@ class CloneCensorWeight:
         h = list(s.horizons)
         interval = interval_function(self.values_, self.bootstrap_, self.alpha)
         self._interval = interval
+        self._days_off_inputs = (self.values_, interval, {k: f.n_clones for k, f in self.fits_.items()}, self.n_)
         self.curves_ = curve_frame(self.values_, interval, {k: f.table for k, f in self.fits_.items()}, s.max_day)
         self.summary = summary_frame(
             self.values_, interval, {k: f.n_clones for k, f in self.fits_.items()}, s.contrasts, h, self.n_, s.max_day
@@ -745,10 +739,3 @@ class CloneCensorWeight:
             )
         self.weights_ = pd.DataFrame(weight_rows)
 
-    def days_off_at(self, horizons, contrast: tuple[str, str] = ("early", "delayed")) -> pd.DataFrame:
-        """Days off work (restricted mean time not back at work) of the two strategies of ``contrast`` and
-        their difference within each of ``horizons`` days (any days up to ``max_day``, not only the
-        estimator's horizons), with the bootstrap intervals; rows as in ``summary``."""
-        return days_off_frame(
-            self.values_, self._interval, {k: f.n_clones for k, f in self.fits_.items()}, contrast, horizons, self.n_
-        )

@@ -18,9 +18,10 @@ import pandas as pd
 from scipy import sparse, stats
 
 from ..errors import IpmError
+from .base import BaseEstimator
 
 
-class CoxRegression:
+class CoxRegression(BaseEstimator):
     """Cox model with Breslow ties, start-stop rows, weights and cluster-robust standard errors.
 
     Parameters

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .base import BaseEstimator
 from .ccw import CUMULATIVE_INCIDENCE, CloneCensorWeight
 
 
@@ -55,7 +56,7 @@ def dose_response_table(model: CloneCensorWeight, bands, horizons) -> pd.DataFra
     )
 
 
-class DoseResponse:
+class DoseResponse(BaseEstimator):
     """Clone-censor-weight over referral-delay bands (a thin wrapper of :class:`CloneCensorWeight`).
 
     Parameters
@@ -72,14 +73,27 @@ class DoseResponse:
     """
 
     def __init__(self, bands, horizons=(180, 365), **kwargs):
-        self.bands = list(bands)
-        self.horizons = tuple(horizons)
+        self.bands = bands
+        self.horizons = horizons
         self.kwargs = kwargs
+
+    def get_params(self) -> dict:
+        """Bands, horizons and the settings passed on to :class:`CloneCensorWeight`."""
+        return {"bands": self.bands, "horizons": self.horizons, **self.kwargs}
+
+    def set_params(self, **params) -> DoseResponse:
+        """Change settings by name (bands, horizons, or a :class:`CloneCensorWeight` setting); returns self."""
+        for name in ("bands", "horizons"):
+            if name in params:
+                setattr(self, name, params.pop(name))
+        CloneCensorWeight().set_params(**params)  # unknown names are an error
+        self.kwargs = {**self.kwargs, **params}
+        return self
 
     def fit(self, df: pd.DataFrame, covariates: list[str], **fit_kwargs) -> DoseResponse:
         """Fit on an analysis table (one row per person); returns self."""
         self.model_ = CloneCensorWeight(
-            strategies=band_strategies(self.bands), contrasts=[], horizons=self.horizons, **self.kwargs
+            strategies=band_strategies(self.bands), contrasts=[], horizons=tuple(self.horizons), **self.kwargs
         ).fit(df, covariates, **fit_kwargs)
-        self.table_ = dose_response_table(self.model_, self.bands, self.horizons)
+        self.table_ = dose_response_table(self.model_, list(self.bands), tuple(self.horizons))
         return self

@@ -10,6 +10,10 @@ clinical equipoise; Li, Morgan & Zaslavsky 2018).
 
 Curves keep the clock from index: the cumulative incidence at day h is P(RTW by day h | at risk
 after day L).
+
+The exposure is referral by day L, from a referral-day column; or any 0/1 treatment known at the
+landmark, from a plain treatment column (``fit(..., treatment_col=...)``; with ``landmark_day=0``
+this is a propensity-weighted comparison of a baseline treatment among persons followed past day 0).
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import IpmError
-from . import bootstrap as boot
-from ._common import build_design, event_codes, integer_days, require_columns, standardize
-from ._summary import arm_values, contrast_values, curve_frame, daily_table, interval_function, summary_frame
+from ._common import binary_column, event_codes, integer_days
+from ._summary import TwoArmSurvivalEstimator, arm_values, contrast_values, daily_table
+from .design import build_design, require_columns, standardize
 from .iptw import ESTIMANDS, treatment_weights, truncate
 from .propensity import LogisticRegression
 
@@ -36,14 +40,16 @@ def _weights(ps, treated, estimand, percentiles):
 
 
 class _Settings:
-    def __init__(self, horizons, max_day, percentiles, l2, init=None):
+    def __init__(self, horizons, max_day, percentiles, l2, arms=ARMS, init=None):
         self.horizons, self.max_day, self.percentiles, self.l2, self.init = horizons, max_day, percentiles, l2, init
+        self.arms = tuple(arms)
 
 
 def _estimate(settings: _Settings, data):
     X, time, event, treated = data["X"], data["time"], data["event"], data["treated"]
     if treated.all() or not treated.any():
         raise IpmError("landmark analysis: everyone at risk at the landmark is in the same group")
+    arm1, arm0 = settings.arms
     model = LogisticRegression(l2=settings.l2, standardize=False).fit(X, treated, init=settings.init)
     ps = model.predict_proba(X)
     values: dict[str, np.ndarray] = {}
@@ -53,11 +59,11 @@ def _estimate(settings: _Settings, data):
         w, trunc = _weights(ps, treated, est, settings.percentiles)
         weights[est] = (w, trunc)
         part = {}
-        for code, name in ((True, "early"), (False, "delayed")):
+        for code, name in ((True, arm1), (False, arm0)):
             rows = treated == code
             tables[(est, name)] = daily_table(time[rows], event[rows], w[rows], settings.max_day)
             arm_values(part, name, tables[(est, name)], settings.horizons)
-        contrast_values(part, "early", "delayed", tables[(est, "early")], tables[(est, "delayed")], settings.horizons)
+        contrast_values(part, arm1, arm0, tables[(est, arm1)], tables[(est, arm0)], settings.horizons)
         values.update({f"{est}|{k}": v for k, v in part.items()})
     return values, tables, model, ps, weights
 
@@ -70,18 +76,31 @@ class _Statistic:
         return _estimate(self.settings, data)[0]
 
 
-class LandmarkIPTW:
+
+class LandmarkIPTW(TwoArmSurvivalEstimator):
     """Landmark comparison at ``landmark_day`` with ATE, ATT and overlap propensity weights.
 
     Parameters
     ----------
     landmark_day : int
-        Landmark L (default: the 42-day grace period); exposure = referral on day 0..L.
+        Landmark L (default: the 42-day grace period); persons still at risk after day L are
+        compared. Exposure = referral on day 0..L, or the ``treatment_col`` given to ``fit``.
     estimand : {"ate", "att", "overlap"}
         The weighting reported in ``summary`` (all three are in ``summaries_``).
+    horizons : tuple of int
+        Days at which cumulative incidences and contrasts are reported (each after the landmark).
+    max_day : int, optional
+        Last day of the curves (default: the largest horizon).
     truncation_percentiles : (low, high) or None
-        Percentiles at which ATE and ATT weights are clipped.
-    horizons, max_day, n_bootstrap, seed, workers, alpha : as in ``CloneCensorWeight``.
+        Percentiles at which ATE and ATT weights are clipped (default: none).
+    l2 : float
+        Ridge penalty of the propensity model (0 = maximum likelihood; see
+        :class:`~ipm_outcomes.estimators.propensity.LogisticRegression`).
+    arms : (str, str)
+        Names of the exposed and unexposed arms in the tables (the contrast is ``"<a> vs <b>"``).
+    n_bootstrap, seed, workers : person-level bootstrap (0 replicates: no intervals).
+    alpha : float
+        1 - confidence level.
 
     Attributes (after ``fit``)
     --------------------------
@@ -103,21 +122,21 @@ class LandmarkIPTW:
         estimand: str = "ate",
         horizons: tuple[int, ...] = (90, 180, 365),
         max_day: int | None = None,
-        truncation_percentiles: tuple[float, float] | None = (1.0, 99.0),
-        l2: float = 1e-4,
+        truncation_percentiles: tuple[float, float] | None = None,
+        l2: float = 0.0,
+        arms: tuple[str, str] = ARMS,
         n_bootstrap: int = 200,
         seed: int = 0,
         workers: int | None = None,
         alpha: float = 0.05,
     ):
-        if estimand not in ESTIMANDS:
-            raise IpmError(f"unknown estimand {estimand!r}; use one of {', '.join(ESTIMANDS)}")
-        self.landmark_day = int(landmark_day)
+        self.landmark_day = landmark_day
         self.estimand = estimand
-        self.horizons = tuple(int(h) for h in horizons)
+        self.horizons = horizons
         self.max_day = max_day
         self.truncation_percentiles = truncation_percentiles
         self.l2 = l2
+        self.arms = arms
         self.n_bootstrap = n_bootstrap
         self.seed = seed
         self.workers = workers
@@ -130,29 +149,56 @@ class LandmarkIPTW:
         duration_col: str = "time_days",
         event_col: str = "event",
         referral_col: str = "referral_day",
+        treatment_col: str | None = None,
+        categorical: list[str] | tuple[str, ...] = (),
     ) -> LandmarkIPTW:
-        """Fit on an analysis table (one row per person); returns self."""
-        require_columns(df, [duration_col, event_col, referral_col], "landmark analysis")
+        """Fit on an analysis table (one row per person); returns self.
+
+        Parameters
+        ----------
+        df : DataFrame
+            One row per person: last day of follow-up, event code (0 censored, 1 event of
+            interest, 2 competing), the exposure (referral day, or a 0/1 treatment), covariates.
+        covariates : list of str
+            Baseline covariates of the propensity model.
+        treatment_col : str, optional
+            A 0/1 (or boolean) exposure column known at the landmark, used instead of
+            ``referral_col`` (which is then not needed).
+        categorical : list of str
+            Covariates to dummy-code although numeric (see :func:`~ipm_outcomes.estimators.design.build_design`).
+        """
+        if self.estimand not in ESTIMANDS:
+            raise IpmError(f"unknown estimand {self.estimand!r}; use one of {', '.join(ESTIMANDS)}")
+        arms = tuple(str(a) for a in self.arms)
+        if len(arms) != 2 or arms[0] == arms[1]:
+            raise IpmError(f"arms must be two different names, got {list(self.arms)}")
+        horizons, max_day = self._grid()
+        L = int(self.landmark_day)
+        if L < 0:
+            raise IpmError(f"landmark day must be >= 0, got {self.landmark_day}")
+        exposure_col = treatment_col or referral_col
+        require_columns(df, [duration_col, event_col, exposure_col], "landmark analysis")
         time = integer_days(df[duration_col], duration_col)
         event = event_codes(df[event_col], event_col)
-        referral = integer_days(df[referral_col], referral_col, nullable=True)
-        L = self.landmark_day
-        max_day = int(self.max_day if self.max_day is not None else max(self.horizons))
-        if any(h <= L for h in self.horizons):
+        if treatment_col is not None:
+            exposed = binary_column(df, treatment_col)
+        else:
+            exposed = integer_days(df[referral_col], referral_col, nullable=True) <= L
+        if any(h <= L for h in horizons):
             raise IpmError(f"landmark analysis: every horizon must be after the landmark day {L}")
         population = time > L
         if not population.any():
             raise IpmError(f"landmark analysis: nobody is still at risk after day {L}")
         sub = df.loc[population]
-        design = build_design(sub, covariates)
-        treated = referral[population] <= L
+        design = build_design(sub, covariates, categorical=categorical)
+        treated = exposed[population]
         data = {
             "X": standardize(design.matrix),
             "time": time[population],
             "event": event[population],
             "treated": treated,
         }
-        settings = _Settings(self.horizons, max_day, self.truncation_percentiles, self.l2)
+        settings = _Settings(horizons, max_day, self.truncation_percentiles, self.l2, arms)
         values, tables, model, ps, weights = _estimate(settings, data)
         self.population_ = population
         self.design_ = design
@@ -161,14 +207,10 @@ class LandmarkIPTW:
         self.weights_ = {k: w for k, (w, _) in weights.items()}
         self.truncation_ = {k: t for k, (_, t) in weights.items()}
         self.values_ = values
-        self.bootstrap_ = None
-        if self.n_bootstrap > 0:
-            settings.init = (model.intercept_, model.coef_)
-            self.bootstrap_ = boot.run(
-                _Statistic(settings), data, values, n_replicates=self.n_bootstrap, seed=self.seed, workers=self.workers
-            )
-        interval = interval_function(values, self.bootstrap_, self.alpha)
-        n_arm = {"early": int(treated.sum()), "delayed": int((~treated).sum())}
+        # replicates start Newton-Raphson from the full-data fit (same answer, fewer steps)
+        settings.init = (model.intercept_, model.coef_)
+        interval = self._bootstrap(_Statistic(settings), data, values)
+        n_arm = {arms[0]: int(treated.sum()), arms[1]: int((~treated).sum())}
         self.summaries_ = {}
         for est in ESTIMANDS:
             prefix = f"{est}|"
@@ -177,10 +219,11 @@ class LandmarkIPTW:
             def part_interval(key, prefix=prefix):
                 return interval(prefix + key)
 
-            self.summaries_[est] = summary_frame(
-                part, part_interval, n_arm, [("early", "delayed")], self.horizons, int(population.sum()), max_day
+            curves, self.summaries_[est] = self._tables(
+                part, part_interval, {a: tables[(est, a)] for a in arms}, n_arm, [arms], int(population.sum())
             )
             if est == self.estimand:
-                self.curves_ = curve_frame(part, part_interval, {a: tables[(est, a)] for a in ARMS}, max_day)
+                self.curves_ = curves
+                self._days_off_inputs = (part, part_interval, n_arm, int(population.sum()))
         self.summary = self.summaries_[self.estimand]
         return self

@@ -13,17 +13,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import IpmError
-from . import bootstrap as boot
 from ._common import event_codes, integer_days, require_columns
-from ._summary import (
-    arm_values,
-    contrast_values,
-    curve_frame,
-    daily_table,
-    days_off_frame,
-    interval_function,
-    summary_frame,
-)
+from ._summary import TwoArmSurvivalEstimator, arm_values, contrast_values, daily_table
 
 ARMS = ("early", "delayed")
 
@@ -48,7 +39,7 @@ def _estimate(data, horizons, max_day):
     return values, tables
 
 
-class NaiveComparison:
+class NaiveComparison(TwoArmSurvivalEstimator):
     """Unadjusted Aalen-Johansen comparison of persons referred within the grace period vs the rest.
 
     Parameters
@@ -80,7 +71,7 @@ class NaiveComparison:
         alpha: float = 0.05,
     ):
         self.grace_period_days = grace_period_days
-        self.horizons = tuple(int(h) for h in horizons)
+        self.horizons = horizons
         self.max_day = max_day
         self.n_bootstrap = n_bootstrap
         self.seed = seed
@@ -96,6 +87,7 @@ class NaiveComparison:
         group_col: str | None = None,
     ) -> NaiveComparison:
         """Fit; ``group_col`` (values 'early'/'delayed') overrides grouping by ``referral_col``."""
+        horizons, max_day = self._grid()
         require_columns(df, [duration_col, event_col, group_col or referral_col], "naive comparison")
         if len(df) == 0:
             raise IpmError("naive comparison: the analysis table is empty")
@@ -113,29 +105,12 @@ class NaiveComparison:
         else:
             referral = integer_days(df[referral_col], referral_col, nullable=True)
             early = referral <= self.grace_period_days
-        max_day = int(self.max_day if self.max_day is not None else max(self.horizons))
         data = {"time": time, "event": event, "group": np.where(early, 0, 1)}
-        values, tables = _estimate(data, self.horizons, max_day)
+        values, tables = _estimate(data, horizons, max_day)
         self.values_ = values
-        self.bootstrap_ = None
-        if self.n_bootstrap > 0:
-            self.bootstrap_ = boot.run(
-                _Statistic(self.horizons, max_day),
-                data,
-                values,
-                n_replicates=self.n_bootstrap,
-                seed=self.seed,
-                workers=self.workers,
-            )
-        interval = interval_function(values, self.bootstrap_, self.alpha)
-        self.curves_ = curve_frame(values, interval, tables, max_day)
+        interval = self._bootstrap(_Statistic(horizons, max_day), data, values)
         n_arm = {"early": int(early.sum()), "delayed": int((~early).sum())}
-        self.summary = summary_frame(values, interval, n_arm, [("early", "delayed")], self.horizons, len(df), max_day)
-        self._days_off = (values, interval, n_arm, len(df))
+        self.curves_, self.summary = self._tables(values, interval, tables, n_arm, [("early", "delayed")], len(df))
+        self._days_off_inputs = (values, interval, n_arm, len(df))
         return self
 
-    def days_off_at(self, horizons) -> pd.DataFrame:
-        """Days off work of each group and their difference within each of ``horizons`` days (any days up
-        to ``max_day``), with the bootstrap intervals; rows as in ``summary``."""
-        values, interval, n_arm, n = self._days_off
-        return days_off_frame(values, interval, n_arm, ("early", "delayed"), horizons, n)

@@ -3,9 +3,14 @@
 Both are fitted by Newton-Raphson in numpy. They run hundreds of times inside the bootstrap, so
 they must be fast and deterministic: a full Newton step on 10^5 persons and ~50 covariates costs
 one ``X.T @ (w * X)`` product, and they converge in a handful of steps (fewer from a warm start).
-Covariates are standardised internally; a small ridge penalty on the (standardised) slopes keeps
-the fit finite under separation (e.g. a rare category seen only in one group) without
-noticeably shrinking well-identified coefficients.
+Covariates are standardised internally (the estimates do not depend on it).
+
+By default both are the textbook maximum-likelihood fits (equal to statsmodels' ``GLM`` to 1e-7,
+see tests/estimators/test_propensity.py). ``l2`` adds a ridge penalty on the standardised slopes,
+per unit of total weight: it keeps the fit finite under separation (a rare category seen in one
+group only, where the likelihood has no maximum and ``converged_`` stays false), at the price of
+shrinking coefficients (noticeably those of squared terms even at 1e-4). The study's analysis sets
+it from the spec key ``analysis.model_l2_penalty``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import numpy as np
 from scipy.special import expit as _expit
 
 from ..errors import IpmError
+from .base import BaseEstimator
 
 
 def _log1pexp(x: np.ndarray) -> np.ndarray:
@@ -52,13 +58,14 @@ class _Identity(_Standardizer):
 _TRUST_STEP = 1.0
 
 
-class LogisticRegression:
-    """Logistic regression P(y = 1 | X) with an intercept, fitted by penalised Newton-Raphson.
+class LogisticRegression(BaseEstimator):
+    """Logistic regression P(y = 1 | X) with an intercept, fitted by Newton-Raphson.
 
     Parameters
     ----------
     l2 : float
-        Ridge penalty per unit of total weight on the standardised slopes (not the intercept).
+        Ridge penalty per unit of total weight on the standardised slopes (not the intercept);
+        0 (default) is maximum likelihood. See the module docstring for when to use one.
     standardize : bool
         Centre and scale the covariates internally (turn off when the caller already did, to
         save the work inside a bootstrap).
@@ -72,7 +79,7 @@ class LogisticRegression:
     converged_ : bool
     """
 
-    def __init__(self, l2: float = 1e-4, standardize: bool = True, max_iter: int = 100, tol: float = 1e-7):
+    def __init__(self, l2: float = 0.0, standardize: bool = True, max_iter: int = 100, tol: float = 1e-7):
         self.l2 = l2
         self.standardize = standardize
         self.max_iter = max_iter
@@ -153,7 +160,7 @@ class LogisticRegression:
         return _expit(self.linear_predictor(X))
 
 
-class PooledLogisticHazard:
+class PooledLogisticHazard(BaseEstimator):
     """Discrete-time (daily) hazard model: logit h(s | X) = alpha_j(s) + X beta.
 
     The baseline is piecewise constant over intervals of ``interval_days`` days. The model is the
@@ -166,7 +173,7 @@ class PooledLogisticHazard:
     ----------
     interval_days : int
         Width of the baseline-hazard intervals.
-    l2, standardize, max_iter, tol : as in :class:`LogisticRegression`.
+    l2, standardize, max_iter, tol : as in :class:`LogisticRegression` (unpenalised by default).
 
     Attributes
     ----------
@@ -180,11 +187,9 @@ class PooledLogisticHazard:
     """
 
     def __init__(
-        self, interval_days: int = 7, l2: float = 1e-4, standardize: bool = True, max_iter: int = 100, tol: float = 1e-7
+        self, interval_days: int = 7, l2: float = 0.0, standardize: bool = True, max_iter: int = 100, tol: float = 1e-7
     ):
-        if interval_days < 1:
-            raise IpmError("interval_days must be >= 1")
-        self.interval_days = int(interval_days)
+        self.interval_days = interval_days
         self.l2 = l2
         self.standardize = standardize
         self.max_iter = max_iter
@@ -209,7 +214,9 @@ class PooledLogisticHazard:
         ev = (is_last & event[person] & (exit_day[person] <= self.horizon_ - 1)).astype(float)
         return person, interval, days, ev
 
-    def fit(self, X, exit_day, event, horizon: int, init: tuple | None = None) -> PooledLogisticHazard:
+    def fit(
+        self, X, exit_day, event, horizon: int, init: tuple | None = None, sample_weight=None
+    ) -> PooledLogisticHazard:
         """Fit the hazard over days ``0 .. horizon-1``.
 
         Parameters
@@ -224,18 +231,33 @@ class PooledLogisticHazard:
             Number of days modelled.
         init : tuple, optional
             Starting values from an earlier fit (see :meth:`start_values`).
+        sample_weight : array (n,), optional
+            Person weights (e.g. inverse-probability weights): each person-day counts this much,
+            as in a person-day logistic regression with these frequency weights.
         """
         X = np.asarray(X, dtype=float)
         exit_day = np.asarray(exit_day, dtype=np.int64)
         event = np.asarray(event, dtype=bool)
+        if int(self.interval_days) < 1:
+            raise IpmError("interval_days must be >= 1")
         if horizon < 1:
             raise IpmError("hazard model horizon must be >= 1 day")
         self.horizon_ = int(horizon)
-        self.breaks_ = np.append(np.arange(0, self.horizon_, self.interval_days), self.horizon_)
+        self.breaks_ = np.append(np.arange(0, self.horizon_, int(self.interval_days)), self.horizon_)
         n_int = len(self.breaks_) - 1
         person, interval, D, E = self._exposure(exit_day, event)
         n, p = X.shape
-        self._std = _Standardizer(X) if self.standardize else _Identity(p)
+        n_events = int(E.sum())
+        if sample_weight is None:
+            self._std = _Standardizer(X) if self.standardize else _Identity(p)
+            total_weight = float(n)
+        else:
+            w = np.asarray(sample_weight, dtype=float)
+            if w.shape != (n,) or np.any(~np.isfinite(w)) or np.any(w < 0):
+                raise IpmError("hazard model: sample_weight must be one finite weight >= 0 per person")
+            self._std = _Standardizer(X, w) if self.standardize else _Identity(p)
+            total_weight = float(w.sum())
+            D, E = D * w[person], E * w[person]
         Z = self._std(X)
         ev_per = np.bincount(interval, weights=E, minlength=n_int)
         days_per = np.bincount(interval, weights=D, minlength=n_int)
@@ -251,7 +273,7 @@ class PooledLogisticHazard:
             start_alpha = np.asarray(init[0], dtype=float)[active] + np.sum(np.asarray(init[1]) * self._std.mean)
             alpha = np.where(np.isfinite(start_alpha), start_alpha, alpha)
             beta = np.asarray(init[1], dtype=float) * self._std.scale
-        lam = self.l2 * n
+        lam = self.l2 * total_weight
 
         def linear(a, b):
             return a[col] + (Z @ b)[person]
@@ -325,7 +347,7 @@ class PooledLogisticHazard:
         self.alpha_ = full_alpha
         self._beta_std = beta
         self.coef_ = beta / self._std.scale if p else beta
-        self.n_events_ = int(E.sum())
+        self.n_events_ = n_events
         return self
 
     def start_values(self) -> tuple:
@@ -351,8 +373,13 @@ class PooledLogisticHazard:
         return np.exp(np.cumsum(log_keep, axis=1))
 
 
-class PropensityScore:
+class PropensityScore(BaseEstimator):
     """Propensity score P(treated | X) by logistic regression.
+
+    Parameters
+    ----------
+    l2 : float
+        Ridge penalty (see :class:`LogisticRegression`); 0 = maximum likelihood.
 
     Attributes
     ----------
@@ -361,7 +388,7 @@ class PropensityScore:
         Fitted scores of the rows used to fit.
     """
 
-    def __init__(self, l2: float = 1e-4):
+    def __init__(self, l2: float = 0.0):
         self.l2 = l2
 
     def fit(self, X, treated) -> PropensityScore:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import IpmError
+from .base import BaseEstimator
 
 
 @dataclass
@@ -235,7 +236,7 @@ def cause_specific_hazard_ratio(
     return float(beta), float(1.0 / np.sqrt(info))
 
 
-class WeightedAalenJohansenFitter:
+class WeightedAalenJohansenFitter(BaseEstimator):
     """Cumulative incidence with competing events (Aalen-Johansen), with optional weights.
 
     Parameters
@@ -256,7 +257,7 @@ class WeightedAalenJohansenFitter:
     """
 
     def __init__(self, event_of_interest: int = 1, label: str = "AJ_estimate"):
-        self.event_of_interest = int(event_of_interest)
+        self.event_of_interest = event_of_interest
         self.label = label
 
     def fit(self, durations, events, weights=None, weight_breaks=None, timeline=None) -> WeightedAalenJohansenFitter:
@@ -282,7 +283,7 @@ class WeightedAalenJohansenFitter:
         return restricted_mean(self.timeline_, 1.0 - self.cumulative_incidence_[self.label].to_numpy(), horizon)
 
 
-class WeightedKaplanMeierFitter:
+class WeightedKaplanMeierFitter(BaseEstimator):
     """Kaplan-Meier survival with optional (time-varying) weights.
 
     Attributes (after ``fit``)

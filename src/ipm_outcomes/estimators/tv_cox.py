@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..errors import IpmError
 from ._common import build_design, event_codes, integer_days, require_columns, standardize
+from .base import BaseEstimator
 from .cox import CoxRegression
 
 EXPOSURE = "referred"
@@ -58,7 +59,7 @@ def counting_process(time: np.ndarray, event: np.ndarray, referral: np.ndarray, 
     return pd.concat(rows, ignore_index=True)
 
 
-class TimeVaryingCox:
+class TimeVaryingCox(BaseEstimator):
     """Cause-specific Cox model of RTW with referral as a time-varying covariate.
 
     Attributes (after ``fit``)
