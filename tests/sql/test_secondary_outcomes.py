@@ -11,6 +11,8 @@ from __future__ import annotations
 import pytest
 from miniature import Extract, _plain
 
+from ipm_outcomes.errors import IpmError
+
 LBP = "M54.50"
 OXY = "00406055201"
 DEPRESSION, ANXIETY, SLEEP = "F32.9", "F41.1", "G47.00"
@@ -324,3 +326,12 @@ def test_one_row_per_person_per_negative_control(control_marts):
     assert len(outcomes) >= 20
     assert len(frame) == len(outcomes) * len(control_marts.cohort)
     assert not frame.outcome.isin(["new_depression_anxiety", "negative_controls"]).any()
+
+
+def test_a_negative_control_code_without_group_is_refused_before_the_build(tmp_path):
+    path = tmp_path / "controls.csv"
+    path.write_text("code,system,description,source,group\nL600,icd10cm,x,y,ingrown_nail\nH60*,icd10cm,x,y,\n")
+    ex = Extract()
+    _indexed(ex, "p")
+    with pytest.raises(IpmError, match=r"controls\.csv: code H60\* has no group"):
+        ex.build(tmp_path, overrides={"valuesets.negative_controls": str(path)})
