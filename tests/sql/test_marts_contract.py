@@ -148,7 +148,10 @@ def test_secondary_outcome_mart_columns(marts):
     ]
     assert list(marts.mart("outcome_availability").columns) == ["outcome", "kind", "available", "detail"]
     a5 = marts.mart("cost_outcome").query("person_id == 'a5_off_work'").set_index("outcome").allowed_amount
-    assert a5.to_dict() == {"cost_lbp_365": 240.0, "cost_total_365": 240.0}
+    # the extract's pharmacy fill has no allowed amount: total costs are unavailable, not medical-only
+    assert a5.to_dict() == {"cost_lbp_365": 240.0}
+    availability = marts.mart("outcome_availability").set_index("outcome")
+    assert availability.loc["cost_total_365", "detail"] == "no pharmacy_claim line has an allowed_amount"
 
 
 def test_eligible_rows(marts):
