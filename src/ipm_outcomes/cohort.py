@@ -179,6 +179,8 @@ class CohortSummary:
     data_end_date: str | None
     seconds: float
     exported: list[Path] = field(default_factory=list)
+    #: secondary outcome -> why it is unavailable (marts.outcome_availability); empty when all are available
+    secondary_unavailable: dict[str, str] = field(default_factory=dict)
 
     def describe(self, policy: DisclosurePolicy | None = DisclosurePolicy()) -> str:
         """A short plain-text report of the build (for the CLI and logs).
@@ -225,6 +227,8 @@ class CohortSummary:
             )
         if not self.pharmacy_available:
             lines.append("  opioid use / MME: unavailable (no pharmacy_claim or ndc_reference rows)")
+        for outcome, reason in self.secondary_unavailable.items():
+            lines.append(f"  {outcome}: unavailable ({reason})")
         for path in self.exported:
             lines.append(f"  wrote {path}")
         return "\n".join(lines)
@@ -578,6 +582,11 @@ def _summarise(con, spec, db_path, fingerprint, available, pharmacy_available, t
         qol_observed=qol,
         attrition=attrition,
         pharmacy_available=bool(pharmacy_available),
+        secondary_unavailable=dict(
+            con.execute(
+                "select outcome, detail from marts.outcome_availability where not available order by outcome"
+            ).fetchall()
+        ),
         work_status_available=available["ehr_work_status"],
         pro_available=available["ehr_pro"],
         data_end_date=data_end.isoformat() if data_end else None,

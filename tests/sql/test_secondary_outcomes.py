@@ -335,3 +335,16 @@ def test_a_negative_control_code_without_group_is_refused_before_the_build(tmp_p
     _indexed(ex, "p")
     with pytest.raises(IpmError, match=r"controls\.csv: code H60\* has no group"):
         ex.build(tmp_path, overrides={"valuesets.negative_controls": str(path)})
+
+
+def test_the_build_summary_names_unavailable_outcomes(tmp_path):
+    ex = Extract()
+    _indexed(ex, "p")
+    summary = ex.build(tmp_path).summary
+    assert summary.secondary_unavailable == {
+        "cost_lbp_365": "no medical_claim line has an allowed_amount",
+        "cost_total_365": "no medical_claim line has an allowed_amount",
+        "long_term_opioid": "the extract has no pharmacy_claim rows",
+    }
+    text = summary.describe()
+    assert "  long_term_opioid: unavailable (the extract has no pharmacy_claim rows)" in text.splitlines()
