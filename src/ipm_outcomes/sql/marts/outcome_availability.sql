@@ -7,14 +7,15 @@
 --          claim when the extract has pharmacy claims (without pharmacy claims the cost is of medical
 --          claims only, and detail says so)
 -- Diagnosis and procedure outcomes need only medical claims, which every extract has.
+-- The checks are uncorrelated scalar subqueries (counts), which every engine runs in a select list.
 with present as (
     select
-        exists (select 1 from raw.pharmacy_claim) as pharmacy_rows,
-        exists (select 1 from raw.ndc_reference) as ndc_rows,
-        exists (select 1 from raw.medical_claim where allowed_amount is not null) as medical_allowed,
-        exists (select 1 from raw.pharmacy_claim where allowed_amount is not null) as pharmacy_allowed,
-        exists (select 1 from raw.medical_claim where place_of_service_code is not null) as place_of_service,
-        exists (select 1 from raw.ehr_encounter) as encounters
+        (select count(*) from raw.pharmacy_claim) > 0 as pharmacy_rows,
+        (select count(*) from raw.ndc_reference) > 0 as ndc_rows,
+        (select count(allowed_amount) from raw.medical_claim) > 0 as medical_allowed,
+        (select count(allowed_amount) from raw.pharmacy_claim) > 0 as pharmacy_allowed,
+        (select count(place_of_service_code) from raw.medical_claim) > 0 as place_of_service,
+        (select count(*) from raw.ehr_encounter) > 0 as encounters
 ),
 
 checked as (
