@@ -50,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -2603,25 +2604,26 @@ def _background_ltot_day(w: _World) -> np.ndarray:
     """Per person: the day (from index) the extract's own opioid fills first reach 90 days' supply
     within 180 days (NEVER: not by day 365). These fills do not depend on referral; the pharmacy
     chunks are rebuilt from their own random streams, so this reads exactly what the file holds."""
-    opioid_ndc = {row[0] for row in NDC_ROWS if row[4]}
+    opioid = [row[0] for row in NDC_ROWS if row[4]]
+    opioid += [f"{c[1:5]}-{c[5:9]}-{c[9:]}" for c in opioid if c[0] == "0"]  # as written hyphenated
     out = np.full(w.n, NEVER, dtype=np.int64)
     for chunk_no, start in enumerate(range(0, w.n, CHUNK_PERSONS)):
         stop = min(w.n, start + CHUNK_PERSONS)
         table = _build_pharmacy_claim(w, start, stop, _rng(w.seed, _STREAMS["pharmacy_claim"], chunk_no), chunk_no)
-        codes = np.array([c if "-" not in c else "0" + c.replace("-", "") for c in table["ndc_code"].to_pylist()])
-        is_opioid = np.isin(codes, list(opioid_ndc))
-        p = np.array([int(x[1:]) - 1 for x in table["person_id"].to_pylist()], dtype=np.int64)[is_opioid]
+        is_opioid = pc.is_in(table["ndc_code"].cast(pa.string()), value_set=pa.array(opioid)).to_numpy(zero_copy_only=False)
+        p = pc.utf8_slice_codeunits(table["person_id"], 1).cast(pa.int64()).to_numpy()[is_opioid] - 1
         day = table["dispensing_date"].to_numpy().astype("datetime64[D]").astype(np.int64)[is_opioid] - w.I[p]
         supply = table["days_supply"].to_numpy()[is_opioid].astype(np.int64)
         keep = (day >= 1) & (day <= FOLLOWUP_DAYS)
-        p, day, supply = p[keep], day[keep], supply[keep]
-        order = np.lexsort((day, p))
-        p, day, supply = p[order], day[order], supply[order]
-        for j in range(len(p)):  # few fills per person: a direct window sum is clear and fast enough
-            lo = np.searchsorted(p, p[j])
-            window = (p[lo : j + 1] == p[j]) & (day[lo : j + 1] >= day[j] - 179)
-            if supply[lo : j + 1][window].sum() >= 90 and day[j] < out[p[j]]:
-                out[p[j]] = day[j]
+        key = p[keep] * 1000 + day[keep]  # person-major, day-minor (days 1..365)
+        order = np.argsort(key, kind="stable")
+        key, supply = key[order], supply[keep][order]
+        # supply dispensed on days max(1, d - 179) .. d: a difference of cumulative sums; the window's
+        # lowest key, p * 1000 - 178, stays above the previous person's last, (p - 1) * 1000 + 365
+        total = np.concatenate([[0], np.cumsum(supply)])
+        lo = np.searchsorted(key, key - 179, side="left")
+        hit = total[np.arange(1, len(key) + 1)] - total[lo] >= 90
+        np.minimum.at(out, key[hit] // 1000, key[hit] % 1000)
     return out
 
 
