@@ -488,7 +488,7 @@ class StudySpec(_Section):
             raise ValueError(
                 f"analysis.landmark_day ({self.landmark_day}) must be before cohort.followup_days ({follow})"
             )
-        known = set(type(self.valuesets).model_fields)
+        known = list(type(self.valuesets).model_fields)
         for key, name in self.outcomes.valueset_references():
             if name not in known:
                 raise ValueError(f"{key}: {name!r} is not a value set of [valuesets]; choose from {', '.join(known)}")
