@@ -99,6 +99,14 @@ def synth(
             "de-identified extract; load it with `ingest --reference-date`."
         ),
     ] = 0,
+    secondary_hr: Annotated[
+        float | None,
+        typer.Option(
+            help="True hazard ratio of every secondary outcome (new depression/anxiety, new sleep disorder, "
+            "long-term opioid therapy, lumbar surgery, ED visit for low back pain) after early IPM; 1 = no effect. "
+            "Default: each outcome's own value (synth.SECONDARY_EFFECTS).",
+        ),
+    ] = None,
     real_referral: Annotated[
         bool,
         typer.Option(
@@ -123,6 +131,7 @@ def synth(
         progress=True,
         shift_years=shift_years,
         mechanisms=synth_module.EXTENDED if real_referral else None,
+        secondary_effects=None if secondary_hr is None else dict.fromkeys(synth_module.SECONDARY_EFFECTS, secondary_hr),
     )
     say(summary.describe())
 

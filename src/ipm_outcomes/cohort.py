@@ -15,6 +15,17 @@ when asked, writes the marts to Parquet. The marts are the contract for the mode
     one row per cohort person per instrument per horizon: baseline and follow-up score (null = missing).
 ``marts.attrition``
     one row per population ('cohort', 'rtw') per step: persons remaining and excluded, in order.
+``marts.outcome_availability``
+    one row per secondary outcome of the spec: ``kind``, ``available``, ``detail`` (why not, or a caveat).
+``marts.secondary_outcome``
+    one row per cohort person per available time-to-event secondary outcome: ``in_population``,
+    ``time_days``, ``event`` (0 censored, 1 outcome, 2 death), ``event_type``, ``censor_day``,
+    ``censor_reason``, ``opioid_naive``.
+``marts.negative_control_outcome``
+    one row per cohort person per negative-control outcome, with the same columns (no ``opioid_naive``).
+``marts.cost_outcome``
+    one row per cohort person per available cost outcome: ``allowed_amount`` over days 0..``observed_day``,
+    ``complete`` (followed to the horizon or died), ``end_reason``, ``censor_day``.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ from .contract import RAW_SCHEMA, TABLES
 from .errors import IpmError
 from .progress import StageProgress
 from .disclosure import COMPLEMENT_LABEL, CountLedger, DisclosurePolicy, merge_attrition_steps
-from .spec import CHARLSON_COMPONENTS, PRO_INSTRUMENTS, StudySpec, spec_sha256
+from .spec import CHARLSON_COMPONENTS, COST_OUTCOMES, EVENT_OUTCOMES, PRO_INSTRUMENTS, StudySpec, spec_sha256
 from .valuesets import insert_rows, load_valuesets, write_valueset_table
 
 #: Tables of each SQL layer in build order (a table reads only tables listed before it).
@@ -58,8 +69,23 @@ BUILD_ORDER: dict[str, list[str]] = {
         "prior_cost",
         "work_status",
         "rtw_event",
+        "outcome_code_map",
+        "outcome_diagnosis",
+        "outcome_claim",
+        "long_term_opioid",
+        "outcome_event",
+        "outcome_time",
     ],
-    "marts": ["qol_outcome", "cohort", "rtw_outcome", "attrition"],
+    "marts": [
+        "qol_outcome",
+        "cohort",
+        "rtw_outcome",
+        "attrition",
+        "outcome_availability",
+        "secondary_outcome",
+        "negative_control_outcome",
+        "cost_outcome",
+    ],
 }
 
 #: The marts and their keys (each key is unique and not null).
@@ -68,6 +94,10 @@ MART_KEYS: dict[str, tuple[str, ...]] = {
     "rtw_outcome": ("person_id",),
     "qol_outcome": ("person_id", "instrument", "horizon_days"),
     "attrition": ("population", "step_order"),
+    "outcome_availability": ("outcome",),
+    "secondary_outcome": ("person_id", "outcome"),
+    "negative_control_outcome": ("person_id", "outcome"),
+    "cost_outcome": ("person_id", "outcome"),
 }
 
 #: Columns of ``marts.cohort``, in order (the analysis spec's covariates are chosen from these).
@@ -149,6 +179,8 @@ class CohortSummary:
     data_end_date: str | None
     seconds: float
     exported: list[Path] = field(default_factory=list)
+    #: secondary outcome -> why it is unavailable (marts.outcome_availability); empty when all are available
+    secondary_unavailable: dict[str, str] = field(default_factory=dict)
 
     def describe(self, policy: DisclosurePolicy | None = DisclosurePolicy()) -> str:
         """A short plain-text report of the build (for the CLI and logs).
@@ -195,6 +227,8 @@ class CohortSummary:
             )
         if not self.pharmacy_available:
             lines.append("  opioid use / MME: unavailable (no pharmacy_claim or ndc_reference rows)")
+        for outcome, reason in self.secondary_unavailable.items():
+            lines.append(f"  {outcome}: unavailable ({reason})")
         for path in self.exported:
             lines.append(f"  wrote {path}")
         return "\n".join(lines)
@@ -322,7 +356,59 @@ def reference_rows(spec: StudySpec) -> dict[str, tuple[str, list[tuple]]]:
             [(name, weights[name], hierarchy.get(name)) for name in CHARLSON_COMPONENTS],
         ),
         "attrition_step": ("population varchar, step_order integer, rule varchar, step varchar", steps),
+        **secondary_outcome_rows(spec),
     }
+
+
+def secondary_outcome_rows(spec: StudySpec) -> dict[str, tuple[str, list[tuple]]]:
+    """The secondary outcomes of the spec as reference tables (see :func:`reference_rows`).
+
+    ``secondary_outcome``: one row per outcome (the negative controls as one row of kind
+    ``negative_control``); ``outcome_valueset``: the value sets each outcome reads, by role
+    (diagnosis, procedure, negative_control); ``outcome_setting``: the ED outcome's places of service
+    and encounter types.
+    """
+    out = spec.outcomes
+    outcomes: list[tuple] = []
+    valuesets: list[tuple] = []
+    settings: list[tuple] = []
+    for name, kind in EVENT_OUTCOMES.items():
+        section = getattr(out, name)
+        outcomes.append((name, kind, getattr(section, "new_lookback_days", None), None))
+        valuesets += [(name, "diagnosis", v) for v in getattr(section, "diagnosis_valuesets", [])]
+        valuesets += [(name, "procedure", v) for v in getattr(section, "procedure_valuesets", [])]
+        settings += [(name, "place_of_service", v) for v in getattr(section, "places_of_service", [])]
+        settings += [(name, "encounter_type", v) for v in getattr(section, "encounter_types", [])]
+    for name in COST_OUTCOMES:
+        section = getattr(out, name)
+        outcomes.append((name, "cost", None, section.related_only))
+        valuesets += [(name, "diagnosis", v) for v in section.diagnosis_valuesets]
+        valuesets += [(name, "procedure", v) for v in section.procedure_valuesets]
+    controls = out.negative_controls
+    outcomes.append(("negative_controls", "negative_control", controls.new_lookback_days, None))
+    valuesets.append(("negative_controls", "negative_control", controls.valueset))
+    return {
+        "secondary_outcome": (
+            "outcome varchar, kind varchar, new_lookback_days integer, related_only boolean",
+            outcomes,
+        ),
+        "outcome_valueset": ("outcome varchar, role varchar, valueset varchar", valuesets),
+        "outcome_setting": ("outcome varchar, setting varchar, value varchar", settings),
+    }
+
+
+def check_negative_controls(spec: StudySpec, valuesets: dict) -> None:
+    """Every code of the negative-control value set names its outcome in column ``group``.
+
+    Raises :class:`IpmError` naming the file and the first code without one.
+    """
+    vs = valuesets[spec.outcomes.negative_controls.valueset]
+    for entry in vs.entries:
+        if entry.group is None:
+            raise IpmError(
+                f"{vs.path}: code {entry.code} has no group; every negative-control code needs the outcome "
+                "it belongs to in column group"
+            )
 
 
 def write_reference_tables(
@@ -397,6 +483,7 @@ def build(
     if not db_path.exists():
         raise IpmError(f"{db_path}: no such database; run `ipm-outcomes ingest --db PATH --extract DIR` first")
     valuesets = load_valuesets(spec)  # read and validated before the database is touched
+    check_negative_controls(spec, valuesets)
     fingerprint = spec_sha256(spec)
     con = db.connect(db_path)
     try:
@@ -495,6 +582,11 @@ def _summarise(con, spec, db_path, fingerprint, available, pharmacy_available, t
         qol_observed=qol,
         attrition=attrition,
         pharmacy_available=bool(pharmacy_available),
+        secondary_unavailable=dict(
+            con.execute(
+                "select outcome, detail from marts.outcome_availability where not available order by outcome"
+            ).fetchall()
+        ),
         work_status_available=available["ehr_work_status"],
         pro_available=available["ehr_pro"],
         data_end_date=data_end.isoformat() if data_end else None,

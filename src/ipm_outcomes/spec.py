@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from .contract import PRO_RANGES, WORK_STATUSES
+from .contract import CODE_SHAPES, ENCOUNTER_TYPES, PRO_RANGES, WORK_STATUSES
 from .errors import IpmError
 
 #: The packaged study specs (``src/ipm_outcomes/studies/<name>.toml``).
@@ -96,6 +97,8 @@ class ValueSets(_Section):
     depression: str
     anxiety: str
     sleep_disorder: str
+    lumbar_surgery: str
+    negative_controls: str
     cci_mi: str
     cci_chf: str
     cci_pvd: str
@@ -259,9 +262,112 @@ class QolOutcome(_Section):
         return self
 
 
+def _valueset_list(value: list[str], name: str) -> list[str]:
+    if len(set(value)) != len(value):
+        raise ValueError(f"{name} lists a value set twice: {value}")
+    return value
+
+
+class NewDiagnosisOutcome(_Section):
+    """A first diagnosis after index among persons without one in the baseline window ("new")."""
+
+    diagnosis_valuesets: list[str] = Field(min_length=1)
+    new_lookback_days: int = Field(ge=0)
+
+    @field_validator("diagnosis_valuesets")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        return _valueset_list(value, "diagnosis_valuesets")
+
+
+class LongTermOpioidOutcome(_Section):
+    """Long-term opioid therapy: days_supply or more days supplied within window_days."""
+
+    days_supply: int = Field(ge=1)
+    window_days: int = Field(ge=1)
+    naive_lookback_days: int = Field(ge=1)
+
+
+class ProcedureOutcome(_Section):
+    procedure_valuesets: list[str] = Field(min_length=1)
+
+    @field_validator("procedure_valuesets")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        return _valueset_list(value, "procedure_valuesets")
+
+
+class EdVisitOutcome(_Section):
+    diagnosis_valuesets: list[str] = Field(min_length=1)
+    places_of_service: list[str] = Field(min_length=1)
+    encounter_types: list[Literal[ENCOUNTER_TYPES]]  # type: ignore[valid-type]
+
+    @field_validator("places_of_service")
+    @classmethod
+    def _pos(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not re.fullmatch(CODE_SHAPES["pos"], v)]
+        if bad:
+            raise ValueError(f"{bad} are not CMS place-of-service codes (two digits, e.g. \"23\")")
+        return value
+
+
+class CostOutcome(_Section):
+    """Allowed amounts on days 0..cohort.followup_days: every claim, or the related ones only."""
+
+    related_only: bool
+    diagnosis_valuesets: list[str] = Field(default_factory=list)
+    procedure_valuesets: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _related(self) -> CostOutcome:
+        listed = self.diagnosis_valuesets or self.procedure_valuesets
+        if self.related_only and not listed:
+            raise ValueError("related_only = true needs diagnosis_valuesets or procedure_valuesets")
+        if not self.related_only and listed:
+            raise ValueError("value sets are given but related_only = false would count every claim")
+        return self
+
+
+class NegativeControlOutcomes(_Section):
+    """Negative-control outcomes: one per ``group`` of the value set, each a "new" diagnosis."""
+
+    valueset: str
+    new_lookback_days: int = Field(ge=0)
+
+
+#: Secondary time-to-event outcomes (the ``[outcomes.<name>]`` keys) and their kind in ``ref.event_outcome``.
+EVENT_OUTCOMES: dict[str, str] = {
+    "new_depression_anxiety": "diagnosis",
+    "new_sleep_disorder": "diagnosis",
+    "long_term_opioid": "opioid",
+    "lumbar_surgery": "procedure",
+    "ed_visit_lbp": "ed_visit",
+}
+#: Secondary cost outcomes (``[outcomes.<name>]`` keys).
+COST_OUTCOMES: tuple[str, ...] = ("cost_total_365", "cost_lbp_365")
+
+
 class Outcomes(_Section):
     rtw: RtwOutcome
     qol: QolOutcome
+    new_depression_anxiety: NewDiagnosisOutcome
+    new_sleep_disorder: NewDiagnosisOutcome
+    long_term_opioid: LongTermOpioidOutcome
+    lumbar_surgery: ProcedureOutcome
+    ed_visit_lbp: EdVisitOutcome
+    cost_total_365: CostOutcome
+    cost_lbp_365: CostOutcome
+    negative_controls: NegativeControlOutcomes
+
+    def valueset_references(self) -> list[tuple[str, str]]:
+        """(key, value-set name) for every value set an outcome names, for checking against [valuesets]."""
+        refs: list[tuple[str, str]] = []
+        for name in (*EVENT_OUTCOMES, *COST_OUTCOMES):
+            section = getattr(self, name)
+            for field_name in ("diagnosis_valuesets", "procedure_valuesets"):
+                refs += [(f"outcomes.{name}.{field_name}", v) for v in getattr(section, field_name, [])]
+        refs.append(("outcomes.negative_controls.valueset", self.negative_controls.valueset))
+        return refs
 
 
 class Mcid(_Section):
@@ -383,6 +489,10 @@ class StudySpec(_Section):
             raise ValueError(
                 f"analysis.landmark_day ({self.landmark_day}) must be before cohort.followup_days ({follow})"
             )
+        known = list(type(self.valuesets).model_fields)
+        for key, name in self.outcomes.valueset_references():
+            if name not in known:
+                raise ValueError(f"{key}: {name!r} is not a value set of [valuesets]; choose from {', '.join(known)}")
         if max(self.exposure.delay_categories) >= follow:
             raise ValueError(
                 f"exposure.delay_categories {self.exposure.delay_categories} reach cohort.followup_days ({follow}); "
@@ -444,6 +554,9 @@ class StudySpec(_Section):
             "rtw_window_start": rtw.population_window_days[0],
             "rtw_window_end": rtw.population_window_days[1],
             "death_is_competing": rtw.death_is_competing,
+            "ltot_days_supply": self.outcomes.long_term_opioid.days_supply,
+            "ltot_window_days": self.outcomes.long_term_opioid.window_days,
+            "opioid_naive_lookback_days": self.outcomes.long_term_opioid.naive_lookback_days,
         }
 
     def valueset_paths(self) -> dict[str, Path]:

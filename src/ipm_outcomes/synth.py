@@ -50,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -372,6 +373,7 @@ def generate(
     mechanisms: Mechanisms | None = None,
     progress: bool = False,
     shift_years: int = 0,
+    secondary_effects: dict[str, float] | None = None,
 ) -> SynthSummary:
     """Write a synthetic claims + EHR extract with known truth into ``out_dir``.
 
@@ -398,6 +400,11 @@ def generate(
         Shift every date by :func:`date_shift_days` of this many years, and birth years by as many
         years, as a date-shifted de-identified extract is (load it with ``ingest --reference-date``).
         Nothing else changes: the same persons, intervals and truth.
+    secondary_effects
+        True hazard ratio of each secondary outcome (issue 16: new depression or anxiety, new sleep
+        disorder, long-term opioid therapy, lumbar surgery, ED visit for low back pain) for a referral
+        within 42 days; None = :data:`SECONDARY_EFFECTS`, :data:`NULL_SECONDARY_EFFECTS` = no effect.
+        Negative-control outcomes are always generated from covariates only.
 
     Returns
     -------
@@ -429,6 +436,7 @@ def generate(
         raise IpmError(f"mechanisms={mechanisms!r}: must be a synth.Mechanisms (e.g. synth.EXTENDED) or None")
     persons, seed = int(persons), int(seed)
     effect_rtw_hr, effect_promis_pf = float(effect_rtw_hr), float(effect_promis_pf)
+    secondary_effects = _check_secondary_effects(secondary_effects)
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -445,6 +453,7 @@ def generate(
     with _Progress(progress, len(steps)) as bar, ThreadPoolExecutor(max_workers=workers) as pool:
         bar.update("simulating persons")
         world = _simulate_world(persons, seed, effect_rtw_hr, effect_promis_pf, mechanisms or Mechanisms())
+        world.secondary = _simulate_secondary(world, secondary_effects)
         bar.advance()
         for name in table_names:
             bar.update(f"writing {name}")
@@ -467,6 +476,7 @@ def generate(
             bar.advance()
         bar.update("simulating truth")
         truth = _truth(world, seed)
+        truth["secondary_outcomes"] = _secondary_truth(world)
         truth_persons = _truth_persons_table(world)
         pq.write_table(shift_dates(truth_persons, shift_years), out / "truth_persons.parquet", compression="zstd")
         (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True, allow_nan=False) + "\n")
@@ -2302,3 +2312,416 @@ def _truth_persons_table(w: _World) -> pa.Table:
             "legacy_m545_trap": pa.array(w.legacy_trap_day < NEVER),
         }
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Secondary outcomes and negative-control outcomes (issue 16). Kept apart from the RTW / PROMIS
+# world above: their draws come from a stream of their own, their rows are appended to the chunks
+# the builders above write, and their truth is a separate block of truth.json.
+# ----------------------------------------------------------------------------------------------
+
+#: True hazard ratio of each secondary outcome for an IPM referral within the grace period (a later
+#: referral on day r keeps w(r) of the log hazard ratio, as for return to work); < 1: early referral
+#: prevents the harm.
+SECONDARY_EFFECTS: dict[str, float] = {
+    "new_depression_anxiety": 0.7,
+    "new_sleep_disorder": 0.75,
+    "long_term_opioid": 0.6,
+    "lumbar_surgery": 0.65,
+    "ed_visit_lbp": 0.7,
+}
+#: The null setting: referral changes no secondary outcome (every true contrast is exactly 0).
+NULL_SECONDARY_EFFECTS: dict[str, float] = dict.fromkeys(SECONDARY_EFFECTS, 1.0)
+
+#: Daily hazard at severity 0 and log hazard ratio per unit of severity: the sicker are referred sooner
+#: and suffer more of every harm (confounding by indication, as for return to work).
+_SECONDARY_HAZARD: dict[str, tuple[float, float]] = {
+    "new_depression_anxiety": (0.00035, 0.5),
+    "new_sleep_disorder": (0.0003, 0.4),
+    "long_term_opioid": (0.0004, 0.7),
+    "lumbar_surgery": (0.00012, 0.8),
+    "ed_visit_lbp": (0.00025, 0.6),
+}
+
+#: One ICD-10-CM code per negative-control outcome of the packaged ``negative_controls`` value set.
+NEGATIVE_CONTROL_CODES: dict[str, str] = {
+    "ingrown_nail": "L60.0",
+    "otitis_externa": "H60.90",
+    "allergic_rhinitis": "J30.9",
+    "conjunctivitis": "H10.9",
+    "cataract": "H25.9",
+    "onychomycosis": "B35.1",
+    "tinea_pedis": "B35.3",
+    "seborrheic_keratosis": "L82.1",
+    "actinic_keratosis": "L57.0",
+    "viral_warts": "B07.9",
+    "impacted_cerumen": "H61.23",
+    "sunburn": "L55.0",
+    "refraction_disorder": "H52.4",
+    "rosacea": "L71.9",
+    "acne": "L70.0",
+    "lipoma": "D17.9",
+    "hordeolum_chalazion": "H00.019",
+    "scabies_pediculosis": "B86",
+    "varicose_veins_leg": "I83.90",
+    "alopecia_areata": "L63.9",
+    "presbycusis": "H91.13",
+    "pterygium": "H11.009",
+    "melanocytic_nevi": "D22.9",
+    "epidermal_cyst": "L72.0",
+}
+#: Negative controls: daily hazard exp(-8.6 + 0.4 * severity + 0.02 * (age - 45)) for every one, so they
+#: share the confounding of the secondary outcomes but have no path from referral.
+_NC_LOG_RATE, _NC_SEVERITY, _NC_AGE = -8.6, 0.4, 0.02
+
+_SECONDARY_STREAM = 10  # random stream of everything in this section (see _rng)
+_LTOT_NDC = 0  # NDC_ROWS index of the long-term opioid fill (oxycodone 5 mg, 4 a day, 90 days)
+_SURGERY_CPT = ("63030", "63047", "22612", "22633")
+_SURGERY_PRICE = {"63030": 1400.0, "63047": 1600.0, "22612": 2300.0, "22633": 2800.0}
+
+SECONDARY_DEFINITIONS = {
+    "effect": (
+        "From the referral day r on, the outcome's hazard is multiplied by hr**w(r) (w as for return to work: "
+        "1 for r <= 42, shrinking to 0 at day 180); hr per outcome in effect_hazard_ratios."
+    ),
+    "hazard": (
+        "constant daily hazard base * exp(beta * severity) from index (day 1 is the first day an outcome can "
+        "occur); an outcome on or after the person's death day does not happen"
+    ),
+    "populations": (
+        "eligible persons; new_depression_anxiety excludes persons with planted depression or anxiety and "
+        "new_sleep_disorder those with a sleep disorder (their codes are recorded before index); "
+        "long_term_opioid_opioid_naive = no planted opioid use before index"
+    ),
+    "long_term_opioid": (
+        "first of the planted 90-day fill and the day the extract's own post-index opioid fills first reach "
+        "90 days' supply within 180 days (the latter does not depend on referral)"
+    ),
+    "strategies": "as for PROMIS-PF: early = IPM by day 42; delayed = usual care after day 42, stopped by RTW",
+    "death": "each person's planted death day, the same under both strategies",
+    "not_included": (
+        "events planted on days without coverage are not written (a bridged enrolment gap of up to 25 days); "
+        "the truth counts them"
+    ),
+}
+
+
+@dataclass
+class _Secondary:
+    """Planted secondary-outcome and negative-control days (days from index; NEVER = none)."""
+
+    effects: dict[str, float]
+    days: dict[str, np.ndarray]  # outcome -> planted day (observed world)
+    depression_code: np.ndarray  # per person: True -> F32.9, False -> F41.1
+    surgery_code: np.ndarray  # index into _SURGERY_CPT
+    nc_days: np.ndarray  # (len(NEGATIVE_CONTROL_CODES), n)
+
+
+def _check_secondary_effects(effects) -> dict[str, float]:
+    if effects is None:
+        return dict(SECONDARY_EFFECTS)
+    if not isinstance(effects, dict) or set(effects) != set(SECONDARY_EFFECTS):
+        raise IpmError(
+            f"secondary_effects={effects!r}: give a hazard ratio for each of {', '.join(SECONDARY_EFFECTS)} "
+            "(synth.NULL_SECONDARY_EFFECTS for no effect)"
+        )
+    for name, hr in effects.items():
+        if isinstance(hr, bool) or not isinstance(hr, (int, float)) or not (math.isfinite(hr) and hr > 0):
+            raise IpmError(f"secondary_effects[{name!r}]={hr!r}: must be a positive finite hazard ratio (1 = no effect)")
+    return {name: float(hr) for name, hr in effects.items()}
+
+
+def _secondary_time(E: np.ndarray, lam: np.ndarray, r: np.ndarray, hr: float) -> np.ndarray:
+    """Invert a constant hazard ``lam`` multiplied by ``hr**w(r)`` from day ``r`` on (continuous days)."""
+    hr_w = np.power(hr, _late_weight(r))
+    r_eff = np.minimum(r, 10_000).astype(float)
+    before = (E < lam * r_eff) | (hr_w == 1.0)  # hr_w == 1: the untreated branch exactly (null: no noise)
+    return np.where(before, E / lam, r_eff + (E - lam * r_eff) / (lam * hr_w))
+
+
+def _secondary_population(w: _World) -> dict[str, np.ndarray]:
+    cond = w.cond
+    new_dep = ~(cond[:, _COND["depression"]] | cond[:, _COND["anxiety"]])
+    everyone = np.ones(w.n, dtype=bool)
+    return {
+        "new_depression_anxiety": new_dep,
+        "new_sleep_disorder": ~cond[:, _COND["sleep"]],
+        "long_term_opioid": everyone,
+        "lumbar_surgery": everyone,
+        "ed_visit_lbp": everyone,
+    }
+
+
+def _secondary_rates(w: _World) -> dict[str, np.ndarray]:
+    return {name: base * np.exp(beta * w.sev) for name, (base, beta) in _SECONDARY_HAZARD.items()}
+
+
+def _nc_rate(w: _World, p) -> np.ndarray:
+    return np.exp(_NC_LOG_RATE + _NC_SEVERITY * w.sev[p] + _NC_AGE * (w.age[p] - 45))
+
+
+def _simulate_secondary(w: _World, effects: dict[str, float]) -> _Secondary:
+    """Plant the secondary outcomes (for the eligible cohort, under the referral each person had) and
+    the negative controls (from covariates only) in the observed world."""
+    rng = _rng(w.seed, _SECONDARY_STREAM)
+    n = w.n
+    planted = w.eligible
+    alive = w.d_death  # relative death day (NEVER: none)
+    rates = _secondary_rates(w)
+    populations = _secondary_population(w)
+    days: dict[str, np.ndarray] = {}
+    for name in SECONDARY_EFFECTS:
+        E = rng.exponential(1.0, n)
+        d = _to_day(_secondary_time(E, rates[name], w.r_effect, effects[name]))
+        ok = planted & populations[name] & (d >= 1) & (d <= FOLLOWUP_DAYS) & (d < alive)
+        days[name] = np.where(ok, d, NEVER)
+    depression_code = rng.random(n) < 0.6
+    surgery_code = rng.integers(0, len(_SURGERY_CPT), n)
+    E = rng.exponential(1.0, (len(NEGATIVE_CONTROL_CODES), n))
+    d = _to_day(E / _nc_rate(w, np.arange(n))[None, :])
+    ok = planted[None, :] & (d >= 1) & (d <= FOLLOWUP_DAYS) & (d < alive[None, :])
+    return _Secondary(effects, days, depression_code, surgery_code, np.where(ok, d, NEVER))
+
+
+def _secondary_rows(w: _World, start: int, stop: int):
+    """Planted medical claim lines of persons start..stop-1: (person, day from index, dx, hcpcs, pos, taxonomy)."""
+    sec: _Secondary = w.secondary
+    idx = np.arange(start, stop)
+    rows = []  # (p, day, dx, hcpcs, pos, taxonomy, typical price)
+
+    def add(p, day, dx, hcpcs, pos, tax, price):
+        rows.append((p, day, np.asarray(dx, dtype=object), np.asarray(hcpcs, dtype=object), pos, tax, np.asarray(price, float)))
+
+    for name in ("new_depression_anxiety", "new_sleep_disorder"):
+        p = idx[sec.days[name][idx] < NEVER]
+        if name == "new_depression_anxiety":
+            dx = np.where(sec.depression_code[p], "F32.9", "F41.1")
+        else:
+            dx = np.full(len(p), "G47.00", dtype=object)
+        add(p, sec.days[name][p], dx, np.full(len(p), "99213", dtype=object), "11", "207Q00000X", np.full(len(p), 90.0))
+    for name, pos, tax in (("lumbar_surgery", "22", "207X00000X"), ("ed_visit_lbp", "23", "207P00000X")):
+        p = idx[sec.days[name][idx] < NEVER]
+        day = sec.days[name][p]
+        dx = np.array(ICD, dtype=object)[_lbp_code_on(w.index_code[p], w.I[p] + day)]
+        if name == "lumbar_surgery":
+            cpt = np.array(_SURGERY_CPT, dtype=object)[sec.surgery_code[p]]
+            price = np.array([_SURGERY_PRICE[c] for c in cpt], dtype=float)
+        else:
+            cpt, price = np.full(len(p), "99284", dtype=object), np.full(len(p), 420.0)
+        add(p, day, dx, cpt, pos, tax, price)
+    for k, code in enumerate(NEGATIVE_CONTROL_CODES.values()):
+        p = idx[sec.nc_days[k, idx] < NEVER]
+        add(p, sec.nc_days[k, p], np.full(len(p), code, dtype=object), np.full(len(p), "99213", dtype=object), "11",
+            "207Q00000X", np.full(len(p), 90.0))  # fmt: skip
+    return rows
+
+
+def _secondary_claims_table(w: _World, start: int, stop: int, chunk_no: int, schema: pa.Schema) -> pa.Table | None:
+    """The planted secondary-outcome and negative-control claim lines (one line per claim), or None."""
+    rows = _secondary_rows(w, start, stop)
+    p = np.concatenate([r[0] for r in rows]).astype(np.int64)
+    if len(p) == 0:
+        return None
+    rng = _rng(w.seed, _SECONDARY_STREAM, 1, chunk_no)
+    day = w.I[p] + np.concatenate([r[1] for r in rows]).astype(np.int64)
+    dx = np.concatenate([r[2] for r in rows])
+    hcpcs = np.concatenate([r[3] for r in rows])
+    pos = np.concatenate([np.full(len(r[0]), r[4], dtype=object) for r in rows])
+    tax = np.concatenate([np.full(len(r[0]), r[5], dtype=object) for r in rows])
+    price = np.concatenate([r[6] for r in rows])
+    keep = _enrolled(w, p, day) & (day <= D_END)  # no claims without coverage, as for every other claim
+    p, day, dx, hcpcs, pos, tax, price = (a[keep] for a in (p, day, dx, hcpcs, pos, tax, price))
+    m = len(p)
+    if m == 0:
+        return None
+    allowed = np.round(price * rng.lognormal(0.0, 0.25, m), 2)
+    ids = _strings("SO", chunk_no * _ID_BLOCK + 1 + np.arange(m), 10)
+    cols = {
+        "claim_id": ids,
+        "claim_line_number": pa.array(np.ones(m, dtype=np.int32)),
+        "person_id": _pid(p),
+        "claim_type": pa.array(np.full(m, "professional", dtype=object), pa.string()),
+        "claim_start_date": _dates(day),
+        "claim_end_date": _dates(day),
+        "place_of_service_code": pa.array(pos, pa.string()),
+        "rendering_npi": pa.nulls(m, pa.string()),
+        "rendering_taxonomy_code": pa.array(tax, pa.string()),
+        "hcpcs_code": pa.array(hcpcs, pa.string()),
+        "hcpcs_modifier_1": pa.nulls(m, pa.string()),
+        "allowed_amount": pa.array(allowed),
+        "paid_amount": pa.array(np.round(allowed * 0.8, 2)),
+        f"{DIAGNOSIS_COLUMN_PREFIX}1": pa.array(dx, pa.string()),
+    }
+    for k in range(2, N_DX + 1):
+        cols[f"{DIAGNOSIS_COLUMN_PREFIX}{k}"] = pa.nulls(m, pa.string())
+    return pa.table({name: cols[name] for name in schema.names}).cast(schema)
+
+
+def _secondary_fills_table(w: _World, start: int, stop: int, chunk_no: int, schema: pa.Schema) -> pa.Table | None:
+    """The planted long-term opioid fills (one 90-day fill on the planted day), or None."""
+    idx = np.arange(start, stop)
+    planted = w.secondary.days["long_term_opioid"]
+    p = idx[planted[idx] < NEVER]
+    day = w.I[p] + planted[p]
+    p, day = p[_enrolled(w, p, day)], day[_enrolled(w, p, day)]
+    m = len(p)
+    if m == 0:
+        return None
+    rng = _rng(w.seed, _SECONDARY_STREAM, 2, chunk_no)
+    qty = np.full(m, 90 * _NDC_UNITS[_LTOT_NDC])
+    allowed = np.round(qty * _NDC_PRICE[_LTOT_NDC] * rng.lognormal(0.0, 0.2, m) + 2.0, 2)
+    cols = {
+        "claim_id": _strings("SR", chunk_no * _ID_BLOCK + 1 + np.arange(m), 10),
+        "claim_line_number": pa.array(np.ones(m, dtype=np.int32)),
+        "person_id": _pid(p),
+        "dispensing_date": _dates(day),
+        "ndc_code": pa.array(np.full(m, _NDC11[_LTOT_NDC], dtype=object), pa.string()),
+        "quantity": pa.array(qty),
+        "days_supply": pa.array(np.full(m, 90, dtype=np.int32)),
+        "allowed_amount": pa.array(allowed),
+        "paid_amount": pa.array(np.round(allowed * 0.7, 2)),
+    }
+    return pa.table({name: cols[name] for name in schema.names}).cast(schema)
+
+
+def _with_secondary(build, planted):
+    """A table builder that appends the planted secondary-outcome rows to ``build``'s chunk."""
+
+    def builder(w: _World, start: int, stop: int, rng, chunk_no: int) -> pa.Table:
+        table = build(w, start, stop, rng, chunk_no)
+        extra = planted(w, start, stop, chunk_no, table.schema) if getattr(w, "secondary", None) else None
+        return table if extra is None else pa.concat_tables([table, extra])
+
+    builder.__name__ = build.__name__
+    return builder
+
+
+_TABLE_BUILDERS["medical_claim"] = _with_secondary(_TABLE_BUILDERS["medical_claim"], _secondary_claims_table)
+_TABLE_BUILDERS["pharmacy_claim"] = _with_secondary(_TABLE_BUILDERS["pharmacy_claim"], _secondary_fills_table)
+
+
+def _background_ltot_day(w: _World) -> np.ndarray:
+    """Per person: the day (from index) the extract's own opioid fills first reach 90 days' supply
+    within 180 days (NEVER: not by day 365). These fills do not depend on referral; the pharmacy
+    chunks are rebuilt from their own random streams, so this reads exactly what the file holds."""
+    opioid = [row[0] for row in NDC_ROWS if row[4]]
+    opioid += [f"{c[1:5]}-{c[5:9]}-{c[9:]}" for c in opioid if c[0] == "0"]  # as written hyphenated
+    out = np.full(w.n, NEVER, dtype=np.int64)
+    for chunk_no, start in enumerate(range(0, w.n, CHUNK_PERSONS)):
+        stop = min(w.n, start + CHUNK_PERSONS)
+        table = _build_pharmacy_claim(w, start, stop, _rng(w.seed, _STREAMS["pharmacy_claim"], chunk_no), chunk_no)
+        is_opioid = pc.is_in(table["ndc_code"].cast(pa.string()), value_set=pa.array(opioid)).to_numpy(zero_copy_only=False)
+        p = pc.utf8_slice_codeunits(table["person_id"], 1).cast(pa.int64()).to_numpy()[is_opioid] - 1
+        day = table["dispensing_date"].to_numpy().astype("datetime64[D]").astype(np.int64)[is_opioid] - w.I[p]
+        supply = table["days_supply"].to_numpy()[is_opioid].astype(np.int64)
+        keep = (day >= 1) & (day <= FOLLOWUP_DAYS)
+        key = p[keep] * 1000 + day[keep]  # person-major, day-minor (days 1..365)
+        order = np.argsort(key, kind="stable")
+        key, supply = key[order], supply[keep][order]
+        # supply dispensed on days max(1, d - 179) .. d: a difference of cumulative sums; the window's
+        # lowest key, p * 1000 - 178, stays above the previous person's last, (p - 1) * 1000 + 365
+        total = np.concatenate([[0], np.cumsum(supply)])
+        lo = np.searchsorted(key, key - 179, side="left")
+        hit = total[np.arange(1, len(key) + 1)] - total[lo] >= 90
+        np.minimum.at(out, key[hit] // 1000, key[hit] % 1000)
+    return out
+
+
+def _delayed_usual_care(w: _World, rng, coh: np.ndarray, delayed: np.ndarray) -> np.ndarray:
+    """Referral days under "delayed": usual care after day 42 refers nobody already back at work
+    (as the PROMIS-PF truth draws them, except after RTW at the slower rate when that mechanism is on)."""
+    late = delayed.astype(float)
+    E0 = rng.exponential(1.0, late.shape)
+    d_rtw = _to_day(_rtw_continuous(E0, w.rtw_start[coh], w.rtw_theta[coh], w.kappa, late, w.hr))
+    after_rtw = NEVER
+    if w.mech.post_rtw_referral_rate > 0:
+        after_rtw = _post_rtw_referral_day(
+            _Rows(w, coh), np.broadcast_to(d_rtw, late.shape), rng.exponential(1.0, late.shape), np.s_[:]
+        )
+    stops = w.off_work[coh] & w.ehr[coh]
+    return np.where(stops & (delayed >= d_rtw), after_rtw, delayed)
+
+
+def _secondary_truth(w: _World) -> dict:
+    """True cumulative incidences of the secondary outcomes per strategy at 90/180/365 days, their
+    differences and ratios, the naive (observed-world, uncensored) difference at 180 days, and the
+    negative controls' null truth: every eligible person simulated under both strategies with common
+    random numbers, as for PROMIS-PF."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _secondary_truth_unguarded(w)
+
+
+def _secondary_truth_unguarded(w: _World) -> dict:
+    sec: _Secondary = w.secondary
+    rng = _rng(w.seed, _SECONDARY_STREAM, 3)
+    coh = np.nonzero(w.eligible)[0]
+    K = _draws(len(coh))
+    rates = {k: v[coh] for k, v in _secondary_rates(w).items()}
+    pops = {k: v[coh] for k, v in _secondary_population(w).items()}
+    pops_ltot_naive = ~w.opioid[coh]
+    death = w.d_death[coh]
+    background = _background_ltot_day(w)[coh]
+    background = np.where(background <= death, background, NEVER)  # a fill on the death day still counts
+    names = [*SECONDARY_EFFECTS, "long_term_opioid_opioid_naive"]
+    cif = {name: {s: np.zeros((len(HORIZONS), K)) for s in ("early", "delayed")} for name in names}
+    for k0, k1 in _blocks(K, len(coh)):
+        B = k1 - k0
+        days = _strategy_days(rng, w.ref_pi[coh], w.ref_rate[coh], B, w.ref_rate2[coh], w.ref_halving)
+        refs = {"early": days["early"], "delayed": _delayed_usual_care(w, rng, coh, days["delayed"])}
+        for name, hr in sec.effects.items():
+            E = rng.exponential(1.0, (B, len(coh)))  # common to both strategies
+            for s, r in refs.items():
+                d = _to_day(_secondary_time(E, rates[name][None, :], r.astype(float), hr))
+                d = np.where(d < death[None, :], d, NEVER)
+                if name == "long_term_opioid":
+                    d = np.minimum(d, background[None, :])
+                for h, t in enumerate(HORIZONS):
+                    hit = d <= t
+                    cif[name][s][h, k0:k1] = hit[:, pops[name]].mean(axis=1)
+                    if name == "long_term_opioid":
+                        cif[names[-1]][s][h, k0:k1] = hit[:, pops_ltot_naive].mean(axis=1)
+    observed_early = (w.referral_day[coh] <= GRACE_DAYS)
+    out: dict = {
+        "effect_hazard_ratios": dict(sec.effects),
+        "definitions": SECONDARY_DEFINITIONS,
+        "draws_per_person": K,
+    }
+    for name in names:
+        base = "long_term_opioid" if name == names[-1] else name
+        pop = pops_ltot_naive if name == names[-1] else pops[name]
+        entry: dict = {"persons": int(pop.sum()), "cumulative_incidence": {}, "risk_difference": {}, "risk_ratio": {},
+                       "monte_carlo_se": {}}  # fmt: skip
+        for s in ("early", "delayed"):
+            entry["cumulative_incidence"][s] = {str(t): _r(cif[name][s][h].mean()) for h, t in enumerate(HORIZONS)}
+        for h, t in enumerate(HORIZONS):
+            rd, se = _summary(cif[name]["early"][h] - cif[name]["delayed"][h])
+            e_, d_ = cif[name]["early"][h].mean(), cif[name]["delayed"][h].mean()
+            entry["risk_difference"][str(t)] = _r(rd)
+            entry["risk_ratio"][str(t)] = _r(e_ / d_) if d_ > 0 else None
+            entry["monte_carlo_se"][f"risk_difference_{t}"] = _r(se)
+        seen = sec.days[base][coh]
+        if base == "long_term_opioid":
+            seen = np.minimum(seen, background)
+        hit = seen <= 180
+        a, b = pop & observed_early, pop & ~observed_early
+        entry["naive_risk_difference_180"] = _r(hit[a].mean() - hit[b].mean()) if a.any() and b.any() else None
+        out[name] = entry
+    nc_hit = sec.nc_days[:, coh] <= 180
+    a, b = observed_early, ~observed_early
+    out["negative_controls"] = {
+        "outcomes": list(NEGATIVE_CONTROL_CODES),
+        "codes": dict(NEGATIVE_CONTROL_CODES),
+        "risk_difference": dict.fromkeys(map(str, HORIZONS), 0.0),
+        "risk_ratio": dict.fromkeys(map(str, HORIZONS), 1.0),
+        "definition": (
+            "each generated from covariates only (daily hazard exp(-8.6 + 0.4 * severity + 0.02 * (age - 45)) "
+            "from index, none on or after death): referral has no effect, so every true contrast is 0 (ratio 1); "
+            "background visits also carry the conjunctivitis (H10.9) and acne (L70.0) codes"
+        ),
+        "naive_risk_difference_180": {
+            name: _r(nc_hit[k][a].mean() - nc_hit[k][b].mean()) if a.any() and b.any() else None
+            for k, name in enumerate(NEGATIVE_CONTROL_CODES)
+        },
+    }
+    return out

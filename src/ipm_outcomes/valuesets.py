@@ -2,8 +2,12 @@
 
 A value-set file has the columns ``code, system, description, source`` and, optionally,
 ``valid_from, valid_to`` (service dates between which the code counts, inclusive; used for codes
-deleted from or added to a code system, such as the legacy ICD-10-CM M54.5 that ended 2021-09-30).
-``system`` is ``icd10cm``, ``hcpcs`` (CPT and HCPCS Level II) or ``nucc`` (provider taxonomy).
+deleted from or added to a code system, such as the legacy ICD-10-CM M54.5 that ended 2021-09-30)
+and ``group`` (for a value set that holds several outcomes, such as the negative controls: the
+outcome each code belongs to; a lower-case name).
+``system`` is ``icd10cm``, ``hcpcs`` (CPT and HCPCS Level II), ``icd10pcs`` (inpatient procedures;
+the extract contract has no ICD-10-PCS column yet, so such rows are kept for provenance and match no
+claim) or ``nucc`` (provider taxonomy).
 Codes are stored normalised: upper case, without dots, dashes or spaces. A code ending in ``*`` is a
 prefix that matches every code starting with it (``C*`` = every C code, ``M485*`` = M48.5-), so
 ICD-10-CM categories need not be enumerated; CPT ranges are written out code by code.
@@ -28,7 +32,10 @@ from .errors import IpmError
 from .fingerprint import sha256_file
 
 REQUIRED_COLUMNS = ("code", "system", "description", "source")
-OPTIONAL_COLUMNS = ("valid_from", "valid_to")
+OPTIONAL_COLUMNS = ("valid_from", "valid_to", "group")
+
+#: Shape of a ``group`` name (it becomes an outcome key).
+_GROUP_SHAPE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 #: Code systems a value set may use, and the spellings accepted for each in user files.
 SYSTEM_ALIASES: dict[str, str] = {
@@ -40,6 +47,8 @@ SYSTEM_ALIASES: dict[str, str] = {
     "cpt/hcpcs": "hcpcs",
     "nucc": "nucc",
     "taxonomy": "nucc",
+    "icd10pcs": "icd10pcs",
+    "icd-10-pcs": "icd10pcs",
 }
 
 #: Shape of the part before ``*`` in a prefix code.
@@ -47,8 +56,11 @@ _PREFIX_SHAPES = {
     "icd10cm": re.compile(r"^[A-Z][0-9A-Z]{0,6}$"),
     "hcpcs": re.compile(r"^[0-9A-Z]{1,4}$"),
     "nucc": re.compile(r"^[0-9A-Z]{1,9}$"),
+    "icd10pcs": re.compile(r"^[0-9A-HJ-NP-Z]{1,6}$"),
 }
-_CODE_SHAPES = {system: re.compile(CODE_SHAPES[system]) for system in _PREFIX_SHAPES}
+#: ICD-10-PCS: 7 characters, digits and letters other than I and O (CMS ICD-10-PCS Official Guidelines A.3).
+_ICD10PCS_SHAPE = r"^[0-9A-HJ-NP-Z]{7}$"
+_CODE_SHAPES = {system: re.compile(CODE_SHAPES.get(system, _ICD10PCS_SHAPE)) for system in _PREFIX_SHAPES}
 _STRIP = re.compile(r"[.\-\s]")
 
 
@@ -62,6 +74,7 @@ class ValueSetEntry:
     source: str
     valid_from: dt.date | None = None
     valid_to: dt.date | None = None
+    group: str | None = None
 
     @property
     def is_prefix(self) -> bool:
@@ -193,7 +206,7 @@ def read_valueset(name: str, path: str | Path) -> ValueSet:
         if system is None:
             raise IpmError(
                 f"{path}: line {line}, column system: {cell['system']!r} is not a known code system; "
-                "use icd10cm, hcpcs (CPT/HCPCS) or nucc"
+                "use icd10cm, hcpcs (CPT/HCPCS), icd10pcs or nucc"
             )
         code = normalise_code(cell["code"])
         shape = _PREFIX_SHAPES[system] if code.endswith("*") else _CODE_SHAPES[system]
@@ -211,11 +224,19 @@ def read_valueset(name: str, path: str | Path) -> ValueSet:
         valid_to = _parse_date(cell.get("valid_to", ""), path, line, "valid_to")
         if valid_from and valid_to and valid_to < valid_from:
             raise IpmError(f"{path}: line {line}: valid_to {valid_to} is before valid_from {valid_from}")
-        key = (code, system, valid_from, valid_to)
+        group = cell.get("group") or None
+        if group is not None and not _GROUP_SHAPE.match(group):
+            raise IpmError(
+                f"{path}: line {line}, column group: {group!r} is not a group name; "
+                "use lower-case letters, digits and _ (starting with a letter)"
+            )
+        key = (code, system, valid_from, valid_to, group)
         if key in seen:
             raise IpmError(f"{path}: line {line}: code {code} repeats line {seen[key]}; remove the duplicate")
         seen[key] = line
-        entries.append(ValueSetEntry(code, system, cell["description"], cell["source"], valid_from, valid_to))
+        entries.append(
+            ValueSetEntry(code, system, cell["description"], cell["source"], valid_from, valid_to, group)
+        )
     if not entries:
         raise IpmError(f"{path}: value set {name!r} has no codes")
     return ValueSet(name=name, path=path, sha256=sha256_file(path), entries=tuple(entries))
@@ -227,7 +248,7 @@ def load_valuesets(spec) -> dict[str, ValueSet]:
 
 
 def valueset_rows(valuesets: dict[str, ValueSet], date_shift_days: int = 0) -> list[tuple]:
-    """Rows of ``ref.valueset``: one per value set per entry.
+    """Rows of ``ref.valueset``: one per value set per entry (``code_group`` = the entry's ``group``).
 
     ``date_shift_days`` moves each code's validity window into a date-shifted extract's calendar
     (its service dates are the true dates plus that many days), so a code system's calendar rules,
@@ -245,6 +266,7 @@ def valueset_rows(valuesets: dict[str, ValueSet], date_shift_days: int = 0) -> l
             e.source,
             e.valid_from + shift if e.valid_from is not None else None,
             e.valid_to + shift if e.valid_to is not None else None,
+            e.group,
         )
         for vs in valuesets.values()
         for e in vs.entries
@@ -261,7 +283,8 @@ create or replace table ref.valueset (
     description varchar,
     source varchar,
     valid_from date,
-    valid_to date
+    valid_to date,
+    code_group varchar
 )
 """
 

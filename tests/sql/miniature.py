@@ -82,6 +82,14 @@ class Marts:
         assert len(rows) <= 1
         return None if rows.empty else _plain(rows.iloc[0].to_dict())
 
+    def mart(self, name: str) -> pd.DataFrame:
+        """Any mart of the build (``marts.<name>``), in key order."""
+        con = db.connect(self.db_path, read_only=True)
+        try:
+            return con.execute(f"select * from marts.{name} order by all").df()
+        finally:
+            con.close()
+
     def qol_rows(self, person_id: str, instrument: str) -> list[dict]:
         rows = self.qol[(self.qol.person_id == person_id) & (self.qol.instrument == instrument)]
         return [_plain(r) for r in rows.sort_values("horizon_days").to_dict("records")]
@@ -150,8 +158,9 @@ class Extract:
         taxonomy: str | None = None,
         claim_type: str = "professional",
         allowed: float | None = None,
+        pos: str | None = "11",
     ) -> Extract:
-        """One claim line on ``on`` with the given diagnoses (positions 1..n)."""
+        """One claim line on ``on`` with the given diagnoses (positions 1..n), in place of service ``pos``."""
         self._claims += 1
         claim_id = f"c{self._claims}"
         date = day(on)
@@ -163,7 +172,7 @@ class Extract:
                 claim_type,
                 date,
                 date,
-                "11",
+                pos,
                 None,
                 norm(taxonomy),
                 norm(hcpcs),
@@ -175,9 +184,18 @@ class Extract:
         )
         return self
 
-    def encounter(self, person_id: str, on: Day, taxonomy: str | None = None, diagnosis: str | None = None) -> Extract:
+    def encounter(
+        self,
+        person_id: str,
+        on: Day,
+        taxonomy: str | None = None,
+        diagnosis: str | None = None,
+        encounter_type: str = "office",
+    ) -> Extract:
         self._claims += 1
-        self.ehr_encounter.append((person_id, f"e{self._claims}", day(on), "office", norm(taxonomy), norm(diagnosis)))
+        self.ehr_encounter.append(
+            (person_id, f"e{self._claims}", day(on), encounter_type, norm(taxonomy), norm(diagnosis))
+        )
         return self
 
     def pro(self, person_id: str, on: Day, instrument: str, score: float) -> Extract:

@@ -26,7 +26,7 @@ def _extract() -> Extract:
     ex.person("a2_old", birth_year=1950).claim("a2_old", 0, LBP)
     ex.person("a3_red_flag").claim("a3_red_flag", 0, LBP, "G83.4")
     ex.person("a4_prior_ipm").claim("a4_prior_ipm", -30, "M79.1", hcpcs="20553").claim("a4_prior_ipm", 0, LBP)
-    ex.person("a5_off_work").claim("a5_off_work", 0, LBP, "M54.16").claim("a5_off_work", 12, LBP, hcpcs="64483")
+    ex.person("a5_off_work").claim("a5_off_work", 0, LBP, "M54.16").claim("a5_off_work", 12, LBP, hcpcs="64483", allowed=240.0)
     ex.work("a5_off_work", 0, "off_work").work("a5_off_work", 61, "working")
     ex.pro("a5_off_work", 0, "odi", 44.0).pro("a5_off_work", 92, "odi", 30.0).fill(
         "a5_off_work", -20, "00406055201", 30, 10
@@ -132,6 +132,28 @@ def test_outcome_mart_columns(marts):
     assert list(marts.attrition.columns) == ["population", "step_order", "rule", "step", "remaining", "excluded"]
 
 
+def test_secondary_outcome_mart_columns(marts):
+    """The contract the secondary-outcome analyses are built on (issue 16)."""
+    event = ["person_id", "outcome", "in_population", "time_days", "event", "event_type", "censor_day", "censor_reason"]
+    assert list(marts.mart("secondary_outcome").columns) == [*event, "opioid_naive"]
+    assert list(marts.mart("negative_control_outcome").columns) == event
+    assert list(marts.mart("cost_outcome").columns) == [
+        "person_id",
+        "outcome",
+        "allowed_amount",
+        "observed_day",
+        "complete",
+        "end_reason",
+        "censor_day",
+    ]
+    assert list(marts.mart("outcome_availability").columns) == ["outcome", "kind", "available", "detail"]
+    a5 = marts.mart("cost_outcome").query("person_id == 'a5_off_work'").set_index("outcome").allowed_amount
+    # the extract's pharmacy fill has no allowed amount: total costs are unavailable, not medical-only
+    assert a5.to_dict() == {"cost_lbp_365": 240.0}
+    availability = marts.mart("outcome_availability").set_index("outcome")
+    assert availability.loc["cost_total_365", "detail"] == "no pharmacy_claim line has an allowed_amount"
+
+
 def test_eligible_rows(marts):
     a5 = marts.cohort_row("a5_off_work")
     assert (a5["radiculopathy"], a5["opioid_use"], a5["baseline_odi"], a5["days_to_referral"]) == (1, 1, 44.0, 12)
@@ -166,6 +188,10 @@ def test_build_exports_when_asked_and_records_provenance(tmp_path):
         "rtw_outcome.parquet",
         "qol_outcome.parquet",
         "attrition.parquet",
+        "outcome_availability.parquet",
+        "secondary_outcome.parquet",
+        "negative_control_outcome.parquet",
+        "cost_outcome.parquet",
         "cohort_build.json",
     ]
     record = json.loads((tmp_path / "out" / "cohort_build.json").read_text())
@@ -179,7 +205,7 @@ def test_build_exports_when_asked_and_records_provenance(tmp_path):
     finally:
         con.close()
     assert (study, sha) == (spec.study.name, summary.spec_sha256)
-    assert files == (27, 64)
+    assert files == (29, 64)
 
 
 def test_rebuilding_gives_identical_marts(marts, tmp_path):
@@ -274,6 +300,9 @@ def test_sql_reads_only_earlier_tables():
             "work_status_role",
             "charlson_weight",
             "attrition_step",
+            "secondary_outcome",
+            "outcome_valueset",
+            "outcome_setting",
         )
     }
     for layer, names in cohort.BUILD_ORDER.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from miniature import read_marts, spec_with
@@ -96,3 +97,64 @@ def test_rtw_outcome_matches(built):
     pd.testing.assert_series_equal(_as_int(mine.time_days), _as_int(planted.rtw_time_days), check_names=False)
     pd.testing.assert_series_equal(_as_int(mine.event), _as_int(planted.rtw_event), check_names=False)
     pd.testing.assert_series_equal(_as_int(mine.censor_day), _as_int(planted.rtw_censor_day), check_names=False)
+
+
+# -- secondary and negative-control outcomes (issue 16) -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def world():
+    """The generator's world for the same arguments (deterministic), with its planted secondary outcomes."""
+    w = synth._simulate_world(PERSONS, SEED, 1.5, 3.0)
+    w.secondary = synth._simulate_secondary(w, synth.SECONDARY_EFFECTS)
+    return w
+
+
+def _expected(w, planted: np.ndarray, persons: np.ndarray) -> pd.DataFrame:
+    """The time_days and event the SQL must find from the planted days: an event
+    written on a covered day, seen when on or before the censoring day and not after death."""
+    I = w.I[persons]
+    day = planted[persons]
+    written = (day < synth.NEVER) & synth._enrolled(w, persons, I + np.minimum(day, 4000))
+    day = np.where(written, day, synth.NEVER)
+    censor, death = w.censor_day[persons], w.d_death[persons]
+    event = np.where((day <= censor) & (day <= death), 1, np.where(death <= censor, 2, 0))
+    time = np.where(event == 1, day, np.where(event == 2, death, censor))
+    return pd.DataFrame({"time_days": time, "event": event})
+
+
+def _compare(marts, w, mart: str, outcome: str, planted, population) -> int:
+    frame = marts.mart(mart)
+    got = frame[frame.outcome == outcome].set_index("person_id").sort_index()
+    persons = np.nonzero(w.eligible)[0]
+    ids = [f"P{p + 1:08d}" for p in persons]
+    want = _expected(w, planted, persons).set_index(pd.Index(ids, name="person_id")).sort_index()
+    assert list(got.index) == list(want.index)
+    pd.testing.assert_series_equal(got.in_population, pd.Series(population[persons], index=ids).sort_index(), check_names=False)
+    # outside the population the outcome was there at baseline (a chronic condition): nothing was planted
+    got, want = got[got.in_population], want[got.in_population]
+    pd.testing.assert_series_equal(_as_int(got.time_days), _as_int(want.time_days), check_names=False)
+    pd.testing.assert_series_equal(_as_int(got.event), _as_int(want.event), check_names=False)
+    return int(((got.event == 1) & got.in_population).sum())
+
+
+@pytest.mark.parametrize("outcome", list(synth.SECONDARY_EFFECTS))
+def test_secondary_outcomes_match_what_was_planted(built, world, outcome):
+    marts, _ = built
+    planted = world.secondary.days[outcome]
+    if outcome == "long_term_opioid":
+        background = synth._background_ltot_day(world)
+        planted = np.minimum(planted, np.where(background <= world.d_death, background, synth.NEVER))
+    population = synth._secondary_population(world)[outcome]
+    assert _compare(marts, world, "secondary_outcome", outcome, planted, population) >= 10
+
+
+def test_negative_controls_match_what_was_planted(built, world):
+    marts, _ = built
+    events = 0
+    everyone = np.ones(world.n, dtype=bool)
+    for k, name in enumerate(synth.NEGATIVE_CONTROL_CODES):
+        if name in ("conjunctivitis", "acne"):
+            continue  # background visits carry these codes too (see truth.json)
+        events += _compare(marts, world, "negative_control_outcome", name, world.secondary.nc_days[k], everyone)
+    assert events >= 200

@@ -90,3 +90,13 @@ def test_synth_writes_the_real_referral_world_on_request(tmp_path):
     mechanisms = json.loads((tmp_path / "real" / "truth.json").read_text())["mechanisms"]
     assert mechanisms["post_rtw_referral_rate"] == 0.3 and mechanisms["logistic_referral"] is True
     assert json.loads((tmp_path / "plain" / "truth.json").read_text())["mechanisms"]["post_rtw_referral_rate"] == 0.0
+
+
+def test_synth_secondary_hr_sets_every_secondary_outcome(tmp_path):
+    args = ["synth", "--out", str(tmp_path / "null"), "--persons", "300", "--seed", "3", "--format", "parquet"]
+    result = runner.invoke(app, [*args, "--secondary-hr", "1"])
+    assert result.exit_code == 0, result.output
+    secondary = json.loads((tmp_path / "null" / "truth.json").read_text())["secondary_outcomes"]
+    assert set(secondary["effect_hazard_ratios"].values()) == {1.0}
+    bad = runner.invoke(app, [*args, "--secondary-hr", "-2"])
+    assert bad.exit_code == 1 and "must be a positive finite hazard ratio" in bad.output

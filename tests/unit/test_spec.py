@@ -153,10 +153,38 @@ def test_analysis_horizon_beyond_follow_up(tmp_path):
         ('[outcomes.qol]\ninstruments = ["sf36"]\n', "outcomes.qol.instruments[0]"),
         ('[covariates.charlson_hierarchy]\ncci_mi = "cci_heart"\n', "'cci_heart' is not a Charlson component"),
         ("[report]\nmin_cell_size = 0\n", "report.min_cell_size"),
+        ("[outcomes.long_term_opioid]\ndays_supply = 0\n", "outcomes.long_term_opioid.days_supply"),
+        ("[outcomes.long_term_opioid]\nwindow = 180\n", "unknown key outcomes.long_term_opioid.window"),
+        (
+            '[outcomes.new_sleep_disorder]\ndiagnosis_valuesets = ["insomnia"]\n',
+            "outcomes.new_sleep_disorder.diagnosis_valuesets: 'insomnia' is not a value set of [valuesets]",
+        ),
+        (
+            '[outcomes.new_depression_anxiety]\ndiagnosis_valuesets = ["depression", "depression"]\n',
+            "lists a value set twice",
+        ),
+        ('[outcomes.ed_visit_lbp]\nplaces_of_service = ["ER"]\n', "are not CMS place-of-service codes"),
+        ('[outcomes.ed_visit_lbp]\nencounter_types = ["urgent"]\n', "outcomes.ed_visit_lbp.encounter_types[0]"),
+        ("[outcomes.cost_lbp_365]\nrelated_only = false\n", "related_only = false would count every claim"),
+        ("[outcomes.cost_total_365]\nrelated_only = true\n", "related_only = true needs diagnosis_valuesets"),
+        ("[outcomes.negative_controls]\nnew_lookback_days = -1\n", "outcomes.negative_controls.new_lookback_days"),
     ],
 )
 def test_impossible_settings_are_rejected(tmp_path, text, expected):
     assert expected in _error(tmp_path, text)
+
+
+def test_secondary_outcomes_hold_the_issue_defaults():
+    out = load_spec().outcomes
+    assert (out.long_term_opioid.days_supply, out.long_term_opioid.window_days) == (90, 180)
+    assert out.new_depression_anxiety.diagnosis_valuesets == ["depression", "anxiety"]
+    assert out.new_depression_anxiety.new_lookback_days == out.new_sleep_disorder.new_lookback_days == 365
+    assert out.lumbar_surgery.procedure_valuesets == ["lumbar_surgery"]
+    assert (out.ed_visit_lbp.places_of_service, out.ed_visit_lbp.encounter_types) == (["23"], ["ed"])
+    assert out.cost_lbp_365.procedure_valuesets == ["ipm_procedures", "physical_therapy", "lumbar_imaging"]
+    assert not out.cost_total_365.related_only and out.negative_controls.valueset == "negative_controls"
+    params = load_spec().sql_params()
+    assert (params["ltot_days_supply"], params["ltot_window_days"], params["opioid_naive_lookback_days"]) == (90, 180, 365)
 
 
 def test_missing_key_without_extends(tmp_path):

@@ -189,6 +189,8 @@ def test_user_file_is_normalised_and_accepts_system_aliases(tmp_path):
             "line 3: code M5450 repeats line 2",
         ),
         ("code,system,description,source\n", "has no codes"),
+        ("code,system,description,source,group\nL600,icd10cm,x,y,Ingrown Nail\n", "column group: 'Ingrown Nail'"),
+        ("code,system,description,source\n0SG0I0J,icd10pcs,x,y\n", "is not a valid icd10pcs code"),
         ("", "is empty"),
     ],
 )
@@ -198,3 +200,33 @@ def test_bad_user_file_names_file_line_and_problem(tmp_path, body, message):
         read_valueset("lbp", path)
     text = str(info.value)
     assert text.startswith(str(path)) and message in text and "\n" not in text
+
+
+def test_lumbar_surgery_lists_cpt_and_icd10pcs_with_sources(shipped):
+    surgery = shipped["lumbar_surgery"]
+    assert surgery.systems == {"hcpcs", "icd10pcs"}
+    codes = _codes(surgery)
+    assert {"22612", "22630", "22633", "63030", "63047", "62380"} <= codes  # fusion, discectomy, decompression
+    assert {"0SG0*", "0SG1*", "0SB2*"} <= codes
+    assert surgery.matches("0SG00AJ") and not surgery.matches("0SG20AJ")  # lumbar joint, not thoracic
+    assert not codes & _codes(shipped["ipm_procedures"])
+    assert all("Deyo" in e.source for e in surgery.entries if e.system == "hcpcs")
+    assert all("match no claim yet" in e.source for e in surgery.entries if e.system == "icd10pcs")
+
+
+def test_negative_controls_are_at_least_20_groups_with_sources(shipped):
+    controls = shipped["negative_controls"]
+    groups = {e.group for e in controls.entries}
+    assert None not in groups and len(groups) >= 20
+    assert {"ingrown_nail", "otitis_externa"} <= groups
+    assert all("Schuemie" in e.source and "no plausible causal path" in e.source for e in controls.entries)
+    # no negative control is a study diagnosis (index, red flag or covariate)
+    for name in ("lbp", "red_flags", "depression", "anxiety", "sleep_disorder"):
+        for entry in controls.entries:
+            assert not any(other.matches(entry.match_code) for other in shipped[name].entries), (name, entry.code)
+
+
+def test_group_column_is_read(tmp_path):
+    path = _csv(tmp_path, "code,system,description,source,group\nL600,icd10cm,x,y,ingrown_nail\nH60*,icd10cm,x,y,\n")
+    entries = read_valueset("nc", path).entries
+    assert [(e.code, e.group) for e in entries] == [("L600", "ingrown_nail"), ("H60*", None)]
