@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ipm_outcomes import cohort, contract, db, omop
+from ipm_outcomes import cohort, contract, db
 from ipm_outcomes.errors import IpmError
 from ipm_outcomes.portable_sql import build_order, tables_read
 from ipm_outcomes.spec import load_spec
@@ -126,14 +126,6 @@ def test_packaged_order_builds_every_file_once_after_everything_it_reads(layers)
             in_layers = {r for r in reads if r.split(".")[0] in layers}
             assert in_layers <= built, f"{layer}/{table}.sql reads {in_layers - built} before they are built"
             built.add(f"{layer}.{table}")
-
-
-def test_packaged_order_builds_the_tables_of_the_hand_lists():
-    # The hand-kept lists this order replaces: the same tables, now in an order derived from the SQL.
-    assert {layer: sorted(t) for layer, t in build_order(db.SQL_LAYERS).items()} == {
-        layer: sorted(t) for layer, t in cohort.BUILD_ORDER.items()
-    }
-    assert sorted(build_order(("omop",))["omop"]) == sorted(omop.SQL_ORDER)
 
 
 def test_packaged_order_is_a_fresh_copy_each_time():
