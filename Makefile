@@ -18,13 +18,14 @@ $(INSTALLED): pyproject.toml
 demo: $(INSTALLED)
 	$(BIN)/ipm-outcomes run
 
+# Two processes (pytest-xdist), each taking whole test files so a module's fixtures are built once.
 test: $(INSTALLED)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # The pipeline end to end (tests/integration/): synth -> ingest -> cohort -> analyze -> report, the
 # Prefect flow, the notebooks. Those also marked slow run with test-slow, not twice.
 test-integration: $(INSTALLED)
-	$(BIN)/python -m pytest -m 'integration and not slow and not spark'
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m 'integration and not slow and not spark'
 
 test-slow: $(INSTALLED)
 	$(BIN)/python -m pytest -m 'slow and not spark'
