@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-spark test-all clean-data
+.PHONY: demo test test-integration test-slow test-spark test-all clean-data
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +18,17 @@ $(INSTALLED): pyproject.toml
 demo: $(INSTALLED)
 	$(BIN)/ipm-outcomes run
 
+# Two processes (pytest-xdist), each taking whole test files so a module's fixtures are built once.
 test: $(INSTALLED)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# The pipeline end to end (tests/integration/): synth -> ingest -> cohort -> analyze -> report, the
+# Prefect flow, the notebooks. Those also marked slow run with test-slow, not twice.
+test-integration: $(INSTALLED)
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m 'integration and not slow and not spark'
 
 test-slow: $(INSTALLED)
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest -m 'slow and not spark'
 
 # The Spark engine's tests: pyspark (the [spark] extra) and Java 17 (Debian: openjdk-17-jre-headless).
 test-spark: $(INSTALLED)

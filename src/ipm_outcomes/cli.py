@@ -295,14 +295,14 @@ def sql_command(
     schema_prefix: SchemaPrefixOption = "",
 ) -> None:
     """The cohort SQL as the engine will run it, for review by a site's data team."""
-    from .cohort import BUILD_ORDER
-    from .portable_sql import translated_layers
+    from .db import SQL_LAYERS
+    from .portable_sql import build_order, translated_layers
     from .spark_engine import schema_names
 
     if print_sql == (out_dir is not None):
         raise IpmError("give exactly one of --print or --out DIR")
     tables = {name: on_engine for name, on_engine in schema_names(schema_prefix, source_schema).items() if name != on_engine}
-    for layer, table, sql in translated_layers(engine, BUILD_ORDER, tables):
+    for layer, table, sql in translated_layers(engine, build_order(SQL_LAYERS), tables):
         if out_dir is not None:
             path = out_dir / layer / f"{table}.sql"
             path.parent.mkdir(parents=True, exist_ok=True)

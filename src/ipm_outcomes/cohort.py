@@ -39,101 +39,12 @@ import duckdb
 from . import db, lineage
 from .contract import RAW_SCHEMA, TABLES
 from .errors import IpmError
+from .portable_sql import build_order
 from .progress import StageProgress
 from .disclosure import COMPLEMENT_LABEL, CountLedger, DisclosurePolicy, merge_attrition_steps
-from .spec import CHARLSON_COMPONENTS, COST_OUTCOMES, EVENT_OUTCOMES, PRO_INSTRUMENTS, StudySpec, spec_sha256
+from .marts import CHARLSON_COMPONENTS, MART_KEYS
+from .spec import COST_OUTCOMES, EVENT_OUTCOMES, StudySpec, spec_sha256
 from .valuesets import insert_rows, load_valuesets, write_valueset_table
-
-#: Tables of each SQL layer in build order (a table reads only tables listed before it).
-BUILD_ORDER: dict[str, list[str]] = {
-    "staging": [
-        "extract_period",
-        "person",
-        "enrollment_span",
-        "diagnosis_code_map",
-        "diagnosis_event",
-        "procedure_code_map",
-        "procedure_event",
-        "taxonomy_code_map",
-        "ipm_contact",
-    ],
-    "intermediate": [
-        "lbp_episode",
-        "episode_eligibility",
-        "person_eligibility",
-        "cohort_base",
-        "referral",
-        "baseline_event",
-        "charlson",
-        "baseline_opioid",
-        "prior_cost",
-        "work_status",
-        "rtw_event",
-        "outcome_code_map",
-        "outcome_diagnosis",
-        "outcome_claim",
-        "long_term_opioid",
-        "outcome_event",
-        "outcome_time",
-    ],
-    "marts": [
-        "qol_outcome",
-        "cohort",
-        "rtw_outcome",
-        "attrition",
-        "outcome_availability",
-        "secondary_outcome",
-        "negative_control_outcome",
-        "cost_outcome",
-    ],
-}
-
-#: The marts and their keys (each key is unique and not null).
-MART_KEYS: dict[str, tuple[str, ...]] = {
-    "cohort": ("person_id",),
-    "rtw_outcome": ("person_id",),
-    "qol_outcome": ("person_id", "instrument", "horizon_days"),
-    "attrition": ("population", "step_order"),
-    "outcome_availability": ("outcome",),
-    "secondary_outcome": ("person_id", "outcome"),
-    "negative_control_outcome": ("person_id", "outcome"),
-    "cost_outcome": ("person_id", "outcome"),
-}
-
-#: Columns of ``marts.cohort``, in order (the analysis spec's covariates are chosen from these).
-COHORT_COLUMNS: tuple[str, ...] = (
-    "person_id",
-    "index_date",
-    "age",
-    "sex",
-    "payer_type",
-    "index_year",
-    "charlson_index",
-    *CHARLSON_COMPONENTS,
-    "depression",
-    "anxiety",
-    "sleep_disorder",
-    "prior_pt",
-    "prior_imaging",
-    "radiculopathy",
-    "opioid_use",
-    "mean_daily_mme",
-    *(f"baseline_{name}" for name in PRO_INSTRUMENTS),
-    "prior_year_allowed",
-    "referral_date",
-    "days_to_referral",
-    "days_to_referral_procedure_only",
-    "referral_source",
-    "exposure",
-    "delay_category",
-    "in_rtw_population",
-    "followup_end_day",
-    "censor_day",
-    "censor_reason",
-    "enrollment_end_day",
-    "data_end_day",
-    "death_day",
-)
 
 #: The attrition rules of the cohort, in order (step_order = position; 0 is everyone enrolled).
 COHORT_RULES: tuple[str, ...] = (
@@ -515,9 +426,10 @@ def build(
 
 
 def _run_sql(con: duckdb.DuckDBPyConnection, params: dict, progress: bool) -> None:
-    steps = [(layer, table) for layer, tables in BUILD_ORDER.items() for table in tables]
+    order = build_order(db.SQL_LAYERS)
+    steps = [(layer, table) for layer, tables in order.items() for table in tables]
     if not progress:
-        db.run_layers(con, params, layers=list(BUILD_ORDER), ordered_tables=BUILD_ORDER)
+        db.run_layers(con, params, layers=list(order), ordered_tables=order)
         return
     with StageProgress("cohort", True, len(steps)) as bar:
         for layer, table in steps:

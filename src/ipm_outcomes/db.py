@@ -64,9 +64,12 @@ def bind(sql: str, params: Mapping[str, object]) -> dict[str, object]:
     return {name: params[name] for name in needed}
 
 
-def sql_files(layer: str) -> list[tuple[str, str]]:
-    """(table name, SQL text) for each file of a packaged SQL layer, in file-name order."""
-    folder = resources.files("ipm_outcomes") / "sql" / layer
+def sql_files(layer: str, root: str | Path | None = None) -> list[tuple[str, str]]:
+    """(table name, SQL text) for each file of a SQL layer, in file-name order.
+
+    The layer is the packaged folder ``ipm_outcomes/sql/<layer>``, or ``root/<layer>`` when ``root`` is given.
+    """
+    folder = (resources.files("ipm_outcomes") / "sql" if root is None else Path(root)) / layer
     entries = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
     return [(entry.name[: -len(".sql")], entry.read_text()) for entry in entries]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .contract import RAW_SCHEMA, TABLES
+from .marts import MART_KEYS
 
 #: The date column that places each table's rows in time.
 _EVENT_DATE = {
@@ -153,15 +154,13 @@ def mart(con, name: str) -> pd.DataFrame:
     Parameters
     ----------
     name
-        ``cohort``, ``rtw_outcome``, ``qol_outcome`` or ``attrition`` (see ``cohort.MART_KEYS``).
+        ``cohort``, ``rtw_outcome``, ``qol_outcome`` or ``attrition`` (see ``marts.MART_KEYS``).
 
     Returns
     -------
     DataFrame
         The mart as stored; its grain is the mart's (e.g. one row per person for ``cohort``).
     """
-    from .cohort import MART_KEYS
-
     if name not in MART_KEYS:
         raise ValueError(f"no mart {name!r}; marts are {', '.join(MART_KEYS)}")
     order = ", ".join(MART_KEYS[name])

@@ -68,6 +68,7 @@ from . import valuesets as valueset_module
 from .disclosure import DisclosurePolicy
 from .errors import IpmError, ValidationFailed
 from .ingest import LoadSummary
+from .portable_sql import build_order
 from .spec import StudySpec, load_spec
 from .validation import ndc_to_11_digits
 from .valuesets import ValueSet, insert_rows
@@ -85,26 +86,6 @@ TARGET_TABLES = (
 
 #: CDM tables without which there is no study population.
 REQUIRED_CDM_TABLES = ("person", "observation_period")
-
-#: Order of the files of sql/omop (later files read earlier ones).
-SQL_ORDER = (
-    "int_rule_concept",
-    "int_standard_concept",
-    "int_person",
-    "int_observation_period",
-    "int_provider",
-    "int_visit",
-    "int_condition",
-    "int_claim_diagnosis",
-    "int_procedure",
-    "int_drug",
-    "int_pro",
-    "int_work_status",
-    *TARGET_TABLES,
-    "unmapped",
-    "mapped",
-    "observation_not_used",
-)
 
 #: Score ranges of the instruments the adapter reads beyond the contract's own (contract.PRO_RANGES): the
 #: PEG items and mean (0-10 each; Krebs EE et al., J Gen Intern Med 2009;24:733-8), PHQ-2 (0-6) and GAD-7
@@ -831,7 +812,7 @@ def map_omop_to_extract(
         _load_mapping_tables(con, rules, study_valuesets)
         params = {f"{name}_shape": pattern for name, pattern in contract.CODE_SHAPES.items()}
         con.execute("begin transaction")
-        db.run_layers(con, params, layers=("omop",), ordered_tables={"omop": list(SQL_ORDER)})
+        db.run_layers(con, params, layers=("omop",), ordered_tables=build_order(("omop",)))
         con.execute("commit")
         conflicts = con.execute(
             "select rule, concept_id, list(distinct target) from omop.int_rule_concept "

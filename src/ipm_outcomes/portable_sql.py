@@ -8,17 +8,24 @@ rejects, then generates the target's SQL in sqlglot's strict mode, so an unsuppo
 error here, never a silently different query there.
 
 Values stay bound parameters in every dialect (``$name`` in DuckDB, ``:name`` in Spark SQL).
+
+The order the files are built in is derived from the same parse (:func:`build_order`): each file's
+table is built after every table it reads, so no list of files is kept by hand.
 """
 
 from __future__ import annotations
 
+import functools
+import heapq
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import sqlglot
 from sqlglot import exp
 
+from . import db
 from .errors import IpmError
 
 #: The engines the SQL is translated for, by sqlglot dialect name.
@@ -207,9 +214,132 @@ def translated_layers(
     engine: str, layers: Mapping[str, list[str]], tables: Mapping[str, str] | None = None
 ) -> Iterator[tuple[str, str, str]]:
     """(layer, table, SQL for ``engine``) for every packaged SQL file of ``layers``, in build order."""
-    from . import db
-
     for layer, order in layers.items():
         files = dict(db.sql_files(layer))
         for table in order:
             yield layer, table, translate(files[table], engine, tables=tables, name=f"sql/{layer}/{table}.sql")
+
+
+def tables_read(sql: str, name: str = "(sql)") -> set[str]:
+    """The tables one SQL text reads, as ``schema.table`` (the names of its CTEs are not tables).
+
+    Raises
+    ------
+    IpmError
+        When the SQL does not parse, or names a table without its schema (the build order and the
+        engines' schema mapping both rely on every table being qualified).
+    """
+    tree = _parse(sql, name)
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    read = set()
+    for table in tree.find_all(exp.Table):
+        if table.db:
+            read.add(f"{table.db}.{table.name}")
+        elif table.name not in ctes:
+            raise IpmError(f"{name}: reads table {table.name!r} without its schema; write <schema>.{table.name}")
+    return read
+
+
+def build_order(
+    layers: Sequence[str],
+    *,
+    root: str | Path | None = None,
+    inputs: Collection[str] | None = None,
+) -> dict[str, list[str]]:
+    """The tables of each SQL layer in the order to build them, derived from the tables each file reads.
+
+    A layer is a folder of ``<table>.sql`` files whose tables go to the schema of the same name; the
+    layers are built in the order given. Within a layer a table comes after every table of that layer
+    it reads; tables that could be built at the same point come in name order, so the order is the
+    same on every run.
+
+    Parameters
+    ----------
+    layers
+        The layers, in the order they are built (e.g. ``db.SQL_LAYERS``).
+    root
+        The folder holding ``<layer>/`` folders; the packaged SQL (``ipm_outcomes/sql``) when not given.
+    inputs
+        The tables (``schema.table``) that exist before the build; when given, a file reading any other
+        table outside the layers is an error. Tables of the layers themselves are always checked.
+
+    Returns
+    -------
+    dict
+        layer -> its table names in build order, the layers in the order given.
+
+    Raises
+    ------
+    IpmError
+        One line naming the file: a table read that no file builds (or that a later layer builds), a
+        table outside the layers that is not among ``inputs``, or files that read each other in a cycle.
+    """
+    if root is None and inputs is None:
+        return {layer: list(tables) for layer, tables in _packaged_build_order(tuple(layers)).items()}
+    return _build_order(tuple(layers), root, inputs)
+
+
+@functools.cache
+def _packaged_build_order(layers: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    # The packaged files do not change while the package is loaded: parse them once per process.
+    return {layer: tuple(tables) for layer, tables in _build_order(layers, None, None).items()}
+
+
+def _build_order(
+    layers: tuple[str, ...], root: str | Path | None, inputs: Collection[str] | None
+) -> dict[str, list[str]]:
+    files = {layer: dict(db.sql_files(layer, root)) for layer in layers}
+    folder = Path("sql" if root is None else root)
+    order: dict[str, list[str]] = {}
+    for position, layer in enumerate(layers):
+        same_layer: dict[str, set[str]] = {}
+        for table, sql in files[layer].items():
+            path = str(folder / layer / f"{table}.sql")
+            same_layer[table] = set()
+            for read in sorted(tables_read(sql, path)):
+                schema, _, name = read.partition(".")
+                if schema == layer:
+                    if name not in files[layer]:
+                        raise IpmError(f"{path}: reads {read}, but no file {folder / layer / name}.sql builds it")
+                    same_layer[table].add(name)
+                elif schema in layers:
+                    if layers.index(schema) > position:
+                        raise IpmError(f"{path}: reads {read}, which the later layer {schema} builds")
+                    if name not in files[schema]:
+                        raise IpmError(f"{path}: reads {read}, but no file {folder / schema / name}.sql builds it")
+                elif inputs is not None and read not in inputs:
+                    raise IpmError(f"{path}: reads {read}, which is neither built by a SQL file nor an input")
+        order[layer] = _topological(folder / layer, same_layer)
+    return order
+
+
+def _topological(folder: Path, reads: Mapping[str, set[str]]) -> list[str]:
+    """Kahn's algorithm, the ready table with the smallest name first."""
+    waiting = {table: set(needs) for table, needs in reads.items()}
+    readers: dict[str, list[str]] = {table: [] for table in reads}
+    for table, needs in reads.items():
+        for need in needs:
+            readers[need].append(table)
+    ready = [table for table, needs in waiting.items() if not needs]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        table = heapq.heappop(ready)
+        order.append(table)
+        for reader in readers[table]:
+            waiting[reader].discard(table)
+            if not waiting[reader]:
+                heapq.heappush(ready, reader)
+    if len(order) < len(reads):
+        raise IpmError(_cycle_message(folder, {t: n for t, n in waiting.items() if n}))
+    return order
+
+
+def _cycle_message(folder: Path, waiting: Mapping[str, set[str]]) -> str:
+    # Every table left waits for another table left, so walking from one always comes back round.
+    path = [min(waiting)]
+    while path.count(path[-1]) < 2:
+        path.append(min(waiting[path[-1]]))
+    cycle = path[path.index(path[-1]) :]
+    steps = ", ".join(f"{folder / a}.sql reads {folder.name}.{b}" for a, b in zip(cycle, cycle[1:]))
+    return f"{folder}: the files read each other in a cycle ({steps}); a table cannot be built before the tables it reads"

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import db, lineage
-from .cohort import BUILD_ORDER, MART_KEYS, CohortSummary, _summarise, reference_rows
+from .cohort import MART_KEYS, CohortSummary, _summarise, reference_rows
 from .contract import DIAGNOSIS_COLUMN_PREFIX, RAW_SCHEMA, TABLES, medical_claim_diagnosis_view_ddl
 from .errors import IpmError
 from .fingerprint import sha256_file, sha256_tree
-from .portable_sql import translate
+from .portable_sql import build_order, translate
 from .spec import StudySpec, spec_sha256
 from .valuesets import VALUESET_TABLE_DDL, load_valuesets, valueset_rows
 
@@ -212,7 +212,7 @@ def build_on_spark(
     }
     params = dict(spec.sql_params())
     params["pharmacy_available"] = available["pharmacy_claim"] and available["ndc_reference"]
-    for layer, order in BUILD_ORDER.items():
+    for layer, order in build_order(db.SQL_LAYERS).items():
         files = dict(db.sql_files(layer))
         for table in order:
             sql = translate(files[table], "spark", tables=tables, name=f"sql/{layer}/{table}.sql")

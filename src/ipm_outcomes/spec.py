@@ -20,35 +20,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from .contract import CODE_SHAPES, ENCOUNTER_TYPES, PRO_RANGES, WORK_STATUSES
+from .contract import CODE_SHAPES, ENCOUNTER_TYPES, WORK_STATUSES
 from .errors import IpmError
+from .marts import CHARLSON_COMPONENTS, COHORT_COLUMNS, PRO_INSTRUMENTS
 
 #: The packaged study specs (``src/ipm_outcomes/studies/<name>.toml``).
 DEFAULT_SPEC = "default"
-
-#: Charlson components (Quan 2005 categories); each is a value set and a ``cci_<component>`` cohort column.
-CHARLSON_COMPONENTS: tuple[str, ...] = (
-    "cci_mi",
-    "cci_chf",
-    "cci_pvd",
-    "cci_cevd",
-    "cci_dementia",
-    "cci_copd",
-    "cci_rheumatic",
-    "cci_pud",
-    "cci_mild_liver",
-    "cci_diabetes",
-    "cci_diabetes_complicated",
-    "cci_hemiplegia",
-    "cci_renal",
-    "cci_cancer",
-    "cci_severe_liver",
-    "cci_metastatic",
-    "cci_hiv",
-)
-
-#: PRO instruments with a ``baseline_<instrument>`` column in ``marts.cohort``.
-PRO_INSTRUMENTS: tuple[str, ...] = tuple(PRO_RANGES)
 
 #: Subgroups the analysis knows how to form from cohort columns.
 SUBGROUPS = ("age_band", "sex", "payer_type", "radiculopathy", "baseline_severity")
@@ -436,8 +413,6 @@ class Analysis(_Section):
     @field_validator("covariates")
     @classmethod
     def _covariates(cls, value: list[str]) -> list[str]:
-        from .cohort import COHORT_COLUMNS  # the cohort mart's columns are declared with the SQL that builds them
-
         unknown = [c for c in value if c not in COHORT_COLUMNS]
         if unknown:
             raise ValueError(

@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from ipm_outcomes import analysis, cohort, ingest, synth
-from ipm_outcomes.cohort import BUILD_ORDER
+from ipm_outcomes.db import SQL_LAYERS
+from ipm_outcomes.portable_sql import build_order
 from ipm_outcomes.spec import load_spec
 
 pyspark = pytest.importorskip("pyspark")
@@ -115,14 +116,14 @@ def full(tmp_path_factory, spark):
 def test_every_table_of_every_layer_is_the_same_row_for_row(full, spark):
     _, duck, _, prefix, _ = full
     compared = 0
-    for layer, tables in BUILD_ORDER.items():
+    for layer, tables in build_order(SQL_LAYERS).items():
         for table in tables:
             expected = _duckdb_table(duck, f"{layer}.{table}")
             got = spark.table(f"{prefix}{layer}.{table}").toPandas()
             assert list(got.columns) == list(expected.columns), f"{layer}.{table}"
             pd.testing.assert_frame_equal(_canonical(got), _canonical(expected), obj=f"{layer}.{table}")
             compared += 1
-    assert compared == sum(len(t) for t in BUILD_ORDER.values())
+    assert compared == sum(len(t) for t in build_order(SQL_LAYERS).values())
     assert len(_duckdb_table(duck, "marts.cohort")) > 1000
 
 

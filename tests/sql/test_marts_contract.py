@@ -12,7 +12,9 @@ import pytest
 from miniature import Extract, read_marts, spec_with
 
 from ipm_outcomes import cohort, contract, db
+from ipm_outcomes.marts import COHORT_COLUMNS
 from ipm_outcomes.errors import IpmError
+from ipm_outcomes.portable_sql import build_order
 
 LBP = "M54.50"
 
@@ -93,7 +95,7 @@ def test_every_mart_key_is_unique_and_not_null(marts, mart, key):
 
 
 def test_cohort_columns_and_types(marts):
-    assert tuple(marts.cohort.columns) == cohort.COHORT_COLUMNS
+    assert tuple(marts.cohort.columns) == COHORT_COLUMNS
     con = db.connect(marts.db_path, read_only=True)
     try:
         types = dict(
@@ -266,7 +268,7 @@ def _code(text: str) -> str:
 
 def test_every_sql_file_is_built_and_every_built_table_has_a_file():
     on_disk = {(layer, name) for layer, name, _ in _sql_files()}
-    ordered = {(layer, name) for layer, names in cohort.BUILD_ORDER.items() for name in names}
+    ordered = {(layer, name) for layer, names in build_order(db.SQL_LAYERS).items() for name in names}
     assert on_disk == ordered
 
 
@@ -305,7 +307,7 @@ def test_sql_reads_only_earlier_tables():
             "outcome_setting",
         )
     }
-    for layer, names in cohort.BUILD_ORDER.items():
+    for layer, names in build_order(db.SQL_LAYERS).items():
         for name in names:
             text = (resources.files("ipm_outcomes") / "sql" / layer / f"{name}.sql").read_text()
             refs = set(re.findall(r"\b(raw|ref|staging|intermediate|marts)\.([a-z_]+)", _code(text)))

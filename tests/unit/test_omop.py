@@ -18,6 +18,7 @@ import pytest
 from ipm_outcomes import db, omop
 from ipm_outcomes.contract import TABLES_BY_NAME
 from ipm_outcomes.errors import IpmError
+from ipm_outcomes.portable_sql import build_order
 
 D = dt.date
 
@@ -708,7 +709,7 @@ def test_drug_exposures_with_an_ndc_become_fills(tmp_path):
 
 def test_every_omop_sql_file_runs_in_the_declared_order_and_not_in_the_default_layers():
     files = {name for name, _ in db.sql_files("omop")}
-    assert files == set(omop.SQL_ORDER)
+    assert files == set(build_order(("omop",))["omop"])
     assert "omop" not in db.SQL_LAYERS
 
 

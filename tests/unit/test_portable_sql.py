@@ -8,10 +8,9 @@ from typer.testing import CliRunner
 
 from ipm_outcomes import db, portable_sql
 from ipm_outcomes.cli import app
-from ipm_outcomes.cohort import BUILD_ORDER
 from ipm_outcomes.errors import IpmError
 
-COHORT_FILES = [(layer, name, sql) for layer in BUILD_ORDER for name, sql in db.sql_files(layer)]
+COHORT_FILES = [(layer, name, sql) for layer in db.SQL_LAYERS for name, sql in db.sql_files(layer)]
 
 
 @pytest.mark.parametrize(("layer", "name", "sql"), COHORT_FILES, ids=lambda v: v if isinstance(v, str) and "\n" not in v else "")
@@ -24,7 +23,7 @@ def test_every_cohort_sql_file_is_portable(layer, name, sql):
 
 def test_every_build_order_table_has_its_file_and_every_file_is_built():
     assert {(layer, name) for layer, name, _ in COHORT_FILES} == {
-        (layer, table) for layer, tables in BUILD_ORDER.items() for table in tables
+        (layer, table) for layer, tables in portable_sql.build_order(db.SQL_LAYERS).items() for table in tables
     }
 
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from ipm_outcomes import cohort, ingest, progress
+from ipm_outcomes.db import SQL_LAYERS
 from ipm_outcomes.estimators import bootstrap
+from ipm_outcomes.portable_sql import build_order
 from ipm_outcomes.spec import load_spec
 
 
@@ -56,6 +58,7 @@ def test_cohort_and_ingest_print_one_line_per_stage_when_logged(good_extract, tm
     cohort.build(load_spec(), db, progress=True)
     err = capsys.readouterr().err.splitlines()
     cohort_lines = [line for line in err if line.startswith("cohort: [")]
-    assert len(cohort_lines) == sum(len(tables) for tables in cohort.BUILD_ORDER.values())
-    assert cohort_lines[0].startswith("cohort: [1/") and " staging.extract_period (" in cohort_lines[0]
+    order = build_order(SQL_LAYERS)
+    assert len(cohort_lines) == sum(len(tables) for tables in order.values())
+    assert cohort_lines[0].startswith("cohort: [1/") and f" staging.{order['staging'][0]} (" in cohort_lines[0]
     assert any(line.startswith("ingest: [1/") for line in err)

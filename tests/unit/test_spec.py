@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ipm_outcomes import cohort
+from ipm_outcomes import marts
 from ipm_outcomes.errors import IpmError
 from ipm_outcomes.spec import (
     CHARLSON_COMPONENTS,
@@ -63,7 +63,7 @@ def test_default_spec_holds_the_issue_defaults():
     assert a.mcid.model_dump() == {"odi": 10, "nrs_pain": 2, "promis_pi": 3.5, "promis_pf": 5, "eq5d_index": 0.08}
     assert a.horizons_days == [90, 180, 365]
     assert a.subgroups == ["age_band", "sex", "payer_type", "radiculopathy", "baseline_severity"]
-    assert set(a.covariates) <= set(cohort.COHORT_COLUMNS)
+    assert set(a.covariates) <= set(marts.COHORT_COLUMNS)
     assert spec.report.min_cell_size == 11
     assert spec.study.seed == 20261128
     assert spec.source_path == packaged_spec_path().resolve()
