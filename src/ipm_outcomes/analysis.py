@@ -50,16 +50,14 @@ from .estimators import (
 )
 from .estimators import bootstrap
 from .estimators._common import build_design, standardize
-from .estimators.ancova import HIGHER_IS_BETTER
 from .estimators.ccw import CUMULATIVE_INCIDENCE
 from .estimators.dose_response import band_strategies
 from .estimators.iptw import treatment_weights, truncate
 from .estimators.propensity import LogisticRegression
 from .report_data import RESULTS_SCHEMA_VERSION
 from .spec import StudySpec, spec_sha256
+from .vocabulary import INSTRUMENTS, QOL_OUTCOMES
 
-#: Quality-of-life outcomes estimated (the results contract's outcome names).
-QOL_OUTCOMES = ("promis_pf", "promis_pi", "odi", "eq5d_index", "nrs_pain")
 #: Cohort columns treated as categories in every model (one indicator per level).
 CATEGORICAL = ("sex", "payer_type", "index_year")
 MARTS = ("cohort", "rtw_outcome", "qol_outcome", "attrition")
@@ -247,7 +245,7 @@ def _subgroup_columns(spec: StudySpec, frame: pd.DataFrame) -> pd.DataFrame:
                 if col in frame.columns
                 else pd.Series(np.nan, index=frame.index)
             )
-            higher_worse = not HIGHER_IS_BETTER.get(a.severity_instrument, False)
+            higher_worse = not INSTRUMENTS[a.severity_instrument].higher_is_better
             severe = score >= a.severity_threshold if higher_worse else score <= a.severity_threshold
             out["sub_baseline_severity"] = np.where(score.isna(), "unknown", np.where(severe, "severe", "not severe"))
         elif name in frame.columns:
@@ -405,7 +403,7 @@ def run(
     a = spec.analysis
     grace = spec.exposure.grace_period_days
     horizons = tuple(int(h) for h in a.horizons_days)
-    primary_h = 180 if 180 in horizons else horizons[len(horizons) // 2]
+    primary_h = a.primary_horizon_days
     alpha = 1 - a.ci_level
     trunc = tuple(a.weight_truncation_percentiles)
     B, seed = a.bootstrap_replicates, spec.study.seed
@@ -1077,7 +1075,7 @@ def _qol(spec, inputs, covariates, ps_cohort, trunc, alpha) -> dict:
                 responders = None
                 if instrument in mcid:
                     both = g & np.isfinite(y) & np.isfinite(b)
-                    change = (y - b) * (1 if HIGHER_IS_BETTER[instrument] else -1)
+                    change = (y - b) * (1 if INSTRUMENTS[instrument].higher_is_better else -1)
                     responders = float((change[both] >= mcid[instrument]).mean()) if both.any() else None
                 summary_rows.append(
                     dict(
@@ -1095,7 +1093,7 @@ def _qol(spec, inputs, covariates, ps_cohort, trunc, alpha) -> dict:
             try:
                 m = WeightedANCOVA(
                     mcid=mcid.get(instrument),
-                    higher_is_better=HIGHER_IS_BETTER[instrument],
+                    higher_is_better=INSTRUMENTS[instrument].higher_is_better,
                     truncation_percentiles=trunc,
                     alpha=alpha,
                 ).fit(df, "early", [], observation_covariates=["referred_before_window"], ps=ps_cohort, design=X)

@@ -37,7 +37,8 @@ from .disclosure import (
     truncate_curve,
 )
 from .errors import IpmError
-from .report_data import INSTRUMENT_SHORT, METHODS, OUTCOMES, Estimate, ReportData, load_results, spec_as_toml
+from .report_data import Estimate, ReportData, load_results, spec_as_toml
+from .vocabulary import ARMS, INSTRUMENTS, METHODS, OUTCOMES
 
 # --------------------------------------------------------------------------------------------------
 # Public API
@@ -231,6 +232,12 @@ def days_in_words(days: int) -> str:
     return f"{days} days"
 
 
+def _short(instrument: str) -> str:
+    """An instrument's short name for tables and text (its code when the vocabulary does not know it)."""
+    known = INSTRUMENTS.get(instrument)
+    return known.short if known else instrument
+
+
 def classify(ci_low: float | None, ci_high: float | None, null: float = 0.0, higher_is_better: bool = True) -> str:
     """``"beneficial"``, ``"harmful"`` or ``"null"`` from a confidence interval and the direction of benefit."""
     if ci_low is None or ci_high is None:
@@ -352,8 +359,9 @@ def qol_finding(
         return None
     if not _finite(difference.ci_low) or not _finite(difference.ci_high):
         return None  # no interval: nothing can be said about the difference
-    label, higher_better = OUTCOMES.get(instrument, (instrument, True))
-    name = INSTRUMENT_SHORT.get(instrument, instrument)
+    outcome = OUTCOMES.get(instrument)
+    higher_better = outcome.higher_is_better if outcome else True
+    name = _short(instrument)
     digits = 2 if instrument == "eq5d_index" else 1
     d, lo, hi = difference.estimate, difference.ci_low, difference.ci_high
     verdict = classify(lo, hi, 0.0, higher_better)
@@ -1012,7 +1020,7 @@ class _Builder:
                     if mk is not None:
                         parts.append(f"{self.c(mk)} of {self.c(self.K_E if arm == 'early' else self.K_D)} {arm}")
                 if parts:
-                    missing.append(f"{INSTRUMENT_SHORT.get(inst, inst)}: {', '.join(parts)}")
+                    missing.append(f"{_short(inst)}: {', '.join(parts)}")
             if missing:
                 out.append(("Missing quality-of-life follow-up",
                             f"Not every patient had a score near day {h} ({'; '.join(missing)} patients had none). "
@@ -1456,7 +1464,7 @@ class _Builder:
                     self.tables.setdefault("numbers_at_risk", DisplayTable(
                         columns=[("method", "Method"), ("arm", "Arm"), ("day", "Day"), ("n_at_risk", "Number at risk")],
                         rows=[], caption="Numbers at risk under the curves.", count_columns={"n_at_risk"},
-                    )).rows.append([METHODS[method], plots.ARM_LABELS[arm], str(day), text])
+                    )).rows.append([METHODS[method], ARMS[arm], str(day), text])
         return out
 
     def _rmst_horizon(self, method) -> int | None:
@@ -1521,7 +1529,7 @@ class _Builder:
                         if not self.policy.implied_count_small(float(obs["responder_proportion"]), float(obs["n"])):
                             resp = f"{100 * obs['responder_proportion']:.1f}%"
                     row = [
-                        INSTRUMENT_SHORT.get(inst, inst), str(h), plots.ARM_LABELS[arm],
+                        _short(inst), str(h), ARMS[arm],
                         self.c(k) if k else MISSING_LABEL,
                         self.c(mk) if mk else MISSING_LABEL,
                         f"{_fmt_num(obs['mean'], digits)} ({_fmt_num(obs['sd'], digits)})" if ok_obs else MISSING_LABEL,
@@ -1537,9 +1545,9 @@ class _Builder:
                 rr = self._contrast(inst, "ancova_iptw", "responder_risk_difference", h)
                 if md is not None or rr is not None:
                     mcid = d.mcid.get(inst)
-                    diff_rows.append([INSTRUMENT_SHORT.get(inst, inst), str(h), _fmt_ci(md, f"score{digits}"),
+                    diff_rows.append([_short(inst), str(h), _fmt_ci(md, f"score{digits}"),
                                       f"{mcid:g} points" if mcid else MISSING_LABEL, _fmt_ci(rr, "pp"),
-                                      "higher" if OUTCOMES[inst][1] else "lower"])
+                                      "higher" if OUTCOMES[inst].higher_is_better else "lower"])
         if mean_rows:
             self.tables["qol_means"] = DisplayTable(
                 columns=[("instrument", "Instrument"), ("horizon_days", "Day"), ("arm", "Group"),
@@ -1566,7 +1574,7 @@ class _Builder:
             out["available"] = True
         if plot_rows:
             frame = pd.DataFrame(plot_rows)
-            labels = {k: f"{OUTCOMES[k][0]}, {'higher' if OUTCOMES[k][1] else 'lower'} is better" for k in OUTCOMES}
+            labels = {k: f"{o.label}, {'higher' if o.higher_is_better else 'lower'} is better" for k, o in OUTCOMES.items()}
             h = d.primary_horizon
             pf = self._contrast("promis_pf", "ancova_iptw", "mean_difference", h)
             title = "Adjusted quality-of-life scores by group"
@@ -1819,7 +1827,7 @@ class _Builder:
         extra = []
         for arm in ("early", "delayed"):
             if ("diag", "ess", arm) in self.ledger.cells:
-                extra.append([f"Effective sample size after weighting, {plots.ARM_LABELS[arm]} group", self.c(("diag", "ess", arm))])
+                extra.append([f"Effective sample size after weighting, {ARMS[arm]} group", self.c(("diag", "ess", arm))])
         if ("diag", "n_truncated") in self.ledger.cells:
             pct = (d.diagnostics.get("weight_truncation") or {}).get("percentiles")
             extra.append([f"Persons whose weight was truncated{f' (at percentiles {pct[0]:g} and {pct[1]:g})' if pct else ''}",
@@ -2067,7 +2075,7 @@ def _covariate_label(name: str) -> str:
         return _COVARIATE_LABELS[name]
     if name.startswith("baseline_"):
         inst = name.removeprefix("baseline_")
-        return f"Baseline {INSTRUMENT_SHORT.get(inst, inst)}"
+        return f"Baseline {_short(inst)}"
     if name.startswith("cci_"):
         return "Charlson: " + name.removeprefix("cci_").replace("_", " ")
     for prefix in ("payer_type_", "sex_"):

@@ -27,33 +27,6 @@ from .errors import IpmError
 #: results it would read differently. Results with no version are from before versions were kept (1).
 RESULTS_SCHEMA_VERSION = 2
 
-#: Outcomes of the analysis, in report order, with a label and whether a higher value is better.
-OUTCOMES: dict[str, tuple[str, bool]] = {
-    "rtw": ("Return to work", True),
-    "promis_pf": ("PROMIS physical function (T-score)", True),
-    "promis_pi": ("PROMIS pain interference (T-score)", False),
-    "odi": ("Oswestry Disability Index (0-100)", False),
-    "eq5d_index": ("EQ-5D index (utility)", True),
-    "nrs_pain": ("Pain intensity, NRS (0-10)", False),
-    "phq9": ("PHQ-9 depression (0-27)", False),
-}
-#: Short names of quality-of-life instruments for tables and plain-language text.
-INSTRUMENT_SHORT = {
-    "promis_pf": "PROMIS physical function",
-    "promis_pi": "PROMIS pain interference",
-    "odi": "Oswestry Disability Index",
-    "eq5d_index": "EQ-5D index",
-    "nrs_pain": "pain intensity (NRS)",
-    "phq9": "PHQ-9",
-}
-#: Estimation methods, in forest-plot order, with their display labels.
-METHODS: dict[str, str] = {
-    "ccw": "Clone-censor-weight (primary)",
-    "landmark_iptw": "Landmark + IPTW",
-    "tv_cox": "Time-varying Cox",
-    "naive": "Naive (biased: immortal time)",
-    "ancova_iptw": "IPTW-weighted ANCOVA",
-}
 ESTIMATE_COLUMNS = ["outcome", "method", "measure", "arm", "horizon_days", "estimate", "ci_low", "ci_high", "n"]
 #: Tables the report reads, if present (name -> columns it needs).
 KNOWN_TABLES: dict[str, list[str]] = {
