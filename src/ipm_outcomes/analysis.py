@@ -1,13 +1,23 @@
-"""The analysis stage: read the marts, run every method, write ``results.json`` and tidy tables.
+"""The analysis stage: read the marts, run the analysis plan, write ``results.json`` and tidy tables.
 
 ``ipm-outcomes analyze --db PATH [--spec FILE] --out DIR`` calls :func:`run`. It reads
 ``marts.cohort``, ``marts.rtw_outcome``, ``marts.qol_outcome`` and ``marts.attrition`` (built by
-``ipm-outcomes cohort``) and the load provenance from the DuckDB file, and writes into DIR:
+``ipm-outcomes cohort``) and the load provenance from the DuckDB file, builds the analysis plan from
+the spec (:func:`ipm_outcomes.plan.build_plan`) and runs each item with the runner of its method
+(:data:`RUNNERS`); steps items share (the cohort propensity model, the return-to-work analysis table,
+one clone-censor-weight fit per referral definition) are computed once. It writes into DIR:
 
-* ``results.json``: study, spec and data fingerprints, attrition, cohort counts, every estimate
-  (contrasts with their arm levels beside them), diagnostics, the list of result tables with their
-  grain, and what could not be estimated and why (an empty cohort is a finding, not a crash);
+* ``results.json``: study, spec and data fingerprints, attrition, cohort counts, the plan, every
+  estimate keyed by (analysis id, outcome, measure, arm, horizon), diagnostics, the list of result
+  tables with their grain, and what could not be estimated and why (an empty cohort is a finding,
+  not a crash);
 * one Parquet file per result table (listed in ``results.json`` under ``tables``).
+
+Both follow the results data model (:data:`ipm_outcomes.report_data.TABLES`,
+:func:`ipm_outcomes.report_data.validate_results`), checked before anything is written.
+
+Adding an analysis of a new kind: an item in :func:`ipm_outcomes.plan.build_plan`, a runner here
+returning an :class:`_ItemResult`, and, for a new table, its declaration in the results data model.
 
 The report step renders from these files only. Nothing here is specific to the synthetic data.
 """
@@ -54,7 +64,7 @@ from .estimators.ccw import CUMULATIVE_INCIDENCE
 from .estimators.dose_response import dose_response_table
 from .estimators.iptw import treatment_weights, truncate
 from .estimators.propensity import LogisticRegression
-from .report_data import RESULTS_SCHEMA_VERSION
+from .report_data import ESTIMATE_COLUMNS, RESULTS_SCHEMA_VERSION, TABLES, validate_results
 from .spec import StudySpec, spec_sha256
 from .plan import PRIMARY_REFERRAL, AnalysisItem, build_plan, fit_groups
 from .vocabulary import INSTRUMENTS, QOL_OUTCOMES, REFERRAL_DEFINITIONS
@@ -62,32 +72,6 @@ from .vocabulary import INSTRUMENTS, QOL_OUTCOMES, REFERRAL_DEFINITIONS
 #: Cohort columns treated as categories in every model (one indicator per level).
 CATEGORICAL = ("sex", "payer_type", "index_year")
 MARTS = ("cohort", "rtw_outcome", "qol_outcome", "attrition")
-
-#: Grain of each result table (written into results.json).
-TABLE_GRAINS = {
-    "estimates": "one row per outcome per method per measure per arm (null for contrasts) per horizon",
-    "rtw_curves": "one row per method per arm per day 0..followup: cumulative incidence of RTW with 95% band, "
-    "competing-event incidence, 1-KM (competing events censored) and numbers at risk",
-    "table1": "one row per baseline characteristic (per level) per exposure group",
-    "smd": "one row per covariate (level): standardized mean difference, cohort early vs delayed, before and "
-    "after IPTW",
-    "balance": "one row per analysis per covariate (level): SMD before and after that analysis's weights",
-    "referral_timing": "one row per day after index with at least one first IPM contact: persons",
-    "delay_categories": "one row per referral-delay category: persons",
-    "dose_response": "one row per referral-delay band per horizon: CCW cumulative incidence of RTW under 'referral "
-    "within the band'; n = persons referred in the band, n_cloned = persons cloned into it",
-    "subgroups": "one row per subgroup level: CCW risk difference of RTW at the primary horizon, interaction p",
-    "subgroup_arms": "one row per subgroup level per arm (or contrast) per horizon: CCW estimates",
-    "sensitivity": "one row per sensitivity analysis per measure at the primary horizon",
-    "landmark_weightings": "one row per weighting (ate, att, overlap) per measure per arm (or contrast) per horizon",
-    "qol_summary": "one row per instrument per horizon per exposure group: observed follow-up scores",
-    "qol_estimates": "one row per instrument per horizon per variant (ipow, complete_case) per measure per arm",
-    "overlap": "one row per cohort person: exposure group, propensity and preference score (cohort propensity model)",
-    "weights": "one row per clone weighted in the primary analysis (at risk when the grace period closes): arm and "
-    "final truncated weight, normalised to mean 1 per arm",
-    "diagnostics": "one row per diagnostic per analysis: value, threshold, pass/fail",
-}
-
 
 @dataclass
 class AnalysisSummary:
@@ -259,7 +243,7 @@ def _subgroup_columns(spec: StudySpec, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _estimate_rows(summary: pd.DataFrame, outcome: str, method: str, max_horizon: int) -> list[dict]:
+def _estimate_rows(summary: pd.DataFrame, item: AnalysisItem, max_horizon: int) -> list[dict]:
     """results.json estimates from an estimator's summary: days-off measures only at the last horizon,
     hazard ratios without a horizon (they span the whole follow-up)."""
     rows = []
@@ -272,8 +256,9 @@ def _estimate_rows(summary: pd.DataFrame, outcome: str, method: str, max_horizon
             h = None
         rows.append(
             dict(
-                outcome=outcome,
-                method=method,
+                analysis=item.id,
+                outcome=item.outcome,
+                method=item.method,
                 measure=measure,
                 arm=r.get("arm"),
                 horizon_days=None if h is None else int(h),
@@ -424,11 +409,14 @@ def run(
     # -- cohort description (always, even when the models cannot run) ----------------------------
     days = pd.to_numeric(cohort.get("days_to_referral", pd.Series(dtype=float)), errors="coerce").dropna().astype(int)
     tables["referral_timing"] = days.value_counts().sort_index().rename_axis("day").reset_index(name="n")
-    labels = [label for label, _, _ in spec.delay_categories()]
     counts = cohort["delay_category"].astype("string").value_counts() if n else pd.Series(dtype=int)
     tables["delay_categories"] = pd.DataFrame(
-        {"delay_category": labels, "n": [int(counts.get(label, 0)) for label in labels]}
-    )
+        [
+            # "never" has no days; the open last band ("> last cut") has no last day
+            dict(delay_category=label, first_day=None if lo < 0 else lo, last_day=hi, n=int(counts.get(label, 0)))
+            for label, lo, hi in spec.delay_categories()
+        ]
+    ).astype({"first_day": "Int64", "last_day": "Int64"})
     covariates = list(a.covariates)
     if "ehr_pro" in inputs.build.load.absent_tables:
         unavailable["qol"] = "no ehr_pro table in the extract: quality-of-life outcomes cannot be estimated"
@@ -473,8 +461,6 @@ def run(
             bar.step(item.id)
     for name, parts in fragments.items():
         tables[name] = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-        if name in _COLUMN_ORDER:
-            tables[name] = tables[name][_COLUMN_ORDER[name]]
     _order_tables(tables, plan)
 
     if checks:
@@ -494,15 +480,12 @@ def run(
         ]
 
     # -- write ------------------------------------------------------------------------------------
-    tables["estimates"] = pd.DataFrame(
-        estimates, columns=["outcome", "method", "measure", "arm", "horizon_days", "estimate", "ci_low", "ci_high", "n"]
-    )
-    written = {}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, frame in tables.items():
-        path = out_dir / f"{name}.parquet"
-        frame.reset_index(drop=True).to_parquet(path, index=False)
-        written[name] = {"file": path.name, "grain": TABLE_GRAINS.get(name, ""), "rows": len(frame)}
+    tables["estimates"] = pd.DataFrame(estimates, columns=ESTIMATE_COLUMNS)
+    # every table as the results data model declares it (columns, types, key), checked before anything is written
+    tables = {name: TABLES[name].conform(frame, f"{out_dir / name}.parquet") for name, frame in tables.items()}
+    written = {
+        name: {"file": f"{name}.parquet", "grain": TABLES[name].grain, "rows": len(frame)} for name, frame in tables.items()
+    }
     attrition = (
         inputs.attrition.sort_values(["population", "step_order"])
         .loc[
@@ -526,6 +509,7 @@ def run(
         "spec": spec.to_toml_dict(),
         "attrition": attrition,
         "cohort": cohort_counts,
+        "plan": [item.to_dict() for item in plan],
         "estimates": estimates,
         "diagnostics": diagnostics,
         "tables": written,
@@ -543,7 +527,12 @@ def run(
         "provenance": {**_provenance(spec, inputs, B, seed, workers), "data_source": _data_source(inputs.build.load, inputs.cohort)},
     }
     results_path = out_dir / "results.json"
-    results_path.write_text(json.dumps(_clean(results), indent=2, allow_nan=False) + "\n")
+    results = _clean(results)
+    validate_results(results, results_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        frame.to_parquet(out_dir / written[name]["file"], index=False)
+    results_path.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
     passed = {c["name"]: bool(c["passed"]) for c in diagnostics.get("checks", [])}
     return AnalysisSummary(
         out_dir=out_dir,
@@ -838,9 +827,9 @@ def _primary(item: AnalysisItem, ctx: _Context, ccw: CloneCensorWeight, out: _It
     ref_all = _referral_days(ctx, PRIMARY_REFERRAL)
     following = {arm: _persons_following(ref_all, item.strategies[arm]) for arm in (e_arm, d_arm)}
     rows = rows.assign(n=[following.get(arm, n) if isinstance(arm, str) else n for arm, n in zip(rows["arm"], rows["n"])])
-    out.estimates += _estimate_rows(rows, item.outcome, item.method, max_h)
+    out.estimates += _estimate_rows(rows, item, max_h)
     c = ccw.curves_[ccw.curves_.arm.isin([e_arm, d_arm])].rename(columns={"cumulative_incidence": "estimate"})
-    out.tables["rtw_curves"] = c.assign(method="ccw")
+    out.tables["rtw_curves"] = c.assign(analysis=item.id, method=item.method)
     rd = _contrast_row(s, item, "risk_difference", primary_h)
     lev = s[(s.measure == CUMULATIVE_INCIDENCE) & (s.horizon_days == primary_h)].set_index("arm")["estimate"]
     out.primary = dict(
@@ -974,9 +963,9 @@ def _run_landmark(item: AnalysisItem, ctx: _Context) -> _ItemResult:
     except IpmError as exc:
         out.unavailable["rtw/landmark_iptw"] = str(exc)
         return out
-    out.estimates += _estimate_rows(lm.summary, item.outcome, item.method, max(item.horizons))
+    out.estimates += _estimate_rows(lm.summary, item, max(item.horizons))
     out.tables["rtw_curves"] = lm.curves_.rename(columns={"cumulative_incidence": "estimate"}).assign(
-        method="landmark_iptw"
+        analysis=item.id, method=item.method
     )
     out.tables["landmark_weightings"] = pd.concat(
         [t.assign(weighting=k) for k, t in lm.summaries_.items()], ignore_index=True
@@ -1014,7 +1003,7 @@ def _run_tv_cox(item: AnalysisItem, ctx: _Context) -> _ItemResult:
     except IpmError as exc:
         out.unavailable["rtw/tv_cox"] = str(exc)
         return out
-    out.estimates += _estimate_rows(tv.summary, item.outcome, item.method, max(ctx.spec.analysis.horizons_days))
+    out.estimates += _estimate_rows(tv.summary, item, max(ctx.spec.analysis.horizons_days))
     return out
 
 
@@ -1030,8 +1019,8 @@ def _run_naive(item: AnalysisItem, ctx: _Context) -> _ItemResult:
     except IpmError as exc:
         out.unavailable["rtw/naive"] = str(exc)
         return out
-    out.estimates += _estimate_rows(nv.summary, item.outcome, item.method, max(item.horizons))
-    out.tables["rtw_curves"] = nv.curves_.rename(columns={"cumulative_incidence": "estimate"}).assign(method="naive")
+    out.estimates += _estimate_rows(nv.summary, item, max(item.horizons))
+    out.tables["rtw_curves"] = nv.curves_.rename(columns={"cumulative_incidence": "estimate"}).assign(analysis=item.id, method=item.method)
     return out
 
 
@@ -1154,6 +1143,7 @@ def _run_ancova(item: AnalysisItem, ctx: _Context) -> _ItemResult:
         for r in s[s.variant == "ipow"].to_dict("records"):
             out.estimates.append(
                 dict(
+                    analysis=item.id,
                     outcome=instrument,
                     method=item.method,
                     measure=r["measure"],
@@ -1170,15 +1160,6 @@ def _run_ancova(item: AnalysisItem, ctx: _Context) -> _ItemResult:
         out.tables["qol_estimates"] = pd.concat(estimate_rows, ignore_index=True)
     return out
 
-
-#: Columns of the tables several methods add to, in their written order.
-_COLUMN_ORDER = {
-    "rtw_curves": [
-        "method", "arm", "day", "estimate", "ci_low", "ci_high", "n_at_risk", "weighted_at_risk",
-        "cumulative_incidence_competing", "one_minus_km",
-    ],
-    "balance": ["analysis", *SMD_COLUMNS],
-}
 
 #: The runner of each method of the plan.
 RUNNERS = {

@@ -38,11 +38,21 @@ def _close(a, b) -> bool:
     return a == b
 
 
+def _analysis_of(method: str, outcome: str) -> str:
+    """The analysis plan's id of an estimate stored before estimates carried one (schema 2)."""
+    if method == "ccw":
+        return "primary"
+    if method == "ancova_iptw":
+        return f"qol_{outcome}"
+    return method
+
+
 def _estimates(results: dict) -> dict:
-    """Estimates of a results.json by their key."""
+    """Estimates of a results.json by their key (analysis id, outcome, measure, arm, horizon)."""
     out = {}
     for e in results["estimates"]:
-        key = (e["outcome"], e["method"], e["measure"], e["arm"], e["horizon_days"])
+        analysis = e.get("analysis") or _analysis_of(e["method"], e["outcome"])
+        key = (analysis, e["outcome"], e["method"], e["measure"], e["arm"], e["horizon_days"])
         assert key not in out, f"two estimates with the key {key}"
         out[key] = {k: e[k] for k in ("estimate", "ci_low", "ci_high", "n")}
     return out
@@ -78,9 +88,17 @@ def _diff_diagnostics(stored: dict, now: dict) -> list[str]:
 
 def _stored_as_now(name: str, frame: pd.DataFrame, stored: dict) -> pd.DataFrame:
     """A stored table in today's layout (the changes of layout since the copy was made; values untouched)."""
+    if stored.get("schema_version") != 2:
+        return frame
     if name == "sensitivity":  # rows keyed by the analysis plan's ids: the primary is "primary"
         primary = f"grace_{stored['grace_period_days']}"
         frame = frame.assign(analysis=frame["analysis"].replace({primary: "primary"}))
+    if name in ("estimates", "rtw_curves"):  # the analysis id, first column
+        outcome = frame["outcome"] if "outcome" in frame else "rtw"
+        analysis = [_analysis_of(m, o) for m, o in zip(frame["method"], pd.Series(outcome, index=frame.index))]
+        frame = pd.concat([pd.Series(analysis, index=frame.index, name="analysis"), frame], axis=1)
+    if name == "delay_categories":  # first and last day of each band (none stored: cohort description)
+        raise AssertionError("delay_categories is not a stored golden table")
     return frame
 
 
