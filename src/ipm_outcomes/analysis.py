@@ -64,7 +64,7 @@ from .estimators.ccw import CUMULATIVE_INCIDENCE
 from .estimators.dose_response import dose_response_table
 from .estimators.iptw import treatment_weights, truncate
 from .estimators.propensity import LogisticRegression
-from .report_data import ESTIMATE_COLUMNS, RESULTS_SCHEMA_VERSION, TABLES, validate_results
+from .report_data import ESTIMATE_COLUMNS, RESULTS_SCHEMA_VERSION, TABLES, conform_table, validate_results
 from .spec import StudySpec, spec_sha256
 from .plan import PRIMARY_REFERRAL, AnalysisItem, build_plan, fit_groups
 from .vocabulary import INSTRUMENTS, QOL_OUTCOMES, REFERRAL_DEFINITIONS
@@ -482,7 +482,7 @@ def run(
     # -- write ------------------------------------------------------------------------------------
     tables["estimates"] = pd.DataFrame(estimates, columns=ESTIMATE_COLUMNS)
     # every table as the results data model declares it (columns, types, key), checked before anything is written
-    tables = {name: TABLES[name].conform(frame, f"{out_dir / name}.parquet") for name, frame in tables.items()}
+    tables = {name: conform_table(name, frame, f"{out_dir / name}.parquet") for name, frame in tables.items()}
     written = {
         name: {"file": f"{name}.parquet", "grain": TABLES[name].grain, "rows": len(frame)} for name, frame in tables.items()
     }

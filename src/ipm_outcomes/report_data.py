@@ -277,6 +277,15 @@ TABLES: dict[str, TableSpec] = {
         ),
     )
 }
+def conform_table(name: str, frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """``frame`` as the results table ``name`` (see :meth:`TableSpec.conform`); a table the model does not
+    declare is refused: a new results table is declared in :data:`TABLES` before anything writes it."""
+    if name not in TABLES:
+        raise IpmError(f"{where}: table {name!r} is not part of results schema {RESULTS_SCHEMA_VERSION}; declare it in "
+                       "ipm_outcomes.report_data.TABLES")
+    return TABLES[name].conform(frame, where)
+
+
 #: The key of an estimate: (analysis id, outcome, measure, arm, horizon).
 ESTIMATE_KEY = TABLES["estimates"].key
 ESTIMATE_COLUMNS = TABLES["estimates"].column_names

@@ -189,3 +189,12 @@ def test_every_table_declares_grain_key_and_person_counts():
         assert all(table.columns[table.column_names.index(c)].type == "int" for c in table.person_counts), name
     assert TABLES["estimates"].key == ("analysis", "outcome", "measure", "arm", "horizon_days")
     assert TABLES["subgroups"].person_counts == ("n", "n_early", "n_delayed")
+
+
+def test_a_table_the_model_does_not_declare_cannot_be_written():
+    from ipm_outcomes.report_data import conform_table
+
+    with pytest.raises(IpmError, match=r"out/rmst.parquet: table 'rmst' is not part of results schema 3; declare it"):
+        conform_table("rmst", pd.DataFrame({"x": [1]}), "out/rmst.parquet")
+    frame = pd.DataFrame({"n": [3, 12], "day": [1, 2]})
+    assert list(conform_table("referral_timing", frame, "x").columns) == ["day", "n"]  # the declared order
