@@ -689,7 +689,7 @@ class _Context:
     ps_cohort: np.ndarray | None = None
     _rtw: _RtwData | None = None
     _ccw: dict[str, tuple[CloneCensorWeight | None, str | None]] = field(default_factory=dict)
-    _designs: dict[tuple, np.ndarray] = field(default_factory=dict)
+    designs: dict[tuple, np.ndarray] = field(default_factory=dict)  # ANCOVA design matrices by covariate list
 
     def rtw(self) -> _RtwData:
         if self._rtw is None:
@@ -1084,9 +1084,9 @@ def _run_ancova(item: AnalysisItem, ctx: _Context) -> _ItemResult:
     position = pd.Series(np.arange(len(cohort)), index=cohort["person_id"].to_numpy())
     # the instrument's own baseline enters the ANCOVA as its baseline term, not twice
     own = tuple(c for c in used if c != f"baseline_{instrument}")
-    if own not in ctx._designs:
-        ctx._designs[own] = build_design(model_cov, list(own)).matrix
-    X = ctx._designs[own]
+    if own not in ctx.designs:
+        ctx.designs[own] = build_design(model_cov, list(own)).matrix
+    X = ctx.designs[own]
     summary_rows, estimate_rows = [], []
     for horizon in item.horizons:
         part = qol[(qol["instrument"] == instrument) & (qol["horizon_days"] == horizon)]

@@ -183,7 +183,9 @@ def build_plan(spec: StudySpec) -> list[AnalysisItem]:
             )
         )
     ids = [item.id for item in plan]
-    assert len(set(ids)) == len(ids), ids
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ValueError(f"the analysis plan has two analyses with the id(s) {', '.join(twice)}")
     return plan
 
 
