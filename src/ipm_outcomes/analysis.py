@@ -1,13 +1,23 @@
-"""The analysis stage: read the marts, run every method, write ``results.json`` and tidy tables.
+"""The analysis stage: read the marts, run the analysis plan, write ``results.json`` and tidy tables.
 
 ``ipm-outcomes analyze --db PATH [--spec FILE] --out DIR`` calls :func:`run`. It reads
 ``marts.cohort``, ``marts.rtw_outcome``, ``marts.qol_outcome`` and ``marts.attrition`` (built by
-``ipm-outcomes cohort``) and the load provenance from the DuckDB file, and writes into DIR:
+``ipm-outcomes cohort``) and the load provenance from the DuckDB file, builds the analysis plan from
+the spec (:func:`ipm_outcomes.plan.build_plan`) and runs each item with the runner of its method
+(:data:`RUNNERS`); steps items share (the cohort propensity model, the return-to-work analysis table,
+one clone-censor-weight fit per referral definition) are computed once. It writes into DIR:
 
-* ``results.json``: study, spec and data fingerprints, attrition, cohort counts, every estimate
-  (contrasts with their arm levels beside them), diagnostics, the list of result tables with their
-  grain, and what could not be estimated and why (an empty cohort is a finding, not a crash);
+* ``results.json``: study, spec and data fingerprints, attrition, cohort counts, the plan, every
+  estimate keyed by (analysis id, outcome, measure, arm, horizon), diagnostics, the list of result
+  tables with their grain, and what could not be estimated and why (an empty cohort is a finding,
+  not a crash);
 * one Parquet file per result table (listed in ``results.json`` under ``tables``).
+
+Both follow the results data model (:data:`ipm_outcomes.report_data.TABLES`,
+:func:`ipm_outcomes.report_data.validate_results`), checked before anything is written.
+
+Adding an analysis of a new kind: an item in :func:`ipm_outcomes.plan.build_plan`, a runner here
+returning an :class:`_ItemResult`, and, for a new table, its declaration in the results data model.
 
 The report step renders from these files only. Nothing here is specific to the synthetic data.
 """
@@ -50,45 +60,18 @@ from .estimators import (
 )
 from .estimators import bootstrap
 from .estimators._common import build_design, standardize
-from .estimators.ancova import HIGHER_IS_BETTER
 from .estimators.ccw import CUMULATIVE_INCIDENCE
-from .estimators.dose_response import band_strategies
+from .estimators.dose_response import dose_response_table
 from .estimators.iptw import treatment_weights, truncate
 from .estimators.propensity import LogisticRegression
-from .report_data import RESULTS_SCHEMA_VERSION
+from .report_data import ESTIMATE_COLUMNS, RESULTS_SCHEMA_VERSION, TABLES, conform_table, validate_results
 from .spec import StudySpec, spec_sha256
+from .plan import PRIMARY_REFERRAL, AnalysisItem, build_plan, fit_groups
+from .vocabulary import INSTRUMENTS, QOL_OUTCOMES, REFERRAL_DEFINITIONS
 
-#: Quality-of-life outcomes estimated (the results contract's outcome names).
-QOL_OUTCOMES = ("promis_pf", "promis_pi", "odi", "eq5d_index", "nrs_pain")
 #: Cohort columns treated as categories in every model (one indicator per level).
 CATEGORICAL = ("sex", "payer_type", "index_year")
 MARTS = ("cohort", "rtw_outcome", "qol_outcome", "attrition")
-
-#: Grain of each result table (written into results.json).
-TABLE_GRAINS = {
-    "estimates": "one row per outcome per method per measure per arm (null for contrasts) per horizon",
-    "rtw_curves": "one row per method per arm per day 0..followup: cumulative incidence of RTW with 95% band, "
-    "competing-event incidence, 1-KM (competing events censored) and numbers at risk",
-    "table1": "one row per baseline characteristic (per level) per exposure group",
-    "smd": "one row per covariate (level): standardized mean difference, cohort early vs delayed, before and "
-    "after IPTW",
-    "balance": "one row per analysis per covariate (level): SMD before and after that analysis's weights",
-    "referral_timing": "one row per day after index with at least one first IPM contact: persons",
-    "delay_categories": "one row per referral-delay category: persons",
-    "dose_response": "one row per referral-delay band per horizon: CCW cumulative incidence of RTW under 'referral "
-    "within the band'; n = persons referred in the band, n_cloned = persons cloned into it",
-    "subgroups": "one row per subgroup level: CCW risk difference of RTW at the primary horizon, interaction p",
-    "subgroup_arms": "one row per subgroup level per arm (or contrast) per horizon: CCW estimates",
-    "sensitivity": "one row per sensitivity analysis per measure at the primary horizon",
-    "landmark_weightings": "one row per weighting (ate, att, overlap) per measure per arm (or contrast) per horizon",
-    "qol_summary": "one row per instrument per horizon per exposure group: observed follow-up scores",
-    "qol_estimates": "one row per instrument per horizon per variant (ipow, complete_case) per measure per arm",
-    "overlap": "one row per cohort person: exposure group, propensity and preference score (cohort propensity model)",
-    "weights": "one row per clone weighted in the primary analysis (at risk when the grace period closes): arm and "
-    "final truncated weight, normalised to mean 1 per arm",
-    "diagnostics": "one row per diagnostic per analysis: value, threshold, pass/fail",
-}
-
 
 @dataclass
 class AnalysisSummary:
@@ -247,7 +230,7 @@ def _subgroup_columns(spec: StudySpec, frame: pd.DataFrame) -> pd.DataFrame:
                 if col in frame.columns
                 else pd.Series(np.nan, index=frame.index)
             )
-            higher_worse = not HIGHER_IS_BETTER.get(a.severity_instrument, False)
+            higher_worse = not INSTRUMENTS[a.severity_instrument].higher_is_better
             severe = score >= a.severity_threshold if higher_worse else score <= a.severity_threshold
             out["sub_baseline_severity"] = np.where(score.isna(), "unknown", np.where(severe, "severe", "not severe"))
         elif name in frame.columns:
@@ -260,7 +243,7 @@ def _subgroup_columns(spec: StudySpec, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _estimate_rows(summary: pd.DataFrame, outcome: str, method: str, days_off_horizons) -> list[dict]:
+def _estimate_rows(summary: pd.DataFrame, item: AnalysisItem, days_off_horizons) -> list[dict]:
     """results.json estimates from an estimator's summary: days-off measures only at ``days_off_horizons``
     (the last horizon, or the shorter ones of :func:`days_off_reading_horizons`), hazard ratios without a
     horizon (they span the whole follow-up)."""
@@ -274,8 +257,9 @@ def _estimate_rows(summary: pd.DataFrame, outcome: str, method: str, days_off_ho
             h = None
         rows.append(
             dict(
-                outcome=outcome,
-                method=method,
+                analysis=item.id,
+                outcome=item.outcome,
+                method=item.method,
                 measure=measure,
                 arm=r.get("arm"),
                 horizon_days=None if h is None else int(h),
@@ -292,7 +276,7 @@ def days_off_reading_horizons(max_horizon: int, step: int = 30) -> list[int]:
     """Shorter horizons at which days off work are also reported: every ``step`` days below the last
     horizon. An arm's curve is shown only while enough of its persons are still followed, so when the
     last horizon is withheld the report can still answer in days off work within the longest of these
-    that both arms reach (``days off work in the first 300 days``)."""
+    that both arms reach ("days off work in the first 300 days")."""
     return list(range(step, max_horizon, step))
 
 
@@ -414,7 +398,7 @@ def run(
     a = spec.analysis
     grace = spec.exposure.grace_period_days
     horizons = tuple(int(h) for h in a.horizons_days)
-    primary_h = 180 if 180 in horizons else horizons[len(horizons) // 2]
+    primary_h = a.primary_horizon_days
     alpha = 1 - a.ci_level
     trunc = tuple(a.weight_truncation_percentiles)
     B, seed = a.bootstrap_replicates, spec.study.seed
@@ -434,11 +418,14 @@ def run(
     # -- cohort description (always, even when the models cannot run) ----------------------------
     days = pd.to_numeric(cohort.get("days_to_referral", pd.Series(dtype=float)), errors="coerce").dropna().astype(int)
     tables["referral_timing"] = days.value_counts().sort_index().rename_axis("day").reset_index(name="n")
-    labels = [label for label, _, _ in spec.delay_categories()]
     counts = cohort["delay_category"].astype("string").value_counts() if n else pd.Series(dtype=int)
     tables["delay_categories"] = pd.DataFrame(
-        {"delay_category": labels, "n": [int(counts.get(label, 0)) for label in labels]}
-    )
+        [
+            # "never" has no days; the open last band ("> last cut") has no last day
+            dict(delay_category=label, first_day=None if lo < 0 else lo, last_day=hi, n=int(counts.get(label, 0)))
+            for label, lo, hi in spec.delay_categories()
+        ]
+    ).astype({"first_day": "Int64", "last_day": "Int64"})
     covariates = list(a.covariates)
     if "ehr_pro" in inputs.build.load.absent_tables:
         unavailable["qol"] = "no ehr_pro table in the extract: quality-of-life outcomes cannot be estimated"
@@ -455,78 +442,35 @@ def run(
     if n == 0:
         unavailable["all"] = "the cohort is empty: no person met the cohort criteria, so nothing can be estimated"
 
-    steps = 8
+    plan = build_plan(spec)
+    ctx = _Context(spec, inputs, plan, covariates, alpha, trunc, B, seed, workers)
+    if "ehr_work_status" in inputs.build.load.absent_tables:
+        unavailable["rtw"] = "no ehr_work_status table in the extract: return to work cannot be estimated"
+    elif n > 0 and len(inputs.rtw) == 0:
+        unavailable["rtw"] = "the return-to-work population is empty (nobody off work at index)"
+    fragments: dict[str, list[pd.DataFrame]] = {}
     # BLAS runs single-threaded: the matrices here are small (tens of columns), where threads cost
     # more than they save on a shared machine, and the parallelism is across bootstrap workers.
-    with StageProgress("analysis", progress, steps) as bar, threadpool_limits(limits=1), bootstrap.progress_reporter(
+    with StageProgress("analysis", progress, len(plan)) as bar, threadpool_limits(limits=1), bootstrap.progress_reporter(
         bar.replicates
     ):
-        # -- Table 1 with cohort-wide IPTW (also the QoL propensity model) --------------------------
-        ps_cohort = None
-        if n > 0 and 0 < n_early < n:
-            frame, used = _prepare_covariates(cohort, covariates)
-            early = (exposure == "early").to_numpy(dtype=bool)
-            design = build_design(frame, used)
-            X = standardize(design.matrix)
-            ps_cohort = LogisticRegression(l2=a.model_l2_penalty).fit(X, early).predict_proba(X)
-            w_cohort, *_ = truncate(treatment_weights(ps_cohort, early, "ate"), trunc)
-            table1, smd = _table1(cohort, used, early, w_cohort)
-            tables["table1"], tables["smd"] = table1, smd[["covariate", "smd_before", "smd_after"]]
-            eq_cohort = equipoise(ps_cohort, early, tuple(a.diagnostics.equipoise_bounds))
-            tables["overlap"] = pd.DataFrame(
-                {
-                    "arm": np.where(early, "early", "delayed"),
-                    "preference_score": preference_score(ps_cohort, early),
-                    "propensity_score": ps_cohort,
-                }
-            )
-            diagnostics.update(
-                propensity_model="cohort: early vs delayed referral given the baseline covariates (Table 1, overlap, "
-                "quality of life)",
-                max_abs_smd_before=_max_abs(smd["smd_before"]),
-                max_abs_smd_after=_max_abs(smd["smd_after"]),
-                equipoise_fraction=eq_cohort,
-            )
-            checks.append(
-                diagnostics_table(
-                    _max_abs(smd["smd_after"]),
-                    eq_cohort,
-                    smd_threshold=a.diagnostics.max_abs_smd,
-                    equipoise_threshold=a.diagnostics.min_equipoise_fraction,
-                    equipoise_bounds=tuple(a.diagnostics.equipoise_bounds),
-                    analysis="cohort_iptw",
-                )
-            )
-        elif n > 0:
-            unavailable["table1_weighting"] = "every cohort member is in one exposure group: no comparison possible"
-        bar.step("cohort description")
-
-        # -- return to work ------------------------------------------------------------------------
-        rtw_ok = n > 0 and len(inputs.rtw) > 0
-        if "ehr_work_status" in inputs.build.load.absent_tables:
-            unavailable["rtw"] = "no ehr_work_status table in the extract: return to work cannot be estimated"
-            rtw_ok = False
-        elif n > 0 and len(inputs.rtw) == 0:
-            unavailable["rtw"] = "the return-to-work population is empty (nobody off work at index)"
-        if rtw_ok:
-            rtw_results = _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, workers, bar)
-            estimates += rtw_results["estimates"]
-            tables.update(rtw_results["tables"])
-            unavailable.update(rtw_results["unavailable"])
-            checks += rtw_results["checks"]
-            diagnostics.update(rtw_results["diagnostics"])
-            primary = rtw_results["primary"]
-        else:
-            for _ in range(5):
-                bar.step("return to work unavailable")
-
-        # -- quality of life -------------------------------------------------------------------------
-        if n > 0 and "qol" not in unavailable:
-            q = _qol(spec, inputs, covariates, ps_cohort, trunc, alpha)
-            estimates += q["estimates"]
-            tables.update(q["tables"])
-            unavailable.update(q["unavailable"])
-        bar.step("quality of life")
+        for item in plan:
+            if not _runnable(item, ctx, unavailable):
+                bar.step(f"{item.id} unavailable")
+                continue
+            result = RUNNERS[item.method](item, ctx)
+            estimates += result.estimates
+            for name, frame in result.tables.items():
+                fragments.setdefault(name, []).append(frame)
+            unavailable.update(result.unavailable)
+            checks += result.checks
+            diagnostics.update(result.diagnostics)
+            if item.primary:
+                primary = result.primary
+            bar.step(item.id)
+    for name, parts in fragments.items():
+        tables[name] = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    _order_tables(tables, plan)
 
     if checks:
         table = pd.concat(checks, ignore_index=True)
@@ -545,15 +489,12 @@ def run(
         ]
 
     # -- write ------------------------------------------------------------------------------------
-    tables["estimates"] = pd.DataFrame(
-        estimates, columns=["outcome", "method", "measure", "arm", "horizon_days", "estimate", "ci_low", "ci_high", "n"]
-    )
-    written = {}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, frame in tables.items():
-        path = out_dir / f"{name}.parquet"
-        frame.reset_index(drop=True).to_parquet(path, index=False)
-        written[name] = {"file": path.name, "grain": TABLE_GRAINS.get(name, ""), "rows": len(frame)}
+    tables["estimates"] = pd.DataFrame(estimates, columns=ESTIMATE_COLUMNS)
+    # every table as the results data model declares it (columns, types, key), checked before anything is written
+    tables = {name: conform_table(name, frame, f"{out_dir / name}.parquet") for name, frame in tables.items()}
+    written = {
+        name: {"file": f"{name}.parquet", "grain": TABLES[name].grain, "rows": len(frame)} for name, frame in tables.items()
+    }
     attrition = (
         inputs.attrition.sort_values(["population", "step_order"])
         .loc[
@@ -577,6 +518,7 @@ def run(
         "spec": spec.to_toml_dict(),
         "attrition": attrition,
         "cohort": cohort_counts,
+        "plan": [item.to_dict() for item in plan],
         "estimates": estimates,
         "diagnostics": diagnostics,
         "tables": written,
@@ -594,7 +536,12 @@ def run(
         "provenance": {**_provenance(spec, inputs, B, seed, workers), "data_source": _data_source(inputs.build.load, inputs.cohort)},
     }
     results_path = out_dir / "results.json"
-    results_path.write_text(json.dumps(_clean(results), indent=2, allow_nan=False) + "\n")
+    results = _clean(results)
+    validate_results(results, results_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        frame.to_parquet(out_dir / written[name]["file"], index=False)
+    results_path.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
     passed = {c["name"]: bool(c["passed"]) for c in diagnostics.get("checks", [])}
     return AnalysisSummary(
         out_dir=out_dir,
@@ -703,17 +650,75 @@ def _persons_following(referral_days: np.ndarray, window: tuple[int, int | None]
     return int(np.sum(not_before & within))
 
 
-def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, workers, bar) -> dict:
-    """Every return-to-work method: CCW (primary, grace-period and delay-band strategies, subgroups),
-    CCW with the procedure-only referral definition, landmark IPTW, time-varying Cox, naive."""
-    a = spec.analysis
-    grace = spec.exposure.grace_period_days
-    max_h = max(horizons)
-    out = {"estimates": [], "tables": {}, "unavailable": {}, "checks": [], "diagnostics": {}, "primary": None}
+
+
+# ----------------------------------------------------------------------------------------------
+# the plan's runners: one function per method, each returning what its analysis adds to the results
+
+
+@dataclass
+class _ItemResult:
+    """What one analysis of the plan adds: estimates (results.json rows), table fragments (concatenated
+    per table name in plan order), unavailable reasons, diagnostic checks and diagnostics entries."""
+
+    estimates: list[dict] = field(default_factory=list)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    checks: list[pd.DataFrame] = field(default_factory=list)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    primary: dict[str, Any] | None = None
+
+
+@dataclass
+class _RtwData:
+    """The return-to-work population as the estimators read it (one row per person)."""
+
+    frame: pd.DataFrame  # outcome, referral and cohort columns
+    analysis: pd.DataFrame  # time_days, event, referral_day, model covariates, subgroup columns
+    used: list[str]  # model covariates present
+    subs: pd.DataFrame  # sub_<name> text columns
+    common: dict[str, Any]  # estimator settings every return-to-work method shares
+
+
+@dataclass
+class _Context:
+    """What the runners share: the inputs, the settings, and the steps computed once (the cohort
+    propensity model, the return-to-work analysis table, one clone-censor-weight fit per referral
+    definition)."""
+
+    spec: StudySpec
+    inputs: _Inputs
+    plan: list[AnalysisItem]
+    covariates: list[str]
+    alpha: float
+    trunc: tuple[float, float]
+    B: int
+    seed: int
+    workers: int
+    ps_cohort: np.ndarray | None = None
+    _rtw: _RtwData | None = None
+    _ccw: dict[str, tuple[CloneCensorWeight | None, str | None]] = field(default_factory=dict)
+    designs: dict[tuple, np.ndarray] = field(default_factory=dict)  # ANCOVA design matrices by covariate list
+
+    def rtw(self) -> _RtwData:
+        if self._rtw is None:
+            self._rtw = _rtw_data(self)
+        return self._rtw
+
+    def ccw(self, item: AnalysisItem) -> tuple[CloneCensorWeight | None, str | None]:
+        """The clone-censor-weight fit serving ``item`` (shared by its fit group), or the reason it failed."""
+        definition = item.settings["referral_definition"]
+        if definition not in self._ccw:
+            self._ccw[definition] = _fit_ccw(self, fit_groups(self.plan)[("ccw", definition)])
+        return self._ccw[definition]
+
+
+def _rtw_data(ctx: _Context) -> _RtwData:
+    spec, inputs, a = ctx.spec, ctx.inputs, ctx.spec.analysis
     cohort = inputs.cohort
     wanted = [
-        *covariates,
-        "days_to_referral_procedure_only",
+        *ctx.covariates,
+        *(d.column for d in REFERRAL_DEFINITIONS.values()),
         "exposure",
         "age",
         *a.subgroups,
@@ -723,427 +728,507 @@ def _rtw(spec, inputs, covariates, horizons, primary_h, alpha, trunc, B, seed, w
     frame = inputs.rtw[["person_id", "time_days", "event", "referral_day"]].merge(
         cohort[["person_id", *keep]], on="person_id", how="left", validate="one_to_one"
     )
-    model_cov, used = _prepare_covariates(frame, covariates)
+    model_cov, used = _prepare_covariates(frame, ctx.covariates)
     subs = _subgroup_columns(spec, frame)
     analysis = pd.concat([frame[["time_days", "event", "referral_day"]], model_cov, subs], axis=1)
     analysis["time_days"] = pd.to_numeric(analysis["time_days"]).clip(upper=spec.cohort.followup_days)
-    sub_cols = list(subs.columns)
-    common = dict(horizons=horizons, max_day=max_h, n_bootstrap=B, seed=seed, workers=workers, alpha=alpha)
+    horizons = tuple(int(h) for h in a.horizons_days)
+    common = dict(
+        horizons=horizons, max_day=max(horizons), n_bootstrap=ctx.B, seed=ctx.seed, workers=ctx.workers,
+        alpha=ctx.alpha,
+    )
+    return _RtwData(frame, analysis, used, subs, common)
 
-    # clone-censor-weight: primary, other grace periods and delay bands share one referral model
-    strategies = {"early": (0, grace), "delayed": (grace + 1, None)}
-    contrasts = [("early", "delayed")]
-    for g in a.sensitivity_grace_periods:
-        if g != grace:
-            strategies[f"early_{g}"], strategies[f"delayed_{g}"] = (0, g), (g + 1, None)
-            contrasts.append((f"early_{g}", f"delayed_{g}"))
-    bands = band_strategies(spec.delay_categories())
-    bands = {label: w for label, w in bands.items() if w[0] <= max_h}
-    strategies.update({f"band {label}": w for label, w in bands.items()})
-    ccw = None
+
+def _referral_days(ctx: _Context, definition: str) -> np.ndarray:
+    """Each person's referral day (NaN: never) under a referral definition."""
+    r = ctx.rtw()
+    column = "referral_day" if definition == PRIMARY_REFERRAL else REFERRAL_DEFINITIONS[definition].column
+    source = r.analysis if definition == PRIMARY_REFERRAL else r.frame
+    return pd.to_numeric(source[column], errors="coerce").to_numpy(dtype=float)
+
+
+def _fit_ccw(ctx: _Context, items: list[AnalysisItem]) -> tuple[CloneCensorWeight | None, str | None]:
+    """One clone-censor-weight fit for a group of items: the union of their strategies and contrasts."""
+    r = ctx.rtw()
+    definition = items[0].settings["referral_definition"]
+    strategies: dict[str, tuple[int, int | None]] = {}
+    contrasts: list[tuple[str, str]] = []
+    for item in items:
+        strategies.update(item.strategies)
+        if item.contrast and item.contrast not in contrasts:
+            contrasts.append(item.contrast)
+    sub_cols = list(r.subs.columns) if any("subgroups" in item.settings for item in items) else None
+    data = r.analysis
+    if definition != PRIMARY_REFERRAL:
+        if REFERRAL_DEFINITIONS[definition].column not in r.frame.columns:
+            return None, f"the cohort has no column {REFERRAL_DEFINITIONS[definition].column}"
+        data = data.assign(referral_day=_referral_days(ctx, definition))
     try:
-        ccw = CloneCensorWeight(
-            strategies=strategies, contrasts=contrasts, truncation_percentiles=trunc, l2=a.model_l2_penalty, **common
-        ).fit(
-            analysis, used, subgroup_cols=sub_cols
+        model = CloneCensorWeight(
+            grace_period_days=ctx.spec.exposure.grace_period_days,
+            strategies=strategies,
+            contrasts=contrasts,
+            truncation_percentiles=ctx.trunc,
+            l2=ctx.spec.analysis.model_l2_penalty,
+            **r.common,
         )
+        fit_kwargs = {"subgroup_cols": sub_cols} if sub_cols is not None else {}
+        return model.fit(data, r.used, **fit_kwargs), None
     except IpmError as exc:
-        out["unavailable"]["rtw/ccw"] = str(exc)
-    bar.step("clone-censor-weight")
-    curves = []
-    sensitivity = []
-    if ccw is not None:
-        s = ccw.summary
-        primary_rows = s[(s.arm.isin(["early", "delayed"])) | (s.contrast == "early vs delayed")]
-        # Every person is cloned into both arms, so the estimator's n counts clones (the whole population
-        # twice). A reader's "n early" is the persons who actually followed the strategy, and the 11-person
-        # rule applies to them: replace the arm sizes with those.
-        ref_all = pd.to_numeric(analysis["referral_day"], errors="coerce").to_numpy(dtype=float)
-        following = {arm: _persons_following(ref_all, strategies[arm]) for arm in ("early", "delayed")}
-        primary_rows = primary_rows.assign(
-            n=[following.get(arm, n) if isinstance(arm, str) else n for arm, n in zip(primary_rows["arm"], primary_rows["n"])]
-        )
-        out["estimates"] += _estimate_rows(primary_rows, "rtw", "ccw", {max_h})
-        shorter = days_off_reading_horizons(max_h)
-        days_off = ccw.days_off_at(shorter)
-        days_off = days_off.assign(n=[following.get(arm, n) if isinstance(arm, str) else n
-                                      for arm, n in zip(days_off["arm"], days_off["n"])])
-        out["estimates"] += _estimate_rows(days_off, "rtw", "ccw", set(shorter))
-        c = ccw.curves_[ccw.curves_.arm.isin(["early", "delayed"])].rename(columns={"cumulative_incidence": "estimate"})
-        curves.append(c.assign(method="ccw"))
-        rd = s[
-            (s.measure == "risk_difference") & (s.contrast == "early vs delayed") & (s.horizon_days == primary_h)
-        ].iloc[0]
-        lev = s[(s.measure == CUMULATIVE_INCIDENCE) & (s.horizon_days == primary_h)].set_index("arm")["estimate"]
-        out["primary"] = dict(
-            horizon_days=primary_h,
-            estimate=rd.estimate,
-            ci_low=rd.ci_low,
-            ci_high=rd.ci_high,
-            early=lev.get("early"),
-            delayed=lev.get("delayed"),
-            # persons behind each arm's level at the horizon: who followed the strategy, and who was
-            # still followed (at risk) on that day; the console gates the numbers on these
-            n_early=following["early"],
-            n_delayed=following["delayed"],
-            at_risk_early=_at_risk(c, "early", primary_h),
-            at_risk_delayed=_at_risk(c, "delayed", primary_h),
-        )
-        for g in a.sensitivity_grace_periods:
-            e, d = ("early", "delayed") if g == grace else (f"early_{g}", f"delayed_{g}")
-            r = s[
-                (s.contrast == f"{e} vs {d}") & (s.horizon_days == primary_h) & (s.measure == "risk_difference")
-            ].iloc[0]
-            sensitivity.append(
-                dict(
-                    analysis=f"grace_{g}",
-                    label=f"Grace period {g} days" + (" (primary)" if g == grace else ""),
-                    measure="risk_difference",
-                    horizon_days=primary_h,
-                    estimate=r.estimate,
-                    ci_low=r.ci_low,
-                    ci_high=r.ci_high,
-                    n=r.n,
-                    n_early=_persons_following(ref_all, strategies[e]),
-                    n_delayed=_persons_following(ref_all, strategies[d]),
-                )
-            )
-        # dose-response over delay bands (n: persons whose referral fell in the band; every person
-        # of the RTW population is cloned into every band)
-        dose = []
-        ref_days = pd.to_numeric(analysis["referral_day"], errors="coerce").astype(float).to_numpy()
-        before_outcome = ref_days < analysis["time_days"].to_numpy(dtype=float)
-        for label, (lo, hi) in bands.items():
-            in_band = int(np.sum(before_outcome & (ref_days >= lo) & (ref_days <= hi)))
-            for h in horizons:
-                if h < hi:
-                    continue  # the band's window is not closed yet at this horizon
-                r = s[(s.arm == f"band {label}") & (s.measure == CUMULATIVE_INCIDENCE) & (s.horizon_days == h)]
-                if not r.empty:
-                    r = r.iloc[0]
-                    dose.append(
-                        dict(
-                            delay_category=label,
-                            first_day=lo,
-                            last_day=hi,
-                            horizon_days=h,
-                            estimate=r.estimate,
-                            ci_low=r.ci_low,
-                            ci_high=r.ci_high,
-                            n=in_band,
-                            n_cloned=r.n,
-                        )
-                    )
-        out["tables"]["dose_response"] = pd.DataFrame(dose)
-        # subgroups
-        sg = ccw.subgroups_.copy()
-        sg["subgroup"] = sg["subgroup"].str.replace("^sub_", "", regex=True)
-        out["tables"]["subgroup_arms"] = sg
-        rd_rows = sg[(sg.measure == "risk_difference") & (sg.horizon_days == primary_h)].copy()
-        exp = frame.get("exposure", pd.Series("delayed", index=frame.index)).astype("string")
-        split = []
-        for r in rd_rows.to_dict("records"):
-            m = (subs[f"sub_{r['subgroup']}"] == r["level"]).to_numpy()
-            split.append((int((m & (exp == "early").to_numpy()).sum()), int((m & (exp != "early").to_numpy()).sum())))
-        rd_rows["n_early"] = [e for e, _ in split]
-        rd_rows["n_delayed"] = [d for _, d in split]
-        out["tables"]["subgroups"] = rd_rows[
-            [
-                "subgroup",
-                "level",
-                "horizon_days",
-                "estimate",
-                "ci_low",
-                "ci_high",
-                "n",
-                "n_early",
-                "n_delayed",
-                "p_interaction",
-            ]
-        ]
-        # Balance of the two arms' weighted clones when the grace period closes. Information, not a
-        # pass/fail check: the weighted arms represent the persons still off work at day G+1 under
-        # each strategy, and with a real effect those two groups legitimately differ (early referral
-        # sends the people it helps back to work sooner), so |SMD| < 0.1 is not expected of them.
-        fe, fd = ccw.fits_["early"], ccw.fits_["delayed"]
-        X = ccw.design_.matrix
-        stacked = np.vstack([X[fe.weighted_population], X[fd.weighted_population]])
-        arm_early = np.concatenate(
-            [np.ones(fe.weighted_population.sum(), bool), np.zeros(fd.weighted_population.sum(), bool)]
-        )
-        w = np.concatenate([fe.final_weight[fe.weighted_population], fd.final_weight[fd.weighted_population]])
-        for flag in (True, False):
-            w[arm_early == flag] /= w[arm_early == flag].mean()  # mean 1 per arm (the scale is arbitrary)
-        bal = smd_table(stacked, ccw.design_.names, arm_early, w).assign(analysis="ccw")
-        balance = [bal]
-        out["tables"]["weights"] = pd.DataFrame(
-            {"arm": np.where(arm_early, "early", "delayed"), "weight": w, "method": "ccw"}
-        )
-        wt = ccw.weights_.set_index("arm")
-        rr = s[(s.measure == "risk_ratio") & (s.contrast == "early vs delayed") & (s.horizon_days == primary_h)].iloc[0]
-        ev = e_value(rr.estimate, rr.ci_low, rr.ci_high)
-        out["diagnostics"].update(
-            ccw_arm_balance={
-                "max_abs_smd_before": _max_abs(bal["smd_before"]),
-                "max_abs_smd_after": _max_abs(bal["smd_after"]),
-                "day": grace + 1,
-                "note": "weighted clones of the two strategies still at risk when the grace period closes; with a "
-                "true effect these legitimately differ, so this is reported, not tested",
-            },
-            ccw_referral_score={
-                "description": "model-based probability of referral within the grace period, 1 - S(G | X)",
-                "equipoise_fraction": equipoise(
-                    ccw.referral_score_,
-                    bounds=tuple(a.diagnostics.equipoise_bounds),
-                    prevalence=float(np.mean(ccw.referral_score_)),
-                )
-                if ccw.referral_score_ is not None
-                else None,
-            },
-            effective_sample_size={arm: float(wt.loc[arm, "ess"]) for arm in ("early", "delayed")},
-            weight_truncation={
-                "percentiles": list(trunc),
-                "n_truncated": int(wt.loc[["early", "delayed"], "n_truncated"].sum()),
-                "by_arm": {
-                    arm: {
-                        "lower": wt.loc[arm, "truncated_lower"],
-                        "upper": wt.loc[arm, "truncated_upper"],
-                        "n_truncated": int(wt.loc[arm, "n_truncated"]),
-                    }
-                    for arm in ("early", "delayed")
-                },
-                "scale": "weights normalised to mean 1 in each arm's weighted population",
-            },
-            weights={
-                arm: weight_summary(np.where(arm_early == (arm == "early"), w, np.nan)) for arm in ("early", "delayed")
-            },
-            ccw_weights=ccw.weights_.to_dict("records"),
-            e_value={
-                "estimate": ev["estimate"],
-                "ci_bound": ev["ci"],
-                "measure": "risk_ratio",
-                "horizon_days": primary_h,
-                "risk_ratio": rr.estimate,
-                "ci_low": rr.ci_low,
-                "ci_high": rr.ci_high,
-            },
-            bootstrap={
-                "replicates": B,
-                "seed": seed,
-                "failed": {"ccw": ccw.bootstrap_.failed if ccw.bootstrap_ else 0},
-            },
-            referral_model={
-                "interval_days": ccw.hazard_interval_days,
-                "covariates": ccw.design_.names,
-                "dropped_covariates": ccw.design_.dropped,
-            },
-        )
-    else:
-        balance = []
+        return None, str(exc)
 
-    # procedure-only referral definition
-    if ccw is not None and "days_to_referral_procedure_only" in frame.columns:
-        try:
-            proc = analysis.assign(
-                referral_day=pd.to_numeric(frame["days_to_referral_procedure_only"], errors="coerce")
-            )
-            proc_ref = proc["referral_day"].to_numpy(dtype=float)
-            m = CloneCensorWeight(
-                grace_period_days=grace, truncation_percentiles=trunc, l2=a.model_l2_penalty, **common
-            ).fit(proc, used)
-            r = m.summary[(m.summary.measure == "risk_difference") & (m.summary.horizon_days == primary_h)].iloc[0]
-            sensitivity.append(
-                dict(
-                    analysis="procedure_only",
-                    label="Referral = first IPM procedure only",
-                    measure="risk_difference",
-                    horizon_days=primary_h,
-                    estimate=r.estimate,
-                    ci_low=r.ci_low,
-                    ci_high=r.ci_high,
-                    n=r.n,
-                    n_early=_persons_following(proc_ref, (0, grace)),
-                    n_delayed=_persons_following(proc_ref, (grace + 1, None)),
-                )
-            )
-        except IpmError as exc:
-            out["unavailable"]["rtw/ccw_procedure_only"] = str(exc)
-    bar.step("procedure-only referral")
-    if sensitivity:
-        out["tables"]["sensitivity"] = pd.DataFrame(sensitivity)
 
-    # landmark
+def _contrast_row(summary: pd.DataFrame, item: AnalysisItem, measure: str, horizon: int):
+    e, d = item.contrast
+    return summary[
+        (summary.contrast == f"{e} vs {d}") & (summary.horizon_days == horizon) & (summary.measure == measure)
+    ].iloc[0]
+
+
+def _sensitivity_row(ctx: _Context, item: AnalysisItem, model: CloneCensorWeight) -> dict:
+    """The item's risk difference at the primary horizon, with the persons who followed each strategy."""
+    h = ctx.spec.analysis.primary_horizon_days
+    r = _contrast_row(model.summary, item, "risk_difference", h)
+    ref = _referral_days(ctx, item.settings["referral_definition"])
+    e, d = item.contrast
+    return dict(
+        analysis=item.id,
+        label=item.label,
+        measure="risk_difference",
+        horizon_days=h,
+        estimate=r.estimate,
+        ci_low=r.ci_low,
+        ci_high=r.ci_high,
+        n=r.n,
+        n_early=_persons_following(ref, item.strategies[e]),
+        n_delayed=_persons_following(ref, item.strategies[d]),
+    )
+
+
+def _run_ccw(item: AnalysisItem, ctx: _Context) -> _ItemResult:
+    out = _ItemResult()
+    model, why = ctx.ccw(item)
+    if model is None:
+        key = "rtw/ccw" if item.settings["referral_definition"] == PRIMARY_REFERRAL else f"rtw/ccw_{item.id}"
+        out.unavailable[key] = why
+        return out
+    if item.role in ("primary", "sensitivity"):
+        out.tables["sensitivity"] = pd.DataFrame([_sensitivity_row(ctx, item, model)])
+    if item.primary:
+        _primary(item, ctx, model, out)
+    elif item.role == "dose_response":
+        _dose_response(item, ctx, model, out)
+    elif item.role == "subgroups":
+        _subgroups(item, ctx, model, out)
+    return out
+
+
+def _primary(item: AnalysisItem, ctx: _Context, ccw: CloneCensorWeight, out: _ItemResult) -> None:
+    """The primary analysis: estimates, curves, the primary summary, weights, balance and E-value."""
+    a, grace, trunc = ctx.spec.analysis, ctx.spec.exposure.grace_period_days, ctx.trunc
+    primary_h, max_h = a.primary_horizon_days, max(item.horizons)
+    s = ccw.summary
+    e_arm, d_arm = item.contrast
+    rows = s[(s.arm.isin([e_arm, d_arm])) | (s.contrast == f"{e_arm} vs {d_arm}")]
+    # Every person is cloned into both arms, so the estimator's n counts clones (the whole population
+    # twice). A reader's "n early" is the persons who actually followed the strategy, and the 11-person
+    # rule applies to them: replace the arm sizes with those.
+    ref_all = _referral_days(ctx, PRIMARY_REFERRAL)
+    following = {arm: _persons_following(ref_all, item.strategies[arm]) for arm in (e_arm, d_arm)}
+    rows = rows.assign(n=[following.get(arm, n) if isinstance(arm, str) else n for arm, n in zip(rows["arm"], rows["n"])])
+    out.estimates += _estimate_rows(rows, item, {max_h})
+    shorter = days_off_reading_horizons(max_h)
+    days_off = ccw.days_off_at(shorter, item.contrast)
+    days_off = days_off.assign(
+        n=[following.get(arm, n) if isinstance(arm, str) else n for arm, n in zip(days_off["arm"], days_off["n"])]
+    )
+    out.estimates += _estimate_rows(days_off, item, set(shorter))
+    c = ccw.curves_[ccw.curves_.arm.isin([e_arm, d_arm])].rename(columns={"cumulative_incidence": "estimate"})
+    out.tables["rtw_curves"] = c.assign(analysis=item.id, method=item.method)
+    rd = _contrast_row(s, item, "risk_difference", primary_h)
+    lev = s[(s.measure == CUMULATIVE_INCIDENCE) & (s.horizon_days == primary_h)].set_index("arm")["estimate"]
+    out.primary = dict(
+        horizon_days=primary_h,
+        estimate=rd.estimate,
+        ci_low=rd.ci_low,
+        ci_high=rd.ci_high,
+        early=lev.get(e_arm),
+        delayed=lev.get(d_arm),
+        # persons behind each arm's level at the horizon: who followed the strategy, and who was
+        # still followed (at risk) on that day; the console gates the numbers on these
+        n_early=following[e_arm],
+        n_delayed=following[d_arm],
+        at_risk_early=_at_risk(c, e_arm, primary_h),
+        at_risk_delayed=_at_risk(c, d_arm, primary_h),
+    )
+    # Balance of the two arms' weighted clones when the grace period closes. Information, not a
+    # pass/fail check: the weighted arms represent the persons still off work at day G+1 under
+    # each strategy, and with a real effect those two groups legitimately differ (early referral
+    # sends the people it helps back to work sooner), so |SMD| < 0.1 is not expected of them.
+    fe, fd = ccw.fits_[e_arm], ccw.fits_[d_arm]
+    X = ccw.design_.matrix
+    stacked = np.vstack([X[fe.weighted_population], X[fd.weighted_population]])
+    arm_early = np.concatenate(
+        [np.ones(fe.weighted_population.sum(), bool), np.zeros(fd.weighted_population.sum(), bool)]
+    )
+    w = np.concatenate([fe.final_weight[fe.weighted_population], fd.final_weight[fd.weighted_population]])
+    for flag in (True, False):
+        w[arm_early == flag] /= w[arm_early == flag].mean()  # mean 1 per arm (the scale is arbitrary)
+    bal = smd_table(stacked, ccw.design_.names, arm_early, w).assign(analysis="ccw")
+    out.tables["balance"] = bal
+    out.tables["weights"] = pd.DataFrame({"arm": np.where(arm_early, e_arm, d_arm), "weight": w, "method": "ccw"})
+    wt = ccw.weights_.set_index("arm")
+    rr = _contrast_row(s, item, "risk_ratio", primary_h)
+    ev = e_value(rr.estimate, rr.ci_low, rr.ci_high)
+    out.diagnostics.update(
+        ccw_arm_balance={
+            "max_abs_smd_before": _max_abs(bal["smd_before"]),
+            "max_abs_smd_after": _max_abs(bal["smd_after"]),
+            "day": grace + 1,
+            "note": "weighted clones of the two strategies still at risk when the grace period closes; with a "
+            "true effect these legitimately differ, so this is reported, not tested",
+        },
+        ccw_referral_score={
+            "description": "model-based probability of referral within the grace period, 1 - S(G | X)",
+            "equipoise_fraction": equipoise(
+                ccw.referral_score_,
+                bounds=tuple(a.diagnostics.equipoise_bounds),
+                prevalence=float(np.mean(ccw.referral_score_)),
+            )
+            if ccw.referral_score_ is not None
+            else None,
+        },
+        effective_sample_size={arm: float(wt.loc[arm, "ess"]) for arm in (e_arm, d_arm)},
+        weight_truncation={
+            "percentiles": list(trunc),
+            "n_truncated": int(wt.loc[[e_arm, d_arm], "n_truncated"].sum()),
+            "by_arm": {
+                arm: {
+                    "lower": wt.loc[arm, "truncated_lower"],
+                    "upper": wt.loc[arm, "truncated_upper"],
+                    "n_truncated": int(wt.loc[arm, "n_truncated"]),
+                }
+                for arm in (e_arm, d_arm)
+            },
+            "scale": "weights normalised to mean 1 in each arm's weighted population",
+        },
+        weights={arm: weight_summary(np.where(arm_early == (arm == e_arm), w, np.nan)) for arm in (e_arm, d_arm)},
+        ccw_weights=ccw.weights_.to_dict("records"),
+        e_value={
+            "estimate": ev["estimate"],
+            "ci_bound": ev["ci"],
+            "measure": "risk_ratio",
+            "horizon_days": primary_h,
+            "risk_ratio": rr.estimate,
+            "ci_low": rr.ci_low,
+            "ci_high": rr.ci_high,
+        },
+        bootstrap={"replicates": ctx.B, "seed": ctx.seed, "failed": {"ccw": ccw.bootstrap_.failed if ccw.bootstrap_ else 0}},
+        referral_model={
+            "interval_days": ccw.hazard_interval_days,
+            "covariates": ccw.design_.names,
+            "dropped_covariates": ccw.design_.dropped,
+        },
+    )
+
+
+def _dose_response(item: AnalysisItem, ctx: _Context, ccw: CloneCensorWeight, out: _ItemResult) -> None:
+    """Return to work per delay band (n: persons whose referral fell in the band before their outcome;
+    every person of the return-to-work population is cloned into every band: n_cloned)."""
+    bands = [tuple(b) for b in item.settings["bands"]]
+    table = dose_response_table(ccw, bands, item.horizons, arm_prefix="band ")
+    r = ctx.rtw()
+    ref = _referral_days(ctx, PRIMARY_REFERRAL)
+    before_outcome = ref < r.analysis["time_days"].to_numpy(dtype=float)
+    in_band = {label: int(np.sum(before_outcome & (ref >= lo) & (ref <= hi))) for label, lo, hi in bands}
+    table = table.rename(columns={"band": "delay_category", "n": "n_cloned"})
+    table["n"] = table["delay_category"].map(in_band)
+    out.tables["dose_response"] = table[
+        ["delay_category", "first_day", "last_day", "horizon_days", "estimate", "ci_low", "ci_high", "n", "n_cloned"]
+    ]
+
+
+def _subgroups(item: AnalysisItem, ctx: _Context, ccw: CloneCensorWeight, out: _ItemResult) -> None:
+    """Risk difference per subgroup level at the primary horizon, with each level's arm sizes."""
+    r = ctx.rtw()
+    (primary_h,) = item.horizons
+    sg = ccw.subgroups_.copy()
+    sg["subgroup"] = sg["subgroup"].str.replace("^sub_", "", regex=True)
+    out.tables["subgroup_arms"] = sg
+    rd_rows = sg[(sg.measure == "risk_difference") & (sg.horizon_days == primary_h)].copy()
+    exp = r.frame.get("exposure", pd.Series("delayed", index=r.frame.index)).astype("string")
+    split = []
+    for row in rd_rows.to_dict("records"):
+        m = (r.subs[f"sub_{row['subgroup']}"] == row["level"]).to_numpy()
+        split.append((int((m & (exp == "early").to_numpy()).sum()), int((m & (exp != "early").to_numpy()).sum())))
+    rd_rows["n_early"] = [e for e, _ in split]
+    rd_rows["n_delayed"] = [d for _, d in split]
+    out.tables["subgroups"] = rd_rows[
+        ["subgroup", "level", "horizon_days", "estimate", "ci_low", "ci_high", "n", "n_early", "n_delayed", "p_interaction"]
+    ]
+
+
+def _run_landmark(item: AnalysisItem, ctx: _Context) -> _ItemResult:
+    out = _ItemResult()
+    r, a = ctx.rtw(), ctx.spec.analysis
     try:
         lm = LandmarkIPTW(
-            landmark_day=spec.landmark_day, truncation_percentiles=trunc, l2=a.model_l2_penalty, **common
-        ).fit(analysis, used)
-        out["estimates"] += _estimate_rows(lm.summary, "rtw", "landmark_iptw", {max_h})
-        shorter = days_off_reading_horizons(max_h)
-        out["estimates"] += _estimate_rows(lm.days_off_at(shorter), "rtw", "landmark_iptw", set(shorter))
-        curves.append(lm.curves_.rename(columns={"cumulative_incidence": "estimate"}).assign(method="landmark_iptw"))
-        out["tables"]["landmark_weightings"] = pd.concat(
-            [t.assign(weighting=k) for k, t in lm.summaries_.items()], ignore_index=True
+            landmark_day=item.settings["landmark_day"],
+            truncation_percentiles=ctx.trunc,
+            l2=ctx.spec.analysis.model_l2_penalty,
+            **r.common,
+        ).fit(
+            r.analysis, r.used
         )
-        w_ate = lm.weights_["ate"]
-        bal = smd_table(lm.design_.matrix, lm.design_.names, lm.treated_, w_ate).assign(analysis="landmark_iptw")
-        balance.append(bal)
-        eq = equipoise(lm.ps_, lm.treated_, tuple(a.diagnostics.equipoise_bounds))
-        out["checks"].append(
+    except IpmError as exc:
+        out.unavailable["rtw/landmark_iptw"] = str(exc)
+        return out
+    out.estimates += _estimate_rows(lm.summary, item, {max(item.horizons)})
+    shorter = days_off_reading_horizons(max(item.horizons))
+    out.estimates += _estimate_rows(lm.days_off_at(shorter), item, set(shorter))
+    out.tables["rtw_curves"] = lm.curves_.rename(columns={"cumulative_incidence": "estimate"}).assign(
+        analysis=item.id, method=item.method
+    )
+    out.tables["landmark_weightings"] = pd.concat(
+        [t.assign(weighting=k) for k, t in lm.summaries_.items()], ignore_index=True
+    )
+    w_ate = lm.weights_["ate"]
+    bal = smd_table(lm.design_.matrix, lm.design_.names, lm.treated_, w_ate).assign(analysis="landmark_iptw")
+    out.tables["balance"] = bal
+    eq = equipoise(lm.ps_, lm.treated_, tuple(a.diagnostics.equipoise_bounds))
+    out.checks.append(
+        diagnostics_table(
+            _max_abs(bal["smd_after"]),
+            eq,
+            smd_threshold=a.diagnostics.max_abs_smd,
+            equipoise_threshold=a.diagnostics.min_equipoise_fraction,
+            equipoise_bounds=tuple(a.diagnostics.equipoise_bounds),
+            analysis="landmark_iptw",
+        )
+    )
+    out.diagnostics["landmark"] = {
+        "landmark_day": item.settings["landmark_day"],
+        "population": int(lm.population_.sum()),
+        "effective_sample_size": {
+            arm: effective_sample_size(w_ate[lm.treated_ == (arm == "early")]) for arm in ("early", "delayed")
+        },
+        "truncation": lm.truncation_,
+    }
+    return out
+
+
+def _run_tv_cox(item: AnalysisItem, ctx: _Context) -> _ItemResult:
+    out = _ItemResult()
+    r = ctx.rtw()
+    try:
+        tv = TimeVaryingCox(alpha=ctx.alpha).fit(r.analysis, r.used)
+    except IpmError as exc:
+        out.unavailable["rtw/tv_cox"] = str(exc)
+        return out
+    out.estimates += _estimate_rows(tv.summary, item, {max(ctx.spec.analysis.horizons_days)})
+    return out
+
+
+def _run_naive(item: AnalysisItem, ctx: _Context) -> _ItemResult:
+    out = _ItemResult()
+    r = ctx.rtw()
+    try:
+        group = "exposure" if "exposure" in r.frame.columns and r.frame["exposure"].notna().all() else None
+        nv_frame = r.analysis.assign(exposure=r.frame["exposure"]) if group else r.analysis
+        nv = NaiveComparison(grace_period_days=item.settings["grace_period_days"], **r.common).fit(
+            nv_frame, group_col=group
+        )
+    except IpmError as exc:
+        out.unavailable["rtw/naive"] = str(exc)
+        return out
+    out.estimates += _estimate_rows(nv.summary, item, {max(item.horizons)})
+    shorter = days_off_reading_horizons(max(item.horizons))
+    out.estimates += _estimate_rows(nv.days_off_at(shorter), item, set(shorter))
+    out.tables["rtw_curves"] = nv.curves_.rename(columns={"cumulative_incidence": "estimate"}).assign(analysis=item.id, method=item.method)
+    return out
+
+
+def _run_cohort_description(item: AnalysisItem, ctx: _Context) -> _ItemResult:
+    """Table 1 and SMDs with cohort-wide IPTW; its propensity score is also the QoL models' (ctx.ps_cohort)."""
+    out = _ItemResult()
+    cohort, a = ctx.inputs.cohort, ctx.spec.analysis
+    n = len(cohort)
+    exposure = cohort["exposure"].astype("string") if n else pd.Series([], dtype="string")
+    n_early = int((exposure == "early").sum())
+    if n > 0 and 0 < n_early < n:
+        frame, used = _prepare_covariates(cohort, ctx.covariates)
+        early = (exposure == "early").to_numpy(dtype=bool)
+        design = build_design(frame, used)
+        X = standardize(design.matrix)
+        ps_cohort = LogisticRegression(l2=ctx.spec.analysis.model_l2_penalty).fit(X, early).predict_proba(X)
+        ctx.ps_cohort = ps_cohort
+        w_cohort, *_ = truncate(treatment_weights(ps_cohort, early, "ate"), ctx.trunc)
+        table1, smd = _table1(cohort, used, early, w_cohort)
+        out.tables["table1"], out.tables["smd"] = table1, smd[["covariate", "smd_before", "smd_after"]]
+        eq_cohort = equipoise(ps_cohort, early, tuple(a.diagnostics.equipoise_bounds))
+        out.tables["overlap"] = pd.DataFrame(
+            {
+                "arm": np.where(early, "early", "delayed"),
+                "preference_score": preference_score(ps_cohort, early),
+                "propensity_score": ps_cohort,
+            }
+        )
+        out.diagnostics.update(
+            propensity_model="cohort: early vs delayed referral given the baseline covariates (Table 1, overlap, "
+            "quality of life)",
+            max_abs_smd_before=_max_abs(smd["smd_before"]),
+            max_abs_smd_after=_max_abs(smd["smd_after"]),
+            equipoise_fraction=eq_cohort,
+        )
+        out.checks.append(
             diagnostics_table(
-                _max_abs(bal["smd_after"]),
-                eq,
+                _max_abs(smd["smd_after"]),
+                eq_cohort,
                 smd_threshold=a.diagnostics.max_abs_smd,
                 equipoise_threshold=a.diagnostics.min_equipoise_fraction,
                 equipoise_bounds=tuple(a.diagnostics.equipoise_bounds),
-                analysis="landmark_iptw",
+                analysis="cohort_iptw",
             )
         )
-        out["diagnostics"]["landmark"] = {
-            "landmark_day": spec.landmark_day,
-            "population": int(lm.population_.sum()),
-            "effective_sample_size": {
-                arm: effective_sample_size(w_ate[lm.treated_ == (arm == "early")]) for arm in ("early", "delayed")
-            },
-            "truncation": lm.truncation_,
-        }
-    except IpmError as exc:
-        out["unavailable"]["rtw/landmark_iptw"] = str(exc)
-    bar.step("landmark")
-
-    # time-varying Cox
-    try:
-        tv = TimeVaryingCox(alpha=alpha).fit(analysis, used)
-        out["estimates"] += _estimate_rows(tv.summary, "rtw", "tv_cox", {max_h})
-    except IpmError as exc:
-        out["unavailable"]["rtw/tv_cox"] = str(exc)
-    bar.step("time-varying Cox")
-
-    # naive (biased on purpose)
-    try:
-        group = "exposure" if "exposure" in frame.columns and frame["exposure"].notna().all() else None
-        nv_frame = analysis.assign(exposure=frame["exposure"]) if group else analysis
-        nv = NaiveComparison(grace_period_days=grace, **common).fit(nv_frame, group_col=group)
-        out["estimates"] += _estimate_rows(nv.summary, "rtw", "naive", {max_h})
-        shorter = days_off_reading_horizons(max_h)
-        out["estimates"] += _estimate_rows(nv.days_off_at(shorter), "rtw", "naive", set(shorter))
-        curves.append(nv.curves_.rename(columns={"cumulative_incidence": "estimate"}).assign(method="naive"))
-    except IpmError as exc:
-        out["unavailable"]["rtw/naive"] = str(exc)
-    bar.step("naive comparison")
-
-    if curves:
-        cols = [
-            "method",
-            "arm",
-            "day",
-            "estimate",
-            "ci_low",
-            "ci_high",
-            "n_at_risk",
-            "weighted_at_risk",
-            "cumulative_incidence_competing",
-            "one_minus_km",
-        ]
-        out["tables"]["rtw_curves"] = pd.concat(curves, ignore_index=True)[cols]
-    if balance:
-        out["tables"]["balance"] = pd.concat(balance, ignore_index=True)[["analysis", *SMD_COLUMNS]]
+    elif n > 0:
+        out.unavailable["table1_weighting"] = "every cohort member is in one exposure group: no comparison possible"
     return out
 
 
-def _qol(spec, inputs, covariates, ps_cohort, trunc, alpha) -> dict:
-    """IPTW x IPOW ANCOVA and responder analysis per instrument per horizon."""
-    out = {"estimates": [], "tables": {}, "unavailable": {}}
-    qol = inputs.qol
-    cohort = inputs.cohort
-    if qol.empty or qol["followup_score"].notna().sum() == 0:
-        out["unavailable"]["qol"] = "no follow-up patient-reported outcome scores in the cohort"
-        return out
-    if ps_cohort is None:
-        out["unavailable"]["qol"] = "no comparison possible: every cohort member is in one exposure group"
-        return out
-    window = spec.outcomes.qol.horizon_window_days
-    mcid = spec.analysis.mcid.model_dump()
-    model_cov, used = _prepare_covariates(cohort, covariates)
+def _run_ancova(item: AnalysisItem, ctx: _Context) -> _ItemResult:
+    """IPTW x IPOW ANCOVA and responder analysis of one instrument per horizon."""
+    out = _ItemResult()
+    spec, cohort, qol = ctx.spec, ctx.inputs.cohort, ctx.inputs.qol
+    instrument = item.outcome
+    inst = INSTRUMENTS[instrument]
+    window, mcid = item.settings["horizon_window_days"], item.settings["mcid"]
+    model_cov, used = _prepare_covariates(cohort, ctx.covariates)
     early = (cohort["exposure"].astype("string") == "early").to_numpy(dtype=float)
     referral = pd.to_numeric(cohort["days_to_referral"], errors="coerce").to_numpy(dtype=float)
     position = pd.Series(np.arange(len(cohort)), index=cohort["person_id"].to_numpy())
-    designs = {}
+    # the instrument's own baseline enters the ANCOVA as its baseline term, not twice
+    own = tuple(c for c in used if c != f"baseline_{instrument}")
+    if own not in ctx.designs:
+        ctx.designs[own] = build_design(model_cov, list(own)).matrix
+    X = ctx.designs[own]
     summary_rows, estimate_rows = [], []
-    groups = {key: part for key, part in qol.groupby(["instrument", "horizon_days"], sort=False)}
-    for instrument in QOL_OUTCOMES:
-        # the instrument's own baseline enters the ANCOVA as its baseline term, not twice
-        own = [c for c in used if c != f"baseline_{instrument}"]
-        if tuple(own) not in designs:
-            designs[tuple(own)] = build_design(model_cov, own).matrix
-        X = designs[tuple(own)]
-        for horizon in spec.outcomes.qol.horizons_days:
-            part = groups.get((instrument, horizon))
-            if part is None or part.empty:
-                continue
-            rows = position.reindex(part["person_id"].to_numpy()).to_numpy()
-            keep = ~np.isnan(rows)
-            y = np.full(len(cohort), np.nan)
-            b = np.full(len(cohort), np.nan)
-            idx = rows[keep].astype(int)
-            y[idx] = pd.to_numeric(part["followup_score"], errors="coerce").to_numpy(dtype=float)[keep]
-            b[idx] = pd.to_numeric(part["baseline_score"], errors="coerce").to_numpy(dtype=float)[keep]
-            df = pd.DataFrame(
-                {
-                    "early": early,
-                    "baseline_score": b,
-                    "followup_score": y,
-                    "referred_before_window": (referral < horizon - window).astype(float),
-                }
+    for horizon in item.horizons:
+        part = qol[(qol["instrument"] == instrument) & (qol["horizon_days"] == horizon)]
+        if part.empty:
+            continue
+        rows = position.reindex(part["person_id"].to_numpy()).to_numpy()
+        keep = ~np.isnan(rows)
+        y = np.full(len(cohort), np.nan)
+        b = np.full(len(cohort), np.nan)
+        idx = rows[keep].astype(int)
+        y[idx] = pd.to_numeric(part["followup_score"], errors="coerce").to_numpy(dtype=float)[keep]
+        b[idx] = pd.to_numeric(part["baseline_score"], errors="coerce").to_numpy(dtype=float)[keep]
+        df = pd.DataFrame(
+            {
+                "early": early,
+                "baseline_score": b,
+                "followup_score": y,
+                "referred_before_window": (referral < horizon - window).astype(float),
+            }
+        )
+        for arm, value in (("early", 1.0), ("delayed", 0.0)):
+            g = early == value
+            yy = y[g & np.isfinite(y)]
+            responders = None
+            if mcid is not None:
+                both = g & np.isfinite(y) & np.isfinite(b)
+                change = (y - b) * (1 if inst.higher_is_better else -1)
+                responders = float((change[both] >= mcid).mean()) if both.any() else None
+            summary_rows.append(
+                dict(
+                    instrument=instrument,
+                    horizon_days=int(horizon),
+                    arm=arm,
+                    n=int(yy.size),
+                    n_missing=int(g.sum() - yy.size),
+                    mean=float(yy.mean()) if yy.size else np.nan,
+                    sd=float(yy.std(ddof=1)) if yy.size > 1 else np.nan,
+                    baseline_mean=float(np.nanmean(b[g])) if np.isfinite(b[g]).any() else np.nan,
+                    responder_proportion=responders,
+                )
             )
-            for arm, value in (("early", 1.0), ("delayed", 0.0)):
-                g = early == value
-                yy = y[g & np.isfinite(y)]
-                responders = None
-                if instrument in mcid:
-                    both = g & np.isfinite(y) & np.isfinite(b)
-                    change = (y - b) * (1 if HIGHER_IS_BETTER[instrument] else -1)
-                    responders = float((change[both] >= mcid[instrument]).mean()) if both.any() else None
-                summary_rows.append(
-                    dict(
-                        instrument=instrument,
-                        horizon_days=int(horizon),
-                        arm=arm,
-                        n=int(yy.size),
-                        n_missing=int(g.sum() - yy.size),
-                        mean=float(yy.mean()) if yy.size else np.nan,
-                        sd=float(yy.std(ddof=1)) if yy.size > 1 else np.nan,
-                        baseline_mean=float(np.nanmean(b[g])) if np.isfinite(b[g]).any() else np.nan,
-                        responder_proportion=responders,
-                    )
+        try:
+            m = WeightedANCOVA(
+                mcid=mcid,
+                higher_is_better=inst.higher_is_better,
+                truncation_percentiles=ctx.trunc,
+                l2=ctx.spec.analysis.model_l2_penalty,
+                alpha=ctx.alpha,
+            ).fit(df, "early", [], observation_covariates=["referred_before_window"], ps=ctx.ps_cohort, design=X)
+        except IpmError as exc:
+            out.unavailable[f"{instrument}/{horizon}"] = str(exc)
+            continue
+        s = m.summary.assign(instrument=instrument, horizon_days=int(horizon))
+        estimate_rows.append(s)
+        for r in s[s.variant == "ipow"].to_dict("records"):
+            out.estimates.append(
+                dict(
+                    analysis=item.id,
+                    outcome=instrument,
+                    method=item.method,
+                    measure=r["measure"],
+                    arm=r["arm"],
+                    horizon_days=int(horizon),
+                    estimate=r["estimate"],
+                    ci_low=r["ci_low"],
+                    ci_high=r["ci_high"],
+                    n=r["n"],
                 )
-            try:
-                m = WeightedANCOVA(
-                    mcid=mcid.get(instrument),
-                    higher_is_better=HIGHER_IS_BETTER[instrument],
-                    truncation_percentiles=trunc,
-                    l2=spec.analysis.model_l2_penalty,
-                    alpha=alpha,
-                ).fit(df, "early", [], observation_covariates=["referred_before_window"], ps=ps_cohort, design=X)
-            except IpmError as exc:
-                out["unavailable"][f"{instrument}/{horizon}"] = str(exc)
-                continue
-            s = m.summary.assign(instrument=instrument, horizon_days=int(horizon))
-            estimate_rows.append(s)
-            for r in s[s.variant == "ipow"].to_dict("records"):
-                out["estimates"].append(
-                    dict(
-                        outcome=instrument,
-                        method="ancova_iptw",
-                        measure=r["measure"],
-                        arm=r["arm"],
-                        horizon_days=int(horizon),
-                        estimate=r["estimate"],
-                        ci_low=r["ci_low"],
-                        ci_high=r["ci_high"],
-                        n=r["n"],
-                    )
-                )
-    out["tables"]["qol_summary"] = pd.DataFrame(summary_rows)
+            )
+    out.tables["qol_summary"] = pd.DataFrame(summary_rows)
     if estimate_rows:
-        out["tables"]["qol_estimates"] = pd.concat(estimate_rows, ignore_index=True)
+        out.tables["qol_estimates"] = pd.concat(estimate_rows, ignore_index=True)
     return out
+
+
+#: The runner of each method of the plan.
+RUNNERS = {
+    "cohort_iptw": _run_cohort_description,
+    "ccw": _run_ccw,
+    "landmark_iptw": _run_landmark,
+    "tv_cox": _run_tv_cox,
+    "naive": _run_naive,
+    "ancova_iptw": _run_ancova,
+}
+
+
+def _runnable(item: AnalysisItem, ctx: _Context, unavailable: dict[str, str]) -> bool:
+    """Whether an item can run; when its population or outcome cannot be analysed at all, the reason is
+    recorded once in ``unavailable`` (under "rtw" or "qol"), not once per item."""
+    n = len(ctx.inputs.cohort)
+    if item.population == "rtw" and item.outcome == "rtw":
+        return n > 0 and "rtw" not in unavailable
+    if item.method == "ancova_iptw":
+        if n == 0 or "qol" in unavailable:
+            return False
+        qol = ctx.inputs.qol
+        if qol.empty or qol["followup_score"].notna().sum() == 0:
+            unavailable["qol"] = "no follow-up patient-reported outcome scores in the cohort"
+            return False
+        if ctx.ps_cohort is None:
+            unavailable["qol"] = "no comparison possible: every cohort member is in one exposure group"
+            return False
+    return True
+
+
+def _order_tables(tables: dict[str, pd.DataFrame], plan: list[AnalysisItem]) -> None:
+    """Rows of the tables several analyses add to, in reading order: the sensitivity table by referral
+    definition (the primary's first), then grace period, so the primary sits among the other grace periods."""
+    sens = tables.get("sensitivity")
+    if sens is None or len(sens) < 2:
+        return
+    items = {item.id: item for item in plan}
+    definitions = list(dict.fromkeys(item.settings["referral_definition"] for item in plan if item.method == "ccw"))
+
+    def key(analysis_id: str) -> tuple[int, int]:
+        settings = items[analysis_id].settings
+        return definitions.index(settings["referral_definition"]), settings["grace_period_days"]
+
+    order = sorted(range(len(sens)), key=lambda k: key(sens["analysis"].iloc[k]))
+    tables["sensitivity"] = sens.iloc[order].reset_index(drop=True)

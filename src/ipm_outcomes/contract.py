@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
+from .vocabulary import INSTRUMENTS
+
 RAW_SCHEMA = "raw"
 META_SCHEMA = "meta"
 
@@ -57,15 +59,9 @@ CODE_SHAPES: dict[str, str] = {
     "pos": r"^[0-9]{2}$",
 }
 
-#: Valid score ranges per patient-reported instrument (inclusive). Other instruments are kept unchecked.
-PRO_RANGES: dict[str, tuple[float, float]] = {
-    "promis_pf": (10.0, 90.0),  # PROMIS T-scores
-    "promis_pi": (10.0, 90.0),
-    "odi": (0.0, 100.0),  # Oswestry Disability Index, percent
-    "eq5d_index": (-0.6, 1.0),  # EQ-5D index values across published value sets
-    "nrs_pain": (0.0, 10.0),  # numeric rating scale
-    "phq9": (0.0, 27.0),
-}
+#: Valid score ranges per patient-reported instrument (inclusive), from :mod:`ipm_outcomes.vocabulary`.
+#: Other instruments are kept unchecked.
+PRO_RANGES: dict[str, tuple[float, float]] = {name: i.range for name, i in INSTRUMENTS.items()}
 
 GENDERS = ("male", "female", "unknown")
 PAYER_TYPES = ("commercial", "medicare", "medicaid", "workers_comp", "other")

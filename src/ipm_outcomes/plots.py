@@ -25,6 +25,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from .vocabulary import ARMS
+
 #: Okabe & Ito (2008) colour-blind-safe palette.
 OKABE_ITO = {
     "black": "#000000",
@@ -38,7 +40,6 @@ OKABE_ITO = {
     "grey": "#999999",
 }
 ARM_COLOURS = {"early": OKABE_ITO["blue"], "delayed": OKABE_ITO["orange"]}
-ARM_LABELS = {"early": "Early IPM", "delayed": "Delayed or no IPM"}
 METHOD_COLOURS = {
     "ccw": OKABE_ITO["blue"],
     "landmark_iptw": OKABE_ITO["green"],
@@ -244,7 +245,7 @@ def cumulative_incidence(
     for arm in arms:
         df = curves[arm]
         colour = ARM_COLOURS.get(arm, OKABE_ITO["black"])
-        label = ARM_LABELS.get(arm, arm)
+        label = ARMS.get(arm, arm)
         if df.empty:
             continue
         ax.step(df["day"], df["estimate"], where="post", color=colour, lw=1.8, label=label)
@@ -269,7 +270,7 @@ def cumulative_incidence(
         table_ax.set_ylim(len(rows) - 0.4, -1.1)
         table_ax.text(0, -0.95, "Number at risk", fontsize=8.2, fontweight="bold", transform=table_ax.get_yaxis_transform(), ha="left")
         for r, (arm, cells) in enumerate(rows):
-            table_ax.text(-0.05, r, ARM_LABELS.get(arm, arm), ha="right", va="center", fontsize=8,
+            table_ax.text(-0.05, r, ARMS.get(arm, arm), ha="right", va="center", fontsize=8,
                           color=ARM_COLOURS.get(arm, "black"), transform=table_ax.get_yaxis_transform())
             for day, text in cells:
                 table_ax.text(day, r, text, ha="center", va="center", fontsize=8, gid=COUNT_GID)
@@ -417,7 +418,7 @@ def qol_means(
             hi = p["ci_high"].to_numpy(dtype=float)
             ok = ~np.isnan(est)
             _estimates_with_intervals(ax, xs[ok], est[ok], lo[ok], hi[ok], colour=ARM_COLOURS[arm], cap=5,
-                                      lw=1.3, ms=4, label=ARM_LABELS[arm])
+                                      lw=1.3, ms=4, label=ARMS[arm])
         m = (mcid or {}).get(inst)
         if m:
             values = part[["estimate", "ci_low", "ci_high"]].to_numpy(dtype=float)
@@ -573,7 +574,7 @@ def binned_distribution(
         total = df["n"].sum()
         share = density / total if total else density
         xs = np.r_[df["left"].to_numpy(dtype=float), df["right"].to_numpy(dtype=float)[-1]]
-        ax.stairs(share, xs, color=ARM_COLOURS.get(arm, "black"), lw=1.6, label=ARM_LABELS.get(arm, arm),
+        ax.stairs(share, xs, color=ARM_COLOURS.get(arm, "black"), lw=1.6, label=ARMS.get(arm, arm),
                   fill=False, baseline=0)
         drawn = True
     if log_x:

@@ -16,7 +16,6 @@ import base64
 import datetime as dt
 import io
 import math
-import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,7 +36,8 @@ from .disclosure import (
     truncate_curve,
 )
 from .errors import IpmError
-from .report_data import INSTRUMENT_SHORT, METHODS, OUTCOMES, Estimate, ReportData, load_results, spec_as_toml
+from .report_data import TABLES, Estimate, ReportData, estimate_from_row, load_results, spec_as_toml
+from .vocabulary import ARMS, INSTRUMENTS, METHODS, OUTCOMES
 
 # --------------------------------------------------------------------------------------------------
 # Public API
@@ -231,6 +231,17 @@ def days_in_words(days: int) -> str:
     return f"{days} days"
 
 
+def _opt_int(value) -> int | None:
+    """A whole number from a results cell, or None when missing."""
+    return None if value is None or pd.isna(value) else int(value)
+
+
+def _short(instrument: str) -> str:
+    """An instrument's short name for tables and text (its code when the vocabulary does not know it)."""
+    known = INSTRUMENTS.get(instrument)
+    return known.short if known else instrument
+
+
 def classify(ci_low: float | None, ci_high: float | None, null: float = 0.0, higher_is_better: bool = True) -> str:
     """``"beneficial"``, ``"harmful"`` or ``"null"`` from a confidence interval and the direction of benefit."""
     if ci_low is None or ci_high is None:
@@ -352,8 +363,9 @@ def qol_finding(
         return None
     if not _finite(difference.ci_low) or not _finite(difference.ci_high):
         return None  # no interval: nothing can be said about the difference
-    label, higher_better = OUTCOMES.get(instrument, (instrument, True))
-    name = INSTRUMENT_SHORT.get(instrument, instrument)
+    outcome = OUTCOMES.get(instrument)
+    higher_better = outcome.higher_is_better if outcome else True
+    name = _short(instrument)
     digits = 2 if instrument == "eq5d_index" else 1
     d, lo, hi = difference.estimate, difference.ci_low, difference.ci_high
     verdict = classify(lo, hi, 0.0, higher_better)
@@ -550,8 +562,16 @@ class _Builder:
         self.tables: dict[str, DisplayTable] = {}
         self.withheld_count = 0
         self.t = policy.min_cell_size
-        #: (method, arm) -> last day its curve is shown (min_cell_size or more persons at risk); -1: none.
+        #: (analysis id, arm) -> last day its curve is shown (min_cell_size or more persons at risk); -1: none.
         self.curve_reach: dict[tuple[str, str], int] = {}
+        # The analyses of the plan the report reads, by role (results are keyed by these ids).
+        primary = data.primary_analysis
+        self.P = primary.id if primary else None
+        #: return-to-work comparisons by method: the primary, the secondary ones and the biased one, in plan order
+        self.comparisons = data.analyses("rtw", ("primary", "secondary", "bias_illustration"))
+        self.NAIVE = next((a.id for a in self.comparisons if a.role == "bias_illustration"), None)
+        #: quality-of-life outcome -> the id of its analysis
+        self.Q = {a.outcome: a.id for a in data.plan if a.method == "ancova_iptw"}
         self.K_N, self.K_E, self.K_D, self.K_RTW = ("cohort", "n"), ("cohort", "n_early"), ("cohort", "n_delayed"), ("cohort", "n_rtw")
 
     # -- helpers ------------------------------------------------------------------------------------
@@ -592,8 +612,9 @@ class _Builder:
     def pct(self, key, den_key, digits: int = 1) -> str:
         return format_percent(self.v(key), self.v(den_key), digits)
 
-    def est(self, outcome, method, measure, horizon=None, arm=None) -> Estimate | None:
-        return self.data.estimate(outcome, method, measure, horizon, arm)
+    def est(self, analysis, outcome, measure, horizon=None, arm=None) -> Estimate | None:
+        """The estimate with this key (analysis id, outcome, measure, horizon, arm), else None."""
+        return self.data.estimate(analysis, outcome, measure, horizon, arm)
 
     def enough(self, *estimates: Estimate | None) -> bool:
         """Every estimate may be shown: present, finite, and passed by the disclosure gate (:meth:`_supported`)."""
@@ -606,26 +627,26 @@ class _Builder:
         still following the strategy, not clones)."""
         if e is None or e.estimate is None or not math.isfinite(e.estimate) or self.policy.too_few(e.n):
             return False
-        key = self.est_keys.get((e.outcome, e.method, e.measure, e.horizon_days, e.arm))
+        key = self.est_keys.get((e.analysis, e.outcome, e.measure, e.horizon_days, e.arm))
         if key is not None and not self.ledger.supports(key):
             return False
-        if e.arm is not None and e.horizon_days is not None and (e.method, e.arm) in self.curve_reach:
-            return self.curve_reach[(e.method, e.arm)] >= e.horizon_days
+        if e.arm is not None and e.horizon_days is not None and (e.analysis, e.arm) in self.curve_reach:
+            return self.curve_reach[(e.analysis, e.arm)] >= e.horizon_days
         return True
 
-    def _arm_ok(self, outcome, method, horizon=None) -> bool:
+    def _arm_ok(self, analysis, outcome, horizon=None) -> bool:
         """Both arms of a contrast pass the gate (arms at any horizon when horizon is None)."""
         df = self.data.estimates
-        arms = df[(df["outcome"] == outcome) & (df["method"] == method) & df["arm"].notna()]
+        arms = df[(df["analysis"] == analysis) & (df["outcome"] == outcome) & df["arm"].notna()]
         if horizon is not None:
             arms = arms[arms["horizon_days"] == horizon]
-        return all(self._supported(_estimate_of(r)) for r in arms.to_dict("records"))
+        return all(self._supported(estimate_from_row(r)) for r in arms.to_dict("records"))
 
-    def _contrast(self, outcome, method, measure, horizon=None) -> Estimate | None:
-        e = self.est(outcome, method, measure, horizon)
+    def _contrast(self, analysis, outcome, measure, horizon=None) -> Estimate | None:
+        e = self.est(analysis, outcome, measure, horizon)
         if e is None or e.estimate is None or not math.isfinite(e.estimate) or self.policy.too_few(e.n):
             return None
-        if not self._arm_ok(outcome, method, horizon):
+        if not self._arm_ok(analysis, outcome, horizon):
             return None
         return e
 
@@ -723,20 +744,11 @@ class _Builder:
         self.t1 = t1
 
     def _delay_bands(self) -> list[tuple[str, int | None, int | None]]:
+        """Referral-delay categories as (label, first day, last day); never referred: (label, None, None)."""
         cats = self.data.table("delay_categories")
-        labels = list(cats["delay_category"]) if cats is not None else []
-        out = []
-        for label in labels:
-            m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", str(label))
-            if m:
-                out.append((str(label), int(m.group(1)), int(m.group(2))))
-                continue
-            m = re.fullmatch(r"\s*>\s*(\d+)\s*", str(label))
-            if m:
-                out.append((str(label), int(m.group(1)) + 1, None))
-                continue
-            out.append((str(label), None, None))  # "never"
-        return out
+        if cats is None:
+            return []
+        return [(str(r["delay_category"]), _opt_int(r["first_day"]), _opt_int(r["last_day"])) for r in cats.to_dict("records")]
 
     def _register_timing(self) -> None:
         L = self.ledger
@@ -798,7 +810,7 @@ class _Builder:
                 continue
             h = None if pd.isna(row.horizon_days) else int(row.horizon_days)
             arm = row.arm if isinstance(row.arm, str) else None
-            ek = (row.outcome, row.method, row.measure, h, arm)
+            ek = (row.analysis, row.outcome, row.measure, h, arm)
             cands = []
             if arm == "early":
                 cands = [self.K_E]
@@ -808,13 +820,13 @@ class _Builder:
                 cands = [self.K_RTW, self.K_N]
             else:
                 cands = [self.K_N]
-            key = ("est", row.outcome, row.method, h, arm or "all")
+            key = ("est", row.analysis, row.outcome, h, arm or "all")
             if key in L.cells and L.cells[key].value != int(row.n):
-                key = ("est", row.outcome, row.method, row.measure, h, arm or "all")
+                key = ("est", row.analysis, row.outcome, row.measure, h, arm or "all")
             self.est_keys[ek] = self._alias(int(row.n), cands, key)
         groups: dict[tuple, dict] = {}
-        for (outcome, method, measure, h, arm), key in self.est_keys.items():
-            groups.setdefault((outcome, method, h), {})[arm or "all"] = key
+        for (analysis, outcome, measure, h, arm), key in self.est_keys.items():
+            groups.setdefault((analysis, outcome, h), {})[arm or "all"] = key
         for g in groups.values():
             if {"all", "early", "delayed"} <= set(g) and len({g["all"], g["early"], g["delayed"]}) == 3:
                 L.add_identity(g["all"], [g["early"], g["delayed"]], only_if_holds=True)
@@ -838,25 +850,25 @@ class _Builder:
         if curves is None or curves.empty:
             return
         days = [0, 90, 180, 270, 365]
-        for method in [m for m in METHODS if m in set(curves["method"])]:
-            self.curves[method], self.risk_rows[method] = {}, {}
+        for analysis in [a.id for a in self.data.plan if a.id in set(curves["analysis"])]:
+            self.curves[analysis], self.risk_rows[analysis] = {}, {}
             for arm in ("early", "delayed"):
-                c = curves[(curves["method"] == method) & (curves["arm"] == arm)].sort_values("day")
+                c = curves[(curves["analysis"] == analysis) & (curves["arm"] == arm)].sort_values("day")
                 if c.empty:
                     continue
                 kept = truncate_curve(c, self.policy)
-                self.curves[method][arm] = kept[["day", "estimate", "ci_low", "ci_high"]]
-                self.curve_reach[(method, arm)] = int(kept["day"].max()) if not kept.empty else -1
+                self.curves[analysis][arm] = kept[["day", "estimate", "ci_low", "ci_high"]]
+                self.curve_reach[(analysis, arm)] = int(kept["day"].max()) if not kept.empty else -1
                 cells = []
                 for day in days:
                     upto = c[c["day"] <= day]
                     if upto.empty:
                         continue
                     n = int(upto["n_at_risk"].iloc[-1])
-                    k = ("nar", method, arm, day)
+                    k = ("nar", analysis, arm, day)
                     self.ledger.add(k, n)
                     cells.append((day, k))
-                self.risk_rows[method][arm] = cells
+                self.risk_rows[analysis][arm] = cells
 
     def _register_qol(self) -> None:
         q = self.data.table("qol_summary")
@@ -871,7 +883,7 @@ class _Builder:
                 continue
             h = int(row.horizon_days)
             k = ("qol", row.instrument, h, row.arm)
-            k = self._alias(int(row.n), [self.est_keys.get((row.instrument, "ancova_iptw", "adjusted_mean", h, row.arm))], k)
+            k = self._alias(int(row.n), [self.est_keys.get((self.Q.get(row.instrument), row.instrument, "adjusted_mean", h, row.arm))], k)
             self.qol_keys[(row.instrument, h, row.arm)] = k
             missing = getattr(row, "n_missing", None)
             if missing is not None and not pd.isna(missing):
@@ -888,7 +900,10 @@ class _Builder:
         L = self.ledger
         for name in dict.fromkeys(s["subgroup"]):
             part = s[s["subgroup"] == name]
-            cols = {"n": self.K_N, "n_early": self.K_E, "n_delayed": self.K_D}
+            # the table's person counts (the results data model says which columns count persons), each with
+            # the cohort count its levels partition
+            totals = {"n": self.K_N, "n_early": self.K_E, "n_delayed": self.K_D}
+            cols = {c: totals[c] for c in TABLES["subgroups"].person_counts}
             per_col: dict[str, list] = {c: [] for c in cols}
             for row in part.to_dict("records"):
                 keys = {}
@@ -1012,7 +1027,7 @@ class _Builder:
                     if mk is not None:
                         parts.append(f"{self.c(mk)} of {self.c(self.K_E if arm == 'early' else self.K_D)} {arm}")
                 if parts:
-                    missing.append(f"{INSTRUMENT_SHORT.get(inst, inst)}: {', '.join(parts)}")
+                    missing.append(f"{_short(inst)}: {', '.join(parts)}")
             if missing:
                 out.append(("Missing quality-of-life follow-up",
                             f"Not every patient had a score near day {h} ({'; '.join(missing)} patients had none). "
@@ -1085,17 +1100,17 @@ class _Builder:
             f"Of these, {self.c(self.K_E)} were first seen by IPM within {grace} (early) and {self.c(self.K_D)} later or not "
             f"at all (delayed). Return to work was studied among the {self.c(self.K_RTW)} who were off work at the start."
         )
-        rd = self._contrast("rtw", "ccw", "risk_difference", h)
+        rd = self._contrast(self.P, "rtw", "risk_difference", h)
         shown_h = h
         if rd is None:
             # The primary day may be withheld while an earlier one is not (most of a small group is back at
             # work by then, fewer than min_cell_size still followed): answer at the latest day shown, and say so.
             for earlier in sorted((x for x in d.horizons if x < h), reverse=True):
-                if (rd := self._contrast("rtw", "ccw", "risk_difference", earlier)) is not None:
+                if (rd := self._contrast(self.P, "rtw", "risk_difference", earlier)) is not None:
                     shown_h = earlier
                     break
-        early = self.est("rtw", "ccw", "cumulative_incidence", shown_h, "early")
-        delayed = self.est("rtw", "ccw", "cumulative_incidence", shown_h, "delayed")
+        early = self.est(self.P, "rtw", "cumulative_incidence", shown_h, "early")
+        delayed = self.est(self.P, "rtw", "cumulative_incidence", shown_h, "delayed")
         finding = primary_finding(rd, early, delayed, grace_days=d.grace_period_days, horizon_days=shown_h,
                                   policy=self.policy)
         if shown_h != h:
@@ -1104,19 +1119,19 @@ class _Builder:
                 "off work and followed by then."), finding.headline)
         qol = []
         for inst in ("promis_pf", "odi"):
-            s = qol_finding(self._contrast(inst, "ancova_iptw", "mean_difference", h), instrument=inst,
+            s = qol_finding(self._contrast(self.Q.get(inst), inst, "mean_difference", h), instrument=inst,
                             horizon_days=h, mcid=d.mcid.get(inst), policy=self.policy)
             if s:
                 qol.append(s)
-        naive = self._contrast("rtw", "naive", "risk_difference", h)
+        naive = self._contrast(self.NAIVE, "rtw", "risk_difference", h)
         naive_text = None
         if naive is not None and rd is not None:
             naive_text = naive_sentence(naive.estimate, rd.estimate, horizon_days=h, grace_days=d.grace_period_days)
         key_numbers = []
         for horizon in d.horizons:
-            e = self.est("rtw", "ccw", "cumulative_incidence", horizon, "early")
-            l = self.est("rtw", "ccw", "cumulative_incidence", horizon, "delayed")
-            r = self._contrast("rtw", "ccw", "risk_difference", horizon)
+            e = self.est(self.P, "rtw", "cumulative_incidence", horizon, "early")
+            l = self.est(self.P, "rtw", "cumulative_incidence", horizon, "delayed")
+            r = self._contrast(self.P, "rtw", "risk_difference", horizon)
             key_numbers.append({
                 "label": f"Back at work by day {horizon}",
                 "early": _fmt_ci(e, "pct") if self.enough(e) else MISSING_LABEL,
@@ -1139,8 +1154,8 @@ class _Builder:
 
     def _days_off_sentence(self) -> str | None:
         """The answer in days off work in the first year (restricted mean time not back at work)."""
-        h = self._rmst_horizon("ccw")
-        rm = self._contrast("rtw", "ccw", "rmst_difference", h) if h else None
+        h = self._rmst_horizon(self.P)
+        rm = self._contrast(self.P, "rtw", "rmst_difference", h) if h else None
         if rm is None or not _finite(rm.ci_low) or not _finite(rm.ci_high):
             return None
         if h in (365, 366):
@@ -1330,10 +1345,9 @@ class _Builder:
             return out
         rows = []
         cats = d.table("delay_categories")
-        for label in cats["delay_category"]:
-            k = self.delay_keys[str(label)]
-            rows.append([f"{label} days" if str(label)[0].isdigit() or str(label)[0] == ">" else str(label),
-                         self.c(k), self.pct(k, self.K_N)])
+        for label, first, _ in self._delay_bands():
+            k = self.delay_keys[label]
+            rows.append([f"{label} days" if first is not None else label, self.c(k), self.pct(k, self.K_N)])
         self.tables["delay_categories"] = DisplayTable(
             columns=[("delay_category", "Days from index to first IPM contact"), ("n", "Persons"), ("pct", "% of cohort")],
             rows=rows, caption="Referral-delay categories.",
@@ -1354,7 +1368,7 @@ class _Builder:
                 title = f"Half of referred patients had their first IPM contact by day {median}"
                 # A share of the referred: its numerator (the early group) and denominator (everyone but the
                 # never-referred) must both be shown counts, or it would pin them.
-                never = [k for label, k in self.delay_keys.items() if not str(label)[:1].isdigit() and not str(label).startswith(">")]
+                never = [self.delay_keys[label] for label, first, _ in self._delay_bands() if first is None]
                 if self.ledger.supports(self.K_E) and all(self.ledger.supports(k) or self.ledger.cells[k].value == 0 for k in never) \
                         and not self.policy.implied_count_small(within / total, total):
                     title += f"; {100 * within / total:.0f}% within the {d.grace_period_days}-day grace period"
@@ -1381,18 +1395,18 @@ class _Builder:
         if d.empty:
             return out
         rows = []
-        for method in ("ccw", "landmark_iptw", "naive"):
+        for a in self.comparisons:
             for h in d.horizons:
-                e = self.est("rtw", method, "cumulative_incidence", h, "early")
-                l = self.est("rtw", method, "cumulative_incidence", h, "delayed")
-                rd = self._contrast("rtw", method, "risk_difference", h)
-                rr = self._contrast("rtw", method, "risk_ratio", h)
+                e = self.est(a.id, "rtw", "cumulative_incidence", h, "early")
+                l = self.est(a.id, "rtw", "cumulative_incidence", h, "delayed")
+                rd = self._contrast(a.id, "rtw", "risk_difference", h)
+                rr = self._contrast(a.id, "rtw", "risk_ratio", h)
                 if e is None and l is None and rd is None:
                     continue
-                ke = self.est_keys.get(("rtw", method, "cumulative_incidence", h, "early"))
-                kd = self.est_keys.get(("rtw", method, "cumulative_incidence", h, "delayed"))
+                ke = self.est_keys.get((a.id, "rtw", "cumulative_incidence", h, "early"))
+                kd = self.est_keys.get((a.id, "rtw", "cumulative_incidence", h, "delayed"))
                 rows.append([
-                    METHODS[method], str(h),
+                    METHODS[a.method], str(h),
                     _fmt_ci(e, "pct") if self.enough(e) else MISSING_LABEL,
                     _fmt_ci(l, "pct") if self.enough(l) else MISSING_LABEL,
                     _fmt_ci(rd, "pp"), _fmt_ci(rr, "ratio"),
@@ -1418,17 +1432,17 @@ class _Builder:
             )
         # Days off work and hazard ratios.
         hr_rows = []
-        for method in ("ccw", "landmark_iptw", "tv_cox", "naive"):
-            h_rm = self._rmst_horizon(method)
-            rm = self._contrast("rtw", method, "rmst_difference", h_rm)
-            hr = self._contrast("rtw", method, "hazard_ratio", None)
+        for a in self.comparisons:
+            h_rm = self._rmst_horizon(a.id)
+            rm = self._contrast(a.id, "rtw", "rmst_difference", h_rm)
+            hr = self._contrast(a.id, "rtw", "hazard_ratio", None)
             if rm is None and hr is None:
                 continue
             levels = []
             for arm in ("early", "delayed"):
-                e = self.est("rtw", method, "restricted_mean_days_off_work", h_rm, arm) if h_rm else None
+                e = self.est(a.id, "rtw", "restricted_mean_days_off_work", h_rm, arm) if h_rm else None
                 levels.append(_fmt_ci(e, "days").lstrip("+") if self.enough(e) else MISSING_LABEL)
-            hr_rows.append([METHODS[method], str(h_rm or ""), *levels, _fmt_ci(rm, "days"), _fmt_ci(hr, "ratio")])
+            hr_rows.append([METHODS[a.method], str(h_rm or ""), *levels, _fmt_ci(rm, "days"), _fmt_ci(hr, "ratio")])
         if hr_rows:
             out["days_off"] = True
             self.tables["rtw_days_off"] = DisplayTable(
@@ -1443,10 +1457,11 @@ class _Builder:
             )
         # Curves: primary method first.
         finding = self._summary_cache().get("finding")
-        for i, method in enumerate(m for m in ("ccw", "landmark_iptw", "naive") if m in self.curves):
-            curves = self.curves[method]
-            risk = {arm: [(day, self.c(k)) for day, k in cells] for arm, cells in self.risk_rows[method].items()}
-            if method == "ccw" and finding is not None:
+        for i, a in enumerate(a for a in self.comparisons if a.id in self.curves):
+            method = a.method
+            curves = self.curves[a.id]
+            risk = {arm: [(day, self.c(k)) for day, k in cells] for arm, cells in self.risk_rows[a.id].items()}
+            if a.primary and finding is not None:
                 title = self._curve_title(finding)
             else:
                 title = f"{METHODS[method]}: cumulative incidence of return to work"
@@ -1462,18 +1477,18 @@ class _Builder:
                     self.tables.setdefault("numbers_at_risk", DisplayTable(
                         columns=[("method", "Method"), ("arm", "Arm"), ("day", "Day"), ("n_at_risk", "Number at risk")],
                         rows=[], caption="Numbers at risk under the curves.", count_columns={"n_at_risk"},
-                    )).rows.append([METHODS[method], plots.ARM_LABELS[arm], str(day), text])
+                    )).rows.append([METHODS[method], ARMS[arm], str(day), text])
         return out
 
-    def _rmst_horizon(self, method) -> int | None:
-        """The longest horizon at which ``method``'s days-off difference may be shown (both arms still
-        followed by enough persons up to it); its last horizon, withheld, when none may."""
+    def _rmst_horizon(self, analysis) -> int | None:
+        """The longest horizon at which the days-off difference of ``analysis`` may be shown (both arms
+        still followed by enough persons up to it); its last horizon, withheld, when none may."""
         df = self.data.estimates
-        part = df[(df["outcome"] == "rtw") & (df["method"] == method) & (df["measure"] == "rmst_difference")]
+        part = df[(df["analysis"] == analysis) & (df["outcome"] == "rtw") & (df["measure"] == "rmst_difference")]
         horizons = sorted({int(h) for h in part["horizon_days"].dropna()}, reverse=True)
         if not horizons:
             return None
-        return next((h for h in horizons if self._contrast("rtw", method, "rmst_difference", h)), horizons[0])
+        return next((h for h in horizons if self._contrast(analysis, "rtw", "rmst_difference", h)), horizons[0])
 
     def _summary_cache(self) -> dict:
         if not hasattr(self, "_summary_value"):
@@ -1482,8 +1497,8 @@ class _Builder:
 
     def _curve_title(self, finding: Finding) -> str:
         h = self.data.primary_horizon
-        e = self.est("rtw", "ccw", "cumulative_incidence", h, "early")
-        l = self.est("rtw", "ccw", "cumulative_incidence", h, "delayed")
+        e = self.est(self.P, "rtw", "cumulative_incidence", h, "early")
+        l = self.est(self.P, "rtw", "cumulative_incidence", h, "delayed")
         levels = ""
         if self.enough(e, l):
             levels = f": {100 * e.estimate:.0f}% vs {100 * l.estimate:.0f}% back at work by day {h}"
@@ -1515,11 +1530,11 @@ class _Builder:
                     if q is not None:
                         r = q[(q["instrument"] == inst) & (q["horizon_days"] == h) & (q["arm"] == arm)]
                         obs = r.iloc[0] if not r.empty else None
-                    am = self.est(inst, "ancova_iptw", "adjusted_mean", h, arm)
+                    am = self.est(self.Q.get(inst), inst, "adjusted_mean", h, arm)
                     # a share or mean of the persons with a score: its group must be a shown count of 11+
                     ok_obs = obs is not None and not self.policy.too_few(obs["n"]) and k is not None and self.ledger.supports(k)
                     resp = MISSING_LABEL
-                    adj_resp = self.est(inst, "ancova_iptw", "responder_proportion", h, arm)
+                    adj_resp = self.est(self.Q.get(inst), inst, "responder_proportion", h, arm)
                     if adj_resp is not None and self.enough(adj_resp) and ok_obs and not self.policy.implied_count_small(
                         adj_resp.estimate, float(obs["n"])
                     ):
@@ -1529,7 +1544,7 @@ class _Builder:
                         if not self.policy.implied_count_small(float(obs["responder_proportion"]), float(obs["n"])):
                             resp = f"{100 * obs['responder_proportion']:.1f}%"
                     row = [
-                        INSTRUMENT_SHORT.get(inst, inst), str(h), plots.ARM_LABELS[arm],
+                        _short(inst), str(h), ARMS[arm],
                         self.c(k) if k else MISSING_LABEL,
                         self.c(mk) if mk else MISSING_LABEL,
                         f"{_fmt_num(obs['mean'], digits)} ({_fmt_num(obs['sd'], digits)})" if ok_obs else MISSING_LABEL,
@@ -1541,13 +1556,13 @@ class _Builder:
                     if self.enough(am):
                         plot_rows.append({"instrument": inst, "horizon_days": h, "arm": arm, "estimate": am.estimate,
                                           "ci_low": am.ci_low, "ci_high": am.ci_high})
-                md = self._contrast(inst, "ancova_iptw", "mean_difference", h)
-                rr = self._contrast(inst, "ancova_iptw", "responder_risk_difference", h)
+                md = self._contrast(self.Q.get(inst), inst, "mean_difference", h)
+                rr = self._contrast(self.Q.get(inst), inst, "responder_risk_difference", h)
                 if md is not None or rr is not None:
                     mcid = d.mcid.get(inst)
-                    diff_rows.append([INSTRUMENT_SHORT.get(inst, inst), str(h), _fmt_ci(md, f"score{digits}"),
+                    diff_rows.append([_short(inst), str(h), _fmt_ci(md, f"score{digits}"),
                                       f"{mcid:g} points" if mcid else MISSING_LABEL, _fmt_ci(rr, "pp"),
-                                      "higher" if OUTCOMES[inst][1] else "lower"])
+                                      "higher" if OUTCOMES[inst].higher_is_better else "lower"])
         if mean_rows:
             self.tables["qol_means"] = DisplayTable(
                 columns=[("instrument", "Instrument"), ("horizon_days", "Day"), ("arm", "Group"),
@@ -1574,9 +1589,9 @@ class _Builder:
             out["available"] = True
         if plot_rows:
             frame = pd.DataFrame(plot_rows)
-            labels = {k: f"{OUTCOMES[k][0]}, {'higher' if OUTCOMES[k][1] else 'lower'} is better" for k in OUTCOMES}
+            labels = {k: f"{o.label}, {'higher' if o.higher_is_better else 'lower'} is better" for k, o in OUTCOMES.items()}
             h = d.primary_horizon
-            pf = self._contrast("promis_pf", "ancova_iptw", "mean_difference", h)
+            pf = self._contrast(self.Q.get("promis_pf"), "promis_pf", "mean_difference", h)
             title = "Adjusted quality-of-life scores by group"
             if pf is not None:
                 v = classify(pf.ci_low, pf.ci_high)
@@ -1593,7 +1608,7 @@ class _Builder:
             }
         out["sentences"] = [
             s for inst in instruments
-            if (s := qol_finding(self._contrast(inst, "ancova_iptw", "mean_difference", d.primary_horizon),
+            if (s := qol_finding(self._contrast(self.Q.get(inst), inst, "mean_difference", d.primary_horizon),
                                  instrument=inst, horizon_days=d.primary_horizon, mcid=d.mcid.get(inst), policy=self.policy))
         ]
         return out
@@ -1615,8 +1630,8 @@ class _Builder:
             persons = self.ledger.cells[k].value if k in self.ledger.cells else n
             ok = n is not None and not self.policy.too_few(n) and not self.policy.too_few(persons) \
                 and k is not None and self.ledger.supports(k)
-            e = Estimate("rtw", "dose", "cumulative_incidence", None, int(r["horizon_days"]),
-                         r["estimate"], r.get("ci_low"), r.get("ci_high"), n)
+            e = Estimate("rtw", "ccw", "cumulative_incidence", None, int(r["horizon_days"]),
+                         r["estimate"], r.get("ci_low"), r.get("ci_high"), n, analysis="dose_response")
             n_text = self.c(k) if k else MISSING_LABEL
             rows.append([label, str(int(r["horizon_days"])), n_text, _fmt_ci(e, "pct") if ok else MISSING_LABEL])
             points.append({"delay_category": label, "horizon_days": int(r["horizon_days"]),
@@ -1664,13 +1679,13 @@ class _Builder:
         rows = []
         for measure, kind, header in (("risk_difference", "pp", f"Risk difference at day {h}"), ("hazard_ratio", "ratio", "Hazard ratio")):
             block = []
-            for method in ("ccw", "landmark_iptw", "tv_cox", "naive"):
-                e = self._contrast("rtw", method, measure, h if measure == "risk_difference" else None)
+            for a in self.comparisons:
+                e = self._contrast(a.id, "rtw", measure, h if measure == "risk_difference" else None)
                 if e is None:
                     continue
-                block.append({"label": METHODS[method], "estimate": e.estimate, "ci_low": e.ci_low, "ci_high": e.ci_high,
-                              "text": _fmt_ci(e, kind), "style": "biased" if method == "naive" else "",
-                              "colour": plots.METHOD_COLOURS[method], "measure": measure, "method": method})
+                block.append({"label": METHODS[a.method], "estimate": e.estimate, "ci_low": e.ci_low, "ci_high": e.ci_high,
+                              "text": _fmt_ci(e, kind), "style": "biased" if a.role == "bias_illustration" else "",
+                              "colour": plots.METHOD_COLOURS[a.method], "measure": measure, "role": a.role})
             if block:
                 rows.append((measure, header, block))
         if rows:
@@ -1683,8 +1698,8 @@ class _Builder:
             )
             for measure, header, block in rows:
                 frame = pd.DataFrame(block)
-                ccw = next((b for b in block if b["method"] == "ccw"), None)
-                naive = next((b for b in block if b["method"] == "naive"), None)
+                ccw = next((b for b in block if b["role"] == "primary"), None)
+                naive = next((b for b in block if b["role"] == "bias_illustration"), None)
                 if ccw and naive:
                     null = 0.0 if measure == "risk_difference" else 1.0
                     a, b = naive["estimate"] - null, ccw["estimate"] - null
@@ -1715,8 +1730,8 @@ class _Builder:
                 ok = not self.policy.too_few(r.get("n")) and all(
                     not self.policy.too_few(r[c]) for c in ("n_early", "n_delayed") if c in r and r[c] is not None
                 ) and r.get("estimate") is not None and not pd.isna(r.get("estimate"))
-                e = Estimate("rtw", "ccw", str(r.get("measure", "risk_difference")), None, r.get("horizon_days"),
-                             r["estimate"], r.get("ci_low"), r.get("ci_high"), r.get("n"))
+                e = Estimate("rtw", "ccw", str(r.get("measure") or "risk_difference"), None, r.get("horizon_days"),
+                             r["estimate"], r.get("ci_low"), r.get("ci_high"), r.get("n"), analysis=str(r["analysis"]))
                 kind = "ratio" if "ratio" in e.measure else "pp"
                 label = str(r.get("label") or r["analysis"])
                 srows.append([label, str(r.get("horizon_days") or ""), _fmt_ci(e, kind) if ok else MISSING_LABEL])
@@ -1744,7 +1759,7 @@ class _Builder:
                 out["sensitivity_note"] = (f"Too few persons followed the strategies of the sensitivity analyses (fewer than "
                                            f"{self.t} in a group) to estimate them; no figure is drawn.")
         ev = d.diagnostics.get("e_value")
-        primary_rr = self._contrast("rtw", "ccw", "risk_ratio", h)
+        primary_rr = self._contrast(self.P, "rtw", "risk_ratio", h)
         if isinstance(ev, dict) and _finite(ev.get("estimate")) and primary_rr is not None:
             out["e_value"] = {"sentence": e_value_sentence(float(ev["estimate"]), ev.get("ci_bound"),
                                                            ev.get("ci_low"), ev.get("ci_high"))}
@@ -1773,7 +1788,7 @@ class _Builder:
                               "header": True})
                 for r, keys, ok in levels:
                     e = Estimate("rtw", "ccw", "risk_difference", None, r.get("horizon_days"), r["estimate"],
-                                 r.get("ci_low"), r.get("ci_high"), r.get("n"))
+                                 r.get("ci_low"), r.get("ci_high"), r.get("n"), analysis="subgroups")
                     text = _fmt_ci(e, "pp") if ok else MISSING_LABEL
                     srows.append([_covariate_label(name), _level_label(r["level"]), self.c(keys.get("n")),
                                   self.c(keys.get("n_early")), self.c(keys.get("n_delayed")), text,
@@ -1827,7 +1842,7 @@ class _Builder:
         extra = []
         for arm in ("early", "delayed"):
             if ("diag", "ess", arm) in self.ledger.cells:
-                extra.append([f"Effective sample size after weighting, {plots.ARM_LABELS[arm]} group", self.c(("diag", "ess", arm))])
+                extra.append([f"Effective sample size after weighting, {ARMS[arm]} group", self.c(("diag", "ess", arm))])
         if ("diag", "n_truncated") in self.ledger.cells:
             pct = (d.diagnostics.get("weight_truncation") or {}).get("percentiles")
             extra.append([f"Persons whose weight was truncated{f' (at percentiles {pct[0]:g} and {pct[1]:g})' if pct else ''}",
@@ -2007,17 +2022,6 @@ def _cohort_load_facts(provenance: dict) -> list[tuple[str, str]]:
     return facts
 
 
-def _estimate_of(row: dict) -> Estimate:
-    h = row.get("horizon_days")
-    n = row.get("n")
-    return Estimate(
-        row["outcome"], row["method"], row["measure"], row.get("arm") if isinstance(row.get("arm"), str) else None,
-        None if h is None or pd.isna(h) else int(h), None if pd.isna(row.get("estimate")) else float(row["estimate"]),
-        None if pd.isna(row.get("ci_low")) else float(row["ci_low"]), None if pd.isna(row.get("ci_high")) else float(row["ci_high"]),
-        None if n is None or pd.isna(n) else int(n),
-    )
-
-
 #: Short definitions for administrators (section "Glossary").
 GLOSSARY: list[tuple[str, str]] = [
     ("Grace period", "The window after the first back-pain visit (here six weeks) within which a first IPM visit "
@@ -2075,7 +2079,7 @@ def _covariate_label(name: str) -> str:
         return _COVARIATE_LABELS[name]
     if name.startswith("baseline_"):
         inst = name.removeprefix("baseline_")
-        return f"Baseline {INSTRUMENT_SHORT.get(inst, inst)}"
+        return f"Baseline {_short(inst)}"
     if name.startswith("cci_"):
         return "Charlson: " + name.removeprefix("cci_").replace("_", " ")
     for prefix in ("payer_type_", "sex_"):

@@ -18,57 +18,277 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .errors import IpmError
+from .plan import AnalysisItem
 
 #: The version of the results layout (``results.json`` and its tables) that this package writes and
 #: reads. Raise it whenever a key, a table or a meaning changes: a report must never be rendered from
 #: results it would read differently. Results with no version are from before versions were kept (1).
-RESULTS_SCHEMA_VERSION = 2
+#: 3: estimates keyed by analysis id (the analysis plan travels in results.json), delay categories with
+#: their first and last day, curves with their analysis id.
+RESULTS_SCHEMA_VERSION = 3
 
-#: Outcomes of the analysis, in report order, with a label and whether a higher value is better.
-OUTCOMES: dict[str, tuple[str, bool]] = {
-    "rtw": ("Return to work", True),
-    "promis_pf": ("PROMIS physical function (T-score)", True),
-    "promis_pi": ("PROMIS pain interference (T-score)", False),
-    "odi": ("Oswestry Disability Index (0-100)", False),
-    "eq5d_index": ("EQ-5D index (utility)", True),
-    "nrs_pain": ("Pain intensity, NRS (0-10)", False),
-    "phq9": ("PHQ-9 depression (0-27)", False),
+
+# ----------------------------------------------------------------------------------------------
+# the results data model: every table, its grain, columns and types, key and person counts
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a results table.
+
+    ``type`` is one of ``str``, ``int``, ``float``, ``bool``; ``nullable`` allows missing values;
+    ``person_count`` marks a count of persons (the disclosure gate's input: a number a reader must not
+    see when it is 1 to min_cell_size - 1); ``required`` columns must be present, the others may be
+    absent (a reader sees them as missing).
+    """
+
+    name: str
+    type: str
+    nullable: bool = False
+    person_count: bool = False
+    required: bool = True
+
+
+def _c(name: str, type: str, *flags: str) -> Column:
+    return Column(name, type, "null" in flags, "count" in flags, "optional" not in flags)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One results table: its grain, columns (in written order) and key (unique, empty for per-person rows)."""
+
+    name: str
+    grain: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def person_counts(self) -> tuple[str, ...]:
+        """The columns that count persons."""
+        return tuple(c.name for c in self.columns if c.person_count)
+
+    def conform(self, frame: pd.DataFrame, where: str) -> pd.DataFrame:
+        """``frame`` checked against the declaration, in the declared column order (absent optional
+        columns added as missing); a one-line :class:`IpmError` naming ``where``, the column and the row
+        when it does not conform."""
+        missing = [c.name for c in self.columns if c.required and c.name not in frame.columns]
+        if missing:
+            raise IpmError(f"{where}: table {self.name!r} lacks column(s) {', '.join(missing)}")
+        extra = [c for c in frame.columns if c not in self.column_names]
+        if extra:
+            raise IpmError(
+                f"{where}: table {self.name!r} has column(s) {', '.join(map(str, extra))} that results schema "
+                f"{RESULTS_SCHEMA_VERSION} does not declare"
+            )
+        out = frame.copy()
+        for column in self.columns:
+            if column.name not in out.columns:
+                out[column.name] = None
+                continue
+            values = out[column.name]
+            bad = _type_violations(values, column)
+            if len(bad):
+                row = int(bad[0])
+                value = values.iloc[row]
+                what = "no value (required)" if pd.isna(value) else f"{value!r} is not {column.type}"
+                raise IpmError(f"{where}: table {self.name!r} column {column.name!r} row {row}: {what}")
+        if self.key and len(out) and out.duplicated(subset=list(self.key)).any():
+            row = int(out.duplicated(subset=list(self.key)).to_numpy().nonzero()[0][0])
+            raise IpmError(f"{where}: table {self.name!r} row {row}: a second row with the key {self.key} of an earlier one")
+        return out[self.column_names].reset_index(drop=True)
+
+
+def _type_violations(values: pd.Series, column: Column) -> list[int]:
+    """Positions of values that are not of the column's type (or missing where not nullable)."""
+    missing = values.isna().to_numpy()
+    bad = missing.copy() if not column.nullable else np.zeros(len(values), bool)
+    present = ~missing
+    t = column.type
+    if pd.api.types.is_bool_dtype(values.dtype):
+        if t != "bool":
+            bad |= present
+    elif pd.api.types.is_numeric_dtype(values.dtype):
+        if t == "str" or t == "bool":
+            bad |= present
+        elif t == "int":
+            x = values.to_numpy(dtype=float, na_value=np.nan)
+            bad |= present & ~(np.isfinite(x) & (np.floor(x) == x))
+    else:  # object: look at each value
+        for i, v in enumerate(values.tolist()):
+            if not present[i]:
+                continue
+            if t == "str":
+                ok = isinstance(v, str)
+            elif t == "bool":
+                ok = isinstance(v, (bool, np.bool_))
+            elif t == "int":
+                ok = isinstance(v, (int, np.integer, float, np.floating)) and not isinstance(v, (bool, np.bool_)) \
+                    and float(v).is_integer()
+            else:
+                ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+            bad[i] |= not ok
+    return list(np.flatnonzero(bad))
+
+
+_ESTIMATE = (_c("estimate", "float", "null"), _c("ci_low", "float", "null"), _c("ci_high", "float", "null"))
+
+#: Every results table: name -> declaration. The analysis writes through it, the report reads through it.
+TABLES: dict[str, TableSpec] = {
+    t.name: t
+    for t in (
+        TableSpec(
+            "estimates",
+            "one row per analysis (plan id) per outcome per measure per arm (null for contrasts) per horizon "
+            "(null for hazard ratios, which span the follow-up)",
+            (_c("analysis", "str"), _c("outcome", "str"), _c("method", "str"), _c("measure", "str"),
+             _c("arm", "str", "null"), _c("horizon_days", "int", "null"), *_ESTIMATE, _c("n", "int", "null", "count")),
+            ("analysis", "outcome", "measure", "arm", "horizon_days"),
+        ),
+        TableSpec(
+            "rtw_curves",
+            "one row per analysis per arm per day 0..followup: cumulative incidence of RTW with 95% band, "
+            "competing-event incidence, 1-KM (competing events censored) and numbers at risk",
+            (_c("analysis", "str"), _c("method", "str"), _c("arm", "str"), _c("day", "int"), *_ESTIMATE,
+             _c("n_at_risk", "int", "count"), _c("weighted_at_risk", "float", "null", "optional"),
+             _c("cumulative_incidence_competing", "float", "null", "optional"),
+             _c("one_minus_km", "float", "null", "optional")),
+            ("analysis", "arm", "day"),
+        ),
+        TableSpec(
+            "table1",
+            "one row per baseline characteristic (per level) per exposure group",
+            (_c("variable", "str"), _c("level", "str", "null"), _c("statistic", "str"), _c("arm", "str"),
+             _c("n", "int", "count"), _c("denominator", "int", "null", "count", "optional"),
+             _c("mean", "float", "null", "optional"), _c("sd", "float", "null", "optional")),
+            ("variable", "level", "arm"),
+        ),
+        TableSpec(
+            "smd",
+            "one row per covariate (level): standardized mean difference, cohort early vs delayed, before and "
+            "after IPTW",
+            (_c("covariate", "str"), _c("smd_before", "float", "null"), _c("smd_after", "float", "null")),
+            ("covariate",),
+        ),
+        TableSpec(
+            "balance",
+            "one row per weighting model per covariate (level): SMD before and after that model's weights",
+            (_c("analysis", "str"), _c("covariate", "str"),
+             *(_c(x, "float", "null") for x in ("mean_treated", "mean_control", "smd_before", "weighted_mean_treated",
+                                                "weighted_mean_control", "smd_after"))),
+            ("analysis", "covariate"),
+        ),
+        TableSpec(
+            "referral_timing",
+            "one row per day after index with at least one first IPM contact: persons",
+            (_c("day", "int"), _c("n", "int", "count")),
+            ("day",),
+        ),
+        TableSpec(
+            "delay_categories",
+            "one row per referral-delay category (first and last day after index; open end or never: null): persons",
+            (_c("delay_category", "str"), _c("first_day", "int", "null"), _c("last_day", "int", "null"),
+             _c("n", "int", "count")),
+            ("delay_category",),
+        ),
+        TableSpec(
+            "dose_response",
+            "one row per referral-delay band per horizon at or after the band's last day: CCW cumulative incidence "
+            "of RTW under 'referral within the band' (first and last day; null: open end, or never referred); n = "
+            "persons referred in the band, n_cloned = persons cloned into it",
+            (_c("delay_category", "str"), _c("first_day", "int", "null"), _c("last_day", "int", "null"), _c("horizon_days", "int"),
+             *_ESTIMATE, _c("n", "int", "null", "count"), _c("n_cloned", "int", "null", "count", "optional")),
+            ("delay_category", "horizon_days"),
+        ),
+        TableSpec(
+            "subgroups",
+            "one row per subgroup level: CCW risk difference of RTW at the primary horizon, interaction p",
+            (_c("subgroup", "str"), _c("level", "str"), _c("horizon_days", "int", "optional"), *_ESTIMATE,
+             _c("n", "int", "null", "count"), _c("n_early", "int", "null", "count", "optional"),
+             _c("n_delayed", "int", "null", "count", "optional"), _c("p_interaction", "float", "null", "optional")),
+            ("subgroup", "level"),
+        ),
+        TableSpec(
+            "subgroup_arms",
+            "one row per subgroup level per measure per arm (null for contrasts) per horizon: CCW estimates",
+            (_c("subgroup", "str"), _c("level", "str"), _c("measure", "str"), _c("arm", "str", "null"),
+             _c("horizon_days", "int"), *_ESTIMATE, _c("n", "int", "null", "count"),
+             _c("p_interaction", "float", "null")),
+            ("subgroup", "level", "measure", "arm", "horizon_days"),
+        ),
+        TableSpec(
+            "sensitivity",
+            "one row per analysis of the plan that is the primary or one of its sensitivity analyses: risk "
+            "difference at the primary horizon; n_early, n_delayed = persons who followed each strategy",
+            (_c("analysis", "str"), _c("label", "str", "optional"), _c("measure", "str", "optional"),
+             _c("horizon_days", "int", "null", "optional"), *_ESTIMATE, _c("n", "int", "null", "count"),
+             _c("n_early", "int", "null", "count", "optional"), _c("n_delayed", "int", "null", "count", "optional")),
+            ("analysis",),
+        ),
+        TableSpec(
+            "landmark_weightings",
+            "one row per weighting (ate, att, overlap) per measure per arm (or contrast) per horizon",
+            (_c("measure", "str"), _c("arm", "str", "null"), _c("contrast", "str", "null"),
+             _c("horizon_days", "int", "null"), *_ESTIMATE, _c("n", "int", "null", "count"), _c("weighting", "str")),
+            ("weighting", "measure", "arm", "contrast", "horizon_days"),
+        ),
+        TableSpec(
+            "qol_summary",
+            "one row per instrument per horizon per exposure group: observed follow-up scores",
+            (_c("instrument", "str"), _c("horizon_days", "int"), _c("arm", "str"), _c("n", "int", "count"),
+             _c("n_missing", "int", "null", "count", "optional"), _c("mean", "float", "null"),
+             _c("sd", "float", "null"), _c("baseline_mean", "float", "null", "optional"),
+             _c("responder_proportion", "float", "null", "optional")),
+            ("instrument", "horizon_days", "arm"),
+        ),
+        TableSpec(
+            "qol_estimates",
+            "one row per instrument per horizon per variant (ipow, complete_case) per measure per arm",
+            (_c("variant", "str"), _c("measure", "str"), _c("arm", "str", "null"), *_ESTIMATE,
+             _c("n", "int", "null", "count"), _c("instrument", "str"), _c("horizon_days", "int")),
+            ("instrument", "horizon_days", "variant", "measure", "arm"),
+        ),
+        TableSpec(
+            "overlap",
+            "one row per cohort person: exposure group, propensity and preference score (cohort propensity model)",
+            (_c("arm", "str"), _c("preference_score", "float"), _c("propensity_score", "float", "optional")),
+            (),
+        ),
+        TableSpec(
+            "weights",
+            "one row per clone weighted in the primary analysis (at risk when the grace period closes): arm and "
+            "final weight, normalised to mean 1 per arm",
+            (_c("arm", "str"), _c("weight", "float"), _c("method", "str", "optional")),
+            (),
+        ),
+        TableSpec(
+            "diagnostics",
+            "one row per diagnostic per weighting model: value, threshold, pass/fail",
+            (_c("analysis", "str"), _c("diagnostic", "str"), _c("value", "float", "null"), _c("threshold", "str"),
+             _c("passed", "bool", "null"), _c("note", "str", "null")),
+            ("analysis", "diagnostic"),
+        ),
+    )
 }
-#: Short names of quality-of-life instruments for tables and plain-language text.
-INSTRUMENT_SHORT = {
-    "promis_pf": "PROMIS physical function",
-    "promis_pi": "PROMIS pain interference",
-    "odi": "Oswestry Disability Index",
-    "eq5d_index": "EQ-5D index",
-    "nrs_pain": "pain intensity (NRS)",
-    "phq9": "PHQ-9",
-}
-#: Estimation methods, in forest-plot order, with their display labels.
-METHODS: dict[str, str] = {
-    "ccw": "Clone-censor-weight (primary)",
-    "landmark_iptw": "Landmark + IPTW",
-    "tv_cox": "Time-varying Cox",
-    "naive": "Naive (biased: immortal time)",
-    "ancova_iptw": "IPTW-weighted ANCOVA",
-}
-ESTIMATE_COLUMNS = ["outcome", "method", "measure", "arm", "horizon_days", "estimate", "ci_low", "ci_high", "n"]
-#: Tables the report reads, if present (name -> columns it needs).
-KNOWN_TABLES: dict[str, list[str]] = {
-    "rtw_curves": ["method", "arm", "day", "estimate", "ci_low", "ci_high", "n_at_risk"],
-    "table1": ["variable", "level", "statistic", "arm", "n", "denominator", "mean", "sd"],
-    "smd": ["covariate", "smd_before", "smd_after"],
-    "referral_timing": ["day", "n"],
-    "delay_categories": ["delay_category", "n"],
-    "dose_response": ["delay_category", "horizon_days", "estimate", "ci_low", "ci_high", "n"],
-    "subgroups": ["subgroup", "level", "estimate", "ci_low", "ci_high", "n"],
-    "sensitivity": ["analysis", "estimate", "ci_low", "ci_high", "n"],
-    "qol_summary": ["instrument", "horizon_days", "arm", "n", "mean", "sd"],
-    "overlap": ["arm", "preference_score"],
-    "weights": ["arm", "weight"],
-}
+def conform_table(name: str, frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """``frame`` as the results table ``name`` (see :meth:`TableSpec.conform`); a table the model does not
+    declare is refused: a new results table is declared in :data:`TABLES` before anything writes it."""
+    if name not in TABLES:
+        raise IpmError(f"{where}: table {name!r} is not part of results schema {RESULTS_SCHEMA_VERSION}; declare it in "
+                       "ipm_outcomes.report_data.TABLES")
+    return TABLES[name].conform(frame, where)
+
+
+#: The key of an estimate: (analysis id, outcome, measure, arm, horizon).
+ESTIMATE_KEY = TABLES["estimates"].key
+ESTIMATE_COLUMNS = TABLES["estimates"].column_names
 
 
 @dataclass(frozen=True)
@@ -105,6 +325,7 @@ class Estimate:
     ci_low: float | None
     ci_high: float | None
     n: int | None
+    analysis: str = ""  # the analysis plan's id: with outcome, measure, arm and horizon, the estimate's key
 
 
 @dataclass(frozen=True)
@@ -122,7 +343,7 @@ class DiagnosticCheck:
 class ReportData:
     """Everything the report shows, with true (unsuppressed) numbers.
 
-    ``tables`` maps a known table name (see :data:`KNOWN_TABLES`) to its DataFrame; a table the
+    ``tables`` maps a table name (see :data:`TABLES`) to its DataFrame, conformed to its declaration; a table the
     analysis did not write is absent, and ``unavailable`` may say why.
     """
 
@@ -143,6 +364,7 @@ class ReportData:
     mcid: dict[str, float]
     attrition: dict[str, list[AttritionStep]]
     cohort: CohortCounts
+    plan: list[AnalysisItem]
     estimates: pd.DataFrame
     checks: list[DiagnosticCheck]
     diagnostics: dict[str, Any]
@@ -158,19 +380,29 @@ class ReportData:
         """True when no person met the cohort criteria."""
         return self.cohort.n == 0
 
+    @property
+    def primary_analysis(self) -> AnalysisItem | None:
+        """The plan's primary analysis."""
+        return next((item for item in self.plan if item.primary), None)
+
+    def analyses(self, outcome: str, roles: tuple[str, ...] | None = None) -> list[AnalysisItem]:
+        """The plan's analyses of ``outcome`` (with one of ``roles``), in plan order."""
+        return [i for i in self.plan if i.outcome == outcome and (roles is None or i.role in roles)]
+
     def estimate(
         self,
+        analysis: str | None,
         outcome: str,
-        method: str,
         measure: str,
         horizon_days: int | None = None,
         arm: str | None = None,
     ) -> Estimate | None:
-        """The one estimate matching all keys (``horizon_days`` None matches a missing horizon), else None."""
+        """The estimate with this key (analysis id, outcome, measure, arm, horizon; ``horizon_days`` None
+        matches a missing horizon), else None."""
         df = self.estimates
-        if df.empty:
+        if df.empty or analysis is None:
             return None
-        mask = (df["outcome"] == outcome) & (df["method"] == method) & (df["measure"] == measure)
+        mask = (df["analysis"] == analysis) & (df["outcome"] == outcome) & (df["measure"] == measure)
         mask &= df["arm"].isna() if arm is None else (df["arm"] == arm)
         if horizon_days is None:
             mask &= df["horizon_days"].isna()
@@ -179,7 +411,7 @@ class ReportData:
         rows = df[mask]
         if rows.empty:
             return None
-        return _estimate_from_row(rows.iloc[0].to_dict())
+        return estimate_from_row(rows.iloc[0].to_dict())
 
     def table(self, name: str) -> pd.DataFrame | None:
         """A result table by name, or None when the analysis did not write it."""
@@ -210,11 +442,13 @@ def _int(value: Any) -> int | None:
     return None if out is None else int(round(out))
 
 
-def _estimate_from_row(row: dict) -> Estimate:
+def estimate_from_row(row: dict) -> Estimate:
+    """An :class:`Estimate` from a row of the estimates table (missing values as None)."""
     arm = row.get("arm")
     if isinstance(arm, float) and math.isnan(arm):
         arm = None
     return Estimate(
+        analysis=str(row.get("analysis") or ""),
         outcome=str(row["outcome"]),
         method=str(row["method"]),
         measure=str(row["measure"]),
@@ -321,32 +555,66 @@ def _tables(data: dict[str, Any], results_dir: Path) -> tuple[dict[str, pd.DataF
     listed = data.get("tables") or {}
     tables: dict[str, pd.DataFrame] = {}
     grains: dict[str, str] = {}
-    names = set(KNOWN_TABLES) | set(listed)
-    for name in sorted(names):
-        entry = listed.get(name)
-        if isinstance(entry, str):
-            entry = {"file": entry}
+    for name in sorted(listed):
+        if name not in TABLES:
+            raise _fail(results_dir / "results.json", f"table {name!r} is not part of results schema {RESULTS_SCHEMA_VERSION}")
+        if name == "estimates":
+            continue  # read from results.json itself
+        entry = listed[name]
         file = (entry or {}).get("file") or f"{name}.parquet"
         path = results_dir / file
         if not path.exists():
-            if entry is not None:
-                raise _fail(path, f"table {name!r} is listed in results.json but its file is missing")
-            continue
+            raise _fail(path, f"table {name!r} is listed in results.json but its file is missing")
         try:
             frame = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises several types for a damaged file
             raise _fail(path, f"cannot read table {name!r} ({type(exc).__name__}: {exc})") from None
-        needed = KNOWN_TABLES.get(name, [])
-        missing = [c for c in needed if c not in frame.columns]
-        optional = {"level", "statistic", "denominator", "mean", "sd", "ci_low", "ci_high"}
-        hard = [c for c in missing if c not in optional]
-        if hard:
-            raise _fail(path, f"table {name!r} lacks column(s) {', '.join(hard)}")
-        for column in missing:
-            frame[column] = None
-        tables[name] = frame
-        grains[name] = str((entry or {}).get("grain", ""))
+        try:
+            tables[name] = TABLES[name].conform(frame, str(path))
+        except IpmError as exc:
+            raise _fail(path, str(exc).split(": ", 1)[1]) from None
+        grains[name] = TABLES[name].grain
     return tables, grains
+
+
+def _plan(data: dict[str, Any], path: Path) -> list[AnalysisItem]:
+    plan = []
+    for i, raw in enumerate(data.get("plan") or []):
+        try:
+            plan.append(AnalysisItem.from_dict(raw))
+        except (KeyError, TypeError, ValueError, IndexError):
+            raise _fail(path, f"plan entry {i} is not an analysis item (id, method, outcome, population, role, label)") from None
+    ids = [item.id for item in plan]
+    if len(set(ids)) != len(ids):
+        raise _fail(path, "the plan lists an analysis id twice")
+    return plan
+
+
+def validate_results(data: dict[str, Any], path: Path) -> None:
+    """Check a results.json document against the results data model (used when it is written and when it
+    is read); raises a one-line :class:`IpmError` naming the file and the first problem."""
+    _check_schema_version(data, path)
+    required = ("study", "cohort", "estimates", "plan", "tables", "primary_horizon_days")
+    for key, kind in (("study", str), ("cohort", dict), ("estimates", list), ("plan", list), ("tables", dict),
+                      ("primary_horizon_days", int), ("grace_period_days", int), ("min_cell_size", int)):
+        if key not in data:
+            if key in required:
+                raise _fail(path, f"missing key {key!r}")
+            continue  # read from the spec the results carry
+        if not isinstance(data[key], kind) or isinstance(data[key], bool):
+            raise _fail(path, f"{key!r} is not a {kind.__name__}")
+    plan = _plan(data, path)
+    rows = data["estimates"]
+    if rows and not all(isinstance(r, dict) for r in rows):
+        raise _fail(path, "an estimate is not an object")
+    frame = pd.DataFrame(rows, columns=ESTIMATE_COLUMNS) if not rows else pd.DataFrame(rows)
+    try:
+        TABLES["estimates"].conform(frame, str(path))
+    except IpmError as exc:
+        raise _fail(path, str(exc).split(": ", 1)[1].replace("table 'estimates'", "estimates")) from None
+    unknown = sorted(set(frame["analysis"]) - {item.id for item in plan}) if len(frame) else []
+    if unknown:
+        raise _fail(path, f"estimates of analysis {unknown[0]!r}, which the plan does not list")
 
 
 def load_results(results_dir: str | Path) -> ReportData:
@@ -372,10 +640,7 @@ def load_results(results_dir: str | Path) -> ReportData:
         results_dir = results_dir.parent  # `--results DIR/results.json` names the folder's file: read the folder
     path = results_dir / "results.json"
     data = _read_json(path)
-    _check_schema_version(data, path)
-    for key in ("study", "cohort", "estimates"):
-        if key not in data:
-            raise _fail(path, f"missing key {key!r}")
+    validate_results(data, path)
     spec = _load_spec(data, results_dir)
     cohort_raw = data["cohort"] or {}
     try:
@@ -387,11 +652,7 @@ def load_results(results_dir: str | Path) -> ReportData:
         raise _fail(path, "cohort counts are not whole numbers") from None
     cohort = CohortCounts(n=n, n_early=n_early, n_delayed=n_delayed, n_rtw_population=n_rtw)
 
-    estimates = pd.DataFrame(data.get("estimates") or [], columns=None)
-    for column in ESTIMATE_COLUMNS:
-        if column not in estimates.columns:
-            estimates[column] = None
-    estimates = estimates[ESTIMATE_COLUMNS].copy()
+    estimates = TABLES["estimates"].conform(pd.DataFrame(data["estimates"], columns=ESTIMATE_COLUMNS), str(path))
     estimates["arm"] = estimates["arm"].where(estimates["arm"].notna(), None)
     for column in ("horizon_days", "estimate", "ci_low", "ci_high", "n"):
         estimates[column] = pd.to_numeric(estimates[column], errors="coerce")
@@ -402,7 +663,7 @@ def load_results(results_dir: str | Path) -> ReportData:
     min_cell = data.get("min_cell_size", report_spec.get("min_cell_size", 11))
     analysis = spec.get("analysis", {}) if isinstance(spec.get("analysis"), dict) else {}
     horizons = [int(h) for h in analysis.get("horizons_days", [90, 180, 365])]
-    primary_horizon = int(data.get("primary_horizon_days", 180 if 180 in horizons else horizons[len(horizons) // 2]))
+    primary_horizon = int(data["primary_horizon_days"])
     grace = int((spec.get("exposure") or {}).get("grace_period_days", data.get("grace_period_days", 42)))
     provenance = data.get("provenance") or {}
     study_section = spec.get("study", {}) if isinstance(spec.get("study"), dict) else {}
@@ -424,6 +685,7 @@ def load_results(results_dir: str | Path) -> ReportData:
         mcid={k: float(v) for k, v in (analysis.get("mcid") or {}).items()},
         attrition=_attrition(data.get("attrition"), path),
         cohort=cohort,
+        plan=_plan(data, path),
         estimates=estimates,
         checks=_checks(diagnostics),
         diagnostics=diagnostics,

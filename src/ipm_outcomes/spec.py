@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from .contract import CODE_SHAPES, ENCOUNTER_TYPES, WORK_STATUSES
 from .errors import IpmError
 from .marts import CHARLSON_COMPONENTS, COHORT_COLUMNS, PRO_INSTRUMENTS
+from .vocabulary import REFERRAL_DEFINITIONS
 
 #: The packaged study specs (``src/ipm_outcomes/studies/<name>.toml``).
 DEFAULT_SPEC = "default"
@@ -374,8 +375,10 @@ class Analysis(_Section):
     weight_truncation_percentiles: tuple[float, float]
     model_l2_penalty: float = Field(ge=0)
     sensitivity_grace_periods: list[int] = Field(min_length=1)
+    sensitivity_referral_definitions: list[Literal[tuple(REFERRAL_DEFINITIONS)]]  # type: ignore[valid-type]
     landmark_day: int | Literal["grace_period"]
     horizons_days: list[int] = Field(min_length=1)
+    primary_horizon_days: int
     subgroups: list[Literal[SUBGROUPS]]  # type: ignore[valid-type]
     age_band_edges: list[int] = Field(min_length=2)
     severity_instrument: Instrument
@@ -397,6 +400,16 @@ class Analysis(_Section):
         if value[0] <= 0:
             raise ValueError(f"must be > 0 days, got {value}")
         return _increasing(value, info.field_name)
+
+    @model_validator(mode="after")
+    def _primary_horizon(self) -> Analysis:
+        if self.primary_horizon_days not in self.horizons_days:
+            raise ValueError(
+                f"primary_horizon_days ({self.primary_horizon_days}) is not one of horizons_days {self.horizons_days}"
+            )
+        if len(set(self.sensitivity_referral_definitions)) != len(self.sensitivity_referral_definitions):
+            raise ValueError("sensitivity_referral_definitions lists a definition twice")
+        return self
 
     @field_validator("age_band_edges")
     @classmethod

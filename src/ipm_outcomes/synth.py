@@ -56,6 +56,8 @@ import pyarrow.parquet as pq
 
 from .contract import DIAGNOSIS_COLUMN_PREFIX, TABLE_FILE_SUFFIXES, TABLES_BY_NAME
 from .errors import IpmError
+from .spec import load_spec
+from .vocabulary import INSTRUMENTS as VOCABULARY_INSTRUMENTS
 
 __all__ = ["DATA_END", "DATA_START", "EXTENDED", "FILE_FORMATS", "Mechanisms", "SynthSummary", "generate"]
 
@@ -67,17 +69,19 @@ DATA_END = date(2024, 12, 31)
 #: ICD-10-CM FY2022 split M54.5 into M54.50/M54.51/M54.59; M54.5 is an lbp code only before this day.
 LEGACY_M545_END = date(2021, 10, 1)
 
-# Cohort and exposure rules the planted data are built around (the study spec defaults).
-GRACE_DAYS = 42
-FOLLOWUP_DAYS = 365
-WASHOUT_DAYS = 365
-GAP_BRIDGE_DAYS = 30
-AGE_MIN, AGE_MAX = 18, 64
-RTW_WINDOW = (-7, 14)
+# Cohort and exposure rules the planted data are built around: the shipped study spec's, read from it
+# (a spec of one's own that changes them analyses the same extract under other rules, as a site would).
+_SHIPPED = load_spec()
+GRACE_DAYS = _SHIPPED.exposure.grace_period_days
+FOLLOWUP_DAYS = _SHIPPED.cohort.followup_days
+WASHOUT_DAYS = _SHIPPED.cohort.washout_days
+GAP_BRIDGE_DAYS = _SHIPPED.cohort.enrollment_gap_days
+AGE_MIN, AGE_MAX = _SHIPPED.cohort.age_min, _SHIPPED.cohort.age_max
+RTW_WINDOW = tuple(_SHIPPED.outcomes.rtw.population_window_days)
 #: A referral on day r > GRACE_DAYS keeps a fraction (LATE_BENEFIT_END - r) / (LATE_BENEFIT_END - 42)
 #: of the log hazard ratio (and of the PROMIS-PF gain); from day LATE_BENEFIT_END on it gives none.
 LATE_BENEFIT_END = 180
-HORIZONS = (90, 180, 365)
+HORIZONS = tuple(_SHIPPED.analysis.horizons_days)
 
 
 @dataclass(frozen=True)
@@ -305,7 +309,8 @@ WORK_STATUSES = (
     "retired", "unemployed",
 )  # fmt: skip
 _W = {s: k for k, s in enumerate(WORK_STATUSES)}
-INSTRUMENTS = ("promis_pf", "promis_pi", "odi", "eq5d_index", "nrs_pain", "phq9", "gad7")
+# the vocabulary's instruments, and one no spec lists (gad7): scores a load keeps and the cohort ignores
+INSTRUMENTS = (*VOCABULARY_INSTRUMENTS, "gad7")
 EVENT_TYPES = ("censored", "rtw", "disability_long_term", "retired", "death")
 
 _ICD_INDEX = {code: k for k, code in enumerate(ICD)}

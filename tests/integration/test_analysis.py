@@ -13,7 +13,7 @@ from ipm_outcomes import analysis, cohort, ingest, lineage, synth
 from ipm_outcomes.errors import IpmError
 from ipm_outcomes.spec import load_spec
 
-ESTIMATE_KEYS = {"outcome", "method", "measure", "arm", "horizon_days", "estimate", "ci_low", "ci_high", "n"}
+ESTIMATE_KEYS = {"analysis", "outcome", "method", "measure", "arm", "horizon_days", "estimate", "ci_low", "ci_high", "n"}
 OUTCOMES = {"rtw", "promis_pf", "promis_pi", "odi", "eq5d_index", "nrs_pain"}
 METHODS = {"ccw", "landmark_iptw", "tv_cox", "naive", "ancova_iptw"}
 CONTRASTS = {
@@ -86,6 +86,11 @@ def test_estimates_follow_the_contract(small):
     est = pd.DataFrame(results["estimates"])
     assert set(est.columns) == ESTIMATE_KEYS
     assert set(est.outcome) <= OUTCOMES and set(est.method) <= METHODS
+    # keyed by the analysis plan's ids, which results.json carries; one estimate per key
+    plan = {item["id"]: item for item in results["plan"]}
+    assert set(est.analysis) <= set(plan)
+    assert all(plan[a]["method"] == m and plan[a]["outcome"] == o for a, m, o in zip(est.analysis, est.method, est.outcome))
+    assert not est.duplicated(["analysis", "outcome", "measure", "arm", "horizon_days"]).any()
     assert set(est.measure) <= CONTRASTS | ARM_LEVELS
     assert est.loc[est.measure.isin(CONTRASTS), "arm"].isna().all()
     assert set(est.loc[est.measure.isin(ARM_LEVELS), "arm"]) == {"early", "delayed"}
@@ -99,7 +104,8 @@ def test_estimates_follow_the_contract(small):
     }
     for row in est[est.measure.isin(pairs)].itertuples():
         arms = est[
-            (est.outcome == row.outcome)
+            (est.analysis == row.analysis)
+            & (est.outcome == row.outcome)
             & (est.method == row.method)
             & (est.measure == pairs[row.measure])
             & (est.horizon_days == row.horizon_days)

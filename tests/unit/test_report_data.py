@@ -6,10 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from ipm_outcomes.errors import IpmError
-from ipm_outcomes.report_data import ESTIMATE_COLUMNS, load_results, spec_as_toml
+from ipm_outcomes.report_data import ESTIMATE_COLUMNS, TABLES, load_results, spec_as_toml
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -38,13 +39,15 @@ def test_load_fixture():
     assert [s.step for s in d.attrition["cohort"]][0] == "Persons in the extract"
     assert [s.remaining for s in d.attrition["cohort"]] == [5000, 4410, 4101, 3654, 3648, 3560]
     assert list(d.estimates.columns) == ESTIMATE_COLUMNS
-    e = d.estimate("rtw", "ccw", "risk_difference", 180)
+    e = d.estimate("primary", "rtw", "risk_difference", 180)
     assert (e.estimate, e.ci_low, e.ci_high, e.n, e.arm) == (0.09422, 0.05148, 0.13697, 2180, None)
-    early = d.estimate("rtw", "ccw", "cumulative_incidence", 180, "early")
+    early = d.estimate("primary", "rtw", "cumulative_incidence", 180, "early")
     assert early.arm == "early" and early.estimate == 0.74523
-    hr = d.estimate("rtw", "ccw", "hazard_ratio")
+    hr = d.estimate("primary", "rtw", "hazard_ratio")
     assert hr.horizon_days is None and hr.estimate == 1.33
-    assert d.estimate("rtw", "ccw", "risk_difference", 999) is None
+    assert d.estimate("primary", "rtw", "risk_difference", 999) is None
+    assert d.estimate("landmark_iptw", "rtw", "risk_difference", 180).estimate != e.estimate
+    assert d.primary_analysis.id == "primary" and [a.id for a in d.analyses("rtw", ("secondary",))] == ["landmark_iptw", "tv_cox"]
     assert {"rtw_curves", "table1", "smd", "subgroups", "overlap", "weights"} <= set(d.tables)
     assert d.table("nonexistent") is None
     assert [c.name for c in d.checks] == ["balance", "equipoise"] and all(c.passed for c in d.checks)
@@ -130,3 +133,68 @@ def test_spec_as_toml_round_trips():
 
     spec = load_results(FIXTURES / "results_small").spec
     assert tomllib.loads(spec_as_toml(spec)) == spec
+
+
+# -- the results data model: validated when read (and, with the same code, when written) -------------
+
+
+def test_delay_categories_carry_their_first_and_last_day():
+    cats = load_results(FIXTURES / "results_small").table("delay_categories")
+    rows = [(r["delay_category"], r["first_day"], r["last_day"]) for r in cats.to_dict("records")]
+    assert [(c, None if pd.isna(f) else f, None if pd.isna(la) else la) for c, f, la in rows] == [
+        ("0-14", 0, 14), ("15-42", 15, 42), ("43-90", 43, 90), ("91-180", 91, 180), (">180", 181, None), ("never", None, None),
+    ]
+
+
+def test_results_of_another_schema_version_are_refused_in_one_line(results):
+    _edit(results, lambda d: d.update(schema_version=2))
+    with pytest.raises(IpmError, match=r"results schema 2; this version reads schema 3: re-run `ipm-outcomes analyze") as exc:
+        load_results(results)
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d["estimates"][5].update(horizon_days="day 90"), r"estimates column 'horizon_days' row 5: 'day 90' is not"),
+        (lambda d: d["estimates"].append(dict(d["estimates"][0])), r"estimates row \d+: a second row with the key"),
+        (lambda d: d["estimates"][0].update(analysis="grace_7"), r"estimates of analysis 'grace_7', which the plan does not list"),
+        (lambda d: d["estimates"][0].pop("analysis"), r"estimates column 'analysis' row 0: no value \(required\)"),
+        (lambda d: d["plan"].append(dict(d["plan"][1])), r"the plan lists an analysis id twice"),
+        (lambda d: d["tables"].update(extra={"file": "extra.parquet"}), r"table 'extra' is not part of results schema 3"),
+        (lambda d: d.update(primary_horizon_days="180"), r"'primary_horizon_days' is not a int"),
+    ],
+)
+def test_a_results_file_that_breaks_the_data_model_is_refused_naming_where(results, change, message):
+    _edit(results, change)
+    with pytest.raises(IpmError, match=message):
+        load_results(results)
+
+
+def test_a_table_with_a_wrong_type_or_an_undeclared_column_is_refused(results):
+    df = pd.read_parquet(results / "delay_categories.parquet")
+    df.assign(n=df["n"].astype(str)).to_parquet(results / "delay_categories.parquet")
+    with pytest.raises(IpmError, match=r"delay_categories.parquet: table 'delay_categories' column 'n' row 0: '\d+' is not int"):
+        load_results(results)
+    df.assign(note="x").to_parquet(results / "delay_categories.parquet")
+    with pytest.raises(IpmError, match=r"has column\(s\) note that results schema 3 does not declare"):
+        load_results(results)
+
+
+def test_every_table_declares_grain_key_and_person_counts():
+    for name, table in TABLES.items():
+        assert table.grain.startswith("one row per"), name
+        assert set(table.key) <= set(table.column_names), name
+        assert all(c.type in ("str", "int", "float", "bool") for c in table.columns), name
+        assert all(table.columns[table.column_names.index(c)].type == "int" for c in table.person_counts), name
+    assert TABLES["estimates"].key == ("analysis", "outcome", "measure", "arm", "horizon_days")
+    assert TABLES["subgroups"].person_counts == ("n", "n_early", "n_delayed")
+
+
+def test_a_table_the_model_does_not_declare_cannot_be_written():
+    from ipm_outcomes.report_data import conform_table
+
+    with pytest.raises(IpmError, match=r"out/rmst.parquet: table 'rmst' is not part of results schema 3; declare it"):
+        conform_table("rmst", pd.DataFrame({"x": [1]}), "out/rmst.parquet")
+    frame = pd.DataFrame({"n": [3, 12], "day": [1, 2]})
+    assert list(conform_table("referral_timing", frame, "x").columns) == ["day", "n"]  # the declared order

@@ -30,17 +30,6 @@ from .glm import check_cov_type
 from .iptw import treatment_weights, truncate
 from .propensity import LogisticRegression
 
-#: Whether a higher score is better, per instrument (direction of improvement for responders).
-HIGHER_IS_BETTER = {
-    "promis_pf": True,
-    "promis_pi": False,
-    "odi": False,
-    "eq5d_index": True,
-    "nrs_pain": False,
-    "phq9": False,
-}
-
-
 def _independent(X: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Columns of X linearly independent of the columns before them (greedy, in order).
 

@@ -21,8 +21,18 @@ def band_strategies(bands) -> dict[str, tuple[int, int | None]]:
     return {label: (int(lo), int(hi)) for label, lo, hi in bands if hi is not None and lo >= 0}
 
 
-def dose_response_table(model: CloneCensorWeight, bands, horizons) -> pd.DataFrame:
+def dose_response_table(model: CloneCensorWeight, bands, horizons, *, arm_prefix: str = "") -> pd.DataFrame:
     """Band cumulative incidences from a fitted CCW model that includes the band strategies.
+
+    A band is reported only at horizons on or after its last day: before then its window is still
+    open, and the cumulative incidence is that of persons some of whom may yet be referred in it.
+
+    Parameters
+    ----------
+    model : fitted CloneCensorWeight whose strategies include the bands' (named ``arm_prefix + label``).
+    bands : (label, first day, last day) per band.
+    horizons : days to report.
+    arm_prefix : prefix of the bands' strategy names in ``model`` (when it fits other strategies too).
 
     Returns
     -------
@@ -35,7 +45,9 @@ def dose_response_table(model: CloneCensorWeight, bands, horizons) -> pd.DataFra
     s = model.summary
     for label, (lo, hi) in strategies.items():
         for h in horizons:
-            r = s[(s.measure == CUMULATIVE_INCIDENCE) & (s.arm == label) & (s.horizon_days == h)]
+            if h < hi:
+                continue  # the band's window is not closed yet at this horizon
+            r = s[(s.measure == CUMULATIVE_INCIDENCE) & (s.arm == arm_prefix + label) & (s.horizon_days == h)]
             if r.empty:
                 continue
             r = r.iloc[0]

@@ -1,0 +1,207 @@
+"""The analysis plan: which analyses the study runs, built from the spec, as data.
+
+Modelled on OHDSI CohortMethod's list of ``CmAnalysis`` objects: each :class:`AnalysisItem` says what
+one analysis estimates (method, outcome, population, the treatment strategies it emulates, the
+contrast, the horizons, whether it is the primary analysis) and with which settings; :func:`build_plan`
+turns the spec into the list, and :func:`ipm_outcomes.analysis.run` runs it with one loop. Steps that
+analyses share are computed once: every clone-censor-weight analysis with the same referral definition
+is one fit whose strategies are the union of theirs (:func:`fit_groups`).
+
+Adding a sensitivity analysis is a spec entry (``[analysis] sensitivity_grace_periods`` or
+``sensitivity_referral_definitions``); adding a new kind of analysis is one more item here and one
+runner in :mod:`ipm_outcomes.analysis`. The ids are stable: results are keyed by them
+(:mod:`ipm_outcomes.report_data`), so a reader finds "the primary analysis' risk difference at day 180"
+as ``("primary", "rtw", "risk_difference", None, 180)``, never by a label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .spec import StudySpec
+from .vocabulary import DELAYED, EARLY, QOL_OUTCOMES, REFERRAL_DEFINITIONS
+
+#: The referral definition of the primary analysis (the cohort's ``referral_day``: first IPM contact).
+PRIMARY_REFERRAL = "first_contact"
+
+#: What an analysis is for, in report order.
+ROLES = ("description", "primary", "sensitivity", "dose_response", "subgroups", "secondary", "bias_illustration")
+
+
+@dataclass(frozen=True)
+class AnalysisItem:
+    """One analysis of the plan.
+
+    Attributes
+    ----------
+    id : stable identifier; the key of its results.
+    method : estimation method (:data:`ipm_outcomes.vocabulary.METHODS`).
+    outcome : outcome (:data:`ipm_outcomes.vocabulary.OUTCOMES`); None for the cohort description.
+    population : ``"rtw"`` (persons off work at index) or ``"cohort"``.
+    role : one of :data:`ROLES`.
+    label : what a reader calls it.
+    strategies : arm -> referral window ``(first day, last day or None)`` the arm's clones follow.
+    contrast : the two arms compared (first minus second), or None.
+    horizons : days after index at which it is reported.
+    primary : the study's primary analysis.
+    settings : everything else that defines it (grace period, referral definition, subgroups, ...).
+    """
+
+    id: str
+    method: str
+    outcome: str | None
+    population: str
+    role: str
+    label: str
+    strategies: dict[str, tuple[int, int | None]] = field(default_factory=dict)
+    contrast: tuple[str, str] | None = None
+    horizons: tuple[int, ...] = ()
+    primary: bool = False
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (``results.json`` ``plan``)."""
+        out = asdict(self)
+        out["strategies"] = {k: list(v) for k, v in self.strategies.items()}
+        out["contrast"] = list(self.contrast) if self.contrast else None
+        out["horizons"] = list(self.horizons)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AnalysisItem:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            id=str(data["id"]),
+            method=str(data["method"]),
+            outcome=data.get("outcome"),
+            population=str(data["population"]),
+            role=str(data["role"]),
+            label=str(data["label"]),
+            strategies={k: (int(v[0]), None if v[1] is None else int(v[1])) for k, v in (data.get("strategies") or {}).items()},
+            contrast=tuple(data["contrast"]) if data.get("contrast") else None,
+            horizons=tuple(int(h) for h in data.get("horizons") or ()),
+            primary=bool(data.get("primary", False)),
+            settings=dict(data.get("settings") or {}),
+        )
+
+
+def grace_strategies(grace: int, suffix: str = "") -> dict[str, tuple[int, int | None]]:
+    """The two strategies of a grace period: referral on day 0..grace, and no referral by day grace."""
+    return {f"{EARLY}{suffix}": (0, grace), f"{DELAYED}{suffix}": (grace + 1, None)}
+
+
+def build_plan(spec: StudySpec) -> list[AnalysisItem]:
+    """The study's analyses, in the order they run and are reported.
+
+    Parameters
+    ----------
+    spec : StudySpec
+
+    Returns
+    -------
+    list of AnalysisItem
+        Ids unique. With the shipped spec: the cohort description, the primary clone-censor-weight
+        analysis, its grace-period and referral-definition sensitivity analyses, the dose-response over
+        delay bands, the subgroups, the landmark, time-varying Cox and naive comparisons of return to
+        work, and one weighted ANCOVA per quality-of-life outcome.
+    """
+    a = spec.analysis
+    grace = spec.exposure.grace_period_days
+    horizons = tuple(int(h) for h in a.horizons_days)
+    max_h = max(horizons)
+    primary_strategies = grace_strategies(grace)
+    contrast = (EARLY, DELAYED)
+    common = {"referral_definition": PRIMARY_REFERRAL, "grace_period_days": grace}
+    plan = [
+        AnalysisItem(
+            "cohort_description", "cohort_iptw", None, "cohort", "description",
+            "Cohort description: Table 1 and propensity of early referral (cohort IPTW)",
+        ),
+        AnalysisItem(
+            "primary", "ccw", "rtw", "rtw", "primary", f"Grace period {grace} days (primary)",
+            primary_strategies, contrast, horizons, primary=True, settings=dict(common),
+        ),
+    ]
+    for g in a.sensitivity_grace_periods:
+        if g == grace:
+            continue  # the primary analysis itself
+        plan.append(
+            AnalysisItem(
+                f"grace_{g}", "ccw", "rtw", "rtw", "sensitivity", f"Grace period {g} days",
+                grace_strategies(g, f"_{g}"), (f"{EARLY}_{g}", f"{DELAYED}_{g}"), horizons,
+                settings={"referral_definition": PRIMARY_REFERRAL, "grace_period_days": g},
+            )
+        )
+    bands = [
+        (label, lo, hi) for label, lo, hi in spec.delay_categories() if hi is not None and lo >= 0 and lo <= max_h
+    ]
+    plan.append(
+        AnalysisItem(
+            "dose_response", "ccw", "rtw", "rtw", "dose_response", "Return to work by referral-delay band",
+            {f"band {label}": (lo, hi) for label, lo, hi in bands}, None, horizons,
+            settings={"referral_definition": PRIMARY_REFERRAL, "bands": [[label, lo, hi] for label, lo, hi in bands]},
+        )
+    )
+    plan.append(
+        AnalysisItem(
+            "subgroups", "ccw", "rtw", "rtw", "subgroups", "Subgroups of the primary analysis",
+            primary_strategies, contrast, (a.primary_horizon_days,),
+            settings={**common, "subgroups": list(a.subgroups)},
+        )
+    )
+    for name in a.sensitivity_referral_definitions:
+        definition = REFERRAL_DEFINITIONS[name]
+        plan.append(
+            AnalysisItem(
+                name, "ccw", "rtw", "rtw", "sensitivity", definition.label, primary_strategies, contrast, horizons,
+                settings={"referral_definition": name, "grace_period_days": grace},
+            )
+        )
+    plan += [
+        AnalysisItem(
+            "landmark_iptw", "landmark_iptw", "rtw", "rtw", "secondary",
+            f"Landmark at day {spec.landmark_day} with propensity weights", primary_strategies, contrast, horizons,
+            settings={"landmark_day": spec.landmark_day},
+        ),
+        AnalysisItem(
+            "tv_cox", "tv_cox", "rtw", "rtw", "secondary", "Time-varying Cox model", primary_strategies, contrast,
+        ),
+        AnalysisItem(
+            "naive", "naive", "rtw", "rtw", "bias_illustration", "Naive comparison by eventual referral time",
+            primary_strategies, contrast, horizons, settings={"grace_period_days": grace},
+        ),
+    ]
+    qol_horizons = tuple(int(h) for h in spec.outcomes.qol.horizons_days)
+    for instrument in QOL_OUTCOMES:
+        plan.append(
+            AnalysisItem(
+                f"qol_{instrument}", "ancova_iptw", instrument, "cohort", "secondary",
+                f"Weighted ANCOVA of {instrument}", primary_strategies, contrast, qol_horizons,
+                settings={"mcid": getattr(spec.analysis.mcid, instrument, None),
+                          "horizon_window_days": spec.outcomes.qol.horizon_window_days},
+            )
+        )
+    ids = [item.id for item in plan]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ValueError(f"the analysis plan has two analyses with the id(s) {', '.join(twice)}")
+    return plan
+
+
+def fit_groups(plan: list[AnalysisItem]) -> dict[tuple[str, str], list[AnalysisItem]]:
+    """Clone-censor-weight items that share one fit: keyed by (method, referral definition), in plan order.
+
+    One fit serves them all: the referral (censoring) model depends only on who is referred when, so
+    strategies with the same referral definition share it, and one bootstrap resamples them together.
+    """
+    groups: dict[tuple[str, str], list[AnalysisItem]] = {}
+    for item in plan:
+        if item.method == "ccw":
+            groups.setdefault((item.method, item.settings["referral_definition"]), []).append(item)
+    return groups
+
+
+def primary(plan: list[AnalysisItem]) -> AnalysisItem:
+    """The primary analysis of a plan."""
+    return next(item for item in plan if item.primary)
