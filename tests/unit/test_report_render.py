@@ -365,11 +365,11 @@ def test_days_off_answer_at_the_longest_horizon_both_arms_reach(tmp_path):
     path = tmp_path / "results" / "results.json"
     data = json.loads(path.read_text())
     shorter = [
-        dict(outcome="rtw", method="ccw", measure="rmst_difference", arm=None, horizon_days=h, estimate=est,
+        dict(analysis="primary", outcome="rtw", method="ccw", measure="rmst_difference", arm=None, horizon_days=h, estimate=est,
              ci_low=est - 7.0, ci_high=est + 6.0, n=2180)
         for h, est in ((270, -18.4), (300, -21.3), (330, -23.9))
     ] + [
-        dict(outcome="rtw", method="ccw", measure="restricted_mean_days_off_work", arm=arm, horizon_days=h,
+        dict(analysis="primary", outcome="rtw", method="ccw", measure="restricted_mean_days_off_work", arm=arm, horizon_days=h,
              estimate=level, ci_low=level - 5, ci_high=level + 5, n=n)
         for h in (270, 300, 330) for arm, level, n in (("early", 100.0, 859), ("delayed", 120.0, 1321))
     ]
