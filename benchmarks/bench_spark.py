@@ -119,6 +119,8 @@ def main() -> None:
         [sys.executable, __file__, "--persons", str(args.persons), "--cache", str(cache), "--prepare-only"], check=True
     )
     duck = measure(DUCKDB_STEP.format(cache=str(cache)))
+    # each step's figures as soon as it is done: a Spark build on a loaded machine may not be waited for
+    print(json.dumps({"persons": args.persons, "duckdb": duck}), flush=True)
     spark = measure(SPARK_STEP.format(cache=str(cache)))
     assert duck["result"]["cohort"] == spark["result"]["cohort"], "the engines built different cohorts"
     print(json.dumps({"machine": machine(), "persons": args.persons, "duckdb": duck, "spark": spark}, indent=1))

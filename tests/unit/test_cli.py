@@ -90,3 +90,41 @@ def test_synth_writes_the_real_referral_world_on_request(tmp_path):
     mechanisms = json.loads((tmp_path / "real" / "truth.json").read_text())["mechanisms"]
     assert mechanisms["post_rtw_referral_rate"] == 0.3 and mechanisms["logistic_referral"] is True
     assert json.loads((tmp_path / "plain" / "truth.json").read_text())["mechanisms"]["post_rtw_referral_rate"] == 0.0
+
+
+def test_validate_checks_an_extract_without_loading_it(good_extract, tmp_path):
+    clean = runner.invoke(app, ["validate", "--extract", str(good_extract), "--reference-date", "2025-06-30"])
+    assert clean.exit_code == 0, clean.output
+    assert clean.output.strip() == f"{good_extract}: meets the input contract (0 warnings)"
+    rows = (good_extract / "eligibility.csv").read_text().splitlines()
+    rows[3] = rows[3].replace(",male,", ",M,")
+    (good_extract / "eligibility.csv").write_text("\n".join(rows) + "\n")
+    report = tmp_path / "problems.json"
+    bad = runner.invoke(
+        app, ["validate", "--extract", str(good_extract), "--reference-date", "2025-06-30", "--report", str(report)]
+    )
+    assert bad.exit_code == 1
+    assert "eligibility.csv, column gender, row 3: 1 value is not one of male, female, unknown (e.g. 'm')" in " ".join(bad.output.split())
+    assert "Traceback" not in bad.output
+    written = json.loads(report.read_text())
+    assert (written["passed"], [(p["file"], p["column"], p["rule"], p["rows"]) for p in written["problems"]]) == (
+        False,
+        [("eligibility.csv", "gender", "allowed_values", [3])],
+    )
+    assert not list(tmp_path.glob("*.duckdb"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source-path", "x"], "--source-path applies only to --engine spark"),
+        ([], "give the extract folder as --extract DIR"),
+        (["--engine", "spark", "--extract", "x"], "with --engine spark give --source-path DIR (Parquet) or --source-schema NAME"),
+        (["--engine", "spark", "--source-path", "x", "--threads", "2"], "--threads applies only to --engine duckdb"),
+        (["--engine", "oracle", "--extract", "x"], "unknown engine 'oracle'"),
+    ],
+)
+def test_validate_refuses_options_of_the_other_engine(args, message):
+    result = runner.invoke(app, ["validate", *args])
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())
