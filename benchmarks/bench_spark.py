@@ -49,9 +49,13 @@ def jvm_usage():
     return peak, cpu
 
 
+import shutil
 from pathlib import Path
 from ipm_outcomes.spark_engine import SparkSource, build_on_spark, spark_session
 from ipm_outcomes.spec import load_spec
+# a local session's catalog lives in memory: the tables of an earlier run are unknown to it, but their
+# folders would make every CREATE TABLE fail (LOCATION_ALREADY_EXISTS)
+shutil.rmtree(Path({cache!r}) / "warehouse", ignore_errors=True)
 started = time.perf_counter()
 spark = spark_session("local[2]", warehouse=Path({cache!r}) / "warehouse")
 session = time.perf_counter() - started
