@@ -42,6 +42,24 @@ ShowSmallOption = Annotated[
 ]
 
 
+ReportOption = Annotated[
+    Path | None, typer.Option("--report", help="Also write every problem found as JSON to this file.")
+]
+MemoryLimitOption = Annotated[
+    str | None, typer.Option("--memory-limit", help="DuckDB memory limit, e.g. 4GB (default: 3GB or 80% of RAM).")
+]
+ThreadsOption = Annotated[int | None, typer.Option(help="DuckDB threads (default: all cores).")]
+ReferenceDateOption = Annotated[
+    str | None,
+    typer.Option(
+        "--reference-date",
+        metavar="YYYY-MM-DD",
+        help="The extract's dates are shifted (de-identification): check future dates and birth years "
+        "against this day of the extract's own calendar instead of today.",
+    ),
+]
+
+
 def _console_policy(show_small_counts: bool, spec=None):
     """The disclosure gate for what a command prints: the spec's threshold, or none when asked."""
     from .disclosure import DisclosurePolicy
@@ -142,9 +160,7 @@ def ingest(
         str | None,
         typer.Option("--omop-schema", help="Schema holding the CDM when an OMOP DuckDB file has several."),
     ] = None,
-    report: Annotated[
-        Path | None, typer.Option("--report", help="Also write every problem found as JSON to this file.")
-    ] = None,
+    report: ReportOption = None,
     allow_identifiers: Annotated[
         bool,
         typer.Option(
@@ -152,19 +168,9 @@ def ingest(
             help="Load even if columns or values look like direct identifiers (you take responsibility).",
         ),
     ] = False,
-    memory_limit: Annotated[
-        str | None, typer.Option("--memory-limit", help="DuckDB memory limit, e.g. 4GB (default: 3GB or 80% of RAM).")
-    ] = None,
-    threads: Annotated[int | None, typer.Option(help="DuckDB threads (default: all cores).")] = None,
-    reference_date: Annotated[
-        str | None,
-        typer.Option(
-            "--reference-date",
-            metavar="YYYY-MM-DD",
-            help="The extract's dates are shifted (de-identification): check future dates and birth years "
-            "against this day of the extract's own calendar instead of today.",
-        ),
-    ] = None,
+    memory_limit: MemoryLimitOption = None,
+    threads: ThreadsOption = None,
+    reference_date: ReferenceDateOption = None,
     show_small_counts: ShowSmallOption = False,
 ) -> None:
     """Validate an extract against the input contract and load it into DuckDB (all or nothing)."""
@@ -245,25 +251,16 @@ def validate_command(
     spark_master: SparkMasterOption = "local[2]",
     source_schema: SourceSchemaOption = None,
     source_path: SourcePathOption = None,
-    report: Annotated[
-        Path | None, typer.Option("--report", help="Also write every problem found as JSON to this file.")
-    ] = None,
+    report: ReportOption = None,
     allow_identifiers: Annotated[
         bool,
         typer.Option(
             "--allow-identifiers", help="Report columns and values that look like direct identifiers as warnings."
         ),
     ] = False,
-    reference_date: Annotated[
-        str | None,
-        typer.Option(
-            "--reference-date",
-            metavar="YYYY-MM-DD",
-            help="The extract's dates are shifted: check future dates and birth years against this day.",
-        ),
-    ] = None,
-    memory_limit: Annotated[str | None, typer.Option("--memory-limit", help="DuckDB memory limit, e.g. 4GB.")] = None,
-    threads: Annotated[int | None, typer.Option(help="DuckDB threads (default: all cores).")] = None,
+    reference_date: ReferenceDateOption = None,
+    memory_limit: MemoryLimitOption = None,
+    threads: ThreadsOption = None,
     show_small_counts: ShowSmallOption = False,
 ) -> None:
     """Check an extract against the input contract without loading it; every problem, one per block."""
