@@ -6,7 +6,8 @@ Needs the ``[spark]`` extra and Java 17. Generates the synthetic extract once in
 ingests it once, exports the loaded raw tables as Parquet once (the form a Spark site holds them in),
 then times, each in a fresh process: ``cohort.build`` on DuckDB, and ``spark_engine.build_on_spark``
 (session start timed apart from the build). Peak memory is the Python process's and, for Spark, the
-JVM's (a child process, reported once it has exited). Prints wall and CPU time; record the figures in
+JVM's; CPU seconds are the process's and, for Spark, the JVM's during the build (on a shared machine
+they vary less than the wall time). Prints wall and CPU time; record the figures in
 ``benchmarks/README.md`` with the date and machine.
 """
 
@@ -25,38 +26,47 @@ SPARK_STEP = """
 import os, time
 
 
-def jvm_peak_rss_mib():
+def jvm_usage():
     # the JVM is a grandchild (spark-submit starts it): find the descendants of this process and read
-    # the kernel's high-water mark of their resident memory
+    # the kernel's high-water mark of their resident memory and their CPU seconds (user + system), which
+    # on a shared machine say more than the wall time
     parents = {{}}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             status = dict(line.split(":", 1) for line in open(f"/proc/{{pid}}/status") if ":" in line)
+            fields = open(f"/proc/{{pid}}/stat").read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        parents[int(pid)] = (int(status["PPid"]), status.get("VmHWM", "0 kB"), status["Name"].strip())
-    mine, peak = {{os.getpid()}}, 0.0
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        parents[int(pid)] = (int(status["PPid"]), status.get("VmHWM", "0 kB"), status["Name"].strip(), cpu)
+    mine, peak, cpu = {{os.getpid()}}, 0.0, 0.0
     for _ in range(4):
-        mine |= {{pid for pid, (ppid, _, _) in parents.items() if ppid in mine}}
+        mine |= {{pid for pid, (ppid, _, _, _) in parents.items() if ppid in mine}}
     for pid in mine - {{os.getpid()}}:
-        _, hwm, name = parents[pid]
+        _, hwm, name, seconds = parents[pid]
         if name == "java":
-            peak = max(peak, int(hwm.split()[0]) / 1024)
-    return peak
+            peak, cpu = max(peak, int(hwm.split()[0]) / 1024), cpu + seconds
+    return peak, cpu
 
 
+import shutil
 from pathlib import Path
 from ipm_outcomes.spark_engine import SparkSource, build_on_spark, spark_session
 from ipm_outcomes.spec import load_spec
+# a local session's catalog lives in memory: the tables of an earlier run are unknown to it, but their
+# folders would make every CREATE TABLE fail (LOCATION_ALREADY_EXISTS)
+shutil.rmtree(Path({cache!r}) / "warehouse", ignore_errors=True)
 started = time.perf_counter()
 spark = spark_session("local[2]", warehouse=Path({cache!r}) / "warehouse")
 session = time.perf_counter() - started
+_, session_cpu = jvm_usage()
 summary = build_on_spark(load_spec(), spark, SparkSource(path=Path({cache!r}) / "raw"), Path({cache!r}) / "spark.duckdb",
                          export_dir=Path({cache!r}) / "spark_marts")
 build = time.perf_counter() - started - session
-jvm_peak_mib = jvm_peak_rss_mib()
+jvm_peak_mib, jvm_cpu = jvm_usage()
 spark.stop()
-RESULT = {{"session_s": session, "build_s": build, "cohort": summary.cohort, "jvm_peak_rss_mib": jvm_peak_mib}}
+RESULT = {{"session_s": session, "build_s": build, "cohort": summary.cohort, "jvm_peak_rss_mib": jvm_peak_mib,
+          "jvm_build_cpu_s": jvm_cpu - session_cpu, "load_average": os.getloadavg()}}
 """
 
 DUCKDB_STEP = """
@@ -68,8 +78,9 @@ db = Path({cache!r}) / "duck_build.duckdb"
 shutil.copy(Path({cache!r}) / "loaded.duckdb", db)
 started = time.perf_counter()
 summary = cohort.build(load_spec(), db)
-RESULT = {{"build_s": time.perf_counter() - started, "cohort": summary.cohort,
-          "cpu_s": resource.getrusage(resource.RUSAGE_SELF).ru_utime}}
+usage = resource.getrusage(resource.RUSAGE_SELF)
+RESULT = {{"build_s": time.perf_counter() - started, "cohort": summary.cohort, "cpu_s": usage.ru_utime + usage.ru_stime,
+          "load_average": __import__("os").getloadavg()}}
 """
 
 
@@ -112,6 +123,8 @@ def main() -> None:
         [sys.executable, __file__, "--persons", str(args.persons), "--cache", str(cache), "--prepare-only"], check=True
     )
     duck = measure(DUCKDB_STEP.format(cache=str(cache)))
+    # each step's figures as soon as it is done: a Spark build on a loaded machine may not be waited for
+    print(json.dumps({"persons": args.persons, "duckdb": duck}), flush=True)
     spark = measure(SPARK_STEP.format(cache=str(cache)))
     assert duck["result"]["cohort"] == spark["result"]["cohort"], "the engines built different cohorts"
     print(json.dumps({"machine": machine(), "persons": args.persons, "duckdb": duck, "spark": spark}, indent=1))
@@ -119,7 +132,8 @@ def main() -> None:
     print(
         f"{args.persons:,} persons: DuckDB build {d['build_s']:.1f} s (peak {duck['peak_rss_mib']:.0f} MiB); "
         f"Spark local[2] session {s['session_s']:.1f} s + build {s['build_s']:.1f} s "
-        f"(driver peak {spark['peak_rss_mib']:.0f} MiB, JVM peak {s['jvm_peak_rss_mib']:.0f} MiB); "
+        f"(driver peak {spark['peak_rss_mib']:.0f} MiB, JVM peak {s['jvm_peak_rss_mib']:.0f} MiB, JVM build CPU "
+        f"{s['jvm_build_cpu_s']:.0f} s); DuckDB build CPU {d['cpu_s']:.1f} s; "
         f"Spark/DuckDB build ratio {s['build_s'] / d['build_s']:.1f}x"
     )
 

@@ -42,6 +42,24 @@ ShowSmallOption = Annotated[
 ]
 
 
+ReportOption = Annotated[
+    Path | None, typer.Option("--report", help="Also write every problem found as JSON to this file.")
+]
+MemoryLimitOption = Annotated[
+    str | None, typer.Option("--memory-limit", help="DuckDB memory limit, e.g. 4GB (default: 3GB or 80% of RAM).")
+]
+ThreadsOption = Annotated[int | None, typer.Option(help="DuckDB threads (default: all cores).")]
+ReferenceDateOption = Annotated[
+    str | None,
+    typer.Option(
+        "--reference-date",
+        metavar="YYYY-MM-DD",
+        help="The extract's dates are shifted (de-identification): check future dates and birth years "
+        "against this day of the extract's own calendar instead of today.",
+    ),
+]
+
+
 def _console_policy(show_small_counts: bool, spec=None):
     """The disclosure gate for what a command prints: the spec's threshold, or none when asked."""
     from .disclosure import DisclosurePolicy
@@ -151,9 +169,7 @@ def ingest(
         str | None,
         typer.Option("--omop-schema", help="Schema holding the CDM when an OMOP DuckDB file has several."),
     ] = None,
-    report: Annotated[
-        Path | None, typer.Option("--report", help="Also write every problem found as JSON to this file.")
-    ] = None,
+    report: ReportOption = None,
     allow_identifiers: Annotated[
         bool,
         typer.Option(
@@ -161,19 +177,9 @@ def ingest(
             help="Load even if columns or values look like direct identifiers (you take responsibility).",
         ),
     ] = False,
-    memory_limit: Annotated[
-        str | None, typer.Option("--memory-limit", help="DuckDB memory limit, e.g. 4GB (default: 3GB or 80% of RAM).")
-    ] = None,
-    threads: Annotated[int | None, typer.Option(help="DuckDB threads (default: all cores).")] = None,
-    reference_date: Annotated[
-        str | None,
-        typer.Option(
-            "--reference-date",
-            metavar="YYYY-MM-DD",
-            help="The extract's dates are shifted (de-identification): check future dates and birth years "
-            "against this day of the extract's own calendar instead of today.",
-        ),
-    ] = None,
+    memory_limit: MemoryLimitOption = None,
+    threads: ThreadsOption = None,
+    reference_date: ReferenceDateOption = None,
     show_small_counts: ShowSmallOption = False,
 ) -> None:
     """Validate an extract against the input contract and load it into DuckDB (all or nothing)."""
@@ -240,6 +246,71 @@ SourcePathOption = Annotated[
     Path | None, typer.Option("--source-path", help="Spark: a folder with one Parquet file or folder per raw table.")
 ]
 SchemaPrefixOption = Annotated[str, typer.Option("--schema-prefix", help="Spark: prefix of the schemas the layers are built in.")]
+
+
+@app.command("validate")
+@user_errors
+def validate_command(
+    extract: Annotated[
+        Path | None, typer.Option("--extract", help="DuckDB: the folder holding an extract in the input contract.")
+    ] = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="Where the rules run: duckdb (default) or spark (where the claims live).")
+    ] = "duckdb",
+    spark_master: SparkMasterOption = "local[2]",
+    source_schema: SourceSchemaOption = None,
+    source_path: SourcePathOption = None,
+    report: ReportOption = None,
+    allow_identifiers: Annotated[
+        bool,
+        typer.Option(
+            "--allow-identifiers", help="Report columns and values that look like direct identifiers as warnings."
+        ),
+    ] = False,
+    reference_date: ReferenceDateOption = None,
+    memory_limit: MemoryLimitOption = None,
+    threads: ThreadsOption = None,
+    show_small_counts: ShowSmallOption = False,
+) -> None:
+    """Check an extract against the input contract without loading it; every problem, one per block."""
+    from .ingest import _failure_message, _write_report, validate_extract
+    from .validation import count_by_severity, problems_table
+
+    reference = _iso_date(reference_date, "--reference-date")
+    if engine == "duckdb":
+        given = [n for n, v in {"--source-schema": source_schema, "--source-path": source_path}.items() if v is not None]
+        if given:
+            raise IpmError(f"{', '.join(given)} applies only to --engine spark; give the extract folder as --extract DIR")
+        if extract is None:
+            raise IpmError("give the extract folder as --extract DIR (with --engine spark: --source-path or --source-schema)")
+        problems = validate_extract(
+            extract, allow_identifiers=allow_identifiers, reference_date=reference, memory_limit=memory_limit, threads=threads
+        )
+        where: str | Path = extract
+    elif engine == "spark":
+        if extract is not None:
+            raise IpmError("with --engine spark give --source-path DIR (Parquet) or --source-schema NAME instead of --extract")
+        given = [n for n, v in {"--memory-limit": memory_limit, "--threads": threads}.items() if v is not None]
+        if given:
+            raise IpmError(f"{', '.join(given)} applies only to --engine duckdb (Spark's resources are the session's)")
+        from .spark_engine import SparkSource, spark_session
+        from .spark_validation import validate_on_spark
+
+        source = SparkSource(schema=source_schema, path=source_path)
+        problems = validate_on_spark(
+            spark_session(spark_master), source, allow_identifiers=allow_identifiers, reference_date=reference
+        )
+        where = source.describe()
+    else:
+        raise IpmError(f"unknown engine {engine!r}; use duckdb or spark")
+    if report is not None:
+        _write_report(report, where, problems, None)
+    if problems:
+        console.print(problems_table(problems, _console_policy(show_small_counts)))
+    errors, warnings = count_by_severity(problems)
+    if errors:
+        raise IpmError(_failure_message(where, problems))
+    say(f"{where}: meets the input contract ({warnings} warning{'' if warnings == 1 else 's'})")
 
 
 @app.command("cohort")

@@ -376,7 +376,16 @@ def _inspect(con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList
         problems.add(ERROR, src.rel, table.name, None, "unreadable_file", _one_line(f"{src.rel} {exc}"))
         src.usable = False
         return
+    _match_header(src, problems, allow_identifiers, renamed)
 
+
+def _match_header(src: _Source, problems: ProblemList, allow_identifiers: bool, renamed: set[str] = frozenset()) -> None:
+    """Match a table's column names (``src.header``) to the contract: missing, diagnosis, extra and identifier columns.
+
+    ``renamed`` holds the names given to blank or repeated header names (never loaded). Shared with the
+    Spark validation (:mod:`ipm_outcomes.spark_validation`), which reads the header from Spark's schema.
+    """
+    table = src.table
     present = set(src.header)
     for col in table.columns:
         if col.name in present:
@@ -770,18 +779,7 @@ def _check_rows(
         # distinct hashes prove distinct keys; equal hashes may still be a collision, so count exactly
         dup_rows = keyed - con.execute(f"select {_exact_distinct_keys(src)} from {src.view}").fetchall()[0][0]
     _report_rejects(con, src, problems)
-    if src.rows == 0 and src.table.required:
-        problems.add(ERROR, src.rel, src.name, None, "no_rows", f"required table {src.name} has no rows")
-    elif src.rows == 0:
-        problems.add(
-            WARNING,
-            src.rel,
-            src.name,
-            None,
-            "no_rows",
-            f"optional table {src.name} has no rows, as if it were absent; unavailable: "
-            f"{src.table.unavailable_without}",
-        )
+    _add_no_rows(src, problems)
     failing = [(c, counted[id(c)]) for c in checks if counted[id(c)]]
     needs_rows = dup_rows or any(c.severity == ERROR or c.rule == "identifier_value" for c, _ in failing)
     if needs_rows and src.typed_stage:
@@ -795,6 +793,22 @@ def _check_rows(
             _report_examples(con, src, check, n, problems, join)
     if dup_rows:
         _report_duplicates(con, src, dup_rows, problems)
+
+
+def _add_no_rows(src: _Source, problems: ProblemList) -> None:
+    """A table without rows: an error for a required table, a warning naming what is unavailable otherwise."""
+    if src.rows == 0 and src.table.required:
+        problems.add(ERROR, src.rel, src.name, None, "no_rows", f"required table {src.name} has no rows")
+    elif src.rows == 0:
+        problems.add(
+            WARNING,
+            src.rel,
+            src.name,
+            None,
+            "no_rows",
+            f"optional table {src.name} has no rows, as if it were absent; unavailable: "
+            f"{src.table.unavailable_without}",
+        )
 
 
 def _as_read(src: _Source, name: str) -> str:
@@ -898,11 +912,19 @@ def _located(src: _Source, found: list[tuple]) -> tuple[str, list[int | None], l
 def _report_examples(
     con: duckdb.DuckDBPyConnection, src: _Source, check: Check, n: int, problems: ProblemList, join: str
 ) -> None:
-    example = check.example or "NULL"
-    found = con.execute(
-        f"select _file, _row, {example} from {src.view} _v{join} where {check.condition}"
+    _add_examples(src, check, n, con.execute(_examples_sql(src, check, join)).fetchall(), problems)
+
+
+def _examples_sql(src: _Source, check: Check, join: str) -> str:
+    """(_file, _row, example) of the first rows breaking ``check``, in file order."""
+    return (
+        f"select _file, _row, {check.example or 'NULL'} from {src.view} _v{join} where {check.condition}"
         f" order by _file, _row limit {EXAMPLES}"
-    ).fetchall()
+    )
+
+
+def _add_examples(src: _Source, check: Check, n: int, found: list[tuple], problems: ProblemList) -> None:
+    """The problem of ``n`` rows breaking ``check``, located by the first of them (:func:`_examples_sql`)."""
     file, rows, same = _located(src, found)
     examples = [str(f[2]) for f in same] if check.example else []
     problems.add(
@@ -932,12 +954,21 @@ def _report_orphans(
             "select person_id from _orphans group by person_id"
             f" order by min(_file), min(_row), person_id limit {EXAMPLES}"
         ).fetchall()
-        file, rows = src.rel, []
+        found = []
         if first is not None:  # parquet and a staged CSV know their rows; a CSV read as text does not
             found = con.execute(f"select _file, _row from _orphans order by _file, _row limit {EXAMPLES}").fetchall()
-            file, rows, _ = _located(src, found)
     finally:
         con.execute("drop table if exists _orphans")
+    _add_orphans(src, check, n_rows, persons, [e for (e,) in examples], found, problems)
+
+
+def _add_orphans(
+    src: _Source, check: Check, n_rows: int, persons: int, examples: list, found: list[tuple], problems: ProblemList
+) -> None:
+    """The orphan-person problem: ``persons`` persons in ``n_rows`` rows; ``found``: (_file, _row) of the first rows."""
+    file, rows = src.rel, []
+    if found:
+        file, rows, _ = _located(src, found)
     problems.add(
         check.severity,
         file,
@@ -946,25 +977,34 @@ def _report_orphans(
         check.rule,
         f"{check.message(persons)} ({n_rows:,} row{'' if n_rows == 1 else 's'})",
         rows=[r for r in rows if r is not None],
-        examples=[e for (e,) in examples],
+        examples=list(examples),
         count=persons,
     )
 
 
 def _report_duplicates(con: duckdb.DuckDBPyConnection, src: _Source, n: int, problems: ProblemList) -> None:
+    _add_duplicates(src, n, con.execute(_duplicates_sql(src)).fetchall(), problems)
+
+
+def _duplicates_sql(src: _Source) -> str:
+    """(_file, _row, key as text, _first_file, _first_row) of the first rows repeating an earlier row's key."""
     keys = _key_exprs(src)
     not_null = " and ".join(f"{k} is not null" for k in keys)
     on = " and ".join(f"_v.{k} = _d.{k}" for k in keys)
     shown = " || ', ' || ".join(f"coalesce(cast(_v.{k} as VARCHAR), '')" for k in keys)
     by_key = f"partition by {', '.join(f'_v.{k}' for k in keys)} order by _v._file, _v._row"
     # the first repeats in file order, each with the row that first had its key
-    found = con.execute(
+    return (
         f"with _d as (select {', '.join(keys)} from {src.view} where {not_null} group by all having count(*) > 1)"
         f" select _file, _row, _key, _first_file, _first_row from ("
         f"select _v._file, _v._row, {shown} as _key, row_number() over ({by_key}) as _k,"
         f" first_value(_v._file) over ({by_key}) as _first_file, first_value(_v._row) over ({by_key}) as _first_row"
         f" from {src.view} _v semi join _d on {on}) where _k > 1 order by _file, _row limit {EXAMPLES}"
-    ).fetchall()
+    )
+
+
+def _add_duplicates(src: _Source, n: int, found: list[tuple], problems: ProblemList) -> None:
+    """The duplicate-key problem of ``n`` rows, from the first repeats (:func:`_duplicates_sql`)."""
     repeats = []
     for file, row, key, first_file, first_row in found:
         where = f"row {_file_row(src, first_row)}"

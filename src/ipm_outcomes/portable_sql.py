@@ -132,12 +132,56 @@ def _drop_materialized_hint(tree: exp.Expression) -> exp.Expression:
     return tree
 
 
+def _infinity() -> exp.Expression:
+    return exp.cast(exp.Literal.string("Infinity"), "double")
+
+
+def _spark_functions(tree: exp.Expression) -> exp.Expression:
+    """DuckDB functions that sqlglot writes under their DuckDB names, which Spark does not have.
+
+    Each replacement means the same for every input, NULL included (the validation rules of
+    :mod:`ipm_outcomes.validation` use all of them):
+
+    * ``regexp_full_match(s, p)``: the whole string matches, i.e. ``s RLIKE '^(?:p)$'``;
+    * ``strlen(s)``, the length in bytes: ``octet_length(s)``;
+    * ``isinf(x)``: ``abs(x) = Infinity``; ``isfinite(x)``: neither NaN nor infinite;
+    * ``trunc(x)`` of a number, which sqlglot writes as ``CAST(x AS BIGINT)``: Spark's ANSI mode
+      raises an error where that overflows (an amount of 1e20 in a whole-number column), so the cast
+      is a ``TRY_CAST`` (NULL when out of range, as the whole-number type rule then reports).
+    """
+
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.RegexpFullMatch):
+            pattern = node.expression
+            if isinstance(pattern, exp.Literal) and pattern.is_string:
+                anchored: exp.Expression = exp.Literal.string(f"^(?:{pattern.this})$")
+            else:
+                anchored = exp.Concat(
+                    expressions=[exp.Literal.string("^(?:"), pattern.copy(), exp.Literal.string(")$")]
+                )
+            return exp.RegexpLike(this=node.this.copy(), expression=anchored)
+        if isinstance(node, exp.IsInf):
+            return exp.EQ(this=exp.Abs(this=node.this.copy()), expression=_infinity())
+        if isinstance(node, exp.Anonymous) and node.name.lower() == "isfinite" and len(node.expressions) == 1:
+            x = node.expressions[0]
+            infinite = exp.EQ(this=exp.Abs(this=x.copy()), expression=_infinity())
+            return exp.Paren(this=exp.Not(this=exp.Paren(this=exp.Or(this=exp.IsNan(this=x.copy()), expression=infinite))))
+        if isinstance(node, exp.Anonymous) and node.name.lower() == "strlen" and len(node.expressions) == 1:
+            return exp.Anonymous(this="octet_length", expressions=[node.expressions[0].copy()])
+        if isinstance(node, exp.Trunc) and not node.args.get("decimals"):
+            return exp.TryCast(this=node.this.copy(), to=exp.DataType.build("bigint"), safe=True)
+        return node
+
+    return tree.transform(rewrite)
+
+
 #: The project's rewrites, per engine: constructs sqlglot passes through unchanged that the engine
 #: rejects. ``WITH ... AS MATERIALIZED`` makes DuckDB compute a CTE once (a 1M-person build relies on it
-#: in marts/qol_outcome.sql); Spark has no such hint and refuses the statement.
+#: in marts/qol_outcome.sql); Spark has no such hint and refuses the statement. DuckDB functions that
+#: Spark lacks are written as Spark's equivalents (:func:`_spark_functions`).
 REWRITES: dict[str, tuple[Callable[[exp.Expression], exp.Expression], ...]] = {
     "duckdb": (),
-    "spark": (_drop_materialized_hint,),
+    "spark": (_drop_materialized_hint, _spark_functions),
 }
 
 

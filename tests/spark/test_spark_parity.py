@@ -1,7 +1,7 @@
 """The same cohort SQL on Spark and on DuckDB: every table of every layer row for row, and the same estimates.
 
 Marked ``spark`` (pyspark and Java 17; ``make test-spark``, run in CI). One Spark session serves every
-test of the module: starting one costs tens of seconds.
+test (tests/spark/conftest.py): starting one costs tens of seconds.
 """
 
 from __future__ import annotations
@@ -26,15 +26,6 @@ pyspark = pytest.importorskip("pyspark")
 pytestmark = pytest.mark.spark
 
 PERSONS, SEED = 2500, 5
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    from ipm_outcomes.spark_engine import spark_session
-
-    session = spark_session("local[2]", app_name="ipm-outcomes-tests", warehouse=tmp_path_factory.mktemp("warehouse"))
-    yield session
-    session.stop()
 
 
 def _spec(folder: Path):

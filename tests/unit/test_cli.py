@@ -100,3 +100,41 @@ def test_synth_secondary_hr_sets_every_secondary_outcome(tmp_path):
     assert set(secondary["effect_hazard_ratios"].values()) == {1.0}
     bad = runner.invoke(app, [*args, "--secondary-hr", "-2"])
     assert bad.exit_code == 1 and "must be a positive finite hazard ratio" in bad.output
+
+
+def test_validate_checks_an_extract_without_loading_it(good_extract, tmp_path):
+    clean = runner.invoke(app, ["validate", "--extract", str(good_extract), "--reference-date", "2025-06-30"])
+    assert clean.exit_code == 0, clean.output
+    assert clean.output.strip() == f"{good_extract}: meets the input contract (0 warnings)"
+    rows = (good_extract / "eligibility.csv").read_text().splitlines()
+    rows[3] = rows[3].replace(",male,", ",M,")
+    (good_extract / "eligibility.csv").write_text("\n".join(rows) + "\n")
+    report = tmp_path / "problems.json"
+    bad = runner.invoke(
+        app, ["validate", "--extract", str(good_extract), "--reference-date", "2025-06-30", "--report", str(report)]
+    )
+    assert bad.exit_code == 1
+    assert "eligibility.csv, column gender, row 3: 1 value is not one of male, female, unknown (e.g. 'm')" in " ".join(bad.output.split())
+    assert "Traceback" not in bad.output
+    written = json.loads(report.read_text())
+    assert (written["passed"], [(p["file"], p["column"], p["rule"], p["rows"]) for p in written["problems"]]) == (
+        False,
+        [("eligibility.csv", "gender", "allowed_values", [3])],
+    )
+    assert not list(tmp_path.glob("*.duckdb"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source-path", "x"], "--source-path applies only to --engine spark"),
+        ([], "give the extract folder as --extract DIR"),
+        (["--engine", "spark", "--extract", "x"], "with --engine spark give --source-path DIR (Parquet) or --source-schema NAME"),
+        (["--engine", "spark", "--source-path", "x", "--threads", "2"], "--threads applies only to --engine duckdb"),
+        (["--engine", "oracle", "--extract", "x"], "unknown engine 'oracle'"),
+    ],
+)
+def test_validate_refuses_options_of_the_other_engine(args, message):
+    result = runner.invoke(app, ["validate", *args])
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())

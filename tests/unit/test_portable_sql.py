@@ -95,3 +95,18 @@ def test_sql_command_prints_the_translation_for_review(tmp_path):
 def test_cohort_refuses_spark_options_on_duckdb(tmp_path):
     result = CliRunner().invoke(app, ["cohort", "--db", str(tmp_path / "x.duckdb"), "--source-schema", "claims"])
     assert result.exit_code == 1 and "--source-schema applies only to --engine spark" in result.output
+
+
+def test_duckdb_functions_that_spark_lacks_are_written_as_spark_equivalents():
+    sql = (
+        "select regexp_full_match(code, '[0-9]{5}') as a, regexp_full_match(code, $shape) as b, strlen(t) as c,"
+        " isinf(x) as d, isfinite(x) as e, x <> trunc(x) as f from t"
+    )
+    spark = " ".join(portable_sql.translate(sql, "spark").split())
+    assert "code RLIKE '^(?:[0-9]{5})$' AS a" in spark
+    assert "code RLIKE CONCAT('^(?:', :shape, ')$') AS b" in spark
+    assert "OCTET_LENGTH(t) AS c" in spark
+    assert "ABS(x) = CAST('Infinity' AS DOUBLE) AS d" in spark
+    assert "( NOT ( ISNAN(x) OR ABS(x) = CAST('Infinity' AS DOUBLE) ) ) AS e" in spark
+    assert "x <> TRY_CAST(x AS BIGINT) AS f" in spark
+    assert portable_sql.translate(sql, "duckdb") == sql
