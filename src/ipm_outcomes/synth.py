@@ -2377,6 +2377,9 @@ def _truth_persons_table(w: _World) -> pa.Table:
             "rtw_censor_day": opt_int(w.censor_day, rtw),
             "radiculopathy": pa.array(w.radic),
             "opioid_use": pa.array(w.opioid),
+            # the other planted drivers of the (extended) referral process: depression, workers' comp
+            "depression": pa.array(w.cond[:, _COND["depression"]]),
+            "workers_comp": pa.array(w.payer == 3),
             "severity": opt_float(w.sev, lbp),
             "employed": pa.array(w.employed),
             "off_work": pa.array(w.off_work),
