@@ -82,7 +82,7 @@ def _synthetic_run(seed: int, persons: int, replicates: int, workers: int, hr: f
         ingest.load_extract(root / "extract", root / "db.duckdb")
         cohort.build(spec, root / "db.duckdb")
         truth = json.loads((root / "extract" / "truth.json").read_text())["rtw"]
-        inputs = analysis._read(root / "db.duckdb")
+        inputs = analysis._read(spec, root / "db.duckdb")
     frame = inputs.rtw[["person_id", "time_days", "event", "referral_day"]].merge(inputs.cohort, on="person_id")
     cov, used = analysis._prepare_covariates(frame, list(spec.analysis.covariates))
     df = pd.concat([frame[["time_days", "event", "referral_day"]], cov], axis=1)
