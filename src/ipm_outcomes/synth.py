@@ -1073,6 +1073,7 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float, mech: Mechan
     enrolled_r = _enrolled(w, idx, I + on_day)
     r = np.where((r < NEVER) & ~enrolled_r & ~w.ehr, NEVER, r)
     w.ref_kind = np.where((r < NEVER) & ~enrolled_r, 2, w.ref_kind)
+    w.natural_referral_day = r  # uncensored (the landmark truth's exposure)
     # Rebuild RTW with the final natural referral day (only changes persons whose r became NEVER).
     t_rtw = _rtw_continuous(E[0], w.rtw_start, w.rtw_theta, kappa, r.astype(float), hr)
     d_rtw = np.where(w.off_work & w.ehr, _to_day(t_rtw), NEVER)
@@ -2187,6 +2188,7 @@ def _truth_unguarded(w: _World, seed: int) -> dict:
         direction = "toward_benefit"
         why = "In this draw the crude early-vs-delayed comparison overstates the benefit of early referral."
     counts = _counts(w)
+    landmark = _landmark_truth(w, seed)
     return {
         "generator": {
             "module": "ipm_outcomes.synth",
@@ -2216,6 +2218,7 @@ def _truth_unguarded(w: _World, seed: int) -> dict:
         "counts": counts,
         "rtw": rtw,
         "promis_pf_180": promis,
+        "landmark": landmark,
         "naive_bias_direction": direction,
         "naive_bias_explanation": why,
         "naive_comparison": {
@@ -2226,6 +2229,88 @@ def _truth_unguarded(w: _World, seed: int) -> dict:
             "definition": "crude difference between persons referred by day 42 and the rest, uncensored, natural referral",
         },
     }
+
+
+def _landmark_rtw(w: _World, pop: np.ndarray, rng: np.random.Generator, draws: int) -> dict[str, np.ndarray]:
+    """RTW as the first event by each horizon, given no event through the landmark day L = 42.
+
+    Each person of ``pop`` is simulated ``draws`` times from day L on under two regimes: referred by
+    L (the RTW hazard multiplied by ``hr``, as for every referral by day 42) and not referred by L
+    (untreated until the natural referral day after L: the ``delayed`` strategy's day, which is the
+    natural one conditioned on R >= L + 1). Every event time is a threshold on a cumulative hazard
+    drawn from Exp(1), so given no event through L the remaining threshold is a fresh Exp(1) whatever
+    the path before L (memorylessness): nothing about how the person reached day L is needed.
+
+    Returns ``{"early": ..., "delayed": ...}``, boolean arrays of shape (horizons, draws, persons).
+    """
+    L = GRACE_DAYS
+    start, theta = w.rtw_start[pop], w.rtw_theta[pop]
+    H_L = (np.maximum(L - start, 0.0) / theta) ** w.kappa  # untreated RTW cumulative hazard at L
+    later = _strategy_days(rng, w.ref_pi[pop], w.ref_rate[pop], draws, w.ref_rate2[pop], w.ref_halving)["delayed"]
+    E = rng.exponential(1.0, (4, draws, len(pop)))
+    # the remaining time to each competing event given none through L (long-term disability cannot
+    # start before day 60, retirement before day 14, death before day 1)
+    d_ltd = _to_day(max(60.0, L) + E[1] / w.ltd_rate[pop])
+    d_ret = _to_day(max(14.0, L) + E[2] / w.ret_rate[pop])
+    d_death0 = _to_day(max(1.0, L) + E[3] / w.death_rate[pop])
+    t_rtw = {
+        "early": start + theta * np.power(H_L + E[0] / w.hr, 1.0 / w.kappa),
+        "delayed": _rtw_continuous(H_L + E[0], start, theta, w.kappa, later.astype(float), w.hr),
+    }
+    out = {}
+    for name, t in t_rtw.items():
+        d_rtw = _to_day(t)
+        ev, kind = _first_event(d_rtw, d_ltd, d_ret, _nudge_death(d_death0, d_rtw, d_ltd, d_ret))
+        out[name] = np.stack([(ev <= day) & (kind == 1) for day in HORIZONS])
+    return out
+
+
+def _landmark_truth(w: _World, seed: int) -> dict:
+    """Truth of the landmark analysis at the end of the grace period (day L = 42).
+
+    The landmark population is the RTW population still at risk after day L in the uncensored
+    natural world (no RTW or competing event on days 0..L); "referred" = natural referral on days
+    0..L. Its persons are simulated from day L on under referral by L and no referral by L
+    (:func:`_landmark_rtw`); ATE = mean over the landmark population, ATT = mean over those
+    referred by L.
+    """
+    L = GRACE_DAYS
+    rng = _rng(seed, _STREAMS["truth"], 1)
+    pop = np.nonzero(w.in_rtw & (w.ev_day > L))[0]
+    treated = w.natural_referral_day[pop] <= L
+    K = _draws(len(pop))
+    arms = ("early", "delayed")
+    cif = {(e, a): np.zeros((len(HORIZONS), K)) for e in ("ate", "att") for a in arms}
+    for k0, k1 in _blocks(K, len(pop)):
+        for name, rtw in _landmark_rtw(w, pop, rng, k1 - k0).items():
+            cif[("ate", name)][:, k0:k1] = rtw.mean(axis=2)
+            cif[("att", name)][:, k0:k1] = rtw[:, :, treated].mean(axis=2)
+    out: dict = {
+        "landmark_day": L,
+        "population": (
+            "RTW population persons with no RTW or competing event on days 0..42 (uncensored natural world); "
+            "referred = natural referral on days 0..42"
+        ),
+        "population_size": len(pop),
+        "referred_by_landmark": int(treated.sum()),
+        "draws_per_person": K,
+        "definition": (
+            "cumulative_incidence[t] = P(RTW on or before day t as the first event | at risk after day 42), "
+            "clock from index, under referral by day 42 ('early': RTW hazard times effect_rtw_hr from day 42 on) "
+            "and no referral by day 42 ('delayed': natural referral afterwards); ate averages over the landmark "
+            "population, att over its persons referred by day 42. The overlap weighting has no truth here."
+        ),
+    }
+    for est in ("ate", "att"):
+        part: dict = {"cumulative_incidence": {a: {} for a in arms}, "risk_difference": {}, "monte_carlo_se": {}}
+        for h, day in enumerate(HORIZONS):
+            for a in arms:
+                part["cumulative_incidence"][a][str(day)] = _r(cif[(est, a)][h].mean())
+            rd, se = _summary(cif[(est, "early")][h] - cif[(est, "delayed")][h])
+            part["risk_difference"][str(day)] = _r(rd)
+            part["monte_carlo_se"][f"risk_difference_{day}"] = _r(se)
+        out[est] = part
+    return out
 
 
 def _r(x) -> float | None:
@@ -2307,6 +2392,9 @@ def _truth_persons_table(w: _World) -> pa.Table:
             "rtw_censor_day": opt_int(w.censor_day, rtw),
             "radiculopathy": pa.array(w.radic),
             "opioid_use": pa.array(w.opioid),
+            # the other planted drivers of the (extended) referral process: depression, workers' comp
+            "depression": pa.array(w.cond[:, _COND["depression"]]),
+            "workers_comp": pa.array(w.payer == 3),
             "severity": opt_float(w.sev, lbp),
             "employed": pa.array(w.employed),
             "off_work": pa.array(w.off_work),

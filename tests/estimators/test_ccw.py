@@ -4,6 +4,7 @@ import numpy as np
 import numpy.testing as npt
 import pandas as pd
 import pytest
+import simulate as sim
 from simulate import EXTENDED, simulate, truth
 
 from ipm_outcomes.errors import IpmError
@@ -127,6 +128,31 @@ def test_ccw_recovers_the_truth_with_the_real_referral_mechanisms():
         for h in (90, 180, 365):
             est = s[(s.measure == "cumulative_incidence") & (s.arm == arm) & (s.horizon_days == h)].estimate.iloc[0]
             assert est == pytest.approx(t[arm][h], abs=0.025), (arm, h)
+
+
+@pytest.mark.parametrize("severity", [-1.0, 2.5])
+def test_exact_truth_equals_the_simulated_strategies(severity):
+    # The coverage study scores the simulator against exact_truth (no Monte Carlo error). Its closed
+    # form must be what truth() simulates: referral days from the natural distribution restricted
+    # to the window (halving from day 120), the day's outcome before the referral and the hazard
+    # changed from the day after it. hr = 4 makes a one-day shift of the effect (from day r instead
+    # of r + 1) move the cumulative incidence by about 0.01, ten times the tolerance's standard error.
+    n, hr, options = 300_000, 4.0, dict(EXTENDED, hr=4.0)
+    one = (np.full(n, severity), np.ones(n, dtype=int), np.full(n, 50.0), np.full(n, "workers_comp"))
+    p_ref, lam_rtw, lam_comp = sim._rates(*one, 0.6)
+    lam_comp = lam_comp * options["competing_scale"]
+    exact = sim._strategy_cif(
+        p_ref[:1], lam_rtw[:1], lam_comp[:1], hr=hr, grace=42, horizons=(90, 180, 365),
+        effect_any_referral=True, halving_day=120,
+    )  # fmt: skip
+    rng = np.random.default_rng(5)
+    for name, (lo, hi) in {"early": (0, 42), "delayed": (43, np.inf)}.items():
+        referral = sim._referral_in(rng, p_ref, lo, hi, 120)
+        time, event = sim._outcomes(rng, referral, lam_rtw, lam_comp, hr, 42, np.full(n, 366), True)
+        for h in (90, 180, 365):
+            simulated = np.mean((event == 1) & (time <= h))
+            se = np.sqrt(simulated * (1 - simulated) / n)
+            assert exact[name][h][0] == pytest.approx(simulated, abs=4 * se), (name, h)
 
 
 def test_naive_comparison_is_biased_the_way_the_simulation_makes_it(observed, truth_default):

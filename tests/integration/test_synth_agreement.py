@@ -88,6 +88,22 @@ def test_follow_up_and_rtw_population_match(built):
     assert (mine.radiculopathy == planted.radiculopathy.astype(int)).all()
 
 
+def test_the_planted_drivers_of_referral_are_measured_as_planted(built):
+    # A referral driver measured differently from the one that drives referral leaves confounding
+    # the weights cannot remove: the early arm too low and the delayed arm too high in both
+    # scenarios (issue 19's signature). The extended generator's daily referral probability is
+    # logistic-linear in radiculopathy, opioid use, depression, workers' compensation and age.
+    marts, truth = built
+    mine = marts.cohort.set_index("person_id").sort_index()
+    planted = truth[truth.eligible].set_index("person_id").sort_index()
+    assert (mine.radiculopathy == planted.radiculopathy.astype(int)).all()
+    assert (mine.opioid_use == planted.opioid_use.astype(int)).all()
+    assert (mine.depression == planted.depression.astype(int)).all()
+    assert ((mine.payer_type == "workers_comp") == planted.workers_comp).all()
+    assert (mine.age == planted.age_at_index).all()
+    assert planted.opioid_use.sum() > 50 and planted.depression.sum() > 50 and planted.workers_comp.sum() > 20
+
+
 def test_rtw_outcome_matches(built):
     marts, truth = built
     mine = marts.rtw.set_index("person_id").sort_index()

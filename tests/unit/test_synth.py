@@ -267,6 +267,16 @@ def test_truth_json_contents(csv_extract):
     assert truth["naive_bias_direction"] == "toward_harm"
     naive = truth["naive_comparison"]
     assert naive["rtw_risk_difference_180_naive"] < naive["rtw_risk_difference_180_true"]
+    landmark = truth["landmark"]
+    assert landmark["landmark_day"] == 42 and 0 < landmark["referred_by_landmark"] < landmark["population_size"]
+    for est in ("ate", "att"):
+        part = landmark[est]
+        for t in ("90", "180", "365"):
+            e, d = part["cumulative_incidence"]["early"][t], part["cumulative_incidence"]["delayed"][t]
+            assert part["risk_difference"][t] == pytest.approx(e - d, abs=2e-6)
+            assert part["risk_difference"][t] > 0  # referral by day 42 helps those still off work then
+            # the landmark population is still off work at day 42: fewer return by each horizon
+            assert d < rtw["cumulative_incidence"]["delayed"][t]
 
 
 def test_null_scenario_contrasts_are_exactly_zero_and_confounding_remains(null_extract):
@@ -279,6 +289,8 @@ def test_null_scenario_contrasts_are_exactly_zero_and_confounding_remains(null_e
     assert rtw["restricted_mean_days_not_returned_365"]["difference"] == 0.0
     assert truth["promis_pf_180"]["difference"] == 0.0
     assert truth["promis_pf_180"]["rtw_population"]["difference"] == 0.0
+    for est in ("ate", "att"):
+        assert set(truth["landmark"][est]["risk_difference"].values()) == {0.0}
     naive = truth["naive_comparison"]
     assert naive["rtw_risk_difference_180_naive"] < -0.05  # confounding by indication stays strong
     assert naive["promis_pf_180_difference_naive"] < -0.5
@@ -672,3 +684,43 @@ def test_extended_extract_records_its_mechanisms_and_post_rtw_referrals(tmp_path
     rtw = persons[persons.in_rtw_population & (persons.rtw_event == 1)]
     # first IPM contacts after the return to work are in the extract (and in the planted referral day)
     assert (rtw.referral_day >= rtw.rtw_time_days).sum() > 10
+
+
+def test_landmark_truth_equals_a_forward_simulation_of_the_natural_world():
+    """The landmark truth draws each person's future from day 42 on, without the path before it
+    (memorylessness of the cumulative-hazard thresholds). Checked against the natural world simulated
+    forward from day 0, one person at a time: among the draws still at risk after day 42, those
+    referred by day 42 return to work by each horizon with the 'early' probability, the others with
+    the 'delayed' one (fails if the truth restarted the RTW clock at day 42, let the effect start
+    late, or drew the later referral from the unconditional distribution)."""
+    w = synth._simulate_world(4000, 5, 1.5, 3.0, synth.EXTENDED)
+    candidates = np.nonzero(w.in_rtw & (w.ev_day > synth.GRACE_DAYS))[0]
+    # persons from the least to the most likely to be referred (and the slowest to return)
+    pop = candidates[np.argsort(w.ref_rate[candidates] * w.rtw_theta[candidates])[[0, len(candidates) // 2, -1]]]
+    rng = np.random.default_rng(11)
+    M = 400_000
+    landmark = synth._landmark_rtw(w, pop, rng, M)
+    natural = synth._strategy_days(rng, w.ref_pi[pop], w.ref_rate[pop], M, w.ref_rate2[pop], w.ref_halving)["natural"]
+    E = rng.exponential(1.0, (4, M, len(pop)))
+    d_rtw = synth._to_day(
+        synth._rtw_continuous(E[0], w.rtw_start[pop], w.rtw_theta[pop], w.kappa, natural.astype(float), w.hr)
+    )
+    d_ltd = synth._to_day(60.0 + E[1] / w.ltd_rate[pop])
+    d_ret = synth._to_day(14.0 + E[2] / w.ret_rate[pop])
+    d_death = synth._nudge_death(synth._to_day(1.0 + E[3] / w.death_rate[pop]), d_rtw, d_ltd, d_ret)
+    ev, kind = synth._first_event(d_rtw, d_ltd, d_ret, d_death)
+    at_risk = ev > synth.GRACE_DAYS
+    referred = natural <= synth.GRACE_DAYS
+    checked = 0
+    for h, day in enumerate(synth.HORIZONS):
+        rtw = (ev <= day) & (kind == 1)
+        for j in range(len(pop)):
+            for arm, group in (("early", at_risk[:, j] & referred[:, j]), ("delayed", at_risk[:, j] & ~referred[:, j])):
+                if group.sum() < 2000:
+                    continue
+                forward = rtw[group, j].mean()
+                truth = landmark[arm][h, :, j].mean()
+                se = np.sqrt(forward * (1 - forward) / group.sum() + truth * (1 - truth) / M)
+                assert abs(forward - truth) < 4.5 * se, (arm, day, j, forward, truth)
+                checked += 1
+    assert checked >= 12  # both arms for most persons at every horizon
