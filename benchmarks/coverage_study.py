@@ -49,12 +49,21 @@ HORIZON = 180
 KEYS = {"rd": "rd/early/delayed", "early": "cif/early", "delayed": "cif/delayed"}
 
 
+def _pipeline_penalty() -> float:
+    """The ridge penalty of the pipeline's models (the shipped spec's analysis.model_l2_penalty): the
+    estimators' own default is the unpenalised fit, and the study scores the pipeline's."""
+    from ipm_outcomes.spec import load_spec
+
+    return load_spec().analysis.model_l2_penalty
+
+
 def _ccw(df: pd.DataFrame, covariates: list[str], replicates: int, workers: int, seed: int, truncation):
     from ipm_outcomes.estimators import CloneCensorWeight
 
     m = CloneCensorWeight(
-        grace_period_days=42, truncation_percentiles=truncation, n_bootstrap=replicates, seed=seed, workers=workers
-    ).fit(df, covariates)
+        grace_period_days=42, truncation_percentiles=truncation, l2=_pipeline_penalty(), n_bootstrap=replicates,
+        seed=seed, workers=workers,
+    ).fit(df, covariates)  # fmt: skip
     s = m.summary
     out = {}
     for key, mask in (
@@ -74,8 +83,8 @@ def _landmark(df: pd.DataFrame, covariates: list[str], replicates: int, workers:
     from ipm_outcomes.estimators import LandmarkIPTW
 
     m = LandmarkIPTW(
-        landmark_day=42, estimand=estimand, truncation_percentiles=None, n_bootstrap=replicates, seed=seed,
-        workers=workers,
+        landmark_day=42, estimand=estimand, truncation_percentiles=None, l2=_pipeline_penalty(), n_bootstrap=replicates,
+        seed=seed, workers=workers,
     ).fit(df, covariates)  # fmt: skip
     s = m.summary
     out = {}
