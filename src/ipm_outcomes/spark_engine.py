@@ -14,10 +14,12 @@ Needs ``pip install 'ipm-outcomes[spark]'`` and Java 17.
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 from . import db, lineage
 from .cohort import MART_KEYS, CohortSummary, _summarise, reference_rows
@@ -118,7 +120,7 @@ def _empty_optional_tables(spark: SparkSession, schemas: dict[str, str], present
             raise IpmError(f"{schemas[RAW_SCHEMA]}: no table {table.name}; it is required")
         ddl = raw_table_ddl(table)
         columns = ddl[ddl.index("(") + 1 : ddl.rindex(")")]
-        spark.sql(f"drop table if exists {schemas['ref']}.empty_{table.name}")
+        _drop_table(spark, f"{schemas['ref']}.empty_{table.name}")
         spark.sql(f"create table {schemas['ref']}.empty_{table.name} ({_spark_columns(columns)}) using parquet")
         absent.append(table.name)
     return absent
@@ -132,6 +134,26 @@ def _spark_columns(duckdb_columns: str) -> str:
     return text
 
 
+def _drop_table(spark: SparkSession, name: str) -> None:
+    """Drop the managed table ``name`` before it is created again.
+
+    Spark's in-memory catalog (a local session without Hive) forgets its tables when the session ends
+    but leaves their folders in the warehouse, and Spark refuses to create a managed table over a
+    non-empty folder (LOCATION_ALREADY_EXISTS): a second build on the same warehouse would fail. Such a
+    folder is this build's own table from an earlier session, so it is removed. With a persistent
+    catalog (Hive, Unity) ``drop table`` removes the data itself.
+    """
+    spark.sql(f"drop table if exists {name}")
+    if spark.conf.get("spark.sql.catalogImplementation", "in-memory") != "in-memory":
+        return
+    schema, table = name.split(".")
+    info = {r.info_name: r.info_value for r in spark.sql(f"describe schema extended {schema}").collect()}
+    location = urlparse(info.get("Location", ""))
+    folder = Path(location.path) / table.lower()
+    if location.scheme in ("", "file") and folder.is_dir():
+        shutil.rmtree(folder)
+
+
 def _write_reference_tables(spark: SparkSession, spec: StudySpec, schema: str) -> None:
     """The value sets and the spec-derived lists as tables (what :func:`cohort.write_reference_tables` writes)."""
     valueset_columns = VALUESET_TABLE_DDL[VALUESET_TABLE_DDL.index("(") + 1 : VALUESET_TABLE_DDL.rindex(")")]
@@ -142,7 +164,7 @@ def _write_reference_tables(spark: SparkSession, spec: StudySpec, schema: str) -
     for name, (columns, rows) in tables.items():
         spark_columns = _spark_columns(columns)
         frame = spark.createDataFrame(rows, schema=spark_columns) if rows else spark.createDataFrame([], spark_columns)
-        spark.sql(f"drop table if exists {schema}.{name}")
+        _drop_table(spark, f"{schema}.{name}")
         frame.write.format("parquet").saveAsTable(f"{schema}.{name}")
 
 
@@ -219,7 +241,7 @@ def build_on_spark(
             target = f"{schemas[layer]}.{table}"
             if progress:
                 print(f"building {target}", flush=True)
-            spark.sql(f"drop table if exists {target}")
+            _drop_table(spark, target)
             spark.sql(f"create table {target} using parquet as\n{sql}", args=db.bind(files[table], params))
     exported = _export_marts(spark, schemas["marts"], export_dir)
     load = _source_load(source, absent)

@@ -133,6 +133,29 @@ def test_the_local_marts_and_the_estimates_are_the_same(full, tmp_path):
     assert summary.cohort == len(_duckdb_table(duck, "marts.cohort"))
 
 
+def test_a_build_over_the_folders_an_earlier_session_left_behind(full, spark):
+    """A local session's in-memory catalog forgets its tables when it ends but leaves their folders in the
+    warehouse; the next `cohort --engine spark` on the same warehouse must still build (Spark refuses a
+    managed table over a non-empty folder: LOCATION_ALREADY_EXISTS)."""
+    from urllib.parse import urlparse
+
+    from ipm_outcomes.spark_engine import SparkSource, build_on_spark
+
+    spec, duck, spark_db, prefix, _ = full
+    again = f"{prefix}again_"
+    warehouse = Path(urlparse(spark.conf.get("spark.sql.warehouse.dir")).path)
+    left = [("ref", "valueset"), ("ref", "empty_ehr_pro"), ("staging", "person"), ("marts", "cohort")]
+    for schema, table in left:  # what an earlier session's tables leave once its catalog is gone
+        folder = warehouse / f"{again}{schema}.db" / table
+        folder.mkdir(parents=True)
+        (folder / "part-00000.parquet").write_bytes(b"left by an earlier session")
+    summary = build_on_spark(spec, spark, SparkSource(path=spark_db.parent / "raw"), spark_db.parent / "again.duckdb",
+                             schema_prefix=again)
+    assert summary.cohort == len(_duckdb_table(duck, "marts.cohort"))
+    got = spark.table(f"{again}marts.cohort").toPandas()
+    pd.testing.assert_frame_equal(_canonical(got), _canonical(_duckdb_table(duck, "marts.cohort")))
+
+
 @pytest.mark.parametrize(
     ("case", "drop", "empty"),
     [("no_pharmacy_or_pro", ("pharmacy_claim", "ndc_reference", "ehr_pro"), ()), ("empty_optional", (), ("ehr_pro", "pharmacy_claim"))],
