@@ -232,9 +232,13 @@ def typed_expr(column: Column, source_type: str, ref: str) -> str:
     return f"try_cast({ref} as {column.type})"
 
 
-def ill_formed_text(column: Column, ref: str) -> str:
-    """SQL true when non-empty text is not a value of the (non-text) column's type as the contract spells it."""
-    return f"{typed_expr(column, 'VARCHAR', ref)} is null or {_strict_text_form(column, ref)}"
+def ill_formed_text(column: Column, ref: str, cast: str | None = None) -> str:
+    """SQL true when non-empty text is not a value of the (non-text) column's type as the contract spells it.
+
+    ``cast`` names the text's typed value (:func:`typed_expr`) when it is already computed, so the
+    cast is not repeated.
+    """
+    return f"{cast or typed_expr(column, 'VARCHAR', ref)} is null or {_strict_text_form(column, ref)}"
 
 
 def _strict_text_form(column: Column, ref: str) -> str | None:
