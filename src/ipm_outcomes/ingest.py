@@ -734,10 +734,22 @@ def _check_rows(
     per_row = [
         c for c in checks if not (len(c.columns_needed) == 1 and c.columns_needed[0] in grouped) and c not in orphans
     ]
+    # Rules with a screen (identifier values: a regular expression per row of every free-text column,
+    # half the scan of a claims table) are counted by their screens, one per column; the rules
+    # themselves only where a screen passes. A CSV read as text is scanned once (it logs its
+    # malformed lines), so its rules are counted as they are.
+    by_columns: dict[tuple[str, ...], list[Check]] = {}
+    if src.kind != "csv" or src.typed_stage or src.staged:
+        for c in per_row:
+            if c.screen is not None:
+                by_columns.setdefault(c.columns_needed, []).append(c)
+    screened = {" or ".join(dict.fromkeys(c.screen for c in group)): group for group in by_columns.values()}
+    per_row = [c for c in per_row if c.screen is None or c.columns_needed not in by_columns]
     to_clean = [c.name for c in src.columns if _normalises(src, c.name) and c.name not in grouped]
     scalars = (
         [("count(*)", "_rows"), *((e, f"_key{i}") for i, e in enumerate(_key_counts(src)))]
         + [(f"count(*) filter (where {c.condition})", f"_c{i}") for i, c in enumerate(per_row)]
+        + [(f"count(*) filter (where {screen})", f"_s{i}") for i, screen in enumerate(screened)]
         + [
             (f"count(*) filter (where {quote_ident(_RAW_PREFIX + n)} is distinct from {quote_ident(n)})", f"_k{i}")
             for i, n in enumerate(to_clean)
@@ -761,9 +773,12 @@ def _check_rows(
             f"select {', '.join([alias for _, alias in scalars] + sums)} from {table}"
         ).fetchall()[0]
         row_counts = counts[: len(per_row)]
-        changed = counts[len(per_row) : len(per_row) + len(to_clean)]
-        non_null = counts[len(per_row) + len(to_clean) :]
+        passed = counts[len(per_row) : len(per_row) + len(screened)]
+        changed = counts[len(per_row) + len(screened) : len(per_row) + len(screened) + len(to_clean)]
+        non_null = counts[len(per_row) + len(screened) + len(to_clean) :]
         counted = dict(zip((id(c) for c in per_row), row_counts, strict=True))
+        for (screen, group), n in zip(screened.items(), passed, strict=True):
+            counted |= _count_screened(con, src, screen, group) if n else dict.fromkeys((id(c) for c in group), 0)
         for i, name in enumerate(grouped):
             counted |= _count_values(con, src, table, i, name, checks, rows - non_null[i])
         for check in orphans:
@@ -804,6 +819,13 @@ def _check_rows(
             _report_examples(con, src, check, n, problems, join)
     if dup_rows:
         _report_duplicates(con, src, dup_rows, problems)
+
+
+def _count_screened(con: duckdb.DuckDBPyConnection, src: _Source, screen: str, checks: list[Check]) -> dict[int, int]:
+    """Bad-row counts of rules whose screen passed on some rows, keyed by ``id(check)``: a scan of those rows."""
+    sums = ", ".join(f"count(*) filter (where {c.condition})" for c in checks)
+    found = con.execute(f"select {sums} from {src.view} where {screen}").fetchall()[0]
+    return {id(c): int(n) for c, n in zip(checks, found, strict=True)}
 
 
 def _as_read(src: _Source, name: str) -> str:
