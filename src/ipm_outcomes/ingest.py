@@ -15,7 +15,10 @@ storing the rows:
 * key uniqueness is counted on 64-bit hashes of the keys (distinct hashes prove distinct keys;
   only a repeated hash is checked again on the keys themselves);
 * the scan also finds which text columns are clean (trimming, case-folding and dropping dots
-  change no value), and the write copies those as read instead of normalising every row.
+  change no value), and the write copies those as read instead of normalising every row;
+* the identifier-value patterns of a free-text column (regular expressions) are counted only when
+  the column's cheap screen (a character every match holds) passes on some row, in a second scan
+  of those rows.
 
 A CSV that fails a rule is checked again from its text (copied as read, insertion-ordered, so row
 numbers are reliable): its messages show every value and row number as written in the file, not
