@@ -663,7 +663,7 @@ def _stage_typed(con: duckdb.DuckDBPyConnection, src: _Source, stage_dir: Path) 
     """
     # Layered so that each value is trimmed, cast and tested once: DuckDB evaluates an expression
     # as often as it is written (writing the cast and the test in both the typed column and its
-    # text twin cost 40 % of the copy of a million persons' claims).
+    # text twin made the copy of 200,000 persons' claims cost 17.0 CPU-s instead of 12.3).
     inner, casts, tests, outer = [], ["*"], ["*"], []
     for col in src.columns:
         ref = quote_ident(col.name)
