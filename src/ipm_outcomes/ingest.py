@@ -15,7 +15,10 @@ storing the rows:
 * key uniqueness is counted on 64-bit hashes of the keys (distinct hashes prove distinct keys;
   only a repeated hash is checked again on the keys themselves);
 * the scan also finds which text columns are clean (trimming, case-folding and dropping dots
-  change no value), and the write copies those as read instead of normalising every row.
+  change no value), and the write copies those as read instead of normalising every row;
+* the identifier-value patterns of a free-text column (regular expressions) are counted only when
+  the column's cheap screen (a character every match holds) passes on some row, in a second scan
+  of those rows.
 
 A CSV that fails a rule is checked again from its text (copied as read, insertion-ordered, so row
 numbers are reliable): its messages show every value and row number as written in the file, not
@@ -563,6 +566,9 @@ def _create_view(con: duckdb.DuckDBPyConnection, src: _Source, *, rejects: bool,
 _RAW_PREFIX = "_raw:"
 _EXTRA_PREFIX = "_extra:"
 _TEXT_PREFIX = "_text:"
+#: Columns of the CSV staging query only (a typed value and whether its text is ill-formed).
+_CAST_PREFIX = "_cast:"
+_ILL_PREFIX = "_ill:"
 
 
 def _normalises(src: _Source, name: str) -> bool:
@@ -664,7 +670,10 @@ def _stage_typed(con: duckdb.DuckDBPyConnection, src: _Source, stage_dir: Path) 
     is not well-formed (``1990.0`` for a year) is NULL there, with its text in ``_text:<column>``.
     A file that DuckDB cannot parse cleanly is left to the text path, which reports its lines.
     """
-    inner, outer = [], []
+    # Layered so that each value is trimmed, cast and tested once: DuckDB evaluates an expression
+    # as often as it is written (writing the cast and the test in both the typed column and its
+    # text twin made the copy of 200,000 persons' claims cost 17.0 CPU-s instead of 12.3).
+    inner, casts, tests, outer = [], ["*"], ["*"], []
     for col in src.columns:
         ref = quote_ident(col.name)
         if col.type == "VARCHAR":
@@ -673,18 +682,21 @@ def _stage_typed(con: duckdb.DuckDBPyConnection, src: _Source, stage_dir: Path) 
             inner.append(ref)
             outer.append(ref)
         else:
+            cast, ill = quote_ident(_CAST_PREFIX + col.name), quote_ident(_ILL_PREFIX + col.name)
             inner.append(f"{clean_text(ref)} as {ref}")
-            ill = ill_formed_text(col, ref)
-            outer.append(f"case when not ({ill}) then {typed_expr(col, 'VARCHAR', ref)} end as {ref}")
+            casts.append(f"{typed_expr(col, 'VARCHAR', ref)} as {cast}")
+            tests.append(f"{ill_formed_text(col, ref, cast)} as {ill}")
+            outer.append(f"case when not {ill} then {cast} end as {ref}")
             outer.append(f"case when {ill} then {ref} end as {quote_ident(_TEXT_PREFIX + col.name)}")
     for name in [name for _, name in src.diagnosis] + src.extras:
         inner.append(quote_ident(name))
         outer.append(quote_ident(name))
     path = stage_dir / f"{src.name}.parquet"
+    read = f"select {', '.join(inner)} from {_read_csv_sql(src, False)}"
     try:
         con.execute(
-            f"copy (select {', '.join(outer)} from (select {', '.join(inner)} from {_read_csv_sql(src, False)}))"
-            f" to {_path_literal(path)} (format parquet)"
+            f"copy (select {', '.join(outer)} from (select {', '.join(tests)} from (select {', '.join(casts)} from"
+            f" ({read})))) to {_path_literal(path)} (format parquet)"
         )
     except duckdb.Error:
         path.unlink(missing_ok=True)
@@ -734,10 +746,22 @@ def _check_rows(
     per_row = [
         c for c in checks if not (len(c.columns_needed) == 1 and c.columns_needed[0] in grouped) and c not in orphans
     ]
+    # Rules with a screen (identifier values: a regular expression per row of every free-text column,
+    # half the scan of a claims table) are counted by their screens, one per column; the rules
+    # themselves only where a screen passes. A CSV read as text is scanned once (it logs its
+    # malformed lines), so its rules are counted as they are.
+    by_columns: dict[tuple[str, ...], list[Check]] = {}
+    if src.kind != "csv" or src.typed_stage or src.staged:
+        for c in per_row:
+            if c.screen is not None:
+                by_columns.setdefault(c.columns_needed, []).append(c)
+    screened = {" or ".join(dict.fromkeys(c.screen for c in group)): group for group in by_columns.values()}
+    per_row = [c for c in per_row if c.screen is None or c.columns_needed not in by_columns]
     to_clean = [c.name for c in src.columns if _normalises(src, c.name) and c.name not in grouped]
     scalars = (
         [("count(*)", "_rows"), *((e, f"_key{i}") for i, e in enumerate(_key_counts(src)))]
         + [(f"count(*) filter (where {c.condition})", f"_c{i}") for i, c in enumerate(per_row)]
+        + [(f"count(*) filter (where {screen})", f"_s{i}") for i, screen in enumerate(screened)]
         + [
             (f"count(*) filter (where {quote_ident(_RAW_PREFIX + n)} is distinct from {quote_ident(n)})", f"_k{i}")
             for i, n in enumerate(to_clean)
@@ -761,9 +785,12 @@ def _check_rows(
             f"select {', '.join([alias for _, alias in scalars] + sums)} from {table}"
         ).fetchall()[0]
         row_counts = counts[: len(per_row)]
-        changed = counts[len(per_row) : len(per_row) + len(to_clean)]
-        non_null = counts[len(per_row) + len(to_clean) :]
+        passed = counts[len(per_row) : len(per_row) + len(screened)]
+        changed = counts[len(per_row) + len(screened) : len(per_row) + len(screened) + len(to_clean)]
+        non_null = counts[len(per_row) + len(screened) + len(to_clean) :]
         counted = dict(zip((id(c) for c in per_row), row_counts, strict=True))
+        for (screen, group), n in zip(screened.items(), passed, strict=True):
+            counted |= _count_screened(con, src, screen, group) if n else dict.fromkeys((id(c) for c in group), 0)
         for i, name in enumerate(grouped):
             counted |= _count_values(con, src, table, i, name, checks, rows - non_null[i])
         for check in orphans:
@@ -809,6 +836,13 @@ def _add_no_rows(src: _Source, problems: ProblemList) -> None:
             f"optional table {src.name} has no rows, as if it were absent; unavailable: "
             f"{src.table.unavailable_without}",
         )
+
+
+def _count_screened(con: duckdb.DuckDBPyConnection, src: _Source, screen: str, checks: list[Check]) -> dict[int, int]:
+    """Bad-row counts of rules whose screen passed on some rows, keyed by ``id(check)``: a scan of those rows."""
+    sums = ", ".join(f"count(*) filter (where {c.condition})" for c in checks)
+    found = con.execute(f"select {sums} from {src.view} where {screen}").fetchall()[0]
+    return {id(c): int(n) for c, n in zip(checks, found, strict=True)}
 
 
 def _as_read(src: _Source, name: str) -> str:

@@ -133,7 +133,9 @@ class Check:
     expression shown as the example value (None: nothing worth showing, as for empty values).
     ``columns_needed`` must name every column the condition reads: a rule on one column is
     evaluated once per distinct value of that column (and its typed twin), so it may not depend on
-    anything else of the row.
+    anything else of the row. ``screen``, when given, is a cheaper condition true on every row
+    where ``condition`` is (a rule over free text evaluates a regular expression per row): a scan
+    may count the screen first and evaluate ``condition`` only when some row passes it.
     """
 
     rule: str
@@ -143,6 +145,7 @@ class Check:
     example: str | None
     columns_needed: tuple[str, ...]
     severity: str = ERROR
+    screen: str | None = None
 
 
 def quote_ident(name: str) -> str:
@@ -232,9 +235,13 @@ def typed_expr(column: Column, source_type: str, ref: str) -> str:
     return f"try_cast({ref} as {column.type})"
 
 
-def ill_formed_text(column: Column, ref: str) -> str:
-    """SQL true when non-empty text is not a value of the (non-text) column's type as the contract spells it."""
-    return f"{typed_expr(column, 'VARCHAR', ref)} is null or {_strict_text_form(column, ref)}"
+def ill_formed_text(column: Column, ref: str, cast: str | None = None) -> str:
+    """SQL true when non-empty text is not a value of the (non-text) column's type as the contract spells it.
+
+    ``cast`` names the text's typed value (:func:`typed_expr`) when it is already computed, so the
+    cast is not repeated.
+    """
+    return f"{cast or typed_expr(column, 'VARCHAR', ref)} is null or {_strict_text_form(column, ref)}"
 
 
 def _strict_text_form(column: Column, ref: str) -> str | None:
@@ -517,12 +524,12 @@ def identifier_value_checks(columns: dict[str, str], allow: bool, scanned: Calla
     for column, name in columns.items():
         ref = quote_ident(name)
         for what, pattern, needs in IDENTIFIER_VALUE_PATTERNS:
-            cheap = " or ".join(f"contains({ref}, {quote_literal(c)})" for c in needs)
+            cheap = f"({' or '.join(f'contains({ref}, {quote_literal(c)})' for c in needs)})"
             checks.append(
                 Check(
                     "identifier_value",
                     column,
-                    f"({cheap}) and regexp_matches({ref}, {quote_literal(pattern)})",
+                    f"{cheap} and regexp_matches({ref}, {quote_literal(pattern)})",
                     lambda n, what=what: (
                         f"{n:,} {'value' if n == 1 else 'values'} in all {scanned():,} rows "
                         f"{'looks' if n == 1 else 'look'} like {what}, a direct identifier; {todo}"
@@ -530,6 +537,7 @@ def identifier_value_checks(columns: dict[str, str], allow: bool, scanned: Calla
                     mask_sql(ref),
                     (name,),
                     severity=WARNING if allow else ERROR,
+                    screen=cheap,
                 )
             )
     return checks

@@ -556,6 +556,33 @@ def test_identifier_values_in_extra_parquet_columns_are_refused(good_extract, db
     ]
 
 
+def test_identifier_values_are_counted_exactly_where_their_cheap_screen_passes(good_extract, db, db_state):
+    # Every value of "note" holds a character that can start an identifier ('-', '.', ' ', '@'), so the
+    # screen passes on every row; only one value is an identifier, and only its pattern may count it.
+    notes = ["see 12-3", "v1.2 ok", "a @ b", "ssn 123-45-6789", "x-ray 2.5 mm", "room 12", "3-4.5", "@home"]
+    parquet_parts(
+        good_extract,
+        "ehr_pro",
+        "select *, ["
+        + ", ".join(f"'{n}'" for n in notes)
+        + "][row_number() over (order by person_id, assessment_date, instrument)] as note from t"
+        " order by person_id, assessment_date, instrument",
+    )
+    assert of_rule(refused(good_extract, db, db_state), "identifier_value") == [
+        Problem(
+            E,
+            "ehr_pro/part-0.parquet",
+            "ehr_pro",
+            "note",
+            "identifier_value",
+            "1 value in all 8 rows looks like a social security number, a direct identifier; remove or mask them,"
+            " or use --allow-identifiers",
+            (4,),
+            ("xxx ###-##-####",),
+        )
+    ]
+
+
 def test_no_contract_column_looks_like_an_identifier():
     from ipm_outcomes.contract import TABLES
 
