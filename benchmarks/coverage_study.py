@@ -49,6 +49,25 @@ HORIZON = 180
 KEYS = {"rd": "rd/early/delayed", "early": "cif/early", "delayed": "cif/delayed"}
 
 
+def _scored(summary: pd.DataFrame, bootstrap, prefix: str, horizons) -> dict:
+    """Estimate, interval and bootstrap SE at HORIZON of the RD and each arm (NaN SE without replicates);
+    ``prefix`` is the estimator's key prefix of its bootstrap values (the landmark's ``<estimand>|``)."""
+    s = summary
+    out = {}
+    for key, mask in (
+        ("rd", (s.measure == "risk_difference")),
+        ("early", (s.measure == "cumulative_incidence") & (s.arm == "early")),
+        ("delayed", (s.measure == "cumulative_incidence") & (s.arm == "delayed")),
+    ):
+        r = s[mask & (s.horizon_days == HORIZON)].iloc[0]
+        se = math.nan
+        if bootstrap is not None:
+            values = bootstrap.standard_error(prefix + KEYS[key])
+            se = float(values[horizons.index(HORIZON)] if key == "rd" else values[HORIZON])
+        out.update({f"{key}_estimate": r.estimate, f"{key}_low": r.ci_low, f"{key}_high": r.ci_high, f"{key}_se": se})
+    return out
+
+
 def _pipeline_penalty() -> float:
     """The ridge penalty of the pipeline's models (the shipped spec's analysis.model_l2_penalty): the
     estimators' own default is the unpenalised fit, and the study scores the pipeline's."""
@@ -64,18 +83,7 @@ def _ccw(df: pd.DataFrame, covariates: list[str], replicates: int, workers: int,
         grace_period_days=42, truncation_percentiles=truncation, l2=_pipeline_penalty(), n_bootstrap=replicates,
         seed=seed, workers=workers,
     ).fit(df, covariates)  # fmt: skip
-    s = m.summary
-    out = {}
-    for key, mask in (
-        ("rd", (s.measure == "risk_difference")),
-        ("early", (s.measure == "cumulative_incidence") & (s.arm == "early")),
-        ("delayed", (s.measure == "cumulative_incidence") & (s.arm == "delayed")),
-    ):
-        r = s[mask & (s.horizon_days == HORIZON)].iloc[0]
-        se = m.bootstrap_.standard_error(KEYS[key]) if m.bootstrap_ is not None else None  # nan without replicates
-        se = float(se[m.settings_.horizons.index(HORIZON)] if key == "rd" else se[HORIZON]) if se is not None else math.nan
-        out.update({f"{key}_estimate": r.estimate, f"{key}_low": r.ci_low, f"{key}_high": r.ci_high, f"{key}_se": se})
-    return out
+    return _scored(m.summary, m.bootstrap_, "", m.settings_.horizons)
 
 
 def _landmark(df: pd.DataFrame, covariates: list[str], replicates: int, workers: int, seed: int, estimand: str):
@@ -86,20 +94,7 @@ def _landmark(df: pd.DataFrame, covariates: list[str], replicates: int, workers:
         landmark_day=42, estimand=estimand, truncation_percentiles=None, l2=_pipeline_penalty(), n_bootstrap=replicates,
         seed=seed, workers=workers,
     ).fit(df, covariates)  # fmt: skip
-    s = m.summary
-    out = {}
-    for key, mask in (
-        ("rd", (s.measure == "risk_difference")),
-        ("early", (s.measure == "cumulative_incidence") & (s.arm == "early")),
-        ("delayed", (s.measure == "cumulative_incidence") & (s.arm == "delayed")),
-    ):
-        r = s[mask & (s.horizon_days == HORIZON)].iloc[0]
-        se = math.nan
-        if m.bootstrap_ is not None:
-            values = m.bootstrap_.standard_error(f"{estimand}|{KEYS[key]}")
-            se = float(values[m.horizons.index(HORIZON)] if key == "rd" else values[HORIZON])
-        out.update({f"{key}_estimate": r.estimate, f"{key}_low": r.ci_low, f"{key}_high": r.ci_high, f"{key}_se": se})
-    return out
+    return _scored(m.summary, m.bootstrap_, f"{estimand}|", tuple(m.horizons))
 
 
 def _fit(estimator: str, df, covariates, replicates, workers, seed, truncation, truth: dict) -> dict:

@@ -243,6 +243,10 @@ def _subgroup_columns(spec: StudySpec, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+#: The measures of days off work (restricted mean time not back at work), arm levels and their difference.
+DAYS_OFF_MEASURES = ("rmst_difference", "restricted_mean_days_off_work")
+
+
 def _estimate_rows(summary: pd.DataFrame, item: AnalysisItem, days_off_horizons) -> list[dict]:
     """results.json estimates from an estimator's summary: days-off measures only at ``days_off_horizons``
     (the last horizon, or the shorter ones of :func:`days_off_reading_horizons`), hazard ratios without a
@@ -251,7 +255,7 @@ def _estimate_rows(summary: pd.DataFrame, item: AnalysisItem, days_off_horizons)
     for r in summary.to_dict("records"):
         measure = r["measure"]
         h = r.get("horizon_days")
-        if measure in ("rmst_difference", "restricted_mean_days_off_work") and h not in days_off_horizons:
+        if measure in DAYS_OFF_MEASURES and h not in days_off_horizons:
             continue
         if measure == "hazard_ratio":
             h = None
@@ -278,6 +282,16 @@ def days_off_reading_horizons(max_horizon: int, step: int = 30) -> list[int]:
     last horizon is withheld the report can still answer in days off work within the longest of these
     that both arms reach ("days off work in the first 300 days")."""
     return list(range(step, max_horizon, step))
+
+
+def _with_days_off(summary: pd.DataFrame, model, max_horizon: int, contrast=("early", "delayed")):
+    """``summary`` followed by ``model``'s days off work at :func:`days_off_reading_horizons`, and every
+    horizon at which days off work are reported (for :func:`_estimate_rows`)."""
+    shorter = days_off_reading_horizons(max_horizon)
+    # the summary's own days off at its shorter horizons are read again from the by-day values
+    repeated = summary["measure"].isin(DAYS_OFF_MEASURES) & (summary["horizon_days"] != max_horizon)
+    rows = pd.concat([summary[~repeated], model.days_off_at(shorter, contrast)], ignore_index=True)
+    return rows, {max_horizon, *shorter}
 
 
 def _table1(frame: pd.DataFrame, covariates: list[str], early: np.ndarray, weights: np.ndarray):
@@ -836,14 +850,9 @@ def _primary(item: AnalysisItem, ctx: _Context, ccw: CloneCensorWeight, out: _It
     # rule applies to them: replace the arm sizes with those.
     ref_all = _referral_days(ctx, PRIMARY_REFERRAL)
     following = {arm: _persons_following(ref_all, item.strategies[arm]) for arm in (e_arm, d_arm)}
+    rows, days_off_horizons = _with_days_off(rows, ccw, max_h, item.contrast)
     rows = rows.assign(n=[following.get(arm, n) if isinstance(arm, str) else n for arm, n in zip(rows["arm"], rows["n"])])
-    out.estimates += _estimate_rows(rows, item, {max_h})
-    shorter = days_off_reading_horizons(max_h)
-    days_off = ccw.days_off_at(shorter, item.contrast)
-    days_off = days_off.assign(
-        n=[following.get(arm, n) if isinstance(arm, str) else n for arm, n in zip(days_off["arm"], days_off["n"])]
-    )
-    out.estimates += _estimate_rows(days_off, item, set(shorter))
+    out.estimates += _estimate_rows(rows, item, days_off_horizons)
     c = ccw.curves_[ccw.curves_.arm.isin([e_arm, d_arm])].rename(columns={"cumulative_incidence": "estimate"})
     out.tables["rtw_curves"] = c.assign(analysis=item.id, method=item.method)
     rd = _contrast_row(s, item, "risk_difference", primary_h)
@@ -984,9 +993,8 @@ def _run_landmark(item: AnalysisItem, ctx: _Context) -> _ItemResult:
     except IpmError as exc:
         out.unavailable["rtw/landmark_iptw"] = str(exc)
         return out
-    out.estimates += _estimate_rows(lm.summary, item, {max(item.horizons)})
-    shorter = days_off_reading_horizons(max(item.horizons))
-    out.estimates += _estimate_rows(lm.days_off_at(shorter), item, set(shorter))
+    rows, days_off_horizons = _with_days_off(lm.summary, lm, max(item.horizons))
+    out.estimates += _estimate_rows(rows, item, days_off_horizons)
     out.tables["rtw_curves"] = lm.curves_.rename(columns={"cumulative_incidence": "estimate"}).assign(
         analysis=item.id, method=item.method
     )
@@ -1042,9 +1050,8 @@ def _run_naive(item: AnalysisItem, ctx: _Context) -> _ItemResult:
     except IpmError as exc:
         out.unavailable["rtw/naive"] = str(exc)
         return out
-    out.estimates += _estimate_rows(nv.summary, item, {max(item.horizons)})
-    shorter = days_off_reading_horizons(max(item.horizons))
-    out.estimates += _estimate_rows(nv.days_off_at(shorter), item, set(shorter))
+    rows, days_off_horizons = _with_days_off(nv.summary, nv, max(item.horizons))
+    out.estimates += _estimate_rows(rows, item, days_off_horizons)
     out.tables["rtw_curves"] = nv.curves_.rename(columns={"cumulative_incidence": "estimate"}).assign(analysis=item.id, method=item.method)
     return out
 
