@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
+from scipy.stats import norm
 
 from .vocabulary import ARMS
 
@@ -591,3 +592,127 @@ def binned_distribution(
         ax.text(0.5, 0.5, "Too few persons to draw", transform=ax.transAxes, ha="center", color="#666666")
     _title(ax, title)
     return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Empirical calibration
+# --------------------------------------------------------------------------------------------------
+
+
+def _calibrated_boundary(log_x: np.ndarray, z: float, mean: float, sd: float) -> np.ndarray:
+    """The standard error below which an estimate at ``log_x`` has calibrated p < alpha (EmpiricalCalibration
+    ``logRrtoSE``): ``sqrt(max(0, (mu - log x)^2 / z^2 - sigma^2))``."""
+    return np.sqrt(np.maximum((mean - log_x) ** 2 / z**2 - sd**2, 0.0))
+
+
+def calibration_effect(
+    controls: pd.DataFrame,
+    *,
+    null_mean: float | None,
+    null_sd: float | None,
+    estimates: pd.DataFrame | None = None,
+    alpha: float = 0.05,
+    ease: float | None = None,
+    xlabel: str = "Hazard ratio",
+    title: str | None = None,
+    ax=None,
+) -> Figure:
+    """Negative-control estimates against their standard errors, with the p = alpha boundaries.
+
+    EmpiricalCalibration's ``plotCalibrationEffect`` (``R/Plots.R``): the effect estimate on a log x axis, its
+    standard error on the y axis; below the dashed lines an estimate has a traditional p < alpha (``se <
+    |log x| / z``), inside the shaded orange area a calibrated p < alpha under the empirical null (the boundary
+    of ``logRrtoSE``). Negative controls are dots, the study's estimates (if given) diamonds.
+
+    Disclosure: the figure draws estimates and standard errors only, no count, and its text is the axis
+    labels, the legend and the optional EASE; nothing in it is a number of persons. A standard error is not
+    an exact function of event counts for the bootstrap or robust standard errors of this study, but a Wald
+    standard error of a crude 2x2 table is (``sqrt(1/a - 1/n1 + 1/b - 1/n2)``): pass only estimates that the
+    report's disclosure gate lets through, as for every estimate shown.
+
+    Parameters
+    ----------
+    controls
+        The usable negative controls: ``log_rr`` and ``se_log_rr`` (e.g. ``EmpiricalCalibration.controls_``
+        where ``used``).
+    null_mean, null_sd
+        The fitted empirical null (log scale); None when calibration was skipped (only the traditional
+        boundary is drawn).
+    estimates
+        Optional contrasts of interest: ``log_rr``, ``se_log_rr``.
+    ease
+        Optional expected absolute systematic error to print in the corner.
+    """
+    z = float(norm.ppf(1 - alpha / 2))
+    fig, ax = _new(ax, (6.6, 4.4))
+    points = [controls[["log_rr", "se_log_rr"]]]
+    if estimates is not None and len(estimates):
+        points.append(estimates[["log_rr", "se_log_rr"]])
+    allp = pd.concat(points).astype(float)
+    allp = allp[np.isfinite(allp["log_rr"]) & np.isfinite(allp["se_log_rr"])]
+    lo = min(0.25, float(np.exp(allp["log_rr"].min())) / 1.25) if len(allp) else 0.25
+    hi = max(4.0, float(np.exp(allp["log_rr"].max())) * 1.25) if len(allp) else 4.0
+    top = max(0.25, float(allp["se_log_rr"].max()) * 1.2) if len(allp) else 1.5
+    log_x = np.arange(np.log(lo), np.log(hi) + 0.01, 0.01)
+    x = np.exp(log_x)
+    traditional = np.abs(log_x) / z
+    ax.fill_between(x, 0, traditional, color="#000000", alpha=0.08, lw=0, zorder=0)
+    ax.plot(x, traditional, color="#555555", ls="--", lw=1.2, zorder=1,
+            label=f"Traditional p < {alpha:g} below the dashed line")
+    if null_mean is not None and null_sd is not None:
+        calibrated = _calibrated_boundary(log_x, z, float(null_mean), float(null_sd))
+        ax.fill_between(x, 0, calibrated, color=OKABE_ITO["orange"], alpha=0.35, lw=0, zorder=0)
+        ax.plot(x, calibrated, color=OKABE_ITO["orange"], lw=1.4, zorder=1,
+                label=f"Calibrated p < {alpha:g} in the orange area")
+    ax.axvline(1.0, color="#333333", lw=0.9, zorder=1)
+    ax.plot(np.exp(controls["log_rr"].astype(float)), controls["se_log_rr"].astype(float), "o", ms=5,
+            color=OKABE_ITO["blue"], alpha=0.7, zorder=3, label="Negative controls")
+    if estimates is not None and len(estimates):
+        ax.plot(np.exp(estimates["log_rr"].astype(float)), estimates["se_log_rr"].astype(float), "D", ms=8,
+                color=OKABE_ITO["yellow"], markeredgecolor="#000000", zorder=4, label="Study estimates")
+    if ease is not None and np.isfinite(ease):
+        ax.text(0.02, 0.97, f"Expected absolute systematic error = {ease:.2f}", transform=ax.transAxes,
+                ha="left", va="top", fontsize=8.6)
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(0, top)
+    ticks = [t for t in (0.1, 0.125, 0.25, 0.5, 1, 2, 4, 6, 8, 10, 20) if lo <= t <= hi]
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    ax.set_xlabel(f"{xlabel} (log scale)")
+    ax.set_ylabel("Standard error of the log estimate")
+    # below the axes: inside, it would hide controls with a large standard error
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8)
+    _title(ax, title)
+    return fig
+
+
+def calibrated_intervals(rows: pd.DataFrame, *, xlabel: str = "Hazard ratio", title: str | None = None, ax=None) -> Figure:
+    """Uncalibrated and calibrated 95% intervals of each contrast, one above the other (log scale).
+
+    Parameters
+    ----------
+    rows
+        One row per contrast, in display order: ``label``, ``rr``, ``ci_low``, ``ci_high``, ``calibrated_rr``,
+        ``calibrated_ci_low``, ``calibrated_ci_high`` (as :meth:`ipm_outcomes.calibration.EmpiricalCalibration.calibrate`
+        returns them, with a ``label``); calibrated values NaN when calibration was skipped.
+
+    Disclosure: ratios and their intervals only, no count; pass only contrasts the report's gate lets through.
+    """
+    def fmt(est, lo, hi) -> str:
+        if pd.isna(est):
+            return "not calibrated"
+        return f"{est:.2f} ({lo:.2f} to {hi:.2f})"
+
+    forest_rows = []
+    for row in rows.to_dict("records"):
+        forest_rows.append({"label": row["label"], "header": True})
+        forest_rows.append({"label": "uncalibrated", "estimate": row["rr"], "ci_low": row["ci_low"],
+                            "ci_high": row["ci_high"], "colour": OKABE_ITO["grey"],
+                            "text": fmt(row["rr"], row["ci_low"], row["ci_high"])})
+        forest_rows.append({"label": "calibrated", "estimate": row["calibrated_rr"],
+                            "ci_low": row["calibrated_ci_low"], "ci_high": row["calibrated_ci_high"],
+                            "colour": OKABE_ITO["blue"],
+                            "text": fmt(row["calibrated_rr"], row["calibrated_ci_low"], row["calibrated_ci_high"])})
+    return forest(pd.DataFrame(forest_rows), null=1.0, xlabel=xlabel, title=title, log=True, ax=ax)
