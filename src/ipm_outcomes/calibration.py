@@ -137,6 +137,13 @@ def _profile_log_likelihood(sigma: float, b: np.ndarray, s2: np.ndarray) -> floa
     return _log_likelihood(_profile_mean(sigma, b, s2), sigma, b, s2)
 
 
+def _score_at_zero(b: np.ndarray, s2: np.ndarray) -> float:
+    """d log L / d sigma^2 at sigma = 0 (mu profiled): ``sum((b_i - mu)^2 / s_i^4 - 1 / s_i^2) / 2``."""
+    w = 1.0 / s2
+    mu = float(w @ b / w.sum())
+    return float(0.5 * np.sum(w * w * (b - mu) ** 2 - w))
+
+
 def fit_null(log_rr, se_log_rr) -> EmpiricalNull:
     """Fit the empirical null distribution to negative-control estimates by maximum likelihood.
 
@@ -185,12 +192,19 @@ def fit_null(log_rr, se_log_rr) -> EmpiricalNull:
         # makes sigma = 0 degenerate (an infinite density), so the search then starts just above it.
         lowest = 0.0 if all_positive else spread * 1e-9
         grid = lowest + (spread - lowest) * np.linspace(0.0, 1.0, 201) ** 2
-        values = np.array([_profile_log_likelihood(g, b, s2) for g in grid])
+        v = grid[:, None] ** 2 + s2[None, :]  # one row per grid point
+        mus = (b / v).sum(axis=1) / (1.0 / v).sum(axis=1)
+        values = -0.5 * (np.log(2 * np.pi * v) + (b[None, :] - mus[:, None]) ** 2 / v).sum(axis=1)
         k = int(np.argmax(values))
-        lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, grid.size - 1)]
-        res = optimize.minimize_scalar(lambda g: -_profile_log_likelihood(g, b, s2), bounds=(lo, hi),
-                                       method="bounded", options={"xatol": 1e-13 * spread})
-        sigma = float(res.x) if -res.fun >= values[k] else float(grid[k])
+        if k == 0 and all_positive and _score_at_zero(b, s2) <= 0:
+            # the likelihood falls as sigma leaves 0 (its slope in sigma^2 is not positive there): the
+            # maximum is exactly on the boundary, all spread is random error
+            sigma = 0.0
+        else:
+            lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, grid.size - 1)]
+            res = optimize.minimize_scalar(lambda g: -_profile_log_likelihood(g, b, s2), bounds=(lo, hi),
+                                           method="bounded", options={"xatol": 1e-13 * spread})
+            sigma = float(res.x) if -res.fun >= values[k] else float(grid[k])
     if sigma == 0 and not all_positive:  # identical estimates, one of them with no random error
         return EmpiricalNull(mean=float(b[0]), sd=0.0, n_controls=int(b.size), mean_se=0.0,
                              log_likelihood=float("inf"))
@@ -312,6 +326,16 @@ def _log_bound(ci_width: float, lower_bound: bool, b: np.ndarray, s: np.ndarray,
     z = stats.norm.ppf((1 - ci_width) / 2)
     if lower_bound:
         z = -z
+    if not model.legacy and model.sd_slope == 0 and model.mean_slope != 0:
+        # sd(x) is constant, so opt is linear in x: its root in closed form, NA outside R's bracket
+        # (tests/unit/test_calibration.py checks it against the bisection below)
+        root = (b - model.mean_intercept - z * np.sqrt(model.sd_intercept ** 2 + s ** 2)) / model.mean_slope
+        return np.where(np.abs(root) <= _SEARCH, root, np.nan)
+    return _bisect_bound(z, b, s, model)
+
+
+def _bisect_bound(z: float, b: np.ndarray, s: np.ndarray, model: SystematicErrorModel) -> np.ndarray:
+    """The root of :func:`_opt` by bisection within the bracket ``logBound`` uses."""
     n = b.size
     lo = np.full(n, -_SEARCH)
     hi = np.full(n, _SEARCH)
