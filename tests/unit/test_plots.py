@@ -243,3 +243,60 @@ def test_qol_panels_span_at_least_three_mcids():
     fig = plots.qol_means(pd.DataFrame(rows), labels={"odi": "ODI"}, mcid={"odi": 10.0})
     lo, hi = fig.axes[0].get_ylim()
     assert hi - lo >= 30.0
+
+
+def _nc_table() -> pd.DataFrame:
+    rng = np.random.default_rng(4)
+    return pd.DataFrame({"log_rr": rng.normal(0.1, 0.2, 20), "se_log_rr": rng.uniform(0.05, 0.3, 20)})
+
+
+def test_calibration_effect_draws_the_packages_boundaries_and_no_counts():
+    from scipy.stats import norm
+
+    controls = _nc_table()
+    estimates = pd.DataFrame({"log_rr": [0.4], "se_log_rr": [0.08]})
+    fig = plots.calibration_effect(controls, null_mean=0.1, null_sd=0.15, estimates=estimates, ease=0.1234,
+                                   title="Negative controls")
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    z = norm.ppf(0.975)
+    trad = lines["Traditional p < 0.05 below the dashed line"]
+    npt_x = np.log(trad.get_xdata())
+    np.testing.assert_allclose(trad.get_ydata(), np.abs(npt_x) / z, atol=1e-12)
+    cal = lines["Calibrated p < 0.05 in the orange area"]
+    log_x = np.log(cal.get_xdata())
+    # EmpiricalCalibration logRrtoSE: sqrt(max(0, (mu - log x)^2 / z^2 - sigma^2)); calibrated p = 0.05 on it
+    np.testing.assert_allclose(cal.get_ydata(), np.sqrt(np.maximum((0.1 - log_x) ** 2 / z**2 - 0.15**2, 0)), atol=1e-12)
+    on = cal.get_ydata() > 0
+    from ipm_outcomes.calibration import EmpiricalNull, calibrate_p
+
+    np.testing.assert_allclose(calibrate_p(EmpiricalNull(0.1, 0.15, 0), log_x[on], cal.get_ydata()[on]), 0.05, atol=1e-9)
+    dots = lines["Negative controls"]
+    np.testing.assert_allclose(dots.get_xdata(), np.exp(controls.log_rr))
+    np.testing.assert_allclose(dots.get_ydata(), controls.se_log_rr)
+    assert ax.get_xscale() == "log"
+    texts = [t for t, _gid in _draw(fig)]
+    assert "Expected absolute systematic error = 0.12" in texts
+    assert all(gid != plots.COUNT_GID for _t, gid in _draw(fig))
+    # the only numbers drawn (ticks aside) are alpha and EASE: nothing that could be a count of persons
+    numbers = {n for t in texts for n in re.findall(r"\d+(?:\.\d+)?", t)}
+    assert numbers <= {"0.05", "0.12"}
+
+
+def test_calibration_effect_without_a_null_draws_only_the_traditional_boundary():
+    fig = plots.calibration_effect(_nc_table(), null_mean=None, null_sd=None)
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert not any(label.startswith("Calibrated") for label in labels)
+    assert "Traditional p < 0.05 below the dashed line" in labels
+
+
+def test_calibrated_intervals_pairs_each_contrast():
+    rows = pd.DataFrame({"label": ["Return to work", "Surgery"], "rr": [1.5, 0.8], "ci_low": [1.3, 0.6],
+                         "ci_high": [1.7, 1.1], "calibrated_rr": [1.4, np.nan], "calibrated_ci_low": [0.9, np.nan],
+                         "calibrated_ci_high": [2.1, np.nan]})
+    fig = plots.calibrated_intervals(rows, title="Calibrated and uncalibrated")
+    texts = [t for t, _gid in _draw(fig)]
+    for text in ("Return to work", "Surgery", "1.50 (1.30 to 1.70)", "1.40 (0.90 to 2.10)", "not calibrated"):
+        assert text in texts
+    assert texts.count("calibrated") == 2 and texts.count("uncalibrated") == 2
+    assert fig.axes[0].get_xscale() == "log"
