@@ -515,6 +515,8 @@ class EmpiricalCalibration(BaseEstimator):
     >>> cal.calibrate(contrasts, log_rr="log_hr", se="se_log_hr")                              # doctest: +SKIP
     """
 
+    calibrated_: bool | None = None  # None until fit
+
     def __init__(self, min_controls: int = MIN_NEGATIVE_CONTROLS, ci_width: float = 0.95,
                  ease_threshold: float = EASE_THRESHOLD):
         self.min_controls = min_controls
@@ -610,7 +612,7 @@ class EmpiricalCalibration(BaseEstimator):
         return self
 
     def _require_fitted(self) -> None:
-        if not hasattr(self, "calibrated_"):
+        if self.calibrated_ is None:
             raise IpmError("EmpiricalCalibration: call fit(negative_controls) before calibrate(...)")
 
     @property
