@@ -93,8 +93,10 @@ def test_files_do_not_depend_on_threads_or_chunk_scheduling(tmp_path, monkeypatc
     synth.generate(tmp_path / "four", persons=N, seed=SEED, file_format="parquet")
     assert _hashes(tmp_path / "one") == _hashes(tmp_path / "four")
     ids = duckdb.sql(f"select claim_id from '{tmp_path / 'four' / 'medical_claim.parquet'}'").df()["claim_id"]
-    # CL: the generated claims; SO: the planted secondary-outcome claims (issue 16), numbered per chunk alike
-    assert ids.str.match(r"^(CL|SO)0[012]").all() and ids.str.startswith("CL02").any() and ids.str.startswith("SO02").any()
+    # CL: the generated claims; SO: the planted secondary-outcome claims and CP: the cost process's claims
+    # (issue 16), numbered per chunk alike
+    assert ids.str.match(r"^(CL|SO|CP)0[012]").all()
+    assert ids.str.startswith("CL02").any() and ids.str.startswith("SO02").any() and ids.str.startswith("CP02").any()
 
 
 def test_other_seed_gives_other_data(tmp_path, csv_extract):
