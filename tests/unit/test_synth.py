@@ -220,7 +220,7 @@ def test_pro_scores_within_contract_ranges(csv_extract):
 def test_medical_claims_volume_and_realistic_codes(csv_extract):
     folder, summary = csv_extract
     per_person = summary.rows["medical_claim"] / N
-    assert 15 <= per_person <= 30
+    assert 15 <= per_person <= 36  # about 4 of them from the cost process of the eligible (issue 16)
     con = _con(folder)
     hcpcs = set(con.execute("select distinct hcpcs_code from medical_claim").df()["hcpcs_code"].dropna())
     assert {"99213", "99214", "97110", "72148", "62323", "64483", "20552", "20610"} <= hcpcs
