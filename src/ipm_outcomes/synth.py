@@ -37,6 +37,7 @@ every random stream is keyed on (seed, stream, chunk), so the same seed gives by
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -3022,7 +3023,8 @@ def _cost_claims_table(w: _World, start: int, stop: int, chunk_no: int, schema: 
     return pa.table({name: cols[name] for name in schema.names}).cast(schema)
 
 
-def _lbp_related_matcher():
+@functools.cache
+def _lbp_related():
     """``(diagnosis columns, hcpcs, absolute days) -> bool`` per line: what the cohort build counts as
     back-pain related for cost_lbp_365 (a diagnosis in its diagnosis value sets on the service date, or
     its own procedure code in its procedure value sets)."""
@@ -3085,7 +3087,7 @@ def _follow_up_amounts(w: _World, table: pa.Table, date_col: str, medical: bool)
             rows = np.flatnonzero(day0)
             dx = [table[f"{DIAGNOSIS_COLUMN_PREFIX}{j}"].take(pa.array(rows)).to_numpy(zero_copy_only=False) for j in range(1, N_DX + 1)]
             hcpcs = table["hcpcs_code"].take(pa.array(rows)).to_numpy(zero_copy_only=False)
-            related = _LBP_RELATED(dx, hcpcs, day[rows])
+            related = _lbp_related()(dx, hcpcs, day[rows])
             np.add.at(w.cost_day0[1], p[rows[related]], allowed[rows[related]])
     if not follow.any():
         return table
@@ -3096,7 +3098,6 @@ def _follow_up_amounts(w: _World, table: pa.Table, date_col: str, medical: bool)
     return table
 
 
-_LBP_RELATED = _lbp_related_matcher()
 
 
 def _with_costs(build, medical: bool):

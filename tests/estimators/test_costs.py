@@ -240,3 +240,18 @@ def test_clone_censor_cost_recovers_the_strategy_means(ccw_truth, method):
     naive = totals[cc & referred].mean() - totals[cc & ~referred].mean()
     assert abs(naive - (early - delayed)) > 5 * float(est.bootstrap_.standard_error("difference/early/delayed"))
 
+
+
+def test_referral_survival_is_the_referral_model_clone_censor_weight_fits():
+    """The cost weights use the same referral model as CloneCensorWeight.fit: 1 - S(G) is its referral score."""
+    from ipm_outcomes.estimators import CloneCensorWeight, build_design, standardize
+    from ipm_outcomes.estimators._common import integer_days
+
+    persons, _ = _ccw_study(11, 2000)
+    df = persons.assign(time_days=persons.observed_day + 1, event=0)
+    ccw = CloneCensorWeight(grace_period_days=G, horizons=(HC,), n_bootstrap=0).fit(df, ["x"], referral_col="referral_day")
+    X = standardize(build_design(df, ["x"]).matrix)
+    referral = integer_days(df.referral_day, "referral_day", nullable=True)
+    S = ccw.referral_survival(X, df.time_days.to_numpy(), referral, range(G + 1))
+    assert S.shape == (2000, G + 1) and np.all(np.diff(S, axis=1) <= 0)
+    np.testing.assert_allclose(1 - S[:, G], ccw.referral_score_, rtol=1e-12)
