@@ -192,12 +192,12 @@ def _ccw_truth(seed=7, n=400_000):
     return _total(x, death, early).mean(), _total(x, death, delayed).mean()
 
 
-def _ccw_study(seed, n):
+def _ccw_study(seed, n, loss=(0.004, 0.004)):
     rng = np.random.default_rng(seed)
     x = (rng.random(n) < 0.4).astype(float)
     death = rng.geometric(DEATH, n) - 1
     r = rng.geometric(_referral_p(x)) - 1
-    lost_after = rng.geometric(0.004, n) - 1  # loss independent of everything
+    lost_after = rng.geometric(np.where(x == 1, loss[1], loss[0])) - 1  # by default independent of everything
     end = np.minimum(death, HC)
     last = np.minimum(end, lost_after)
     complete = end <= lost_after
@@ -255,3 +255,25 @@ def test_referral_survival_is_the_referral_model_clone_censor_weight_fits():
     S = ccw.referral_survival(X, df.time_days.to_numpy(), referral, range(G + 1))
     assert S.shape == (2000, G + 1) and np.all(np.diff(S, axis=1) <= 0)
     np.testing.assert_allclose(1 - S[:, G], ccw.referral_score_, rtol=1e-12)
+
+
+def test_loss_that_depends_on_covariates_needs_the_loss_model(ccw_truth):
+    """The costly (x = 1) are lost five times as often: Kaplan-Meier of loss leaves both arms too cheap;
+    the pooled logistic loss model given x recovers them."""
+    persons, daily = _ccw_study(12, 6000, loss=(0.003, 0.015))
+    early, delayed = ccw_truth
+    truth = {"mean/early": early, "mean/delayed": delayed, "difference/early/delayed": early - delayed}
+    fits = {
+        model: CloneCensorCost(grace_period_days=G, horizon_days=HC, interval_days=15, loss_model=model,
+                               n_bootstrap=40, seed=3, workers=1).fit(persons, daily, ["x"])  # fmt: skip
+        for model in ("km", "pooled_logistic")
+    }
+    for key, value in truth.items():
+        est = fits["pooled_logistic"]
+        se = float(est.bootstrap_.standard_error(key))
+        assert abs(float(est.values_[key]) - value) < 3 * se, (key, float(est.values_[key]), value, se)
+    for key in ("mean/early", "mean/delayed"):
+        km = fits["km"]
+        assert float(km.values_[key]) < truth[key] - 3 * float(km.bootstrap_.standard_error(key)), key
+    with pytest.raises(IpmError, match="loss_model='cox'"):
+        CloneCensorCost(loss_model="cox").fit(persons, daily, ["x"])

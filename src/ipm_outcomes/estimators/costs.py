@@ -28,7 +28,8 @@ none within it). Each person is cloned into both strategies; a clone's cost is o
 person is lost, or until its data stop agreeing with the strategy. A referral's own cost falls on its
 day, so a "delayed" clone referred on day r <= G is observed through day r - 1, and an "early" clone
 not referred by day G through day G. The clone's probability of being observed on day t is
-``K_i(t) = A_i(t) * K_lost(t)``: ``K_lost`` as above (loss, Kaplan-Meier), and ``1 / A_i(t)`` the
+``K_i(t) = A_i(t) * K_lost(t)``: ``K_lost`` the probability of not being lost (Kaplan-Meier as
+above, or a pooled logistic model of the daily loss hazard given the covariates), and ``1 / A_i(t)`` the
 clone-censor weight of :mod:`.ccw` read one day later (there the day's outcome precedes the day's
 referral; here the day's cost includes it), from the referral model of
 :meth:`CloneCensorWeight.referral_survival <ipm_outcomes.estimators.ccw.CloneCensorWeight.referral_survival>`
@@ -54,8 +55,10 @@ from ._common import NEVER, _shown, build_design, integer_days, require_columns,
 from .base import BaseEstimator, check_alpha
 from .bootstrap import BootstrapResult
 from .ccw import CloneCensorWeight, grace_period_strategies
+from .propensity import PooledLogisticHazard
 
 METHODS = ("simple", "partitioned")
+LOSS_MODELS = ("km", "pooled_logistic")
 SUMMARY_COLUMNS = ["measure", "arm", "contrast", "horizon_days", "estimate", "ci_low", "ci_high", "n"]
 
 
@@ -308,12 +311,32 @@ def _strategy_weights(name: str, grace: int, S: np.ndarray, referral: np.ndarray
     return consistent_to, prob
 
 
+def _loss_survival(settings: dict, data):
+    """``(rows, days) -> P(not lost before day t)``: Kaplan-Meier of loss, or a pooled logistic model
+    of the daily loss hazard given the baseline covariates (at risk of loss after day s: observed on
+    day s and the history not complete on it)."""
+    last, complete, H = data["last"], data["complete"], settings["horizon"]
+    if settings["loss_model"] == "km" or H < 1:
+        K = km_censoring_survival(last, complete, H)
+        return lambda rows, days: K[days]
+    model = PooledLogisticHazard(interval_days=settings["loss_interval_days"], l2=settings["l2"], standardize=False)
+    model.fit(data["X"], np.where(complete, last - 1, last), ~complete, horizon=H)
+    log_keep = np.log1p(-np.minimum(model.interval_hazard(data["X"]), 1 - 1e-15))
+    starts, widths = model.breaks_[:-1], np.diff(model.breaks_)
+
+    def survival(rows, days):
+        days_before = np.clip(np.asarray(days)[:, None] - starts[None, :], 0, widths[None, :])
+        return np.exp(np.sum(log_keep[rows] * days_before, axis=1))
+
+    return survival
+
+
 def _strategy_means(settings: dict, data) -> dict[str, np.ndarray]:
-    grace, H = settings["grace"], settings["horizon"]
+    grace = settings["grace"]
     last, complete, referral = data["last"], data["complete"], data["referral"]
     costs = data["costs"]
     S = settings["referral"].referral_survival(data["X"], last + 1, referral, range(grace + 1))
-    K_lost = km_censoring_survival(last, complete, H)
+    lost = _loss_survival(settings, data)
     values: dict[str, np.ndarray] = {}
     for name in ("early", "delayed"):
         consistent_to, prob = _strategy_weights(name, grace, S, referral)
@@ -321,7 +344,7 @@ def _strategy_means(settings: dict, data) -> dict[str, np.ndarray]:
         clone_complete = complete & (last <= consistent_to)
 
         def survival(rows, days, prob=prob):
-            return prob(rows, days) * K_lost[days]
+            return prob(rows, days) * lost(rows, days)
 
         values[f"mean/{name}"] = np.array(ipcw_mean(costs, clone_last, clone_complete, settings["ends"], survival))
     values["difference/early/delayed"] = values["mean/early"] - values["mean/delayed"]
@@ -351,7 +374,12 @@ class CloneCensorCost(BaseEstimator):
     interval_days : int
         Intervals of the partitioned estimator.
     hazard_interval_days, hazard_block_days, l2
-        Settings of the referral model, as :class:`~ipm_outcomes.estimators.ccw.CloneCensorWeight`.
+        Settings of the referral model, as :class:`~ipm_outcomes.estimators.ccw.CloneCensorWeight`
+        (``l2`` also of the loss model).
+    loss_model : {"km", "pooled_logistic"}
+        Probability of not being lost to follow-up: Kaplan-Meier (loss independent of the covariates,
+        the textbook default), or a pooled logistic model of the daily loss hazard given the baseline
+        covariates (loss that depends on them; piecewise-constant baseline of ``loss_interval_days``).
     n_bootstrap, seed, workers, alpha
         Person-level bootstrap (``n_bootstrap=0``: point estimates only).
 
@@ -376,6 +404,8 @@ class CloneCensorCost(BaseEstimator):
         hazard_interval_days: int = 7,
         hazard_block_days: int | None = None,
         l2: float = 0.0,
+        loss_model: str = "km",
+        loss_interval_days: int = 30,
         n_bootstrap: int = 200,
         seed: int = 0,
         workers: int | None = None,
@@ -388,6 +418,8 @@ class CloneCensorCost(BaseEstimator):
         self.hazard_interval_days = hazard_interval_days
         self.hazard_block_days = hazard_block_days
         self.l2 = l2
+        self.loss_model = loss_model
+        self.loss_interval_days = loss_interval_days
         self.n_bootstrap = n_bootstrap
         self.seed = seed
         self.workers = workers
@@ -429,6 +461,11 @@ class CloneCensorCost(BaseEstimator):
         H, G = int(self.horizon_days), int(self.grace_period_days)
         if not 0 <= G < H:
             raise IpmError(f"grace_period_days ({G}) must be >= 0 and below horizon_days ({H})")
+        if self.loss_model not in LOSS_MODELS or int(self.loss_interval_days) < 1:
+            raise IpmError(
+                f"loss_model={self.loss_model!r}, loss_interval_days={self.loss_interval_days!r}: use one of "
+                f"{', '.join(LOSS_MODELS)} and a whole number of days >= 1"
+            )
         require_columns(df, [id_col, duration_col, complete_col, referral_col], "clone-censor-weight costs")
         if len(df) == 0:
             raise IpmError("clone-censor-weight costs: the person table is empty")
@@ -457,7 +494,15 @@ class CloneCensorCost(BaseEstimator):
             l2=self.l2,
             n_bootstrap=0,
         )
-        settings = {"grace": G, "horizon": H, "ends": ends, "referral": referral_model}
+        settings = {
+            "grace": G,
+            "horizon": H,
+            "ends": ends,
+            "referral": referral_model,
+            "loss_model": self.loss_model,
+            "loss_interval_days": int(self.loss_interval_days),
+            "l2": self.l2,
+        }
         values = _strategy_means(settings, data)
         self.design_ = design
         self.values_ = values
