@@ -31,6 +31,11 @@ it at day 42 and none from day 180 (a "window of opportunity"; see ``STRATEGY_DE
 ``effect_rtw_hr=1`` and ``effect_promis_pf=0`` every true contrast is exactly 0 while the
 confounding, and so the bias of a naive comparison, is unchanged.
 
+Costs (issue 16): in the follow-up year of each eligible person the allowed amounts come from a cost
+process per person-day (covariates, and a planted effect of referral, ``cost_effects``) that runs until
+death or day 365 whatever the enrolment; disenrolment only hides its claims. ``truth.json`` gives the
+true mean ``cost_total_365`` and ``cost_lbp_365`` per strategy (see ``COST_DEFINITIONS``).
+
 Everything is vectorised numpy; tables are written chunk by chunk with pyarrow (Parquet or CSV), and
 every random stream is keyed on (seed, stream, chunk), so the same seed gives byte-identical files.
 """

@@ -65,6 +65,7 @@ def _check(truth: dict, tables, spec) -> list[str]:
     lines = []
     for outcome, (table, daily) in tables.items():
         est = _fit(spec, table, daily)
+        assert est.bootstrap_.failed == 0, est.bootstrap_.first_error
         true = {
             "mean/early": truth[outcome]["mean"]["early"],
             "mean/delayed": truth[outcome]["mean"]["delayed"],
