@@ -125,6 +125,14 @@ def synth(
             "Default: each outcome's own value (synth.SECONDARY_EFFECTS).",
         ),
     ] = None,
+    cost_ratio: Annotated[
+        float | None,
+        typer.Option(
+            help="Rate ratio of back-pain-related costs after early IPM (the referral also costs "
+            "synth.COST_EFFECTS['referral_cost'] on its day); 1 = no effect on costs at all (nor a cost of the "
+            "referral itself). Default: synth.COST_EFFECTS.",
+        ),
+    ] = None,
     real_referral: Annotated[
         bool,
         typer.Option(
@@ -150,6 +158,7 @@ def synth(
         shift_years=shift_years,
         mechanisms=synth_module.EXTENDED if real_referral else None,
         secondary_effects=None if secondary_hr is None else dict.fromkeys(synth_module.SECONDARY_EFFECTS, secondary_hr),
+        cost_effects=None if cost_ratio is None else synth_module.cost_effects_for_ratio(cost_ratio),
     )
     say(summary.describe())
 

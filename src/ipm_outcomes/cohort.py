@@ -26,6 +26,9 @@ when asked, writes the marts to Parquet. The marts are the contract for the mode
 ``marts.cost_outcome``
     one row per cohort person per available cost outcome: ``allowed_amount`` over days 0..``observed_day``,
     ``complete`` (followed to the horizon or died), ``end_reason``, ``censor_day``.
+``marts.cost_daily``
+    one row per cohort person per available cost outcome per day (0..``observed_day``) with an allowed
+    amount: the history behind ``cost_outcome`` (for the partitioned and clone-censor-weight cost estimators).
 """
 
 from __future__ import annotations

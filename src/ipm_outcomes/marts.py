@@ -44,6 +44,7 @@ MART_KEYS: dict[str, tuple[str, ...]] = {
     "secondary_outcome": ("person_id", "outcome"),
     "negative_control_outcome": ("person_id", "outcome"),
     "cost_outcome": ("person_id", "outcome"),
+    "cost_daily": ("person_id", "outcome", "day"),
 }
 
 #: Columns of ``marts.cohort``, in order (the analysis spec's covariates are chosen from these).

@@ -31,12 +31,18 @@ it at day 42 and none from day 180 (a "window of opportunity"; see ``STRATEGY_DE
 ``effect_rtw_hr=1`` and ``effect_promis_pf=0`` every true contrast is exactly 0 while the
 confounding, and so the bias of a naive comparison, is unchanged.
 
+Costs (issue 16): in the follow-up year of each eligible person the allowed amounts come from a cost
+process per person-day (covariates, and a planted effect of referral, ``cost_effects``) that runs until
+death or day 365 whatever the enrolment; disenrolment only hides its claims. ``truth.json`` gives the
+true mean ``cost_total_365`` and ``cost_lbp_365`` per strategy (see ``COST_DEFINITIONS``).
+
 Everything is vectorised numpy; tables are written chunk by chunk with pyarrow (Parquet or CSV), and
 every random stream is keyed on (seed, stream, chunk), so the same seed gives byte-identical files.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -379,6 +385,7 @@ def generate(
     progress: bool = False,
     shift_years: int = 0,
     secondary_effects: dict[str, float] | None = None,
+    cost_effects: dict[str, float] | None = None,
 ) -> SynthSummary:
     """Write a synthetic claims + EHR extract with known truth into ``out_dir``.
 
@@ -410,6 +417,11 @@ def generate(
         disorder, long-term opioid therapy, lumbar surgery, ED visit for low back pain) for a referral
         within 42 days; None = :data:`SECONDARY_EFFECTS`, :data:`NULL_SECONDARY_EFFECTS` = no effect.
         Negative-control outcomes are always generated from covariates only.
+    cost_effects
+        The effect of referral on costs (``lbp_rate_ratio``: rate ratio of back-pain-related claims
+        after a referral within 42 days; ``referral_cost``: the referral's own cost); None =
+        :data:`COST_EFFECTS`, :data:`NULL_COST_EFFECTS` = no effect. In the follow-up year of the
+        eligible persons allowed amounts come from a cost process (see :data:`COST_DEFINITIONS`).
 
     Returns
     -------
@@ -442,6 +454,7 @@ def generate(
     persons, seed = int(persons), int(seed)
     effect_rtw_hr, effect_promis_pf = float(effect_rtw_hr), float(effect_promis_pf)
     secondary_effects = _check_secondary_effects(secondary_effects)
+    cost_effects = _check_cost_effects(cost_effects)
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -459,6 +472,8 @@ def generate(
         bar.update("simulating persons")
         world = _simulate_world(persons, seed, effect_rtw_hr, effect_promis_pf, mechanisms or Mechanisms())
         world.secondary = _simulate_secondary(world, secondary_effects)
+        world.cost_effects = cost_effects
+        world.cost_day0 = np.zeros((2, world.n))  # day-0 amounts (all, back-pain related), added up as written
         bar.advance()
         for name in table_names:
             bar.update(f"writing {name}")
@@ -482,6 +497,7 @@ def generate(
         bar.update("simulating truth")
         truth = _truth(world, seed)
         truth["secondary_outcomes"] = _secondary_truth(world)
+        truth["costs"] = _cost_truth(world)
         truth_persons = _truth_persons_table(world)
         pq.write_table(shift_dates(truth_persons, shift_years), out / "truth_persons.parquet", compression="zstd")
         (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True, allow_nan=False) + "\n")
@@ -1534,22 +1550,29 @@ def _episode_dx(w: _World, p: np.ndarray, day: np.ndarray) -> np.ndarray:
     return np.where(day - w.I[p] <= FOLLOWUP_DAYS, code, _ICD_INDEX["G89.29"])
 
 
+# What an IPM contact bills (read by the cost truth, :func:`_ipm_contact_mean_cost`, too).
+_IPM_PROCEDURE_P = (0.3, 0.25, 0.2, 0.1, 0.1, 0.05)  # shares of IPM_PROCEDURES
+_IPM_FACILITY_SHARE = 0.7  # procedures with a facility claim too
+_IPM_VISIT_CODES = ("99204", "99244", "99214")  # an IPM visit claim: one of these, equally often
+_IPM_EHR_VISIT_CODE = "99204"  # the claim of a visit the EHR shows with the IPM taxonomy
+
+
 def _add_ipm_contact(cl: _Claims, w: _World, rng, p, day, kind, dx) -> None:
     """kind 0: IPM procedure (professional claim by an IPM provider + facility claim);
     kind 1: visit billed by an IPM provider; kind 2: visit seen only in the EHR (its claim has no
     rendering taxonomy). EHR encounters are written by the encounter builder."""
     p, day, kind, dx = (np.asarray(a, dtype=np.int64) for a in (p, day, kind, dx))
     m = len(p)
-    proc = _pick(rng, _h(*IPM_PROCEDURES), m, [0.3, 0.25, 0.2, 0.1, 0.1, 0.05])
+    proc = _pick(rng, _h(*IPM_PROCEDURES), m, _IPM_PROCEDURE_P)
     side = _pick(rng, np.array([_M["RT"], _M["LT"], _M["50"]]), m)
     side = np.where(np.isin(proc, _h("64483", "64493", "64635")), side, -1)
     tax = _pick(rng, T_IPM, m, [0.4, 0.2, 0.25, 0.1, 0.05])
     k0, k1, k2 = kind == 0, kind == 1, kind == 2
     cl.add(p[k0], day[k0], pos=_P["24"], tax=tax[k0], dx=[dx[k0]], hc=[proc[k0]], mod=[side[k0]])
-    fac = k0 & (rng.random(m) < 0.7)
+    fac = k0 & (rng.random(m) < _IPM_FACILITY_SHARE)
     cl.add(p[fac], day[fac], ctype=1, pos=_P["24"], tax=_T["261QA1903X"], dx=[dx[fac]], hc=[proc[fac]], mod=[side[fac]])
-    cl.add(p[k1], day[k1], pos=_P["11"], tax=tax[k1], dx=[dx[k1]], hc=[_pick(rng, _h("99204", "99244", "99214"), int(k1.sum()))])
-    cl.add(p[k2], day[k2], pos=_P["11"], tax=-1, dx=[dx[k2]], hc=[_H["99204"]])
+    cl.add(p[k1], day[k1], pos=_P["11"], tax=tax[k1], dx=[dx[k1]], hc=[_pick(rng, _h(*_IPM_VISIT_CODES), int(k1.sum()))])
+    cl.add(p[k2], day[k2], pos=_P["11"], tax=-1, dx=[dx[k2]], hc=[_H[_IPM_EHR_VISIT_CODE]])
 
 
 def _chronic_codes(w: _World, p: np.ndarray, rng, k: int) -> np.ndarray:
@@ -1602,6 +1625,10 @@ def _npi_book() -> pa.Array:
 _NPI_BOOK = _npi_book()
 
 
+_LINE_PRICE_SIGMA = 0.25  # log-normal spread of a medical claim line's allowed amount around its price
+_AMOUNT_NULL_SHARE = 0.01  # medical claim lines without amounts
+
+
 def _claims_table(w: _World, cl: _Claims, rng, chunk_no: int, start: int, stop: int) -> pa.Table:
     """Claim headers -> one row per claim line (grain of medical_claim), sorted by person, date."""
     c = cl.concat()
@@ -1623,12 +1650,12 @@ def _claims_table(w: _World, cl: _Claims, rng, chunk_no: int, start: int, stop: 
     nl = len(lc)
     dotted = (rng.random(m) < 0.6)[lc]
     price = np.where(line_hc >= 0, _PRICES[np.maximum(line_hc, 0)], 9000.0)
-    allowed = np.round(price * rng.lognormal(0.0, 0.25, nl), 2)
+    allowed = np.round(price * rng.lognormal(0.0, _LINE_PRICE_SIGMA, nl), 2)
     p = c["p"][src]
     u = rng.random(nl)
     paid_share = np.where(w.payer[p] == 2, 0.5 + 0.25 * u, 0.6 + 0.35 * u)  # Medicaid pays less
     paid = np.round(allowed * paid_share, 2)
-    amount_null = rng.random(nl) < 0.01
+    amount_null = rng.random(nl) < _AMOUNT_NULL_SHARE
     tax = c["tax"][src]
     npi = np.where(tax >= 0, tax * NPI_POOL + rng.integers(0, NPI_POOL, m)[lc], -1)
     start_day = c["day"][src]
@@ -2818,3 +2845,341 @@ def _secondary_truth_unguarded(w: _World) -> dict:
         },
     }
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Costs (issue 16). In the follow-up year of every eligible person (days 1..365 after the index)
+# allowed amounts come from one cost process per person-day, which runs until death or day 365
+# whatever the enrolment: disenrolment only hides its claims from the extract, so the truth is the
+# uncensored mean. The encounter claims written above keep their rows and codes on those days but
+# carry no amount (their cost is in the process). Day 0 keeps the amounts written above: they are
+# also the end of the baseline cost window (a model covariate), which the process leaves untouched.
+# Draws come from a stream of their own, so every other row of the extract is unchanged.
+# ----------------------------------------------------------------------------------------------
+
+#: The planted effect of referral on costs: from the day after a referral on day r, the daily rate of
+#: back-pain-related claims is multiplied by ``lbp_rate_ratio**w(r)`` (w as for return to work: 1 up to
+#: day 42, shrinking to 0 at day 180); the referral itself costs ``referral_cost`` (mean, USD) on its day.
+COST_EFFECTS: dict[str, float] = {"lbp_rate_ratio": 0.5, "referral_cost": 400.0}
+#: The null setting: referral changes no cost (neither the rate nor a cost of its own).
+NULL_COST_EFFECTS: dict[str, float] = {"lbp_rate_ratio": 1.0, "referral_cost": 0.0}
+
+_COST_STREAM = 11  # random stream of everything in this section (see _rng)
+#: Back-pain-related claims per day: rate * exp(severity effect * severity) * episode profile(t), the
+#: profile highest early in the episode; amounts log-normal around the price.
+_COST_LBP = {"rate": 0.04, "severity": 0.5, "price": 140.0, "sigma": 0.6}
+#: Other claims per day: rate * exp(0.25 * min(Charlson conditions, 4) + 0.015 * (age - 45) + 0.2 * severity).
+_COST_OTHER = {"rate": 0.02, "price": 180.0, "sigma": 1.0}
+_REFERRAL_COST_SIGMA = 0.3
+_COST_DX_OTHER = "J06.9"
+
+
+def _episode_profile(t: np.ndarray) -> np.ndarray:
+    return 0.4 + 1.6 * np.exp(-np.asarray(t, dtype=float) / 45.0)
+
+
+#: sum of the profile over days 1..t, for t = 0..365
+_PROFILE_SUM = np.concatenate([[0.0], np.cumsum(_episode_profile(np.arange(1, FOLLOWUP_DAYS + 1)))])
+
+COST_DEFINITIONS = {
+    "outcomes": (
+        "cost_total_365: allowed amounts of medical and pharmacy claims on days 0..365 after index (none after "
+        "death); cost_lbp_365: those of medical claim lines related to low back pain (the spec's value sets)"
+    ),
+    "process": (
+        "days 1..min(death, 365): back-pain-related claims at daily rate 0.04 * exp(0.5 * severity) * "
+        "(0.4 + 1.6 * exp(-t / 45)), log-normal amounts around 140 (sigma 0.6), the rate multiplied by "
+        "lbp_rate_ratio**w(r) from the day after the referral day r; the referral costs referral_cost on day r; "
+        "other claims at daily rate 0.02 * exp(0.25 * min(Charlson, 4) + 0.015 * (age - 45) + 0.2 * severity), "
+        "log-normal around 180 (sigma 1.0). Written only on enrolled days; other claims on those days carry 0"
+    ),
+    "day_0": (
+        "the claims of the index day keep their amounts, the same under both strategies except an IPM contact "
+        "on day 0 (referral on day 0), counted at its expected amount"
+    ),
+    "strategies": "as for the secondary outcomes: early = IPM by day 42; delayed = usual care after day 42, stopped by RTW",
+    "population": "eligible persons; each person's planted death day under both strategies",
+    "truth": (
+        "mean over persons of the expected cost given the person's covariates, death day and referral day, "
+        "averaged over draws of the referral day under each strategy; monte_carlo_se from the draws"
+    ),
+}
+
+
+def _check_cost_effects(effects) -> dict[str, float]:
+    if effects is None:
+        return dict(COST_EFFECTS)
+    if not isinstance(effects, dict) or set(effects) != set(COST_EFFECTS):
+        raise IpmError(f"cost_effects={effects!r}: give {' and '.join(COST_EFFECTS)} (synth.NULL_COST_EFFECTS for no effect)")
+    ratio, cost = effects["lbp_rate_ratio"], effects["referral_cost"]
+    for name, value, ok in (("lbp_rate_ratio", ratio, "a positive finite rate ratio (1 = no effect)"),
+                            ("referral_cost", cost, "a finite amount >= 0")):  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise IpmError(f"cost_effects[{name!r}]={value!r}: must be {ok}")
+    if ratio <= 0 or cost < 0:
+        raise IpmError(f"cost_effects={effects!r}: lbp_rate_ratio must be > 0 and referral_cost >= 0")
+    return {"lbp_rate_ratio": float(ratio), "referral_cost": float(cost)}
+
+
+def _lognormal_mean(price: float, sigma: float) -> float:
+    return price * math.exp(sigma**2 / 2)
+
+
+def _cost_rates(w: _World, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(last day of costs, back-pain claim scale, other claims per day) of persons p."""
+    end = np.minimum(w.d_death[p], FOLLOWUP_DAYS)
+    lbp = _COST_LBP["rate"] * np.exp(_COST_LBP["severity"] * w.sev[p])
+    other = _COST_OTHER["rate"] * np.exp(0.25 * np.minimum(w.charlson_n[p], 4) + 0.015 * (w.age[p] - 45) + 0.2 * w.sev[p])
+    return end, lbp, other
+
+
+def _lbp_profile_split(end: np.ndarray, r: np.ndarray, ratio: np.ndarray):
+    """(profile sum up to the referral day, profile sum of the days after it, weighted by the ratio)."""
+    before = _PROFILE_SUM[np.clip(np.minimum(end, r), 0, FOLLOWUP_DAYS)]
+    after = _PROFILE_SUM[np.clip(end, 0, FOLLOWUP_DAYS)] - before
+    return before, ratio * after
+
+
+def _expected_process_cost(w: _World, p, r, effects) -> tuple[np.ndarray, np.ndarray]:
+    """Expected (total, back-pain) cost of days 1..365 of persons p referred on day r (any shape
+    broadcasting against p)."""
+    end, lbp, other = _cost_rates(w, p)
+    ratio = np.power(effects["lbp_rate_ratio"], _late_weight(r))
+    before, after = _lbp_profile_split(end, r, ratio)
+    referral = effects["referral_cost"] * ((r >= 1) & (r <= end))
+    lbp_cost = lbp * (before + after) * _lognormal_mean(_COST_LBP["price"], _COST_LBP["sigma"]) + referral
+    other_cost = other * np.maximum(end, 0) * _lognormal_mean(_COST_OTHER["price"], _COST_OTHER["sigma"])
+    return lbp_cost + other_cost, lbp_cost
+
+
+def _ipm_contact_mean_cost(kind: np.ndarray) -> np.ndarray:
+    """Expected allowed amount of the first IPM contact's claims (:func:`_add_ipm_contact`) by kind."""
+    price = {c: HCPCS_PRICES[c] for c in HCPCS_PRICES}
+    procedure = sum(q * price[c] for q, c in zip(_IPM_PROCEDURE_P, IPM_PROCEDURES))
+    by_kind = np.array(
+        [
+            (1 + _IPM_FACILITY_SHARE) * procedure,
+            np.mean([price[c] for c in _IPM_VISIT_CODES]),
+            price[_IPM_EHR_VISIT_CODE],
+        ]
+    )
+    return by_kind[kind] * math.exp(_LINE_PRICE_SIGMA**2 / 2) * (1 - _AMOUNT_NULL_SHARE)
+
+
+def _cost_claims_table(w: _World, start: int, stop: int, chunk_no: int, schema: pa.Schema) -> pa.Table | None:
+    """The cost process's claim lines of persons start..stop-1 (one line per claim), on enrolled days."""
+    effects = w.cost_effects
+    rng = _rng(w.seed, _COST_STREAM, 1, chunk_no)
+    idx = np.arange(start, stop)
+    p = idx[w.eligible[idx]]
+    end, lbp, other = _cost_rates(w, p)
+    r = w.r_effect[p]
+    ratio = np.power(effects["lbp_rate_ratio"], _late_weight(r))
+    before, after = _lbp_profile_split(end, r, ratio)
+    # back-pain claims: Poisson count, days by inverting the cumulative rate (profile sums)
+    k = rng.poisson(lbp * (before + after))
+    lp = np.repeat(np.arange(len(p)), k)
+    v = rng.random(len(lp)) * (before + after)[lp]
+    target = np.where(v <= before[lp], v, before[lp] + (v - before[lp]) / ratio[lp])
+    lday = np.clip(np.searchsorted(_PROFILE_SUM, target, side="left"), 1, np.maximum(end[lp], 1))
+    lamount = _COST_LBP["price"] * rng.lognormal(0.0, _COST_LBP["sigma"], len(lp))
+    # other claims: uniform over days 1..end
+    k = rng.poisson(other * np.maximum(end, 0))
+    op = np.repeat(np.arange(len(p)), k)
+    oday = 1 + np.floor(rng.random(len(op)) * end[op]).astype(np.int64)
+    oamount = _COST_OTHER["price"] * rng.lognormal(0.0, _COST_OTHER["sigma"], len(op))
+    # the referral's own cost on its day
+    rp = np.flatnonzero((r >= 1) & (r <= end)) if effects["referral_cost"] > 0 else np.zeros(0, np.int64)
+    s = _REFERRAL_COST_SIGMA
+    ramount = effects["referral_cost"] * rng.lognormal(-(s**2) / 2, s, len(rp))
+
+    person = p[np.concatenate([lp, rp, op])]
+    day = np.concatenate([lday, r[rp], oday]).astype(np.int64)
+    amount = np.round(np.concatenate([lamount, ramount, oamount]), 2)
+    back_pain = np.concatenate([np.ones(len(lp) + len(rp), bool), np.zeros(len(op), bool)])
+    hcpcs = np.concatenate([np.full(len(lp), "99213"), np.full(len(rp), "99214"), np.full(len(op), "99213")]).astype(object)
+    absolute = w.I[person] + day
+    keep = _enrolled(w, person, absolute)  # disenrolment hides claims; it does not stop costs
+    person, absolute, amount, back_pain, hcpcs = (a[keep] for a in (person, absolute, amount, back_pain, hcpcs))
+    m = len(person)
+    if m == 0:
+        return None
+    order = np.lexsort((absolute, person))
+    person, absolute, amount, back_pain, hcpcs = (a[order] for a in (person, absolute, amount, back_pain, hcpcs))
+    dx = np.where(back_pain, np.array(ICD, dtype=object)[_episode_dx(w, person, absolute)], _COST_DX_OTHER)
+    cols = {
+        "claim_id": _strings("CP", chunk_no * _ID_BLOCK + 1 + np.arange(m), 10),
+        "claim_line_number": pa.array(np.ones(m, dtype=np.int32)),
+        "person_id": _pid(person),
+        "claim_type": pa.array(np.full(m, "professional", dtype=object), pa.string()),
+        "claim_start_date": _dates(absolute),
+        "claim_end_date": _dates(absolute),
+        "place_of_service_code": pa.array(np.full(m, "11", dtype=object), pa.string()),
+        "rendering_npi": pa.nulls(m, pa.string()),
+        "rendering_taxonomy_code": pa.array(np.full(m, "207Q00000X", dtype=object), pa.string()),
+        "hcpcs_code": pa.array(hcpcs, pa.string()),
+        "hcpcs_modifier_1": pa.nulls(m, pa.string()),
+        "allowed_amount": pa.array(amount),
+        "paid_amount": pa.array(np.round(amount * 0.8, 2)),
+        f"{DIAGNOSIS_COLUMN_PREFIX}1": pa.array(dx, pa.string()),
+    }
+    for j in range(2, N_DX + 1):
+        cols[f"{DIAGNOSIS_COLUMN_PREFIX}{j}"] = pa.nulls(m, pa.string())
+    return pa.table({name: cols[name] for name in schema.names}).cast(schema)
+
+
+@functools.cache
+def _lbp_related():
+    """``(diagnosis columns, hcpcs, absolute days) -> bool`` per line: what the cohort build counts as
+    back-pain related for cost_lbp_365 (a diagnosis in its diagnosis value sets on the service date, or
+    its own procedure code in its procedure value sets)."""
+    from .valuesets import load_valuesets, normalise_code
+
+    outcome = _SHIPPED.outcomes.cost_lbp_365
+    sets = load_valuesets(_SHIPPED)
+    dx_entries = [e for n in outcome.diagnosis_valuesets for e in sets[n].entries]
+    proc_entries = [e for n in outcome.procedure_valuesets for e in sets[n].entries]
+
+    def match(entries, codes: np.ndarray, days: np.ndarray) -> np.ndarray:
+        idx, uniques = _factorize(codes)
+        lo = np.full(len(uniques), np.iinfo(np.int64).max)
+        hi = np.full(len(uniques), np.iinfo(np.int64).min)
+        for u, code in enumerate(uniques):
+            for e in entries:
+                if e.matches(normalise_code(code)):
+                    lo[u] = min(lo[u], _dn(e.valid_from) if e.valid_from else np.iinfo(np.int64).min)
+                    hi[u] = max(hi[u], _dn(e.valid_to) if e.valid_to else np.iinfo(np.int64).max)
+        ok = idx >= 0
+        out = np.zeros(len(codes), dtype=bool)
+        out[ok] = (days[ok] >= lo[idx[ok]]) & (days[ok] <= hi[idx[ok]])
+        return out
+
+    def related(dx_columns: list[np.ndarray], hcpcs: np.ndarray, days: np.ndarray) -> np.ndarray:
+        out = match(proc_entries, hcpcs, days)
+        for codes in dx_columns:
+            out |= match(dx_entries, codes, days)
+        return out
+
+    return related
+
+
+def _factorize(codes: np.ndarray):
+    """Codes -> (index per value, -1 for null; the distinct codes)."""
+    import pandas as pd
+
+    idx, uniques = pd.factorize(pd.Series(codes, dtype=object), use_na_sentinel=True)
+    return np.asarray(idx, dtype=np.int64), list(uniques)
+
+
+def _follow_up_amounts(w: _World, table: pa.Table, date_col: str, medical: bool) -> pa.Table:
+    """Zero the amounts of eligible persons' lines on days 1..365 (the cost process carries them) and
+    add up their day-0 amounts (all, and back-pain related on medical lines) into ``w.cost_day0``."""
+    if table.num_rows == 0:
+        return table
+    p = pc.utf8_slice_codeunits(table["person_id"], 1).cast(pa.int64()).to_numpy() - 1
+    known = p < w.n  # the EHR-only persons have no claims, but stay safe
+    p = np.where(known, p, 0)
+    day = table[date_col].to_numpy().astype("datetime64[D]").astype(np.int64)
+    rel = day - w.I[p]
+    eligible = known & w.eligible[p]
+    follow = eligible & (rel >= 1) & (rel <= FOLLOWUP_DAYS)
+    allowed = table["allowed_amount"].to_numpy(zero_copy_only=False).astype(float)
+    null = np.isnan(allowed)
+    day0 = eligible & (rel == 0) & ~null
+    if getattr(w, "cost_day0", None) is not None and day0.any():
+        np.add.at(w.cost_day0[0], p[day0], allowed[day0])
+        if medical:
+            rows = np.flatnonzero(day0)
+            dx = [table[f"{DIAGNOSIS_COLUMN_PREFIX}{j}"].take(pa.array(rows)).to_numpy(zero_copy_only=False) for j in range(1, N_DX + 1)]
+            hcpcs = table["hcpcs_code"].take(pa.array(rows)).to_numpy(zero_copy_only=False)
+            related = _lbp_related()(dx, hcpcs, day[rows])
+            np.add.at(w.cost_day0[1], p[rows[related]], allowed[rows[related]])
+    if not follow.any():
+        return table
+    for name in ("allowed_amount", "paid_amount"):
+        values = table[name].to_numpy(zero_copy_only=False).astype(float)
+        column = pa.array(np.where(follow, 0.0, np.nan_to_num(values)), mask=np.isnan(values), type=table.schema.field(name).type)
+        table = table.set_column(table.schema.get_field_index(name), name, column)
+    return table
+
+
+
+
+def _with_costs(build, medical: bool):
+    """A table builder whose follow-up amounts come from the cost process (medical: with its lines)."""
+    date_col = "claim_start_date" if medical else "dispensing_date"
+
+    def builder(w: _World, start: int, stop: int, rng, chunk_no: int) -> pa.Table:
+        table = build(w, start, stop, rng, chunk_no)
+        if getattr(w, "cost_effects", None) is None:
+            return table
+        table = _follow_up_amounts(w, table, date_col, medical)
+        extra = _cost_claims_table(w, start, stop, chunk_no, table.schema) if medical else None
+        return table if extra is None else pa.concat_tables([table, extra])
+
+    builder.__name__ = build.__name__
+    return builder
+
+
+_TABLE_BUILDERS["medical_claim"] = _with_costs(_TABLE_BUILDERS["medical_claim"], medical=True)
+_TABLE_BUILDERS["pharmacy_claim"] = _with_costs(_TABLE_BUILDERS["pharmacy_claim"], medical=False)
+
+
+def _cost_truth(w: _World) -> dict:
+    """True mean cost_total_365 and cost_lbp_365 per strategy over the eligible cohort, their difference
+    (early - delayed) with Monte-Carlo standard errors, and the naive (observed referral, uncensored)
+    difference. Needs ``w.cost_day0`` (the day-0 amounts, added up while the claims are written)."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _cost_truth_unguarded(w)
+
+
+def _cost_truth_unguarded(w: _World) -> dict:
+    effects = w.cost_effects
+    rng = _rng(w.seed, _COST_STREAM, 3)
+    coh = np.nonzero(w.eligible)[0]
+    K = _draws(len(coh))
+    contact = _ipm_contact_mean_cost(w.ref_kind[coh])
+    # day 0: the amounts written, with the observed day-0 IPM contact replaced by the strategy's
+    day0_total = w.cost_day0[0][coh] - (w.contact_day[coh] == 0) * contact
+    day0_lbp = w.cost_day0[1][coh] - (w.contact_day[coh] == 0) * contact
+    draws = {(o, s): np.zeros(K) for o in ("total", "lbp") for s in ("early", "delayed")}
+    for k0, k1 in _blocks(K, len(coh)):
+        days = _strategy_days(rng, w.ref_pi[coh], w.ref_rate[coh], k1 - k0, w.ref_rate2[coh], w.ref_halving)
+        refs = {"early": days["early"], "delayed": _delayed_usual_care(w, rng, coh, days["delayed"])}
+        for s, r in refs.items():
+            total, lbp = _expected_process_cost(w, coh[None, :], r, effects)
+            on_day0 = (r == 0) * contact[None, :]
+            draws[("total", s)][k0:k1] = (total + on_day0 + day0_total[None, :]).mean(axis=1)
+            draws[("lbp", s)][k0:k1] = (lbp + on_day0 + day0_lbp[None, :]).mean(axis=1)
+    observed_total, observed_lbp = _expected_process_cost(w, coh, w.r_effect[coh], effects)
+    observed = {"total": observed_total + w.cost_day0[0][coh], "lbp": observed_lbp + w.cost_day0[1][coh]}
+    early_seen = w.referral_day[coh] <= GRACE_DAYS
+    out: dict = {
+        "effects": dict(effects),
+        "definitions": COST_DEFINITIONS,
+        "persons": len(coh),
+        "draws_per_person": K,
+        "currency": "USD",
+    }
+    for outcome, key in (("cost_total_365", "total"), ("cost_lbp_365", "lbp")):
+        diff, se = _summary(draws[(key, "early")] - draws[(key, "delayed")])
+        entry = {"mean": {}, "monte_carlo_se": {}, "difference": _r(diff)}
+        for s in ("early", "delayed"):
+            mean, s_se = _summary(draws[(key, s)])
+            entry["mean"][s] = _r(mean)
+            entry["monte_carlo_se"][s] = _r(s_se)
+        entry["monte_carlo_se"]["difference"] = _r(se)
+        a, b = early_seen, ~early_seen
+        naive = observed[key][a].mean() - observed[key][b].mean() if a.any() and b.any() else math.nan
+        entry["naive_difference"] = _r(naive)
+        out[outcome] = entry
+    return out
+
+
+def cost_effects_for_ratio(ratio: float) -> dict[str, float]:
+    """The cost effects of ``synth --cost-ratio``: :data:`NULL_COST_EFFECTS` for 1, otherwise the rate
+    ratio with the default cost of the referral itself."""
+    if isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and ratio == 1:
+        return dict(NULL_COST_EFFECTS)
+    return _check_cost_effects({**COST_EFFECTS, "lbp_rate_ratio": ratio})

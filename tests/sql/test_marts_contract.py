@@ -194,6 +194,7 @@ def test_build_exports_when_asked_and_records_provenance(tmp_path):
         "secondary_outcome.parquet",
         "negative_control_outcome.parquet",
         "cost_outcome.parquet",
+        "cost_daily.parquet",
         "cohort_build.json",
     ]
     record = json.loads((tmp_path / "out" / "cohort_build.json").read_text())

@@ -223,6 +223,33 @@ def test_cost_lbp_rows_exactly(cost_marts):
     assert got == {"c1_full": (150.0,), "c2_censored": (40.0,), "c3_died": (300.0,)}
 
 
+def _daily(marts, outcome: str) -> dict[tuple[str, int], float]:
+    frame = marts.mart("cost_daily")
+    frame = frame[frame.outcome == outcome]
+    return {(r["person_id"], r["day"]): r["allowed_amount"] for r in (_plain(x) for x in frame.to_dict("records"))}
+
+
+def test_cost_daily_rows_exactly(cost_marts):
+    """The day-by-day history behind the totals: the same claims, one row per day with an amount."""
+    assert _daily(cost_marts, "cost_total_365") == {
+        ("c1_full", 0): 100.0,  # the lbp claim without an amount on day 0 adds nothing
+        ("c1_full", 3): 20.0,  # the pharmacy fill
+        ("c1_full", 30): 7.0,
+        ("c1_full", 365): 50.0,
+        ("c2_censored", 200): 40.0,  # not day 201, after the end of enrollment
+        ("c3_died", 100): 300.0,  # not day 101, after death
+    }
+    assert _daily(cost_marts, "cost_lbp_365") == {
+        ("c1_full", 0): 100.0,
+        ("c1_full", 365): 50.0,
+        ("c2_censored", 200): 40.0,
+        ("c3_died", 100): 300.0,
+    }
+    totals = cost_marts.mart("cost_daily").groupby(["person_id", "outcome"]).allowed_amount.sum()
+    costs = cost_marts.mart("cost_outcome").set_index(["person_id", "outcome"]).allowed_amount
+    assert totals.to_dict() == costs.to_dict()
+
+
 def test_all_outcomes_available_with_full_inputs(cost_marts):
     availability = cost_marts.mart("outcome_availability")
     assert availability.available.all()
@@ -259,6 +286,7 @@ def test_no_pharmacy_and_no_allowed_amounts_are_unavailable_not_zero(tmp_path):
     assert got["cost_lbp_365"] == (False, "no medical_claim line has an allowed_amount")
     assert got["new_depression_anxiety"] == (True, None)
     assert marts.mart("cost_outcome").empty
+    assert marts.mart("cost_daily").empty
     assert "long_term_opioid" not in set(marts.mart("secondary_outcome").outcome)
 
 

@@ -576,6 +576,35 @@ class CloneCensorWeight(TwoArmSurvivalEstimator):
             subgroup_contrast=contrasts[0] if contrasts and subgroups else None,
         )
 
+    def referral_survival(self, X: np.ndarray, time, referral, days) -> np.ndarray:
+        """S(s | X), the probability of no referral through day s, from this estimator's referral model.
+
+        The model (pooled logistic daily hazard, blocks of days, the settings of this estimator) is
+        fitted to the persons given, as :meth:`fit` fits it; the cost estimator
+        (:class:`~ipm_outcomes.estimators.costs.CloneCensorCost`) weights with it.
+
+        Parameters
+        ----------
+        X : array (n, p)
+            Standardised design matrix of the baseline covariates.
+        time : array of int
+            Persons are at risk of referral on days 0..time-1.
+        referral : array of int
+            Referral day (:data:`~ipm_outcomes.estimators._common.NEVER` for none).
+        days : sequence of int
+            The days s.
+
+        Returns
+        -------
+        array (n, len(days))
+            Grain: one row per person, one column per day.
+        """
+        time = np.asarray(time, dtype=np.int64)
+        model = _Referral(self._settings({}), np.asarray(X, dtype=float), time, np.asarray(referral, dtype=np.int64))
+        if not model.fitted:
+            return np.ones((len(time), len(days)))
+        return np.column_stack([model.survival(int(d)) for d in days])
+
     def fit(
         self,
         df: pd.DataFrame,
