@@ -35,12 +35,15 @@ class Roles:
         plan order.
     qol
         quality-of-life outcome -> the id of its analysis.
+    description
+        the id of the cohort description (Table 1 and its weighting; None when not planned).
     """
 
     primary: str | None
     naive: str | None
     comparisons: tuple[AnalysisItem, ...]
     qol: Mapping[str, str]
+    description: str | None
 
     @classmethod
     def of(cls, data: ReportData) -> Roles:
@@ -51,6 +54,7 @@ class Roles:
             naive=next((a.id for a in comparisons if a.role == "bias_illustration"), None),
             comparisons=comparisons,
             qol=MappingProxyType({a.outcome: a.id for a in data.plan if a.method == "ancova_iptw"}),
+            description=next((a.id for a in data.plan if a.role == "description"), None),
         )
 
 

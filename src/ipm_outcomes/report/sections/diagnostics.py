@@ -102,17 +102,19 @@ def diagnostic_value(ctx: ReportContext, name: str, value: float | None, fmt: st
 
     The largest |SMD| of the cohort is the SMD of one Table 1 row: shown only when that row's SMD is
     shown (else it would give back the SMD Table 1 withholds). A share of the cohort (equipoise) is
-    shown only when the cohort size is shown and the share implies no small count of persons.
+    shown only when the cohort size is shown and the share implies no small count of persons. The cohort's
+    checks are those of the plan's cohort description (named ``<its id>:<diagnostic>``).
     """
     if value is None or not math.isfinite(value):
         return MISSING_LABEL
-    cohort_smd = name in ("max_abs_smd_before", "max_abs_smd_after") or name == "cohort_iptw:covariate_balance"
+    cohort = ctx.roles.description
+    cohort_smd = name in ("max_abs_smd_before", "max_abs_smd_after") or name == f"{cohort}:covariate_balance"
     if cohort_smd:
         which = 0 if name == "max_abs_smd_before" else 1
         shown = {round(abs(v[which]), 3) for v in ctx.smds_shown.values()}
         if round(abs(value), 3) not in shown:
             return f"withheld (a characteristic with fewer than {ctx.t} persons in a group)"
-    if name in ("equipoise_fraction", "cohort_iptw:equipoise"):
+    if name in ("equipoise_fraction", f"{cohort}:equipoise"):
         n = ctx.v(COHORT)
         if n is None or ctx.policy.implied_count_small(value, n):
             return f"withheld (would reveal fewer than {ctx.t} persons)"
