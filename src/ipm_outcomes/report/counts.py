@@ -12,10 +12,10 @@ withheld everywhere it appears, and no section can undo another's protection.
 
 The registration order is part of the result: a count registered later aliases to an equal count
 registered earlier (Table 1's group counts before the subgroups', the delay categories before the
-dose-response bands, the estimates' arm sizes before the quality-of-life counts), and the ledger breaks ties
-between equally good complementary cells by registration order. :func:`count_everything` is the one place
-that order is written, each step receiving what it aliases to as an argument. It returns :class:`Counts`,
-immutable; the sections read it and never register anything.
+dose-response bands, the estimates' arm sizes before the quality-of-life counts), and the ledger protects
+the small cells in the order they were registered, so which complementary cells it withholds depends on it.
+:func:`count_everything` is the one place that order is written, each step receiving what it aliases to as
+an argument. It returns :class:`Counts`, immutable; the sections read it and never register anything.
 """
 
 from __future__ import annotations

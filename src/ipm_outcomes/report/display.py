@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ..disclosure import MISSING_LABEL, DisclosurePolicy
-from ..report_data import Estimate
+from ..report_data import TABLES, Estimate
 from ..vocabulary import INSTRUMENTS
 
 
@@ -31,13 +31,23 @@ class DisplayTable:
     count_columns: set[str] = field(default_factory=set)
     numeric_columns: set[str] = field(default_factory=set)
     group_column: str | None = None  # rows whose other cells are all empty render as headings
+    #: column -> (results table, its column) the cells show, where a column shows a results table's column
+    sources: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    @property
+    def person_count_columns(self) -> set[str]:
+        """The columns that count persons: those marked as counts, and those showing a column the results data
+        model declares a person count (:data:`~ipm_outcomes.report_data.TABLES`)."""
+        declared = {c for c, (table, column) in self.sources.items() if column in TABLES[table].person_counts}
+        return set(self.count_columns) | declared
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=[c for c, _ in self.columns])
 
     def to_context(self, file: str) -> dict:
+        counts = self.person_count_columns
         cols = [
-            {"name": c, "header": h, "count": c in self.count_columns, "numeric": c in self.numeric_columns or c in self.count_columns}
+            {"name": c, "header": h, "count": c in counts, "numeric": c in self.numeric_columns or c in counts}
             for c, h in self.columns
         ]
         return {"columns": cols, "rows": self.rows, "caption": self.caption, "notes": self.notes, "file": file}

@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .. import __version__
-from ..disclosure import COMPLEMENT_LABEL, DisclosurePolicy
+from ..disclosure import COMPLEMENT_LABEL, DisclosurePolicy, check_released_table
 from ..errors import IpmError
 from ..report_data import ReportData
 from .context import build_context
@@ -64,6 +64,9 @@ def build_document(data: ReportData, policy: DisclosurePolicy, *, now: dt.dateti
                 if item in into:
                     raise IpmError(f"report section {name!r} returns a {kind} {item!r} that an earlier section returned")
             into.update(made)
+    # one gate for every table a reader gets (CSV and HTML are written from these): no count of 1 to 10
+    for name, table in tables.items():
+        check_released_table(name, table.to_frame(), sorted(table.person_count_columns), policy)
     return Document(
         variables=MappingProxyType(variables),
         tables=MappingProxyType(tables),

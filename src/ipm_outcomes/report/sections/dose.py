@@ -41,6 +41,7 @@ def build(ctx: ReportContext) -> Section:
         rows=rows,
         caption="How early matters: return to work by referral-delay category.",
         notes=[f"Estimates from fewer than {ctx.t} persons are not shown."], count_columns={"n"},
+        sources={"n": ("dose_response", "n")},
     )}
     frame = pd.DataFrame(points)
     shown = frame.dropna(subset=["estimate"])

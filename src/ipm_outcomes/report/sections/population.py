@@ -109,4 +109,5 @@ def _table1(ctx: ReportContext) -> DisplayTable:
                "of withheld counts are not shown. |SMD| < 0.1 indicates balance."],
         count_columns={"early_n", "delayed_n"},
         numeric_columns={"early_pct", "delayed_pct", "smd_before", "smd_after"},
+        sources={"early_n": ("table1", "n"), "delayed_n": ("table1", "n")},
     )

@@ -78,6 +78,7 @@ def build(ctx: ReportContext) -> Section:
             notes=[f"Means and shares from fewer than {ctx.t} persons, or revealing fewer than {ctx.t} "
                    "responders or non-responders, are not shown."],
             count_columns={"n", "n_missing"},
+            sources={"n": ("qol_summary", "n"), "n_missing": ("qol_summary", "n_missing")},
             numeric_columns={"observed", "adjusted", "responders"},
         )
     if diff_rows:

@@ -167,6 +167,7 @@ def _subgroups(ctx: ReportContext) -> Section:
         rows=srows, caption="Subgroups: risk difference of return to work (clone-censor-weight).",
         notes=[f"Estimates where either group has fewer than {ctx.t} persons are not shown."],
         count_columns={"n", "n_early", "n_delayed"},
+        sources={c: ("subgroups", c) for c in ("n", "n_early", "n_delayed")},
     )}
     testable = {n: p for n, p in p_values.items() if p is not None and n in complete}
     smallest = min(((p, n) for n, p in testable.items()), default=None)

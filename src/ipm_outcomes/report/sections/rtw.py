@@ -53,6 +53,7 @@ def build(ctx: ReportContext) -> Section:
                    "by immortal time; it is shown only for contrast.",
                    f"Estimates from fewer than {ctx.t} persons are not shown ({MISSING_LABEL})."],
             count_columns={"n_early", "n_delayed"},
+            sources={"n_early": ("estimates", "n"), "n_delayed": ("estimates", "n")},
         )
     days_off = _days_off(ctx)
     if days_off is not None:
@@ -80,6 +81,7 @@ def build(ctx: ReportContext) -> Section:
                 tables.setdefault("numbers_at_risk", DisplayTable(
                     columns=[("method", "Method"), ("arm", "Arm"), ("day", "Day"), ("n_at_risk", "Number at risk")],
                     rows=[], caption="Numbers at risk under the curves.", count_columns={"n_at_risk"},
+                    sources={"n_at_risk": ("rtw_curves", "n_at_risk")},
                 )).rows.append([METHODS[method], ARMS[arm], str(day), text])
     return Section(out, tables, figures)
 

@@ -26,7 +26,7 @@ def build(ctx: ReportContext) -> Section:
         columns=[("delay_category", "Days from index to first IPM contact"), ("n", "Persons"), ("pct", "% of cohort")],
         rows=rows, caption="Referral-delay categories.",
         notes=[f"Counts below {ctx.t} shown as {ctx.policy.small_label}; {COMPLEMENT_LABEL} withheld to prevent back-calculation."],
-        count_columns={"n"}, numeric_columns={"pct"},
+        count_columns={"n"}, numeric_columns={"pct"}, sources={"n": ("delay_categories", "n")},
     )
     if not ctx.counts.referral_bins.empty:
         bins = ctx.counts.referral_bins.copy()
@@ -56,7 +56,7 @@ def build(ctx: ReportContext) -> Section:
         tables["referral_timing_bins"] = DisplayTable(
             columns=[("first_day", "First day"), ("last_day", "Last day"), ("n", "Persons")],
             rows=[[str(r.left), str(r.right), r.label] for r in bins.itertuples(index=False)],
-            caption="Histogram bins of Figure 2.", count_columns={"n"},
+            caption="Histogram bins of Figure 2.", count_columns={"n"}, sources={"n": ("referral_timing", "n")},
         )
         out["histogram"] = True
     return Section(out, tables, figures)
