@@ -10,7 +10,10 @@ To add a section (say, secondary outcomes):
 1. write ``sections/secondary.py`` with ``build(ctx) -> Section``; show counts with ``ctx.c(key)`` and an
    estimate only when ``ctx.enough(e)`` (or a contrast from ``ctx.contrast(...)``). Its counts of persons must
    be registered in the first pass (:func:`ipm_outcomes.report.counts.count_everything`, one step there),
-   since whether a count may be shown is decided over the whole report at once;
+   since whether a count may be shown is decided over the whole report at once. A table column that shows a
+   results table's column names it in ``DisplayTable.sources``: the release gate
+   (:func:`ipm_outcomes.disclosure.check_released_table`) then refuses any 1-10 in it when the results data
+   model declares that column a person count;
 2. add ``("secondary", secondary.build)`` to :data:`SECTIONS`;
 3. add its part to the template: ``{% include "sections/secondary.html.j2" %}`` or a ``<section>`` that reads
    ``secondary`` (its words) and ``table("...")`` / ``figure("...")`` by the names it returned.
