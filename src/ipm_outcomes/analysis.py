@@ -489,10 +489,11 @@ def run(
     if checks:
         table = pd.concat(checks, ignore_index=True)
         tables["diagnostics"] = table
+        method_of = {item.id: item.method for item in plan}
         diagnostics["checks"] = [
             dict(
                 name=f"{r['analysis']}:{r['diagnostic'].replace(' ', '_')}",
-                label=f"{r['diagnostic'].capitalize()} ({_ANALYSIS_LABELS.get(r['analysis'], r['analysis'])})",
+                label=f"{r['diagnostic'].capitalize()} ({_ANALYSIS_LABELS.get(method_of.get(r['analysis']), r['analysis'])})",
                 value=r["value"],
                 threshold=r["threshold"],
                 passed=r["passed"],
@@ -576,6 +577,7 @@ def run(
     )
 
 
+#: The weighting model of each method, for the diagnostics' labels (the checks are keyed by the plan's ids).
 _ANALYSIS_LABELS = {
     "ccw": "clone-censor-weight, primary",
     "landmark_iptw": "propensity of referral within the grace period among persons still off work at its end",
@@ -884,7 +886,7 @@ def _primary(item: AnalysisItem, ctx: _Context, ccw: CloneCensorWeight, out: _It
     w = np.concatenate([fe.final_weight[fe.weighted_population], fd.final_weight[fd.weighted_population]])
     for flag in (True, False):
         w[arm_early == flag] /= w[arm_early == flag].mean()  # mean 1 per arm (the scale is arbitrary)
-    bal = smd_table(stacked, ccw.design_.names, arm_early, w).assign(analysis="ccw")
+    bal = smd_table(stacked, ccw.design_.names, arm_early, w).assign(analysis=item.id)
     out.tables["balance"] = bal
     out.tables["weights"] = pd.DataFrame({"arm": np.where(arm_early, e_arm, d_arm), "weight": w, "method": "ccw"})
     wt = ccw.weights_.set_index("arm")
@@ -1002,19 +1004,10 @@ def _run_landmark(item: AnalysisItem, ctx: _Context) -> _ItemResult:
         [t.assign(weighting=k) for k, t in lm.summaries_.items()], ignore_index=True
     )
     w_ate = lm.weights_["ate"]
-    bal = smd_table(lm.design_.matrix, lm.design_.names, lm.treated_, w_ate).assign(analysis="landmark_iptw")
+    bal = smd_table(lm.design_.matrix, lm.design_.names, lm.treated_, w_ate).assign(analysis=item.id)
     out.tables["balance"] = bal
     eq = equipoise(lm.ps_, lm.treated_, tuple(a.diagnostics.equipoise_bounds))
-    out.checks.append(
-        diagnostics_table(
-            _max_abs(bal["smd_after"]),
-            eq,
-            smd_threshold=a.diagnostics.max_abs_smd,
-            equipoise_threshold=a.diagnostics.min_equipoise_fraction,
-            equipoise_bounds=tuple(a.diagnostics.equipoise_bounds),
-            analysis="landmark_iptw",
-        )
-    )
+    out.checks.append(_checks(item, ctx, _max_abs(bal["smd_after"]), eq))
     out.diagnostics["landmark"] = {
         "landmark_day": item.settings["landmark_day"],
         "population": int(lm.population_.sum()),
@@ -1024,6 +1017,19 @@ def _run_landmark(item: AnalysisItem, ctx: _Context) -> _ItemResult:
         "truncation": lm.truncation_,
     }
     return out
+
+
+def _checks(item: AnalysisItem, ctx: _Context, max_abs_smd: float, equipoise_fraction: float) -> pd.DataFrame:
+    """The pass/fail diagnostics of one weighting analysis at the spec's thresholds, keyed by its plan id."""
+    d = ctx.spec.analysis.diagnostics
+    return diagnostics_table(
+        max_abs_smd,
+        equipoise_fraction,
+        smd_threshold=d.max_abs_smd,
+        equipoise_threshold=d.min_equipoise_fraction,
+        equipoise_bounds=tuple(d.equipoise_bounds),
+        analysis=item.id,
+    )
 
 
 def _run_tv_cox(item: AnalysisItem, ctx: _Context) -> _ItemResult:
@@ -1088,16 +1094,7 @@ def _run_cohort_description(item: AnalysisItem, ctx: _Context) -> _ItemResult:
             max_abs_smd_after=_max_abs(smd["smd_after"]),
             equipoise_fraction=eq_cohort,
         )
-        out.checks.append(
-            diagnostics_table(
-                _max_abs(smd["smd_after"]),
-                eq_cohort,
-                smd_threshold=a.diagnostics.max_abs_smd,
-                equipoise_threshold=a.diagnostics.min_equipoise_fraction,
-                equipoise_bounds=tuple(a.diagnostics.equipoise_bounds),
-                analysis="cohort_iptw",
-            )
-        )
+        out.checks.append(_checks(item, ctx, _max_abs(smd["smd_after"]), eq_cohort))
     elif n > 0:
         out.unavailable["table1_weighting"] = "every cohort member is in one exposure group: no comparison possible"
     return out

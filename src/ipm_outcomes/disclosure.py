@@ -541,6 +541,44 @@ def _whole_values(low: float, high: float) -> float:
     return max(0, math.floor(high + 1e-7) - math.ceil(low - 1e-7) + 1)
 
 
+def check_released_table(name: str, frame: pd.DataFrame, person_counts: Iterable[str], policy: DisclosurePolicy) -> None:
+    """The last gate before a table leaves the library: no cell of a column that counts persons shows 1 to
+    ``min_cell_size - 1``.
+
+    Every count a reader gets is meant to come from :meth:`CountLedger.display` (shown as ``"<11"`` or
+    ``"*"`` when withheld); this gate catches one that did not, whatever its table. ``person_counts`` are the
+    table's columns that count persons: those the display marks as counts and those showing a column that
+    the results data model (:data:`ipm_outcomes.report_data.TABLES`) declares a person count.
+
+    Raises
+    ------
+    DisclosureError
+        One line naming the table, the column and the row.
+    """
+    for column in person_counts:
+        if column not in frame.columns:
+            continue
+        for row, text in enumerate(frame[column].tolist()):
+            value = _whole_number(text)
+            if value is not None and policy.is_small(value):
+                raise DisclosureError(
+                    f"report table {name!r} column {column!r} row {row}: {text!r} is a count of 1 to "
+                    f"{policy.min_cell_size - 1} persons; a report section must show counts through the "
+                    "CountLedger (ReportContext.c), never from a results table directly"
+                )
+
+
+def _whole_number(text) -> int | None:
+    """A displayed whole number ("7", "1,234", 7) as an int; anything else (a label, "<11", "*", "12.5%") None."""
+    if isinstance(text, (int, np.integer)) and not isinstance(text, bool):
+        return int(text)
+    if isinstance(text, float) and text.is_integer():
+        return int(text)
+    if isinstance(text, str) and text.strip() and text.strip().replace(",", "").isdigit():
+        return int(text.strip().replace(",", ""))
+    return None
+
+
 def format_percent(count: int | None, denominator: int | None, digits: int = 1) -> str:
     """``count / denominator`` as a percentage, or an em dash when either is withheld or zero."""
     if count is None or denominator is None or denominator == 0:

@@ -179,7 +179,7 @@ TABLES: dict[str, TableSpec] = {
         ),
         TableSpec(
             "balance",
-            "one row per weighting model per covariate (level): SMD before and after that model's weights",
+            "one row per weighting analysis (plan id) per covariate (level): SMD before and after its weights",
             (_c("analysis", "str"), _c("covariate", "str"),
              *(_c(x, "float", "null") for x in ("mean_treated", "mean_control", "smd_before", "weighted_mean_treated",
                                                 "weighted_mean_control", "smd_after"))),
@@ -270,7 +270,7 @@ TABLES: dict[str, TableSpec] = {
         ),
         TableSpec(
             "diagnostics",
-            "one row per diagnostic per weighting model: value, threshold, pass/fail",
+            "one row per weighting analysis (plan id) per diagnostic: value, threshold, pass/fail",
             (_c("analysis", "str"), _c("diagnostic", "str"), _c("value", "float", "null"), _c("threshold", "str"),
              _c("passed", "bool", "null"), _c("note", "str", "null")),
             ("analysis", "diagnostic"),

@@ -150,8 +150,8 @@ def test_diagnostics_and_e_value(small):
     d = results["diagnostics"]
     names = {c["name"] for c in d["checks"]}
     assert {
-        "cohort_iptw:covariate_balance",
-        "cohort_iptw:equipoise",
+        "cohort_description:covariate_balance",
+        "cohort_description:equipoise",
         "landmark_iptw:covariate_balance",
         "landmark_iptw:equipoise",
     } <= names

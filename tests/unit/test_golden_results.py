@@ -90,8 +90,24 @@ def _flatten(value, prefix=""):
         yield prefix, value
 
 
+#: The plan's id of each weighting model named in the stored balance and diagnostics (issue 15: keyed by the
+#: analysis, not the weighting model, since the copy was made).
+_PLAN_ID_OF_WEIGHTING = {"ccw": "primary", "cohort_iptw": "cohort_description", "landmark_iptw": "landmark_iptw"}
+
+
+def _stored_diagnostics_as_now(stored: dict) -> dict:
+    """The stored diagnostics with their checks keyed by the plan's ids (values untouched)."""
+    diagnostics = dict(stored["diagnostics"])
+    checks = []
+    for check in diagnostics.get("checks") or []:
+        analysis = _PLAN_ID_OF_WEIGHTING.get(check["analysis"], check["analysis"])
+        checks.append(dict(check, analysis=analysis, name=f"{analysis}:{check['name'].split(':', 1)[1]}"))
+    diagnostics["checks"] = checks
+    return diagnostics
+
+
 def _diff_diagnostics(stored: dict, now: dict) -> list[str]:
-    a, b = dict(_flatten(stored["diagnostics"])), dict(_flatten(now["diagnostics"]))
+    a, b = dict(_flatten(_stored_diagnostics_as_now(stored))), dict(_flatten(now["diagnostics"]))
     problems = [f"diagnostics{k}: missing now" for k in a.keys() - b.keys()]
     problems += [f"diagnostics{k}: stored {a[k]!r}, now {b[k]!r}" for k in a.keys() & b.keys() if not _close(a[k], b[k])]
     return problems
@@ -108,6 +124,8 @@ def _stored_as_now(name: str, frame: pd.DataFrame, stored: dict) -> pd.DataFrame
         outcome = frame["outcome"] if "outcome" in frame else "rtw"
         analysis = [_analysis_of(m, o) for m, o in zip(frame["method"], pd.Series(outcome, index=frame.index))]
         frame = pd.concat([pd.Series(analysis, index=frame.index, name="analysis"), frame], axis=1)
+    if name in ("balance", "diagnostics"):  # keyed by the plan's analysis id, not the weighting model
+        frame = frame.assign(analysis=frame["analysis"].replace(_PLAN_ID_OF_WEIGHTING))
     if name == "delay_categories":  # first and last day of each band (none stored: cohort description)
         raise AssertionError("delay_categories is not a stored golden table")
     return frame

@@ -1,0 +1,86 @@
+"""The report finds the cohort's diagnostics by the plan's id of the cohort description, not a method name.
+
+The pass/fail checks are keyed ``<analysis id>:<diagnostic>`` by the plan's ids (the balance and diagnostics
+tables name the analysis, not the weighting model). The cohort's largest |SMD| is one Table 1 row's SMD and
+its equipoise share a share of the cohort: both go through the disclosure gate, which must recognise them
+under the plan's id.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+from ipm_outcomes.report import render
+
+TINY = Path(__file__).resolve().parents[1] / "fixtures" / "results_tiny"
+
+
+def test_the_cohort_checks_are_gated_under_the_plan_id(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(TINY, results, ignore=shutil.ignore_patterns("*.py"))
+    data = json.loads((results / "results.json").read_text())
+    description = next(p["id"] for p in data["plan"] if p["role"] == "description")
+    assert description == "cohort_description"
+    data["diagnostics"]["checks"] = [
+        {"name": f"{description}:covariate_balance", "label": "Covariate balance (cohort propensity model)",
+         "value": 0.0463, "threshold": "max |SMD| after weighting < 0.1", "passed": True, "analysis": description},
+        {"name": f"{description}:equipoise", "label": "Equipoise (cohort propensity model)",
+         "value": 0.7568, "threshold": ">= 20% of persons with preference score in [0.3, 0.7]", "passed": True,
+         "analysis": description},
+    ]
+    (results / "results.json").write_text(json.dumps(data))
+    summary = render(results, tmp_path / "report", pdf=False)
+    with open(summary.out_dir / "tables" / "diagnostics.csv", newline="", encoding="utf-8") as handle:
+        values = {r["check"]: r["value"] for r in csv.DictReader(handle)}
+    # the tiny cohort withholds Table 1's small cells, so neither the SMD nor the cohort share may be shown
+    assert values == {
+        "Covariate balance (cohort propensity model)": "withheld (a characteristic with fewer than 11 persons in a group)",
+        "Equipoise (cohort propensity model)": "withheld (would reveal fewer than 11 persons)",
+    }
+    html = summary.html.read_text(encoding="utf-8")
+    assert "0.0463" not in html and "0.757" not in html
+
+
+# -- one gate for every released table -------------------------------------------------------------
+
+
+def test_a_table_showing_a_person_count_column_directly_is_refused(tmp_path, monkeypatch):
+    """The attack: a section shows the delay categories' person counts straight from the results table (not
+    through the ledger), in a column it forgot to mark as counts. The tiny fixture's categories hold 3, 6 and 3
+    persons. The results data model declares delay_categories.n a person count, so the gate refuses the table
+    and nothing is written; before the gate, tables/leak.csv held "3" and "6"."""
+    from ipm_outcomes.disclosure import DisclosureError
+    from ipm_outcomes.report import DisplayTable, Section, document
+    from ipm_outcomes.report.sections import SECTIONS
+
+    def leak(ctx):
+        cats = ctx.data.table("delay_categories")
+        rows = [[str(r["delay_category"]), str(int(r["n"]))] for r in cats.to_dict("records")]
+        return Section({}, {"leak": DisplayTable(columns=[("delay_category", "Band"), ("persons", "Persons")], rows=rows,
+                                                 caption="Leak", sources={"persons": ("delay_categories", "n")})})
+
+    monkeypatch.setattr(document, "SECTIONS", (*SECTIONS, ("leak", leak)))
+    out = tmp_path / "report"
+    try:
+        render(TINY, out, pdf=False)
+    except DisclosureError as exc:
+        assert str(exc).startswith("report table 'leak' column 'persons' row 0: '3' is a count of 1 to 10 persons")
+    leaked = out / "tables" / "leak.csv"
+    assert not leaked.exists(), leaked.read_text()
+    assert not (out / "report.html").exists()
+
+
+def test_the_gate_reads_shown_counts_and_refuses_small_ones():
+    import pandas as pd
+    import pytest
+
+    from ipm_outcomes.disclosure import DisclosureError, DisclosurePolicy, check_released_table
+
+    policy = DisclosurePolicy(11)
+    shown = pd.DataFrame({"n": ["0", "11", "1,234", "<11", "*", "\u2014", ""], "label": ["7"] * 7})
+    check_released_table("t", shown, ["n"], policy)  # labels are not counts: "7" in them is not checked
+    with pytest.raises(DisclosureError, match=r"report table 't' column 'n' row 1: '10' is a count of 1 to 10 persons"):
+        check_released_table("t", pd.DataFrame({"n": ["12", "10"]}), ["n"], policy)
