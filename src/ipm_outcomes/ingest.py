@@ -2,12 +2,14 @@
 
 Every file is read by DuckDB (CSV as text, so a bad value is reported rather than crashing the
 reader; parquet with its own types), never by pandas, so memory stays bounded for extracts larger
-than RAM (DuckDB spills to ``<db>.tmp``). A CSV is parsed once, into a typed Parquet copy beside
-the database (its text as read, its dates and numbers cast, values that are not well-formed kept
-as text), and everything after reads that copy as it would a Parquet extract: the checks, the
-orphans and the write. Each table is checked in one scan that counts every rule at once; only rules that fail
-are scanned again for example rows. The scan is kept cheap because it is most of the work besides
-storing the rows:
+than RAM (DuckDB spills to ``<db>.tmp``). The load is one transaction from the first check to the
+commit. A CSV is parsed once, straight into its ``raw`` table inside it (its text as read, its
+dates and numbers cast, the text of values that are not well-formed and the extra columns kept
+beside them for the checks); the checks scan that table, and the write only normalises, in place,
+the text columns whose normalisation changes some value. A parquet file is checked where it lies
+and copied into its table by the write. Each table is checked in one scan that counts every rule
+at once; only rules that fail are scanned again for example rows. The scan is kept cheap because it
+is most of the work besides storing the rows:
 
 * codes, enumerations, dates and counts repeat a few thousand values over millions of rows, so
   the scan takes a histogram of each such column and its rules are evaluated once per distinct
@@ -15,20 +17,22 @@ storing the rows:
 * key uniqueness is counted on 64-bit hashes of the keys (distinct hashes prove distinct keys;
   only a repeated hash is checked again on the keys themselves);
 * the scan also finds which text columns are clean (trimming, case-folding and dropping dots
-  change no value), and the write copies those as read instead of normalising every row;
+  change no value), and the write leaves those as read instead of normalising every row;
 * the identifier-value patterns of a free-text column (regular expressions) are counted only when
   the column's cheap screen (a character every match holds) passes on some row, in a second scan
   of those rows.
 
 A CSV that fails a rule is checked again from its text (copied as read, insertion-ordered, so row
 numbers are reliable): its messages show every value and row number as written in the file, not
-as typed. A CSV with malformed lines skips the typed table and is read as text from the start.
+as typed. A CSV with malformed lines is read as text from the start. A DuckDB error ends a
+transaction, so when DuckDB cannot read some file, the transaction is rolled back and the whole
+extract is checked again outside one (every CSV as text), which turns the failure into a problem.
 
-Nothing in the database changes until every rule has been checked. The write (replace every
-``raw`` table, define the view ``raw.medical_claim_diagnosis``, record ``meta.load_provenance`` and
-``meta.load``) is one transaction: a failure rolls it back and leaves the previous load untouched.
-The connection is held from start to end, so another process cannot open the database meanwhile
-(:class:`~ipm_outcomes.errors.DatabaseInUseError`).
+Nothing in the database changes unless every rule passes: the transaction replaces every ``raw``
+table, defines the view ``raw.medical_claim_diagnosis``, records ``meta.load_provenance`` and
+``meta.load``, and commits; any failure (a broken rule, an error, an interruption, kill -9) leaves
+the previous load untouched. The connection is held from start to end, so another process cannot
+open the database meanwhile (:class:`~ipm_outcomes.errors.DatabaseInUseError`).
 """
 
 from __future__ import annotations
@@ -765,7 +769,7 @@ def _unstage_typed(con: duckdb.DuckDBPyConnection, src: _Source) -> None:
 
 
 def _typed_stage_checks(src: _Source) -> list[Check]:
-    """The type rule of a typed stage: values not well-formed kept their text in ``_text:<column>``."""
+    """The type rule of a typed raw table: values not well-formed kept their text in ``_text:<column>``."""
     return [staged_type_check(col, _TEXT_PREFIX + col.name) for col in src.columns if col.type != "VARCHAR"]
 
 

@@ -226,7 +226,7 @@ def test_a_clean_csv_is_parsed_once_and_a_failing_one_again_as_text(
     monkeypatch.setattr(ingest, "_read_csv_sql", lambda src, rejects: parsed.append(src.name) or read_csv(src, rejects))
     ingest.load_extract(extract, tmp_path / "a.duckdb", today=TODAY)
     tables = sorted(p.name.removesuffix(".csv") for p in extract.glob("*.csv"))
-    # one parse into the typed stage each; the checks and the write read the stage
+    # one parse each, straight into its raw table; the checks read that table and the write finishes it
     assert sorted(parsed) == tables
     parsed.clear()
     path = extract / "ehr_work_status.csv"
@@ -240,7 +240,7 @@ def test_a_clean_csv_is_parsed_once_and_a_failing_one_again_as_text(
 @pytest.mark.parametrize(
     ("table", "row", "column", "value"),
     [
-        ("eligibility", 4, "birth_year", "1990.0"),  # type: not well-formed, NULL in the typed copy
+        ("eligibility", 4, "birth_year", "1990.0"),  # type: not well-formed, NULL in the typed raw table
         ("eligibility", 1, "payer_type", ""),  # null
         ("medical_claim", 2, "allowed_amount", "1e400"),  # non_finite
         ("ehr_pro", 3, "assessment_date", "1899-01-01"),  # early_date
@@ -248,7 +248,7 @@ def test_a_clean_csv_is_parsed_once_and_a_failing_one_again_as_text(
         ("ehr_pro", 2, "person_id", "123-45-6789"),  # identifier_value
     ],
 )
-def test_the_typed_copy_notices_what_the_text_reports(extract: Path, monkeypatch, table, row, column, value) -> None:
+def test_the_typed_table_notices_what_the_text_reports(extract: Path, monkeypatch, table, row, column, value) -> None:
     with open(extract / f"{table}.csv", newline="") as handle:
         rows = list(csv.reader(handle))
     rows[row][rows[0].index(column)] = value
@@ -438,3 +438,23 @@ def test_a_load_killed_while_its_csvs_are_parsed_into_the_database_leaves_the_pr
     assert killed.returncode == -9 and killed.stdout.split() == ["3"], killed.stderr
     assert db_state(db) == before
     assert load_extract(extract, db, today=TODAY).rows["medical_claim"] == 3
+
+
+def test_a_parsed_table_checked_again_as_text_for_a_warning_is_still_loaded_from_the_one_parse(
+    extract: Path, tmp_path: Path, monkeypatch, db_state
+) -> None:
+    """With --allow-identifiers an identifier-shaped value is a warning whose rows come from the text:
+    the load goes on, writing the rows parsed the first time, the same as the text path writes."""
+    rows = [claim(i) for i in range(1, 5)]
+    rows[2] = claim(3, claim_id="123-45-6789", diagnosis_code_1="m54.5 ")
+    write_claims(extract, rows)
+    back_to_text: list[str] = []
+    unstage = ingest._unstage_typed
+    monkeypatch.setattr(ingest, "_unstage_typed", lambda con, src: back_to_text.append(src.name) or unstage(con, src))
+    fast = load_extract(extract, tmp_path / "fast.duckdb", today=TODAY, allow_identifiers=True)
+    assert back_to_text == ["medical_claim"]
+    _text_path_only(monkeypatch)
+    text = load_extract(extract, tmp_path / "text.duckdb", today=TODAY, allow_identifiers=True)
+    assert [(p.rule, p.rows, p.examples) for p in fast.warnings] == [("identifier_value", (3,), ("###-##-####",))]
+    assert fast.warnings == text.warnings
+    assert _raw_tables(db_state(tmp_path / "fast.duckdb")) == _raw_tables(db_state(tmp_path / "text.duckdb"))
