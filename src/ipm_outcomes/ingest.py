@@ -2,12 +2,14 @@
 
 Every file is read by DuckDB (CSV as text, so a bad value is reported rather than crashing the
 reader; parquet with its own types), never by pandas, so memory stays bounded for extracts larger
-than RAM (DuckDB spills to ``<db>.tmp``). A CSV is parsed once, into a typed Parquet copy beside
-the database (its text as read, its dates and numbers cast, values that are not well-formed kept
-as text), and everything after reads that copy as it would a Parquet extract: the checks, the
-orphans and the write. Each table is checked in one scan that counts every rule at once; only rules that fail
-are scanned again for example rows. The scan is kept cheap because it is most of the work besides
-storing the rows:
+than RAM (DuckDB spills to ``<db>.tmp``). The load is one transaction from the first check to the
+commit. A CSV is parsed once, straight into its ``raw`` table inside it (its text as read, its
+dates and numbers cast, the text of values that are not well-formed and the extra columns kept
+beside them for the checks); the checks scan that table, and the write only normalises, in place,
+the text columns whose normalisation changes some value. A parquet file is checked where it lies
+and copied into its table by the write. Each table is checked in one scan that counts every rule
+at once; only rules that fail are scanned again for example rows. The scan is kept cheap because it
+is most of the work besides storing the rows:
 
 * codes, enumerations, dates and counts repeat a few thousand values over millions of rows, so
   the scan takes a histogram of each such column and its rules are evaluated once per distinct
@@ -15,20 +17,22 @@ storing the rows:
 * key uniqueness is counted on 64-bit hashes of the keys (distinct hashes prove distinct keys;
   only a repeated hash is checked again on the keys themselves);
 * the scan also finds which text columns are clean (trimming, case-folding and dropping dots
-  change no value), and the write copies those as read instead of normalising every row;
+  change no value), and the write leaves those as read instead of normalising every row;
 * the identifier-value patterns of a free-text column (regular expressions) are counted only when
   the column's cheap screen (a character every match holds) passes on some row, in a second scan
   of those rows.
 
 A CSV that fails a rule is checked again from its text (copied as read, insertion-ordered, so row
 numbers are reliable): its messages show every value and row number as written in the file, not
-as typed. A CSV with malformed lines skips the typed table and is read as text from the start.
+as typed. A CSV with malformed lines is read as text from the start. A DuckDB error ends a
+transaction, so when DuckDB cannot read some file, the transaction is rolled back and the whole
+extract is checked again outside one (every CSV as text), which turns the failure into a problem.
 
-Nothing in the database changes until every rule has been checked. The write (replace every
-``raw`` table, define the view ``raw.medical_claim_diagnosis``, record ``meta.load_provenance`` and
-``meta.load``) is one transaction: a failure rolls it back and leaves the previous load untouched.
-The connection is held from start to end, so another process cannot open the database meanwhile
-(:class:`~ipm_outcomes.errors.DatabaseInUseError`).
+Nothing in the database changes unless every rule passes: the transaction replaces every ``raw``
+table, defines the view ``raw.medical_claim_diagnosis``, records ``meta.load_provenance`` and
+``meta.load``, and commits; any failure (a broken rule, an error, an interruption, kill -9) leaves
+the previous load untouched. The connection is held from start to end, so another process cannot
+open the database meanwhile (:class:`~ipm_outcomes.errors.DatabaseInUseError`).
 """
 
 from __future__ import annotations
@@ -180,8 +184,15 @@ class _Source:
     rows: int = 0
     usable: bool = True
     staged: bool = False
-    #: A CSV parsed once into a typed Parquet copy (this file): the checks and the write read that.
-    typed_stage: Path | None = None
+    #: A CSV parsed once into its ``raw`` table, inside the load's transaction (text columns as read,
+    #: the others typed, with the text of ill-formed values and the extra columns beside them): the
+    #: checks read that table.
+    typed: bool = False
+    #: The ``raw`` table holds this file's rows as parsed: the write finishes it instead of inserting.
+    in_raw: bool = False
+    #: ``rowid`` of the file's first row in its ``raw`` table or insertion-ordered copy (rows a
+    #: transaction has not committed are numbered from a large offset, in file order).
+    row_base: int = 0
     rejected_rows: list[int] = field(default_factory=list)
     #: Text columns whose normalisation changes no value: the write copies them as they are.
     clean: set[str] = field(default_factory=set)
@@ -304,14 +315,18 @@ def _reader_sql(src: _Source, *, rejects: bool) -> str:
             "select _file, file_row_number + 1 as _row, * exclude (_file, file_row_number) from read_parquet("
             f"[{files}], filename='_file', file_row_number=true, union_by_name=true)"
         )
-    if src.typed_stage:
+    if src.typed:
+        stored = [quote_ident(c.name) for c in src.columns]
+        stored += [quote_ident(_TEXT_PREFIX + c.name) for c in src.columns if c.type != "VARCHAR"]
+        stored += [quote_ident(name) for _, name in src.diagnosis]
+        stored += [f"{quote_ident(_stored_extra(i))} as {quote_ident(name)}" for i, name in enumerate(src.extras)]
         return (
-            f"select {quote_literal(src.rel)} as _file, file_row_number + 1 as _row, * exclude (file_row_number)"
-            f" from read_parquet({_path_literal(src.typed_stage)}, file_row_number=true)"
+            f"select {quote_literal(src.rel)} as _file, rowid - {src.row_base - 1} as _row, {', '.join(stored)}"
+            f" from {RAW_SCHEMA}.{src.name}"
         )
     if src.staged:
         # rowid of an insertion-ordered copy is the (well-formed) row's position in the file
-        return f"select {quote_literal(src.rel)} as _file, rowid + 1 as _row, * from _stg_{src.name}"
+        return f"select {quote_literal(src.rel)} as _file, rowid - {src.row_base - 1} as _row, * from _stg_{src.name}"
     return f"select {quote_literal(src.rel)} as _file, NULL::BIGINT as _row, * from {_read_csv_sql(src, rejects)}"
 
 
@@ -551,7 +566,7 @@ def _create_view(con: duckdb.DuckDBPyConnection, src: _Source, *, rejects: bool,
         inner.append(f"{expr} as {ref}")
         if not write and _normalises(src, name):
             inner.append(f"{ref} as {quote_ident(_RAW_PREFIX + name)}")
-    if src.typed_stage and not write:
+    if src.typed and not write:
         inner.extend(quote_ident(_TEXT_PREFIX + c.name) for c in src.columns if c.type != "VARCHAR")
     if not write:
         for name in src.extras:  # checked for identifier-shaped values, never loaded
@@ -602,7 +617,7 @@ def _checks_for(src: _Source, today: date, with_orphans: bool, allow_identifiers
         checks.extend(diagnosis_checks(name))
     checks.extend(table_checks(src.table))
     checks = [c for c in checks if src.has(*c.columns_needed)]
-    if src.typed_stage:
+    if src.typed:
         checks += _typed_stage_checks(src)
     # every value of every free-text column, extra columns too (cast to text): a sample of the first
     # rows missed identifiers further down; a cheap test of each value spares most the patterns
@@ -636,39 +651,54 @@ def _check_table(
     today: date,
     with_orphans: bool,
     allow_identifiers: bool,
+    *,
+    fast: bool = False,
 ) -> None:
-    """Check one table: a CSV parsed once into its typed stage, checked as read from the file when it fails.
+    """Check one table: a CSV parsed once into its raw table, checked as read from the file when it fails.
 
-    A typed stage gives the counts of a clean file (most are) at the cost of one parse. When any
+    A typed raw table gives the counts of a clean file (most are) at the cost of one parse. When any
     rule needs its rows (an error, a repeated key, an identifier), the table is checked again as
     text, as read from the file: its messages then give every value and row number as written.
+    ``fast``: inside the load's transaction, where a DuckDB error cannot be survived (it is raised).
     """
-    if src.typed_stage:
+    if src.typed:
         found = ProblemList()
         try:
-            _check_rows(con, src, found, today, with_orphans, allow_identifiers)
+            _check_rows(con, src, found, today, with_orphans, allow_identifiers, fast=fast)
         except _NeedsText:
             _unstage_typed(con, src)
         else:
             problems.items.extend(found.items)
             return
-    _check_rows(con, src, problems, today, with_orphans, allow_identifiers)
+    _check_rows(con, src, problems, today, with_orphans, allow_identifiers, fast=fast)
 
 
 class _NeedsText(Exception):
-    """A typed stage found a problem whose rows and values must be reported as written in the file."""
+    """A typed table found a problem whose rows and values must be reported as written in the file."""
 
 
-def _stage_typed(con: duckdb.DuckDBPyConnection, src: _Source, stage_dir: Path) -> None:
-    """Parse a CSV once into a typed Parquet copy: text columns as read, the others typed.
+def _stored_extra(i: int) -> str:
+    """Name of the i-th extra column in a typed raw table (header names may differ only in case)."""
+    return f"_extra:{i}"
 
-    Every later scan (the checks, the orphans, the write) reads this copy as it would a typed
-    Parquet extract instead of parsing the file again, and the typed columns are cast once. A
-    temporary table would do the same, but a million persons' claims outgrow the memory limit as
-    a table and thrash the spill; compressed Parquet is a fifth of the size and is read in streams.
-    (Rows keep their order: the copy's row numbers are the file's.) A value of a typed column that
-    is not well-formed (``1990.0`` for a year) is NULL there, with its text in ``_text:<column>``.
-    A file that DuckDB cannot parse cleanly is left to the text path, which reports its lines.
+
+def _hidden_columns(src: _Source) -> list[str]:
+    """Columns a typed raw table holds for the checks only: the text of ill-formed values, the extras."""
+    return [_TEXT_PREFIX + c.name for c in src.columns if c.type != "VARCHAR"] + [
+        _stored_extra(i) for i in range(len(src.extras))
+    ]
+
+
+def _stage_typed(con: duckdb.DuckDBPyConnection, src: _Source, positions: list[int]) -> None:
+    """Parse a CSV once, straight into its ``raw`` table: text columns as read, the others typed.
+
+    Runs inside the load's transaction (a failed load rolls it back with everything else), so the
+    rows are parsed and stored once: the checks scan the stored table, and the write only
+    normalises the few text columns whose values normalising changes (:func:`_finish_raw`). A
+    value of a typed column that is not well-formed (``1990.0`` for a year) is NULL there, with its
+    text in ``_text:<column>``; extra columns are kept as ``_extra:<i>`` for the identifier checks.
+    Rows keep the file's order (``rowid - row_base + 1`` is the row number). A file with a malformed
+    line is left to the text path, which reports its lines.
     """
     # Layered so that each value is trimmed, cast and tested once: DuckDB evaluates an expression
     # as often as it is written (writing the cast and the test in both the typed column and its
@@ -678,7 +708,7 @@ def _stage_typed(con: duckdb.DuckDBPyConnection, src: _Source, stage_dir: Path) 
         ref = quote_ident(col.name)
         if col.type == "VARCHAR":
             # as read: codes repeat, so the checks normalise each distinct value once, and the
-            # write copies a column that normalising would not change as it is
+            # write normalises only a column that normalising changes
             inner.append(ref)
             outer.append(ref)
         else:
@@ -688,28 +718,49 @@ def _stage_typed(con: duckdb.DuckDBPyConnection, src: _Source, stage_dir: Path) 
             tests.append(f"{ill_formed_text(col, ref, cast)} as {ill}")
             outer.append(f"case when not {ill} then {cast} end as {ref}")
             outer.append(f"case when {ill} then {ref} end as {quote_ident(_TEXT_PREFIX + col.name)}")
-    for name in [name for _, name in src.diagnosis] + src.extras:
+    for _, name in src.diagnosis:
         inner.append(quote_ident(name))
         outer.append(quote_ident(name))
-    path = stage_dir / f"{src.name}.parquet"
-    read = f"select {', '.join(inner)} from {_read_csv_sql(src, False)}"
-    try:
-        con.execute(
-            f"copy (select {', '.join(outer)} from (select {', '.join(tests)} from (select {', '.join(casts)} from"
-            f" ({read})))) to {_path_literal(path)} (format parquet)"
-        )
-    except duckdb.Error:
-        path.unlink(missing_ok=True)
+    for i, name in enumerate(src.extras):
+        inner.append(quote_ident(name))
+        outer.append(f"{quote_ident(name)} as {quote_ident(_stored_extra(i))}")
+    table = f"{RAW_SCHEMA}.{src.name}"
+    con.execute(f"drop table if exists {table}")
+    con.execute(raw_table_ddl(src.table, positions))
+    for name in _hidden_columns(src):
+        con.execute(f"alter table {table} add column {quote_ident(name)} VARCHAR")
+    read = f"select {', '.join(inner)} from {_read_csv_sql(src, 'fast')}"
+    con.execute("set preserve_insertion_order = true")  # rowid order is file order
+    con.execute(
+        f"insert into {table} by name select {', '.join(outer)} from (select {', '.join(tests)} from"
+        f" (select {', '.join(casts)} from ({read})))"
+    )
+    if _temp_rows(con, f"_fast_{src.name}"):
+        con.execute(f"drop table {table}")  # malformed lines: the text path reports them
         return
-    src.typed_stage = path
+    src.in_raw = src.typed = True
+    src.row_base = _first_rowid(con, table)
     src.types = {**src.types, **{c.name: c.type for c in src.columns}}
 
 
+def _first_rowid(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """``rowid`` of a table's first row: 0 once committed, a large offset for rows a transaction has
+    not yet committed (in insertion order either way)."""
+    return con.execute(f"select coalesce(min(rowid), 0) from {table}").fetchall()[0][0]
+
+
+def _temp_rows(con: duckdb.DuckDBPyConnection, name: str) -> int:
+    """Rows of temporary table ``name``, 0 when there is none (asked, not tried: an error would end
+    the load's transaction)."""
+    found = con.execute(
+        "select count(*) from duckdb_tables() where temporary and table_name = ?", [name]
+    ).fetchall()[0][0]
+    return con.execute(f"select count(*) from temp.main.{quote_ident(name)}").fetchall()[0][0] if found else 0
+
+
 def _unstage_typed(con: duckdb.DuckDBPyConnection, src: _Source) -> None:
-    """Back to reading the CSV as text (what the typed stage learnt is forgotten)."""
-    if src.typed_stage is not None:
-        src.typed_stage.unlink(missing_ok=True)
-    src.typed_stage = None
+    """Back to reading the CSV as text (what the typed table taught is forgotten; its rows stay for the write)."""
+    src.typed = False
     src.types = dict.fromkeys(src.header, "VARCHAR")
     src.clean = set()
     src.diagnoses_present = {}
@@ -718,7 +769,7 @@ def _unstage_typed(con: duckdb.DuckDBPyConnection, src: _Source) -> None:
 
 
 def _typed_stage_checks(src: _Source) -> list[Check]:
-    """The type rule of a typed stage: values not well-formed kept their text in ``_text:<column>``."""
+    """The type rule of a typed raw table: values not well-formed kept their text in ``_text:<column>``."""
     return [staged_type_check(col, _TEXT_PREFIX + col.name) for col in src.columns if col.type != "VARCHAR"]
 
 
@@ -729,6 +780,8 @@ def _check_rows(
     today: date,
     with_orphans: bool,
     allow_identifiers: bool,
+    *,
+    fast: bool = False,
 ) -> None:
     """Count every rule of one table in one scan, then fetch examples of those that fail.
 
@@ -751,7 +804,7 @@ def _check_rows(
     # themselves only where a screen passes. A CSV read as text is scanned once (it logs its
     # malformed lines), so its rules are counted as they are.
     by_columns: dict[tuple[str, ...], list[Check]] = {}
-    if src.kind != "csv" or src.typed_stage or src.staged:
+    if src.kind != "csv" or src.typed or src.staged:
         for c in per_row:
             if c.screen is not None:
                 by_columns.setdefault(c.columns_needed, []).append(c)
@@ -774,8 +827,8 @@ def _check_rows(
         # one scan; a CSV scan logs its malformed lines only once the query has finished
         con.execute(f"create or replace temp table {table} as select {selected} from {src.view} _v{join}")
     except duckdb.Error as exc:
-        if src.typed_stage:
-            raise _NeedsText from exc
+        if fast:
+            raise  # the load's transaction is over: the caller checks everything again outside one
         problems.add(ERROR, src.rel, src.name, None, "unreadable_file", _one_line(f"{src.rel} cannot be read: {exc}"))
         src.usable = False
         return
@@ -809,7 +862,7 @@ def _check_rows(
     _add_no_rows(src, problems)
     failing = [(c, counted[id(c)]) for c in checks if counted[id(c)]]
     needs_rows = dup_rows or any(c.severity == ERROR or c.rule == "identifier_value" for c, _ in failing)
-    if needs_rows and src.typed_stage:
+    if needs_rows and src.typed:
         raise _NeedsText
     if needs_rows and src.kind == "csv" and not src.staged:
         _stage_csv(con, src)
@@ -916,7 +969,9 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, src: _Source) -> None:
     """Copy a failing CSV into an insertion-ordered temp table so rows have reliable numbers."""
     con.execute(f"drop table if exists _rejstg_{src.name}")
     con.execute(f"drop table if exists _rejstgscan_{src.name}")
+    con.execute("set preserve_insertion_order = true")
     con.execute(f"create or replace temp table _stg_{src.name} as select * from {_read_csv_sql(src, 'rejstg')}")
+    src.row_base = _first_rowid(con, f"_stg_{src.name}")
     src.rejected_rows = [
         line - 1
         for (line,) in con.execute(
@@ -1061,19 +1116,18 @@ def _add_duplicates(src: _Source, n: int, found: list[tuple], problems: ProblemL
 
 
 def _report_rejects(con: duckdb.DuckDBPyConnection, src: _Source, problems: ProblemList) -> None:
-    if src.kind != "csv" or src.staged or src.typed_stage:
-        return  # a typed stage exists only for a file that parsed without a malformed line
+    if src.kind != "csv" or src.staged or src.typed:
+        return  # a typed table exists only for a file that parsed without a malformed line
     # one row per line and kind of error (a short line is logged once per missing column)
     lines = (
         f"select line, error_type, min(column_name) as column_name, min(csv_line) as csv_line,"
         f" min(error_message) as error_message from _rej_{src.name} group by line, error_type"
     )
-    try:
-        kinds = con.execute(
-            f"select error_type, count(*), min(line) from ({lines}) group by error_type order by 3"
-        ).fetchall()
-    except duckdb.CatalogException:
+    if not _temp_rows(con, f"_rej_{src.name}"):
         return  # nothing was malformed
+    kinds = con.execute(
+        f"select error_type, count(*), min(line) from ({lines}) group by error_type order by 3"
+    ).fetchall()
     for error_type, n, _ in kinds:
         first = con.execute(
             f"select line, column_name, csv_line, error_message from ({lines}) where error_type = ?"
@@ -1141,33 +1195,80 @@ def _validate(
     allow_identifiers: bool,
     today: date,
     steps_enabled: bool,
-    stage_dir: Path,
     extra_steps: int = 0,
-) -> tuple[list[Problem], dict[str, _Source], _Steps]:
-    """Every problem of the extract; each CSV that parses cleanly is staged as Parquet in ``stage_dir``."""
-    problems = ProblemList()
-    sources = _discover(extract_dir, problems)
-    steps = _Steps(steps_enabled, total=len(sources) + extra_steps)
-    for src in sources.values():
-        _inspect(con, src, problems, allow_identifiers)
+) -> tuple[list[Problem], dict[str, _Source], _Steps, bool]:
+    """Every problem of the extract, what was learnt of each table, and whether a transaction is open.
+
+    Checked first inside one transaction, left open for the caller to write in and commit, or to
+    roll back: each CSV that parses cleanly is parsed once, straight into its ``raw`` table
+    (:func:`_stage_typed`). A DuckDB error ends a transaction, so when DuckDB fails on some file
+    (one it cannot read), the transaction is rolled back and the extract is checked again outside
+    one, every CSV read as text, which turns such failures into problems naming the file.
+    """
+    steps = None
+    for fast in (True, False):
+        problems = ProblemList()
+        sources = _discover(extract_dir, problems)
+        if steps is None:
+            steps = _Steps(steps_enabled, total=len(sources) + extra_steps)
+        for src in sources.values():
+            _inspect(con, src, problems, allow_identifiers)
+        try:
+            _check_sources(con, sources, problems, today, allow_identifiers, steps, fast=fast)
+        except duckdb.Error:
+            if not fast:
+                raise
+            con.execute("rollback")
+            continue
+        return problems.items, sources, steps, fast
+    raise AssertionError("unreachable")  # the second pass returns or raises
+
+
+def _check_sources(
+    con: duckdb.DuckDBPyConnection,
+    sources: dict[str, _Source],
+    problems: ProblemList,
+    today: date,
+    allow_identifiers: bool,
+    steps: _Steps,
+    *,
+    fast: bool,
+) -> None:
+    """Check every table in turn (eligibility first: the others' persons must be in it).
+
+    ``fast``: begin the load's transaction and parse each CSV into its ``raw`` table in it.
+    """
+    if fast:
+        con.execute("begin transaction")
+        con.execute(f"create schema if not exists {RAW_SCHEMA}")
+        drop_raw_relation(con, "medical_claim_diagnosis")  # it reads raw.medical_claim
+    claims = sources.get("medical_claim")
+    positions = [position for position, _ in claims.diagnosis] if claims else []
     eligibility = sources.get("eligibility")
     have_persons = False
     for src in sources.values():
         with steps.step(f"checking {src.name}"):
             if not src.usable:
                 continue
-            if src.kind == "csv":
-                _stage_typed(con, src, stage_dir)
-            _create_view(con, src, rejects=src.kind == "csv" and not src.typed_stage)
+            if src.kind == "csv" and fast:
+                _stage_typed(con, src, positions)
+            _create_view(con, src, rejects=src.kind == "csv" and not src.typed)
             with_orphans = have_persons and src.name != "eligibility" and src.has("person_id")
-            _check_table(con, src, problems, today, with_orphans, allow_identifiers)
+            _check_table(con, src, problems, today, with_orphans, allow_identifiers, fast=fast)
             if src is eligibility and src.usable and src.has("person_id"):
                 con.execute(
                     f"create or replace temp table _eligible_persons as select distinct person_id from {src.view}"
                     " where person_id is not null"
                 )
                 have_persons = True
-    return problems.items, sources, steps
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction, if there is one (DuckDB refuses a rollback outside one)."""
+    try:
+        con.execute("rollback")
+    except duckdb.TransactionException:
+        pass  # no transaction was open
 
 
 def _cleanup(con: duckdb.DuckDBPyConnection) -> None:
@@ -1215,20 +1316,22 @@ def validate_extract(
         the extract is clean.
     """
     with tempfile.TemporaryDirectory(prefix="ipm-validate-") as spill:
-        con = duckdb.connect(config=_config(memory_limit, threads))
+        # a scratch database file: the CSVs are parsed into its raw tables (never committed), which
+        # a million persons' claims would outgrow in memory
+        con = duckdb.connect(str(Path(spill) / "scratch.duckdb"), config=_config(memory_limit, threads))
         try:
             _configure(con, spill)
-            problems, _, steps = _validate(
+            problems, _, steps, _ = _validate(
                 con,
                 Path(extract_dir),
                 allow_identifiers=allow_identifiers,
                 today=reference_date or today or date.today(),
                 steps_enabled=False,
-                stage_dir=Path(spill),
             )
             steps.close()
             return problems
         finally:
+            _rollback(con)
             con.close()
 
 
@@ -1320,23 +1423,28 @@ def _insert_sql(src: _Source) -> str:
 def _write(
     con: duckdb.DuckDBPyConnection,
     sources: dict[str, _Source],
-    extract_dir: Path,
     hashes: dict[Path, Future],
     allow_identifiers: bool,
     n_warnings: int,
     steps: _Steps,
     facts: _LoadFacts,
+    in_transaction: bool,
 ) -> dict[str, int]:
-    """Replace the raw and meta tables in one transaction; returns rows per raw table."""
+    """Replace the raw and meta tables in one transaction; returns rows per raw table.
+
+    ``in_transaction``: the validation's transaction is open (the CSVs' raw tables were written in
+    it, :func:`_stage_typed`), and the write finishes in it.
+    """
     for src in sources.values():
-        # the write scans must not log rejects into temp tables
-        _create_view(con, src, rejects=False, write=True)
+        if not src.in_raw:  # the write scans must not log rejects into temp tables
+            _create_view(con, src, rejects=False, write=True)
     loaded_at = datetime.now(UTC).replace(tzinfo=None)
     rows: dict[str, int] = {}
     # Row order in raw tables carries no meaning (row numbers were needed for reporting only);
     # letting DuckDB write in parallel out of order cuts the write time by about a third.
     con.execute("set preserve_insertion_order = false")
-    con.execute("begin transaction")
+    if not in_transaction:
+        con.execute("begin transaction")
     try:
         con.execute(f"create schema if not exists {RAW_SCHEMA}")
         con.execute(f"create schema if not exists {META_SCHEMA}")
@@ -1345,10 +1453,13 @@ def _write(
         for table in TABLES:
             src = sources.get(table.name)
             with steps.step(f"writing {table.name}") if src else _nothing():
-                con.execute(f"drop table if exists {RAW_SCHEMA}.{table.name}")
-                con.execute(raw_table_ddl(table, positions))
-                if src:
-                    con.execute(_insert_sql(src))
+                if src and src.in_raw:
+                    _finish_raw(con, src)
+                else:
+                    con.execute(f"drop table if exists {RAW_SCHEMA}.{table.name}")
+                    con.execute(raw_table_ddl(table, positions))
+                    if src:
+                        con.execute(_insert_sql(src))
             rows[table.name] = con.execute(f"select count(*) from {RAW_SCHEMA}.{table.name}").fetchall()[0][0]
         con.execute(medical_claim_diagnosis_view_ddl(positions))
         # counted while validating: the view's rows are the non-empty normalised diagnosis values
@@ -1360,6 +1471,23 @@ def _write(
         con.execute("rollback")
         raise
     return rows
+
+
+def _finish_raw(con: duckdb.DuckDBPyConnection, src: _Source) -> None:
+    """A raw table parsed from a CSV (:func:`_stage_typed`) as the write leaves it: the text columns
+    normalised (only those whose normalisation changes some value: each is rewritten in place), and
+    the columns kept for the checks dropped."""
+    table = f"{RAW_SCHEMA}.{src.name}"
+    text = [(c, c.name) for c in src.columns if c.type == "VARCHAR"] + [(None, name) for _, name in src.diagnosis]
+    for column, name in text:
+        if name not in src.clean:
+            ref = quote_ident(name)
+            con.execute(
+                f"alter table {table} alter column {ref} set data type VARCHAR using"
+                f" {normalise_expr(column, 'VARCHAR', ref)}"
+            )
+    for name in _hidden_columns(src):
+        con.execute(f"alter table {table} drop column {quote_ident(name)}")
 
 
 @contextmanager
@@ -1500,19 +1628,16 @@ def load_extract(
     ok = False
     con = db.connect(db_path, memory_limit=memory_limit or _default_memory_limit(), threads=threads)
     hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
-    # typed Parquet copies of the CSVs, beside the database (where its spill goes too)
-    stage = tempfile.TemporaryDirectory(prefix=f"{db_path.name}.stage-", dir=db_path.resolve().parent)
     steps = None
     try:
         _configure(con, str(db_path.resolve()) + ".tmp")
         n_tables = len(TABLES) + 1  # every raw table, provenance
-        problems, sources, steps = _validate(
+        problems, sources, steps, in_transaction = _validate(
             con,
             extract_dir,
             allow_identifiers=allow_identifiers,
             today=reference_date or today,
             steps_enabled=progress,
-            stage_dir=Path(stage.name),
             extra_steps=n_tables,
         )
         hashes = {p: hasher.submit(sha256_file, p) for src in sources.values() for p in src.files}
@@ -1527,7 +1652,7 @@ def load_extract(
                 Console(stderr=True).print(problems_table(problems))
             raise ValidationFailed(_failure_message(extract_dir, problems), problems)
         warnings = [p for p in problems if not p.is_error]
-        rows = _write(con, sources, extract_dir, hashes, allow_identifiers, len(warnings), steps, facts)
+        rows = _write(con, sources, hashes, allow_identifiers, len(warnings), steps, facts, in_transaction)
         steps.close()
         if report_path is not None:
             _write_report(Path(report_path), extract_dir, problems, rows)
@@ -1546,10 +1671,10 @@ def load_extract(
             steps.close()
         hasher.shutdown(wait=True, cancel_futures=True)
         try:
+            _rollback(con)  # a load that failed inside its transaction leaves the database as it was
             _cleanup(con)
         finally:
             con.close()
-            stage.cleanup()
         if not ok and not existed:
             _remove_database(db_path)
 

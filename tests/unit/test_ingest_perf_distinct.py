@@ -226,7 +226,7 @@ def test_a_clean_csv_is_parsed_once_and_a_failing_one_again_as_text(
     monkeypatch.setattr(ingest, "_read_csv_sql", lambda src, rejects: parsed.append(src.name) or read_csv(src, rejects))
     ingest.load_extract(extract, tmp_path / "a.duckdb", today=TODAY)
     tables = sorted(p.name.removesuffix(".csv") for p in extract.glob("*.csv"))
-    # one parse into the typed stage each; the checks and the write read the stage
+    # one parse each, straight into its raw table; the checks read that table and the write finishes it
     assert sorted(parsed) == tables
     parsed.clear()
     path = extract / "ehr_work_status.csv"
@@ -240,7 +240,7 @@ def test_a_clean_csv_is_parsed_once_and_a_failing_one_again_as_text(
 @pytest.mark.parametrize(
     ("table", "row", "column", "value"),
     [
-        ("eligibility", 4, "birth_year", "1990.0"),  # type: not well-formed, NULL in the typed copy
+        ("eligibility", 4, "birth_year", "1990.0"),  # type: not well-formed, NULL in the typed raw table
         ("eligibility", 1, "payer_type", ""),  # null
         ("medical_claim", 2, "allowed_amount", "1e400"),  # non_finite
         ("ehr_pro", 3, "assessment_date", "1899-01-01"),  # early_date
@@ -248,7 +248,7 @@ def test_a_clean_csv_is_parsed_once_and_a_failing_one_again_as_text(
         ("ehr_pro", 2, "person_id", "123-45-6789"),  # identifier_value
     ],
 )
-def test_the_typed_copy_notices_what_the_text_reports(extract: Path, monkeypatch, table, row, column, value) -> None:
+def test_the_typed_table_notices_what_the_text_reports(extract: Path, monkeypatch, table, row, column, value) -> None:
     with open(extract / f"{table}.csv", newline="") as handle:
         rows = list(csv.reader(handle))
     rows[row][rows[0].index(column)] = value
@@ -260,3 +260,201 @@ def test_the_typed_copy_notices_what_the_text_reports(extract: Path, monkeypatch
     problems = validate_extract(extract, today=TODAY)
     assert back_to_text == [table]
     assert [(p.file, p.column, p.rows) for p in problems if p.is_error][:1] == [(f"{table}.csv", column, (row,))]
+
+
+# --- the one parse: each CSV straight into its raw table, inside the load's transaction -------------------
+
+
+def _text_path_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every CSV checked and written as text, as before the one parse (the path a failing file is checked again on)."""
+    monkeypatch.setattr(ingest, "_stage_typed", lambda con, src, positions: None)
+
+
+def _raw_tables(state: dict) -> dict:
+    return {name: value for name, value in state.items() if name.startswith("raw.")}
+
+
+def _rewrite(extract: Path, table: str, edit) -> None:
+    with open(extract / f"{table}.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    edit(rows)
+    with open(extract / f"{table}.csv", "w", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(rows)
+
+
+def _set(table: str, row: int, column: str, value: str):
+    def edit(rows):
+        rows[row][rows[0].index(column)] = value
+
+    return table, edit
+
+
+def _append_line(table: str, line: str):
+    def edit(rows):
+        rows.append(next(csv.reader([line])))
+
+    return table, edit
+
+
+_MALFORMED = {
+    "type": _set("eligibility", 4, "birth_year", "1990.0"),
+    "non_finite": _set("medical_claim", 2, "allowed_amount", "1e400"),
+    "nan": _set("pharmacy_claim", 1, "quantity", "nan"),
+    "early_date": _set("ehr_pro", 3, "assessment_date", "1899-01-01"),
+    "duplicate_key": _set("ehr_encounter", 2, "encounter_id", "E001"),
+    "identifier_value": _set("ehr_pro", 2, "person_id", "123-45-6789"),
+    "too_many_fields": _append_line("ehr_work_status", "P001,2021-03-01,full_duty,surplus"),
+    "extra_column_identifier": ("ehr_work_status", lambda rows: _add_note(rows, {2: "jane.doe@example.com"})),
+}
+
+
+def _add_note(rows: list[list[str]], notes: dict[int, str]) -> None:
+    """An extra column ``vendor_note`` (not in the contract): ``x`` but in the rows of ``notes``."""
+    for i, row in enumerate(rows):
+        row.append(notes.get(i, "x") if i else "vendor_note")
+
+
+@pytest.mark.parametrize("case", sorted(_MALFORMED))
+def test_the_one_parse_and_the_text_path_report_the_same(extract: Path, monkeypatch, case: str) -> None:
+    """A failing CSV is checked again from its text: the messages are those the text path alone gives."""
+    table, edit = _MALFORMED[case]
+    _rewrite(extract, table, edit)
+    fast = validate_extract(extract, today=TODAY)
+    _text_path_only(monkeypatch)
+    text = validate_extract(extract, today=TODAY)
+    assert any(p.is_error and p.file == f"{table}.csv" for p in fast)
+    assert fast == text
+
+
+def test_the_one_parse_and_the_text_path_load_the_same_database(extract: Path, tmp_path: Path, monkeypatch, db_state):
+    """Text to normalise, extra columns and orphan persons (a warning with rows): the same tables, the same words."""
+    rows = [claim(i) for i in range(1, 7)]
+    rows[1] = claim(2, diagnosis_code_1=" m54.5", rendering_taxonomy_code="207q00000x ", person_id="P404")
+    rows[4] = claim(5, hcpcs_code="", diagnosis_code_2="g89.29", claim_type="PROFESSIONAL")
+    write_claims(extract, rows)
+    _rewrite(extract, "ehr_work_status", lambda rows: _add_note(rows, {}))
+    fast = load_extract(extract, tmp_path / "fast.duckdb", today=TODAY)
+    _text_path_only(monkeypatch)
+    text = load_extract(extract, tmp_path / "text.duckdb", today=TODAY)
+    assert [p.rule for p in fast.warnings] == ["extra_columns", "orphan_person"]
+    assert [(p.rule, p.message, p.examples) for p in fast.warnings] == [
+        (p.rule, p.message, p.examples) for p in text.warnings
+    ]
+    # an orphan warning names its rows from the parsed table; a CSV read as text knows no rows
+    assert [p.rows for p in fast.warnings] == [(), (2,)] and [p.rows for p in text.warnings] == [(), ()]
+    assert fast.rows == text.rows
+    assert _raw_tables(db_state(tmp_path / "fast.duckdb")) == _raw_tables(db_state(tmp_path / "text.duckdb"))
+
+
+def test_a_failing_csv_leaves_the_database_as_it_was(extract: Path, tmp_path: Path, monkeypatch, db_state) -> None:
+    """The CSVs before the failing one were already parsed into their raw tables: rolled back with the load."""
+    db = tmp_path / "study.duckdb"
+    load_extract(extract, db, today=TODAY)
+    before = db_state(db)
+    write_claims(extract, [claim(i) for i in range(1, 4)])  # would replace the claims ...
+    _rewrite(extract, *_MALFORMED["too_many_fields"])  # ... but the last table has a malformed line
+    seen = {}
+    check = ingest._check_table
+
+    def spy(con, src, *args, **kwargs):
+        if src.name == "ehr_work_status":
+            seen["claims inside the transaction"] = con.execute("select count(*) from raw.medical_claim").fetchall()[0][0]
+        return check(con, src, *args, **kwargs)
+
+    monkeypatch.setattr(ingest, "_check_table", spy)
+    with pytest.raises(ingest.ValidationFailed) as failed:
+        load_extract(extract, db, today=TODAY)
+    assert seen == {"claims inside the transaction": 3}
+    assert [(p.file, p.rule, p.rows) for p in failed.value.problems if p.is_error] == [
+        ("ehr_work_status.csv", "malformed_row", (len(_csv_rows(extract, "ehr_work_status")) - 1,))
+    ]
+    assert db_state(db) == before
+
+
+def _csv_rows(extract: Path, table: str) -> list[list[str]]:
+    with open(extract / f"{table}.csv", newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_a_duckdb_failure_inside_the_transaction_checks_everything_again_outside_it(
+    extract: Path, tmp_path: Path, monkeypatch, db_state
+) -> None:
+    """A gzip stream that ends early fails DuckDB's read mid-file, which ends the transaction."""
+    import gzip
+
+    db = tmp_path / "study.duckdb"
+    load_extract(extract, db, today=TODAY)
+    before = db_state(db)
+    data = gzip.compress((extract / "medical_claim.csv").read_bytes() * 20)
+    (extract / "medical_claim.csv").unlink()
+    (extract / "medical_claim.csv.gz").write_bytes(data[: len(data) // 2])
+    passes = []
+    check_sources = ingest._check_sources
+
+    def spy(*args, fast):
+        passes.append(fast)
+        return check_sources(*args, fast=fast)
+
+    monkeypatch.setattr(ingest, "_check_sources", spy)
+    with pytest.raises(ingest.ValidationFailed) as failed:
+        load_extract(extract, db, today=TODAY)
+    assert passes == [True, False]
+    assert [(p.file, p.rule) for p in failed.value.problems if p.is_error] == [("medical_claim.csv.gz", "unreadable_file")]
+    assert failed.value.problems[0].message.startswith("medical_claim.csv.gz cannot be read: IO Error: Unexpected end of GZIP")
+    assert db_state(db) == before
+
+
+KILLED_WHILE_CHECKING = """
+import os, signal, sys
+from datetime import date
+from ipm_outcomes import ingest
+
+check = ingest._check_table
+
+def check_then_die(con, src, *args, **kwargs):
+    check(con, src, *args, **kwargs)
+    if src.name == "medical_claim":  # parsed into raw.medical_claim, inside the load's transaction
+        print(con.execute("select count(*) from raw.medical_claim").fetchall()[0][0], flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+ingest._check_table = check_then_die
+ingest.load_extract(sys.argv[1], sys.argv[2], today=date(2025, 6, 30))
+"""
+
+
+def test_a_load_killed_while_its_csvs_are_parsed_into_the_database_leaves_the_previous_load(
+    extract: Path, tmp_path: Path, db_state
+) -> None:
+    import subprocess
+    import sys
+
+    db = tmp_path / "study.duckdb"
+    load_extract(extract, db, today=TODAY)
+    before = db_state(db)
+    write_claims(extract, [claim(i) for i in range(1, 4)])
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WHILE_CHECKING, str(extract), str(db)], capture_output=True, text=True, timeout=120
+    )
+    assert killed.returncode == -9 and killed.stdout.split() == ["3"], killed.stderr
+    assert db_state(db) == before
+    assert load_extract(extract, db, today=TODAY).rows["medical_claim"] == 3
+
+
+def test_a_parsed_table_checked_again_as_text_for_a_warning_is_still_loaded_from_the_one_parse(
+    extract: Path, tmp_path: Path, monkeypatch, db_state
+) -> None:
+    """With --allow-identifiers an identifier-shaped value is a warning whose rows come from the text:
+    the load goes on, writing the rows parsed the first time, the same as the text path writes."""
+    rows = [claim(i) for i in range(1, 5)]
+    rows[2] = claim(3, claim_id="123-45-6789", diagnosis_code_1="m54.5 ")
+    write_claims(extract, rows)
+    back_to_text: list[str] = []
+    unstage = ingest._unstage_typed
+    monkeypatch.setattr(ingest, "_unstage_typed", lambda con, src: back_to_text.append(src.name) or unstage(con, src))
+    fast = load_extract(extract, tmp_path / "fast.duckdb", today=TODAY, allow_identifiers=True)
+    assert back_to_text == ["medical_claim"]
+    _text_path_only(monkeypatch)
+    text = load_extract(extract, tmp_path / "text.duckdb", today=TODAY, allow_identifiers=True)
+    assert [(p.rule, p.rows, p.examples) for p in fast.warnings] == [("identifier_value", (3,), ("###-##-####",))]
+    assert fast.warnings == text.warnings
+    assert _raw_tables(db_state(tmp_path / "fast.duckdb")) == _raw_tables(db_state(tmp_path / "text.duckdb"))
