@@ -12,6 +12,7 @@ from .ancova import WeightedANCOVA
 from ._summary import TwoArmSurvivalEstimator
 from .base import BaseEstimator
 from .ccw import CloneCensorWeight, clone, grace_period_strategies
+from .ccw_outcomes import MultiOutcomeCloneCensorWeight
 from .cox import CoxRegression
 from .design import Design, build_design, standardize
 from .dose_response import DoseResponse, band_strategies, dose_response_table
@@ -26,6 +27,7 @@ from .tv_cox import TimeVaryingCox
 __all__ = [
     "BaseEstimator",
     "CloneCensorWeight",
+    "MultiOutcomeCloneCensorWeight",
     "CoxRegression",
     "Design",
     "DoseResponse",

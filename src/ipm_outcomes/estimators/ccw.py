@@ -75,6 +75,20 @@ from .propensity import PooledLogisticHazard
 from .survival import EventTable
 
 
+def followup_days(values, column: str, durations: np.ndarray, duration_col: str) -> np.ndarray:
+    """The follow-up column as int64 days, each at least its person's outcome duration (an outcome is
+    observed only during follow-up); one readable error naming the first row that is not."""
+    follow = integer_days(values, column)
+    short = follow < durations
+    if short.any():
+        row = int(np.flatnonzero(short)[0])
+        raise IpmError(
+            f"column {column}: row {row} ends follow-up on day {int(follow[row])}, before its {duration_col} "
+            f"{int(durations[row])}; an outcome must fall within follow-up"
+        )
+    return follow
+
+
 def grace_period_strategies(grace_period_days: int) -> dict[str, tuple[int, int | None]]:
     """The two strategies of the primary trial: referral within the grace period, or not."""
     g = int(grace_period_days)
@@ -263,7 +277,8 @@ def _fit_all(settings: _Settings, data) -> tuple[dict[str, StrategyFit], _Referr
     X, time, event, referral = data["X"], data["time"], data["event"], data["referral"]
     n = time.shape[0]
     D = settings.max_day + 1
-    model = _Referral(settings, X, time, referral)
+    # the referral model's person-days end at the outcome, or at the end of follow-up when given
+    model = _Referral(settings, X, data.get("followup", time), referral)
     with_subgroups = set(settings.subgroup_contrast or ())
     groupings = {"all": (np.zeros(n, dtype=np.int64), 1)}
     groupings.update({g: (data[f"sub/{g}"], len(levels)) for g, levels in settings.subgroups.items()})
@@ -585,6 +600,7 @@ class CloneCensorWeight(TwoArmSurvivalEstimator):
         referral_col: str = "referral_day",
         subgroup_cols: list[str] | tuple[str, ...] = (),
         categorical: list[str] | tuple[str, ...] = (),
+        followup_col: str | None = None,
     ) -> CloneCensorWeight:
         """Clone, censor, weight and estimate.
 
@@ -599,12 +615,21 @@ class CloneCensorWeight(TwoArmSurvivalEstimator):
             Columns whose levels get their own estimates (same weights).
         categorical : list of str
             Covariates to dummy-code although numeric (see :func:`~ipm_outcomes.estimators.design.build_design`).
+        followup_col : str, optional
+            Last day of each person's follow-up (death, loss or end of data), when the outcome does not
+            end it: the referral model's person-days then run to this day instead of to the outcome
+            (persons stay at risk of referral after an outcome that does not end follow-up, such as a new
+            diagnosis). Default: the duration column (the outcome ends follow-up, as return to work does).
+            Every duration must be <= its follow-up.
 
         Returns
         -------
         self
         """
-        require_columns(df, [duration_col, event_col, referral_col, *subgroup_cols], "clone-censor-weight")
+        require_columns(
+            df, [duration_col, event_col, referral_col, *subgroup_cols, *([followup_col] if followup_col else [])],
+            "clone-censor-weight",
+        )
         if len(df) == 0:
             raise IpmError("clone-censor-weight: the analysis table is empty")
         time = integer_days(df[duration_col], duration_col)
@@ -614,6 +639,8 @@ class CloneCensorWeight(TwoArmSurvivalEstimator):
         # the models see covariates standardised once with full-data moments, so every bootstrap
         # replicate works on the same scale (and warm starts from the full-data fit are exact)
         data = {"X": standardize(design.matrix), "time": time, "event": event, "referral": referral}
+        if followup_col is not None:
+            data["followup"] = followup_days(df[followup_col], followup_col, time, duration_col)
         subgroups: dict[str, list[str]] = {}
         for col in subgroup_cols:
             labels = df[col].astype("string").fillna("(missing)")
