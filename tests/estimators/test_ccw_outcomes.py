@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from ipm_outcomes.errors import IpmError
-from ipm_outcomes.estimators import CloneCensorWeight, MultiOutcomeCloneCensorWeight
+from ipm_outcomes.estimators import CloneCensorWeight, MultiOutcomeCloneCensorWeight, MultiOutcomeNaive, NaiveComparison
 
 SETTINGS = dict(grace_period_days=14, horizons=(30, 60, 90), hazard_interval_days=7, l2=1e-4)
 OUTCOMES = ("dep", "ed", "surgery")
@@ -121,3 +121,19 @@ def test_an_outcome_after_the_end_of_follow_up_is_one_readable_error():
     df.loc[7, "time_ed"] = int(df.loc[7, "followup_days"]) + 1
     with pytest.raises(IpmError, match=r"column time_ed: row 7 holds day \d+, after the end of follow-up"):
         MultiOutcomeCloneCensorWeight(**SETTINGS, n_bootstrap=0).fit(df, {"ed": ("time_ed", "event_ed")}, ["severity"])
+
+
+def test_the_naive_comparison_of_many_outcomes_is_the_naive_comparison_of_each():
+    df = _cohort(seed=4)
+    df["new_dep"] = np.arange(len(df)) % 5 != 0
+    multi = MultiOutcomeNaive(grace_period_days=14, horizons=(30, 90), n_bootstrap=4, seed=1, workers=1).fit(
+        df, {"dep": ("time_dep", "event_dep", "new_dep"), "ed": ("time_ed", "event_ed")}
+    )
+    for k, rows in (("dep", df["new_dep"].to_numpy()), ("ed", np.ones(len(df), bool))):
+        one = NaiveComparison(grace_period_days=14, horizons=(30, 90), n_bootstrap=0).fit(
+            df[rows], duration_col=f"time_{k}", event_col=f"event_{k}"
+        )
+        for arm in ("early", "delayed"):
+            npt.assert_allclose(multi.values_[f"cif/{k}/{arm}"], one.values_[f"cif/{arm}"], atol=1e-12)
+        npt.assert_allclose(multi.values_[f"rd/{k}/early/delayed"], one.values_["rd/early/delayed"], atol=1e-12)
+    assert multi.summary["ci_low"].notna().any()

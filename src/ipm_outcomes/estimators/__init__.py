@@ -19,7 +19,7 @@ from .dose_response import DoseResponse, band_strategies, dose_response_table
 from .glm import WeightedGLM
 from .landmark import LandmarkIPTW
 from .msm import IPWMeanDifference
-from .naive import NaiveComparison
+from .naive import MultiOutcomeNaive, NaiveComparison
 from .propensity import LogisticRegression, PooledLogisticHazard, PropensityScore
 from .survival import WeightedAalenJohansenFitter, WeightedKaplanMeierFitter
 from .tv_cox import TimeVaryingCox
@@ -34,6 +34,7 @@ __all__ = [
     "IPWMeanDifference",
     "LandmarkIPTW",
     "LogisticRegression",
+    "MultiOutcomeNaive",
     "NaiveComparison",
     "PooledLogisticHazard",
     "PropensityScore",

@@ -161,16 +161,17 @@ def _fit_outcomes(settings: _Settings, data, names: tuple[str, ...]) -> tuple[di
     return out, model
 
 
-def _values(settings: _Settings, tables: dict[str, dict[str, EventTable]], names) -> dict[str, np.ndarray]:
-    """Cumulative incidences per outcome and strategy, and the contrasts at the horizons."""
-    h = list(settings.horizons)
+def outcome_values(tables: dict[str, dict[str, EventTable]], names, contrasts, horizons) -> dict[str, np.ndarray]:
+    """Cumulative incidences per outcome and arm (``cif/<outcome>/<arm>``), and the contrasts at the
+    horizons (``rd/``, ``rr/``, ``log_rr/<outcome>/<arm 1>/<arm 0>``)."""
+    h = list(horizons)
     values: dict[str, np.ndarray] = {}
     for arm, per_outcome in tables.items():
         for k in names:
             cif, cif_comp, _ = curves(per_outcome[k])
             values[f"cif/{k}/{arm}"] = cif
             values[f"cif_competing/{k}/{arm}"] = cif_comp
-    for s1, s0 in settings.contrasts:
+    for s1, s0 in contrasts:
         for k in names:
             c1, c0 = values[f"cif/{k}/{s1}"][h], values[f"cif/{k}/{s0}"][h]
             values[f"rd/{k}/{s1}/{s0}"] = c1 - c0
@@ -185,7 +186,7 @@ def _values(settings: _Settings, tables: dict[str, dict[str, EventTable]], names
 
 def _estimate(settings: _Settings, data, names):
     tables, model = _fit_outcomes(settings, data, names)
-    return _values(settings, tables, names), tables, model
+    return outcome_values(tables, names, settings.contrasts, settings.horizons), tables, model
 
 
 class _Statistic:
@@ -351,44 +352,54 @@ class MultiOutcomeCloneCensorWeight(TwoArmSurvivalEstimator):
         return self
 
     def _tabulate(self, data) -> None:
-        s, h = self.settings_, list(self.settings_.horizons)
-        interval = interval_function(self.values_, self.bootstrap_, self.alpha)
+        s = self.settings_
+        n_pop = {k: int(data[f"pop/{k}"].sum()) for k in self.outcomes_}
+        self.summary, self.curves_ = outcome_tables(
+            self.values_, self.tables_, self.outcomes_, s.contrasts, s.horizons, s.max_day, n_pop, self.bootstrap_,
+            self.alpha,
+        )
 
-        def se(key):
-            if self.bootstrap_ is None:
-                return np.full(np.shape(self.values_[key]), np.nan)
-            return self.bootstrap_.standard_error(key)
 
-        rows, frames = [], []
-        days = np.arange(s.max_day + 1)
-        for k in self.outcomes_:
-            n_pop = int(data[f"pop/{k}"].sum())
-            ev_by_h = {}
-            for arm, per_outcome in self.tables_.items():
-                t = per_outcome[k]
-                events = np.cumsum(t.n_events[:, 0])
-                ev_by_h[arm] = events[h]
-                key = f"cif/{k}/{arm}"
+def outcome_tables(values, tables, names, contrasts, horizons, max_day, n_pop, bootstrap, alpha):
+    """(summary, curves) of a multi-outcome estimator (columns as :class:`MultiOutcomeCloneCensorWeight`'s)
+    from its values, ``{arm: {outcome: EventTable}}`` and the bootstrap."""
+    h = list(horizons)
+    interval = interval_function(values, bootstrap, alpha)
+
+    def se(key):
+        if bootstrap is None:
+            return np.full(np.shape(values[key]), np.nan)
+        return bootstrap.standard_error(key)
+
+    rows, frames = [], []
+    days = np.arange(max_day + 1)
+    for k in names:
+        ev_by_h = {}
+        for arm, per_outcome in tables.items():
+            t = per_outcome[k]
+            events = np.cumsum(t.n_events[:, 0])
+            ev_by_h[arm] = events[h]
+            key = f"cif/{k}/{arm}"
+            lo, hi = interval(key)
+            sd = se(key)
+            for t_day in h:
+                rows.append(dict(outcome=k, measure=CUMULATIVE_INCIDENCE, arm=arm, contrast=None, horizon_days=t_day,
+                                 estimate=values[key][t_day], ci_low=lo[t_day], ci_high=hi[t_day], se=sd[t_day],
+                                 n=n_pop[k], n_events=int(events[t_day]), n_at_risk=int(t.n_at_risk[t_day])))
+            frames.append(pd.DataFrame({
+                "outcome": k, "arm": arm, "day": days, "cumulative_incidence": values[key], "ci_low": lo,
+                "ci_high": hi, "cumulative_incidence_competing": values[f"cif_competing/{k}/{arm}"],
+                "n_at_risk": t.n_at_risk.astype(np.int64), "n_events": events.astype(np.int64),
+            }))
+        for s1, s0 in contrasts:
+            fewer = np.minimum(ev_by_h[s1], ev_by_h[s0])
+            for measure, prefix in (("risk_difference", "rd"), ("risk_ratio", "rr"), ("log_risk_ratio", "log_rr")):
+                key = f"{prefix}/{k}/{s1}/{s0}"
                 lo, hi = interval(key)
                 sd = se(key)
-                for t_day in h:
-                    rows.append(dict(outcome=k, measure=CUMULATIVE_INCIDENCE, arm=arm, contrast=None, horizon_days=t_day,
-                                     estimate=self.values_[key][t_day], ci_low=lo[t_day], ci_high=hi[t_day], se=sd[t_day],
-                                     n=n_pop, n_events=int(events[t_day]), n_at_risk=int(t.n_at_risk[t_day])))
-                frames.append(pd.DataFrame({
-                    "outcome": k, "arm": arm, "day": days, "cumulative_incidence": self.values_[key],
-                    "ci_low": lo, "ci_high": hi, "cumulative_incidence_competing": self.values_[f"cif_competing/{k}/{arm}"],
-                    "n_at_risk": t.n_at_risk.astype(np.int64), "n_events": events.astype(np.int64),
-                }))
-            for s1, s0 in s.contrasts:
-                fewer = np.minimum(ev_by_h[s1], ev_by_h[s0])
-                for measure, prefix in (("risk_difference", "rd"), ("risk_ratio", "rr"), ("log_risk_ratio", "log_rr")):
-                    key = f"{prefix}/{k}/{s1}/{s0}"
-                    lo, hi = interval(key)
-                    sd = se(key)
-                    for i, t_day in enumerate(h):
-                        rows.append(dict(outcome=k, measure=measure, arm=None, contrast=f"{s1} vs {s0}", horizon_days=t_day,
-                                         estimate=self.values_[key][i], ci_low=lo[i], ci_high=hi[i], se=sd[i], n=n_pop,
-                                         n_events=int(fewer[i]), n_at_risk=None))
-        self.summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-        self.curves_ = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+                for i, t_day in enumerate(h):
+                    rows.append(dict(outcome=k, measure=measure, arm=None, contrast=f"{s1} vs {s0}", horizon_days=t_day,
+                                     estimate=values[key][i], ci_low=lo[i], ci_high=hi[i], se=sd[i], n=n_pop[k],
+                                     n_events=int(fewer[i]), n_at_risk=None))
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    return summary, (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
