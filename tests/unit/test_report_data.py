@@ -148,7 +148,7 @@ def test_delay_categories_carry_their_first_and_last_day():
 
 def test_results_of_another_schema_version_are_refused_in_one_line(results):
     _edit(results, lambda d: d.update(schema_version=2))
-    with pytest.raises(IpmError, match=r"results schema 2; this version reads schema 3: re-run `ipm-outcomes analyze") as exc:
+    with pytest.raises(IpmError, match=r"results schema 2; this version reads schema 3 or 4: re-run `ipm-outcomes analyze") as exc:
         load_results(results)
     assert "\n" not in str(exc.value)
 
