@@ -247,9 +247,10 @@ class _Acc:
         return cls(np.zeros((L, D)), np.zeros((L, D)), np.zeros((L, D, 2)), np.zeros((L, D, 2)))
 
 
-def _add_constant(acc: _Acc, codes, L, D, start, stop, event, weight) -> None:
+def _add_constant(acc: _Acc, codes, L, D, start, stop, event, weight, counts: bool = True) -> None:
     """Add persons at risk on days ``start..stop`` with a constant weight and their event (if any)
-    on day ``stop``; days beyond the grid (``D`` days) are dropped."""
+    on day ``stop``; days beyond the grid (``D`` days) are dropped. ``counts=False`` leaves the unweighted
+    counts alone (a bootstrap replicate needs only the weighted ones)."""
     first = np.maximum(start, 0)
     last = np.minimum(stop, D - 1)
     ok = last >= first
@@ -257,14 +258,15 @@ def _add_constant(acc: _Acc, codes, L, D, start, stop, event, weight) -> None:
     size = L * (D + 1)
     enter = codes * (D + 1) + first
     leave = codes * (D + 1) + last + 1
-    for target, w in ((acc.at_risk, weight), (acc.n_at_risk, None)):
+    for target, w in ((acc.at_risk, weight), (acc.n_at_risk, None))[: 2 if counts else 1]:
         delta = np.bincount(enter, weights=w, minlength=size) - np.bincount(leave, weights=w, minlength=size)
         target += np.cumsum(delta.reshape(L, D + 1), axis=1)[:, :D]
     for c in (1, 2):
         sel = (event == c) & (stop <= D - 1)
         idx = codes[sel] * (D + 1) + stop[sel]
         acc.events[:, :, c - 1] += np.bincount(idx, weights=weight[sel], minlength=size).reshape(L, D + 1)[:, :D]
-        acc.n_events[:, :, c - 1] += np.bincount(idx, minlength=size).reshape(L, D + 1)[:, :D]
+        if counts:
+            acc.n_events[:, :, c - 1] += np.bincount(idx, minlength=size).reshape(L, D + 1)[:, :D]
 
 
 def _table(acc: _Acc, level: int) -> EventTable:

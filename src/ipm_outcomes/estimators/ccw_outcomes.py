@@ -93,8 +93,11 @@ def _inverse_survival(model: _Referral, n: int, days: int) -> np.ndarray:
     return out
 
 
-def _fit_outcomes(settings: _Settings, data, names: tuple[str, ...]) -> tuple[dict[str, dict[str, EventTable]], _Referral]:
-    """Weighted event tables of every outcome under every strategy, from one referral model.
+def _fit_outcomes(
+    settings: _Settings, data, names: tuple[str, ...], counts: bool = True
+) -> tuple[dict[str, dict[str, EventTable]], _Referral]:
+    """Weighted event tables of every outcome under every strategy, from one referral model (``counts``:
+    also the unweighted numbers at risk and of events, which a bootstrap replicate does not need).
 
     Returns ``{strategy: {outcome: EventTable}}`` (grain of each table: one row per day 0..max_day) and
     the referral model.
@@ -131,9 +134,10 @@ def _fit_outcomes(settings: _Settings, data, names: tuple[str, ...]) -> tuple[di
             # each (outcome, person) is at risk unreferred on days 0..min(time, referral, L-1)
             last = np.minimum(np.minimum(time, ref), L)  # L: through the whole loop
             whole = last == L
-            counts = np.bincount(person[whole] * K + code[whole], minlength=n * K).reshape(n, K).astype(float)
-            acc.at_risk[:, :L] += (w @ counts).T
-            acc.n_at_risk[:, :L] += counts.sum(axis=0)[:, None]
+            whole_counts = np.bincount(person[whole] * K + code[whole], minlength=n * K).reshape(n, K).astype(float)
+            acc.at_risk[:, :L] += (w @ whole_counts).T
+            if counts:
+                acc.n_at_risk[:, :L] += whole_counts.sum(axis=0)[:, None]
             part = ~whole
             if part.any():
                 rows = code[part] * L + last[part]
@@ -141,22 +145,26 @@ def _fit_outcomes(settings: _Settings, data, names: tuple[str, ...]) -> tuple[di
                 g = np.asarray(e @ w.T).reshape(K, L, L)  # [outcome, last day, day]
                 upto = np.tril(np.ones((L, L)))  # [last day v, day s]: at risk on s when v >= s
                 acc.at_risk[:, :L] += np.einsum("kvs,vs->ks", g, upto)
-                n_last = np.bincount(rows, minlength=K * L).reshape(K, L)
-                acc.n_at_risk[:, :L] += np.cumsum(n_last[:, ::-1], axis=1)[:, ::-1]
+                if counts:
+                    n_last = np.bincount(rows, minlength=K * L).reshape(K, L)
+                    acc.n_at_risk[:, :L] += np.cumsum(n_last[:, ::-1], axis=1)[:, ::-1]
             # events on a day the clone is at risk unreferred (referral on the same day comes after)
             hit = (time < L) & (time <= ref) & (event > 0)
             for c in (1, 2):
                 sel = hit & (event == c)
                 idx = code[sel] * D + time[sel]
                 acc.events[:, :, c - 1] += np.bincount(idx, weights=w[time[sel], person[sel]], minlength=K * D).reshape(K, D)
-                acc.n_events[:, :, c - 1] += np.bincount(idx, minlength=K * D).reshape(K, D)
+                if counts:
+                    acc.n_events[:, :, c - 1] += np.bincount(idx, minlength=K * D).reshape(K, D)
         if b is not None:
             members = (ref >= a) & (ref <= b) & (ref < time)
             start = ref + 1
         else:
             members = (ref >= a) & (time >= a)
             start = np.full(ref.shape, a)
-        _add_constant(acc, code[members], K, D, start[members], time[members], event[members], final[person[members]])
+        _add_constant(
+            acc, code[members], K, D, start[members], time[members], event[members], final[person[members]], counts
+        )
         out[name] = {k: _table(acc, i) for i, k in enumerate(names)}
     return out, model
 
@@ -184,8 +192,8 @@ def outcome_values(tables: dict[str, dict[str, EventTable]], names, contrasts, h
     return values
 
 
-def _estimate(settings: _Settings, data, names):
-    tables, model = _fit_outcomes(settings, data, names)
+def _estimate(settings: _Settings, data, names, counts: bool = True):
+    tables, model = _fit_outcomes(settings, data, names, counts)
     return outcome_values(tables, names, settings.contrasts, settings.horizons), tables, model
 
 
@@ -197,7 +205,7 @@ class _Statistic:
         self.names = names
 
     def __call__(self, data):
-        return _estimate(self.settings, data, self.names)[0]
+        return _estimate(self.settings, data, self.names, counts=False)[0]
 
 
 class MultiOutcomeCloneCensorWeight(TwoArmSurvivalEstimator):
