@@ -5,10 +5,13 @@ strategy and their risk difference, computed by simulating the same persons unde
 clone-censor-weight estimand); the negative controls are generated from covariates only, so their true
 contrasts are 0 (log risk ratio 0).
 
-At 30,000 generated persons (about 13,700 in the cohort) with 200 bootstrap replicates: every secondary
-risk-difference interval at 90, 180 and 365 days covers its truth, and the negative controls' log risk
-ratios centre on no effect (their mean within a typical standard error of 0, and at least 21 of the 24
-intervals cover 0). Measured numbers: benchmarks/README.md.
+At 30,000 generated persons (about 13,700 in the cohort) with 200 bootstrap replicates, for the 18
+secondary risk differences (6 analyses x 90, 180 and 365 days): every estimate within 3 bootstrap standard
+errors of its truth (the Bonferroni bound for 18 two-sided tests at a 5% family-wise level), and at least
+15 of the 18 95% intervals cover it (asking all 18 to cover would fail a perfectly calibrated estimator
+in about 60% of data sets; 4 or more misses have probability about 1% when each interval covers 95%).
+The negative controls' log risk ratios centre on no effect: their mean within a typical standard error of
+0, and at least 21 of the 24 intervals cover 0. Measured numbers (seed 2026): benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def study(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_each_secondary_risk_difference_interval_covers_the_truth(study):
+def test_the_secondary_risk_differences_agree_with_the_truth(study):
     truth, est, _ = study
     rd = est[(est["method"] == "ccw") & (est["measure"] == "risk_difference")]
     lines, missed = [], []
@@ -50,11 +53,14 @@ def test_each_secondary_risk_difference_interval_covers_the_truth(study):
         for h in (90, 180, 365):
             row = rd[(rd["analysis"] == f"secondary_{unit}") & (rd["horizon_days"] == h)].iloc[0]
             true = truth[key]["risk_difference"][str(h)]
-            lines.append(f"{unit} {h}: {row.estimate:+.4f} ({row.ci_low:+.4f}, {row.ci_high:+.4f}) truth {true:+.4f}")
+            z = (row.estimate - true) / row.se
+            lines.append(f"{unit} {h}: {row.estimate:+.4f} ({row.ci_low:+.4f}, {row.ci_high:+.4f}) truth {true:+.4f}, "
+                         f"error/SE {z:+.2f}")
+            assert abs(z) < 3, lines[-1]
             if not row.ci_low <= true <= row.ci_high:
                 missed.append(lines[-1])
     print("\n".join(lines))
-    assert not missed, missed
+    assert len(missed) <= 3, missed
 
 
 @pytest.mark.slow
