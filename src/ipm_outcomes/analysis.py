@@ -1398,6 +1398,14 @@ def _run_outcome(item: AnalysisItem, ctx: _Context) -> _ItemResult:
     if model is None:
         out.unavailable[item.id] = fits.failed or "not estimated"
         return out
+    if fits.ccw is not None:
+        out.diagnostics["outcome_analyses"] = {
+            "referral_model": "one pooled logistic referral model on the cohort's follow-up (ending at referral, "
+            "death or loss, whatever the outcomes), shared by every secondary and negative-control outcome",
+            "covariates": fits.ccw.design_.names,
+            "weights": "untruncated (analysis.weight_truncation_percentiles applies to the return-to-work analyses)",
+            "bootstrap_failed": fits.ccw.bootstrap_.failed if fits.ccw.bootstrap_ else 0,
+        }
     key = _fit_key(item)
     s = model.summary[model.summary["outcome"] == key]
     pop = fits.populations[key]
