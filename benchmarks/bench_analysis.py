@@ -125,7 +125,10 @@ def main() -> None:
     stdout, stderr = child.communicate()
     if child.returncode != 0:
         raise SystemExit(stderr)
-    r = json.loads(stdout.strip().splitlines()[-1])
+    other = [line for line in stdout.splitlines() if not line.startswith("{")]
+    if other:
+        print("the analysis printed:", *other[-5:], sep="\n  ")
+    r = json.loads(next(line for line in reversed(stdout.strip().splitlines()) if line.startswith("{")))
     from _measure import machine
 
     print(f"machine: {machine()}")
