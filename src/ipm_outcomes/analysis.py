@@ -54,6 +54,8 @@ from .disclosure import CountLedger, DisclosurePolicy
 from .estimators import (
     CloneCensorWeight,
     LandmarkIPTW,
+    MultiOutcomeCloneCensorWeight,
+    MultiOutcomeNaive,
     NaiveComparison,
     TimeVaryingCox,
     WeightedANCOVA,
@@ -66,12 +68,15 @@ from .estimators.iptw import treatment_weights, truncate
 from .estimators.propensity import LogisticRegression
 from .report_data import ESTIMATE_COLUMNS, RESULTS_SCHEMA_VERSION, TABLES, conform_table, validate_results
 from .spec import StudySpec, spec_sha256
-from .plan import PRIMARY_REFERRAL, AnalysisItem, build_plan, fit_groups
+from .plan import OPIOID_NAIVE, OUTCOME_ROLES, PRIMARY_REFERRAL, AnalysisItem, build_plan, fit_groups, outcome_group
 from .vocabulary import INSTRUMENTS, QOL_OUTCOMES, REFERRAL_DEFINITIONS
 
 #: Cohort columns treated as categories in every model (one indicator per level).
 CATEGORICAL = ("sex", "payer_type", "index_year")
 MARTS = ("cohort", "rtw_outcome", "qol_outcome", "attrition")
+#: The marts of the secondary and negative-control outcomes (a cohort built before them has none: those
+#: outcomes are then unavailable, with the fix).
+OUTCOME_MARTS = ("secondary_outcome", "negative_control_outcome", "outcome_availability")
 
 @dataclass
 class AnalysisSummary:
@@ -152,6 +157,8 @@ class _Inputs:
     qol: pd.DataFrame
     attrition: pd.DataFrame
     build: lineage.CohortBuild
+    outcomes: dict[str, pd.DataFrame] = field(default_factory=dict)  # OUTCOME_MARTS present in the database
+    db_path: Path | None = None
 
 
 def _read(spec: StudySpec, db_path: Path) -> _Inputs:
@@ -171,9 +178,10 @@ def _read(spec: StudySpec, db_path: Path) -> _Inputs:
         # in key order: the marts are written in parallel, in no fixed order, and the bootstrap
         # resamples rows by position, so an unordered read gave other intervals on every run
         frames = {m: explore.mart(con, m) for m in MARTS}
+        outcomes = {m: explore.mart(con, m) for m in OUTCOME_MARTS if ("marts", m) in have}
     finally:
         con.close()
-    return _Inputs(frames["cohort"], frames["rtw_outcome"], frames["qol_outcome"], frames["attrition"], build)
+    return _Inputs(frames["cohort"], frames["rtw_outcome"], frames["qol_outcome"], frames["attrition"], build, outcomes, db_path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -715,6 +723,13 @@ class _Context:
     _rtw: _RtwData | None = None
     _ccw: dict[str, tuple[CloneCensorWeight | None, str | None]] = field(default_factory=dict)
     designs: dict[tuple, np.ndarray] = field(default_factory=dict)  # ANCOVA design matrices by covariate list
+    _outcome_fits: _OutcomeFits | None = None
+
+    def outcome_fits(self) -> _OutcomeFits:
+        """The one multi-outcome fit (and naive comparison) serving every runnable cohort outcome analysis."""
+        if self._outcome_fits is None:
+            self._outcome_fits = _fit_outcomes(self)
+        return self._outcome_fits
 
     def rtw(self) -> _RtwData:
         if self._rtw is None:
@@ -823,6 +838,8 @@ def _sensitivity_row(ctx: _Context, item: AnalysisItem, model: CloneCensorWeight
 
 
 def _run_ccw(item: AnalysisItem, ctx: _Context) -> _ItemResult:
+    if item.role in OUTCOME_ROLES:
+        return _run_outcome(item, ctx)
     out = _ItemResult()
     model, why = ctx.ccw(item)
     if model is None:
@@ -1045,6 +1062,8 @@ def _run_tv_cox(item: AnalysisItem, ctx: _Context) -> _ItemResult:
 
 
 def _run_naive(item: AnalysisItem, ctx: _Context) -> _ItemResult:
+    if item.role in OUTCOME_ROLES:
+        return _run_outcome(item, ctx)
     out = _ItemResult()
     r = ctx.rtw()
     try:
@@ -1204,8 +1223,18 @@ RUNNERS = {
 
 def _runnable(item: AnalysisItem, ctx: _Context, unavailable: dict[str, str]) -> bool:
     """Whether an item can run; when its population or outcome cannot be analysed at all, the reason is
-    recorded once in ``unavailable`` (under "rtw" or "qol"), not once per item."""
+    recorded once in ``unavailable`` (under "rtw", "qol", "secondary_outcomes" or ``<kind>/<outcome>``),
+    not once per item."""
     n = len(ctx.inputs.cohort)
+    if item.role in OUTCOME_ROLES:
+        if n == 0:
+            return False
+        why = _outcome_unavailable(item, ctx)
+        if why is not None:
+            key, reason = why
+            unavailable.setdefault(key, reason)
+            return False
+        return True
     if item.population == "rtw" and item.outcome == "rtw":
         return n > 0 and "rtw" not in unavailable
     if item.method == "ancova_iptw":
@@ -1236,3 +1265,177 @@ def _order_tables(tables: dict[str, pd.DataFrame], plan: list[AnalysisItem]) -> 
 
     order = sorted(range(len(sens)), key=lambda k: key(sens["analysis"].iloc[k]))
     tables["sensitivity"] = sens.iloc[order].reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# the cohort outcome analyses: secondary outcomes, their naive comparisons, negative controls
+
+#: Day of the negative-control estimate that feeds empirical calibration: the last horizon.
+NEGATIVE_CONTROL_MEASURE = "log_risk_ratio"
+
+
+def _outcome_mart(item: AnalysisItem) -> str:
+    return "negative_control_outcome" if item.role == "negative_control" else "secondary_outcome"
+
+
+def _outcome_unavailable(item: AnalysisItem, ctx: _Context) -> tuple[str, str] | None:
+    """(unavailable key, reason) when a cohort outcome analysis cannot run, else None: the cohort was
+    built without the outcome marts, the extract lacks the outcome's input (``marts.outcome_availability``),
+    or the outcome has no rows."""
+    marts = ctx.inputs.outcomes
+    if any(m not in marts for m in OUTCOME_MARTS):
+        return "secondary_outcomes", (
+            "the cohort was built without the secondary-outcome marts; rebuild it with "
+            f"{lineage.rebuild_command(ctx.spec, ctx.inputs.db_path or 'DB')}"
+        )
+    kind = "negative_control" if item.role == "negative_control" else "secondary"
+    availability = marts["outcome_availability"].set_index("outcome")
+    row = "negative_controls" if item.role == "negative_control" else item.outcome
+    if row in availability.index and not bool(availability.loc[row, "available"]):
+        return f"{kind}/{item.outcome}", str(availability.loc[row, "detail"])
+    frame = marts[_outcome_mart(item)]
+    if not (frame["outcome"] == item.outcome).any():
+        return f"{kind}/{item.outcome}", f"no rows for {item.outcome} in marts.{_outcome_mart(item)}"
+    if item.settings.get("population") == OPIOID_NAIVE and frame.loc[frame["outcome"] == item.outcome, "opioid_naive"].isna().all():
+        return f"{kind}/{item.id}", "opioid-naive status is unknown (no pharmacy data)"
+    return None
+
+
+def _fit_key(item: AnalysisItem) -> str:
+    """The column stem of an item's outcome in the outcome frame: its clone-censor-weight item's id."""
+    return "secondary_" + item.id.removeprefix("naive_") if item.method == "naive" else item.id
+
+
+@dataclass
+class _OutcomeFits:
+    """The multi-outcome fits: clone-censor-weight (every runnable item) and naive (the secondary items),
+    keyed by :func:`_fit_key`; ``referral``: each cohort person's referral day (NaN: never); ``populations``:
+    each key's population mask; ``failed``: the reason when a fit could not run."""
+
+    ccw: MultiOutcomeCloneCensorWeight | None
+    naive: MultiOutcomeNaive | None
+    referral: np.ndarray
+    populations: dict[str, np.ndarray]
+    failed: str | None = None
+
+
+def _outcome_frame(ctx: _Context, items: list[AnalysisItem]) -> tuple[pd.DataFrame, list[str], dict[str, np.ndarray]]:
+    """One row per cohort person (cohort order): follow-up, referral day, model covariates and, per item
+    key, ``time/<key>``, ``event/<key>``, ``pop/<key>``; the covariates used and the population masks."""
+    cohort, followup = ctx.inputs.cohort, ctx.spec.cohort.followup_days
+    censor = pd.to_numeric(cohort["censor_day"], errors="coerce").to_numpy(dtype=float)
+    death = pd.to_numeric(cohort["death_day"], errors="coerce").to_numpy(dtype=float)
+    follow = np.fmin(censor, death)  # death ends follow-up; fmin ignores a missing death day
+    frame, used = _prepare_covariates(cohort, ctx.covariates)
+    frame["followup_days"] = np.minimum(follow, followup)
+    frame["referral_day"] = pd.to_numeric(cohort["days_to_referral"], errors="coerce").astype("Float64")
+    position = pd.Series(np.arange(len(cohort)), index=cohort["person_id"].to_numpy())
+    populations = {}
+    columns = {}
+    for item in items:
+        key = _fit_key(item)
+        if key in populations:
+            continue
+        mart = ctx.inputs.outcomes[_outcome_mart(item)]
+        part = mart[mart["outcome"] == item.outcome]
+        rows = position.reindex(part["person_id"].to_numpy()).to_numpy()
+        keep = ~np.isnan(rows)
+        idx = rows[keep].astype(int)
+        time = np.zeros(len(cohort))
+        event = np.zeros(len(cohort), dtype=np.int64)
+        pop = np.zeros(len(cohort), bool)
+        time[idx] = np.minimum(pd.to_numeric(part["time_days"]).to_numpy(dtype=float)[keep], followup)
+        event[idx] = pd.to_numeric(part["event"]).to_numpy(dtype=np.int64)[keep]
+        member = part["in_population"].fillna(False).to_numpy(dtype=bool)
+        if item.settings.get("population") == OPIOID_NAIVE:
+            member &= part["opioid_naive"].fillna(False).to_numpy(dtype=bool)
+        pop[idx] = member[keep]
+        columns.update({f"time/{key}": time.astype(np.int64), f"event/{key}": event, f"pop/{key}": pop})
+        populations[key] = pop
+    frame = pd.concat([frame, pd.DataFrame(columns, index=frame.index)], axis=1)
+    return frame, used, populations
+
+
+def _fit_outcomes(ctx: _Context) -> _OutcomeFits:
+    """One multi-outcome clone-censor-weight fit for every runnable cohort outcome analysis, and one naive
+    comparison for the secondary ones; both bootstrapped with the study's replicates and seed."""
+    items = [i for i in outcome_group(ctx.plan) if _outcome_unavailable(i, ctx) is None]
+    referral = pd.to_numeric(ctx.inputs.cohort["days_to_referral"], errors="coerce").to_numpy(dtype=float)
+    frame, used, populations = _outcome_frame(ctx, items)
+    a = ctx.spec.analysis
+    horizons = tuple(int(h) for h in a.horizons_days)
+    common = dict(grace_period_days=ctx.spec.exposure.grace_period_days, horizons=horizons, max_day=max(horizons),
+                  n_bootstrap=ctx.B, seed=ctx.seed, workers=ctx.workers, alpha=ctx.alpha)
+
+    def spec_of(keys):
+        return {k: (f"time/{k}", f"event/{k}", f"pop/{k}") for k in keys}
+
+    ccw_keys = list(dict.fromkeys(_fit_key(i) for i in items if i.method == "ccw"))
+    naive_keys = list(dict.fromkeys(_fit_key(i) for i in items if i.method == "naive"))
+    primary_item = next(i for i in items if i.method == "ccw") if ccw_keys else None
+    try:
+        ccw = naive = None
+        if ccw_keys:
+            ccw = MultiOutcomeCloneCensorWeight(
+                strategies=primary_item.strategies, contrasts=[primary_item.contrast], l2=a.model_l2_penalty, **common
+            ).fit(frame, spec_of(ccw_keys), used)
+        if naive_keys:
+            naive = MultiOutcomeNaive(**common).fit(frame, spec_of(naive_keys))
+    except IpmError as exc:
+        return _OutcomeFits(None, None, referral, populations, failed=str(exc))
+    return _OutcomeFits(ccw, naive, referral, populations)
+
+
+def _run_outcome(item: AnalysisItem, ctx: _Context) -> _ItemResult:
+    """A secondary outcome's estimates and curves (clone-censor-weight or naive), or a negative control's
+    log risk ratio at the last horizon with its bootstrap standard error and whether calibration can use it."""
+    out = _ItemResult()
+    fits = ctx.outcome_fits()
+    model = fits.ccw if item.method == "ccw" else fits.naive
+    if model is None:
+        out.unavailable[item.id] = fits.failed or "not estimated"
+        return out
+    if fits.ccw is not None:
+        out.diagnostics["outcome_analyses"] = {
+            "referral_model": "one pooled logistic referral model on the cohort's follow-up (ending at referral, "
+            "death or loss, whatever the outcomes), shared by every secondary and negative-control outcome",
+            "covariates": fits.ccw.design_.names,
+            "weights": "untruncated (analysis.weight_truncation_percentiles applies to the return-to-work analyses)",
+            "bootstrap_failed": fits.ccw.bootstrap_.failed if fits.ccw.bootstrap_ else 0,
+        }
+    key = _fit_key(item)
+    s = model.summary[model.summary["outcome"] == key]
+    pop = fits.populations[key]
+    ref = fits.referral[pop]
+    e_arm, d_arm = item.contrast
+    if item.method == "ccw":
+        # persons who followed each strategy (every person has a clone in both): the disclosure unit
+        arm_n = {arm: _persons_following(ref, item.strategies[arm]) for arm in (e_arm, d_arm)}
+    else:
+        early = ref <= item.settings["grace_period_days"]  # NaN (never) compares False
+        arm_n = {e_arm: int(early.sum()), d_arm: int((~early).sum())}
+    if item.role == "negative_control":
+        h = max(item.horizons)
+        row = s[(s["measure"] == NEGATIVE_CONTROL_MEASURE) & (s["horizon_days"] == h)].iloc[0]
+        events = s[(s["measure"] == CUMULATIVE_INCIDENCE) & (s["horizon_days"] == h)].set_index("arm")["n_events"]
+        reason = None
+        if events.get(e_arm, 0) == 0 or events.get(d_arm, 0) == 0:
+            reason = f"too few events: none in the {e_arm if events.get(e_arm, 0) == 0 else d_arm} arm by day {h}"
+        elif not (np.isfinite(row["estimate"]) and np.isfinite(row["se"]) and row["se"] > 0):
+            reason = "too few events: the log risk ratio or its bootstrap standard error is not finite"
+        out.tables["negative_controls"] = pd.DataFrame([dict(
+            analysis=item.id, outcome=item.outcome, horizon_days=h, log_rr=row["estimate"], se=row["se"],
+            ci_low=row["ci_low"], ci_high=row["ci_high"], n=int(pop.sum()), events_early=int(events.get(e_arm, 0)),
+            events_delayed=int(events.get(d_arm, 0)), usable=reason is None, reason=reason,
+        )])
+        return out
+    rows = s.assign(
+        analysis=item.id, outcome=item.outcome, method=item.method,
+        n=[arm_n[a] if isinstance(a, str) else n for a, n in zip(s["arm"], s["n"], strict=True)],
+    ).drop(columns=["contrast"])
+    out.tables["secondary_estimates"] = rows
+    curves = model.curves_[model.curves_["outcome"] == key]
+    out.tables["secondary_curves"] = curves.rename(columns={"cumulative_incidence": "estimate"}).assign(
+        analysis=item.id, outcome=item.outcome, method=item.method
+    )
+    return out

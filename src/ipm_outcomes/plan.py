@@ -19,14 +19,25 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .spec import StudySpec
-from .vocabulary import DELAYED, EARLY, QOL_OUTCOMES, REFERRAL_DEFINITIONS
+from .spec import EVENT_OUTCOMES, StudySpec
+from .valuesets import read_valueset
+from .vocabulary import DELAYED, EARLY, OUTCOMES, QOL_OUTCOMES, REFERRAL_DEFINITIONS
 
 #: The referral definition of the primary analysis (the cohort's ``referral_day``: first IPM contact).
 PRIMARY_REFERRAL = "first_contact"
 
 #: What an analysis is for, in report order.
-ROLES = ("description", "primary", "sensitivity", "dose_response", "subgroups", "secondary", "bias_illustration")
+ROLES = (
+    "description", "primary", "sensitivity", "dose_response", "subgroups", "secondary", "bias_illustration",
+    "secondary_outcome", "negative_control",
+)
+
+#: Roles of the cohort-population outcome analyses that share one multi-outcome clone-censor-weight fit.
+OUTCOME_ROLES = ("secondary_outcome", "negative_control")
+
+#: The opioid-naive population of the second long-term opioid analysis (a mart column of
+#: ``marts.secondary_outcome``).
+OPIOID_NAIVE = "opioid_naive"
 
 
 @dataclass(frozen=True)
@@ -182,6 +193,7 @@ def build_plan(spec: StudySpec) -> list[AnalysisItem]:
                           "horizon_window_days": spec.outcomes.qol.horizon_window_days},
             )
         )
+    plan += outcome_items(spec, primary_strategies, contrast, horizons)
     ids = [item.id for item in plan]
     twice = sorted({i for i in ids if ids.count(i) > 1})
     if twice:
@@ -189,15 +201,66 @@ def build_plan(spec: StudySpec) -> list[AnalysisItem]:
     return plan
 
 
+def negative_control_outcomes(spec: StudySpec) -> list[str]:
+    """The negative-control outcomes: the groups of the spec's negative-control value set, in file order."""
+    name = spec.outcomes.negative_controls.valueset
+    vs = read_valueset(name, spec.valueset_paths()[name])
+    return list(dict.fromkeys(e.group for e in vs.entries if e.group))
+
+
+def outcome_items(spec: StudySpec, strategies, contrast, horizons) -> list[AnalysisItem]:
+    """The secondary time-to-event outcomes and the negative controls, in the whole cohort.
+
+    Per secondary outcome (and the long-term opioid outcome a second time among the opioid-naive at
+    baseline): the clone-censor-weight estimate with the primary's grace-period strategies, and the naive
+    comparison by eventual referral time beside it. Per negative-control outcome: the clone-censor-weight
+    estimate, whose log risk ratio at the last horizon feeds empirical calibration. All of them share one
+    multi-outcome fit (:func:`outcome_group`). ``settings["population"]`` names a restriction beyond the
+    outcome's own ``in_population`` (``opioid_naive``).
+    """
+    grace = spec.exposure.grace_period_days
+    common = {"referral_definition": PRIMARY_REFERRAL, "grace_period_days": grace}
+    items = []
+    units = [(name, name, None) for name in EVENT_OUTCOMES]
+    at = [u[0] for u in units].index("long_term_opioid") + 1
+    units.insert(at, ("long_term_opioid_in_opioid_naive", "long_term_opioid", OPIOID_NAIVE))
+    for item_id, outcome, population in units:
+        label = OUTCOMES[outcome].label + (" (opioid-naive at baseline)" if population else "")
+        settings = {**common, "population": population}
+        items.append(AnalysisItem(
+            f"secondary_{item_id}", "ccw", outcome, "cohort", "secondary_outcome", label, strategies, contrast, horizons,
+            settings=settings,
+        ))
+        items.append(AnalysisItem(
+            f"naive_{item_id}", "naive", outcome, "cohort", "secondary_outcome",
+            f"{label}: naive comparison by eventual referral time", strategies, contrast, horizons, settings=settings,
+        ))
+    for outcome in negative_control_outcomes(spec):
+        items.append(AnalysisItem(
+            f"negative_control_{outcome}", "ccw", outcome, "cohort", "negative_control",
+            f"Negative control: {outcome.replace('_', ' ')}", strategies, contrast, horizons,
+            settings={**common, "population": None},
+        ))
+    return items
+
+
+def outcome_group(plan: list[AnalysisItem]) -> list[AnalysisItem]:
+    """The cohort outcome analyses (secondary outcomes, their naive comparisons, negative controls), in plan
+    order: one multi-outcome clone-censor-weight fit and one bootstrap serve them all (the referral model
+    ends at referral, death or loss, whatever the outcome; see :mod:`ipm_outcomes.estimators.ccw_outcomes`)."""
+    return [item for item in plan if item.role in OUTCOME_ROLES]
+
+
 def fit_groups(plan: list[AnalysisItem]) -> dict[tuple[str, str], list[AnalysisItem]]:
-    """Clone-censor-weight items that share one fit: keyed by (method, referral definition), in plan order.
+    """Clone-censor-weight items of return to work that share one fit: keyed by (method, referral
+    definition), in plan order (the cohort outcome analyses share theirs: :func:`outcome_group`).
 
     One fit serves them all: the referral (censoring) model depends only on who is referred when, so
     strategies with the same referral definition share it, and one bootstrap resamples them together.
     """
     groups: dict[tuple[str, str], list[AnalysisItem]] = {}
     for item in plan:
-        if item.method == "ccw":
+        if item.method == "ccw" and item.role not in OUTCOME_ROLES:
             groups.setdefault((item.method, item.settings["referral_definition"]), []).append(item)
     return groups
 

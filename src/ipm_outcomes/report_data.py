@@ -29,7 +29,12 @@ from .plan import AnalysisItem
 #: results it would read differently. Results with no version are from before versions were kept (1).
 #: 3: estimates keyed by analysis id (the analysis plan travels in results.json), delay categories with
 #: their first and last day, curves with their analysis id.
-RESULTS_SCHEMA_VERSION = 3
+#: 4: the cohort outcome analyses (roles secondary_outcome, negative_control; tables secondary_estimates,
+#: secondary_curves, negative_controls). Schema 3 results are read as results without them (nothing in
+#: schema 3 changed meaning).
+RESULTS_SCHEMA_VERSION = 4
+#: Results schemas this package reads.
+READABLE_SCHEMA_VERSIONS = (3, 4)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -269,6 +274,41 @@ TABLES: dict[str, TableSpec] = {
             (),
         ),
         TableSpec(
+            "secondary_estimates",
+            "one row per cohort outcome analysis (plan id: a secondary outcome's clone-censor-weight or naive "
+            "comparison) per measure (cumulative_incidence, risk_difference, risk_ratio, log_risk_ratio) per arm "
+            "(null for contrasts) per horizon; se = bootstrap standard error; n = persons who followed the arm's "
+            "strategy in the outcome's population (contrasts: the population); n_events = persons whose event "
+            "counts in the arm's curve by the horizon (contrasts: the smaller arm's); n_at_risk = clones at risk "
+            "on the horizon day",
+            (_c("analysis", "str"), _c("outcome", "str"), _c("method", "str"), _c("measure", "str"),
+             _c("arm", "str", "null"), _c("horizon_days", "int"), *_ESTIMATE, _c("se", "float", "null"),
+             _c("n", "int", "null", "count"), _c("n_events", "int", "null", "count"),
+             _c("n_at_risk", "int", "null", "count")),
+            ("analysis", "outcome", "measure", "arm", "horizon_days"),
+        ),
+        TableSpec(
+            "secondary_curves",
+            "one row per secondary-outcome analysis per arm per day 0..last horizon: cumulative incidence with "
+            "95% band, death (competing) incidence, clones at risk and persons with the event so far",
+            (_c("analysis", "str"), _c("outcome", "str"), _c("method", "str"), _c("arm", "str"), _c("day", "int"),
+             *_ESTIMATE, _c("cumulative_incidence_competing", "float", "null"), _c("n_at_risk", "int", "count"),
+             _c("n_events", "int", "count")),
+            ("analysis", "arm", "day"),
+        ),
+        TableSpec(
+            "negative_controls",
+            "one row per negative-control outcome: clone-censor-weight log risk ratio (early vs delayed) at the "
+            "last horizon with its bootstrap standard error and percentile interval, persons in its population, "
+            "persons with the event in each arm's curve, and whether empirical calibration can use it (reason: why "
+            "not)",
+            (_c("analysis", "str"), _c("outcome", "str"), _c("horizon_days", "int"), _c("log_rr", "float", "null"),
+             _c("se", "float", "null"), _c("ci_low", "float", "null"), _c("ci_high", "float", "null"),
+             _c("n", "int", "count"), _c("events_early", "int", "count"), _c("events_delayed", "int", "count"),
+             _c("usable", "bool"), _c("reason", "str", "null")),
+            ("outcome",),
+        ),
+        TableSpec(
             "diagnostics",
             "one row per weighting analysis (plan id) per diagnostic: value, threshold, pass/fail",
             (_c("analysis", "str"), _c("diagnostic", "str"), _c("value", "float", "null"), _c("threshold", "str"),
@@ -481,12 +521,12 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _check_schema_version(data: dict[str, Any], path: Path) -> None:
     version = data.get("schema_version", 1)
-    if version == RESULTS_SCHEMA_VERSION:
+    if version in READABLE_SCHEMA_VERSIONS:
         return
     written_by = data.get("package_version") or "an older version"
     raise IpmError(
         f"{path}: results written by ipm-outcomes {written_by} in results schema {version}; this version "
-        f"reads schema {RESULTS_SCHEMA_VERSION}: re-run `ipm-outcomes analyze --db DB --out {path.parent}`"
+        f"reads schema {' or '.join(map(str, READABLE_SCHEMA_VERSIONS))}: re-run `ipm-outcomes analyze --db DB --out {path.parent}`"
     )
 
 

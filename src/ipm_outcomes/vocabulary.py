@@ -71,10 +71,26 @@ class Outcome:
     kind: str  # "time_to_event" or "score"
 
 
-#: Every outcome, in report order: return to work, then the instruments (analysed or not).
+#: The secondary time-to-event outcomes ("other harms of delay"), measured from claims in the whole
+#: cohort; the event is a harm, so a lower cumulative incidence is better. Their definitions are the
+#: spec's ``[outcomes.<name>]`` sections; the negative-control outcomes are the groups of a value set.
+SECONDARY_OUTCOMES: dict[str, Outcome] = {
+    o.name: o
+    for o in (
+        Outcome("new_depression_anxiety", "New depression or anxiety diagnosis", "new depression or anxiety", False,
+                "time_to_event"),
+        Outcome("new_sleep_disorder", "New sleep-disorder diagnosis", "new sleep disorder", False, "time_to_event"),
+        Outcome("long_term_opioid", "Long-term opioid therapy", "long-term opioid therapy", False, "time_to_event"),
+        Outcome("lumbar_surgery", "Lumbar spine surgery", "lumbar surgery", False, "time_to_event"),
+        Outcome("ed_visit_lbp", "Emergency visit for low back pain", "ED visit for back pain", False, "time_to_event"),
+    )
+}
+
+#: Every outcome, in report order: return to work, the instruments (analysed or not), the secondary outcomes.
 OUTCOMES: dict[str, Outcome] = {
     "rtw": Outcome("rtw", "Return to work", "return to work", True, "time_to_event"),
     **{n: Outcome(n, i.label, i.short, i.higher_is_better, "score") for n, i in INSTRUMENTS.items()},
+    **SECONDARY_OUTCOMES,
 }
 
 #: Estimation methods, in forest-plot order, with their display labels.
@@ -107,6 +123,7 @@ MEASURES: dict[str, Measure] = {
         Measure("cumulative_incidence", "Cumulative incidence", False),
         Measure("risk_difference", "Risk difference", True, 0.0),
         Measure("risk_ratio", "Risk ratio", True, 1.0),
+        Measure("log_risk_ratio", "Log risk ratio", True, 0.0),
         Measure("hazard_ratio", "Hazard ratio", True, 1.0),
         Measure("restricted_mean_days_off_work", "Restricted mean days off work", False),
         Measure("rmst_difference", "Difference in restricted mean days off work", True, 0.0),

@@ -7,7 +7,7 @@ import pytest
 
 from ipm_outcomes.errors import IpmError
 from ipm_outcomes.estimators.dose_response import dose_response_table
-from ipm_outcomes.plan import AnalysisItem, build_plan, fit_groups, primary
+from ipm_outcomes.plan import AnalysisItem, build_plan, fit_groups, negative_control_outcomes, outcome_group, primary
 from ipm_outcomes.spec import load_spec, spec_from_dict
 
 
@@ -23,6 +23,10 @@ def test_the_shipped_spec_gives_this_plan():
         "cohort_description", "primary", "grace_28", "grace_90", "dose_response", "subgroups", "procedure_only",
         "landmark_iptw", "tv_cox", "naive",
         "qol_promis_pf", "qol_promis_pi", "qol_odi", "qol_eq5d_index", "qol_nrs_pain",
+        *(f"{kind}_{unit}" for unit in ("new_depression_anxiety", "new_sleep_disorder", "long_term_opioid",
+                                        "long_term_opioid_in_opioid_naive", "lumbar_surgery", "ed_visit_lbp")
+          for kind in ("secondary", "naive")),
+        *(f"negative_control_{name}" for name in negative_control_outcomes(load_spec())),
     ]
     p = primary(plan)
     assert p.id == "primary" and p.method == "ccw" and p.outcome == "rtw" and p.population == "rtw"
@@ -81,3 +85,28 @@ def test_dose_response_reports_a_band_only_once_its_window_has_closed():
     assert t[["band", "first_day", "last_day", "horizon_days", "estimate"]].values.tolist() == [
         ["0-14", 0, 14, 90, 0.5], ["0-14", 0, 14, 180, 0.7], ["91-180", 91, 180, 180, 0.6],
     ]
+
+
+def test_each_secondary_outcome_and_negative_control_is_an_item_sharing_one_fit():
+    spec = load_spec()
+    plan = build_plan(spec)
+    items = {i.id: i for i in outcome_group(plan)}
+    # every time-to-event secondary outcome of the spec, with its naive comparison beside it
+    sec = [i for i in items.values() if i.role == "secondary_outcome" and i.method == "ccw"]
+    assert [i.outcome for i in sec] == ["new_depression_anxiety", "new_sleep_disorder", "long_term_opioid",
+                                        "long_term_opioid", "lumbar_surgery", "ed_visit_lbp"]
+    naive_ltot = items["secondary_long_term_opioid_in_opioid_naive"]
+    assert naive_ltot.settings["population"] == "opioid_naive" and items["secondary_long_term_opioid"].settings["population"] is None
+    for i in sec:
+        beside = items[i.id.replace("secondary_", "naive_", 1)]
+        assert beside.method == "naive" and beside.outcome == i.outcome and beside.settings == i.settings
+    # the primary's grace-period strategies, contrast and horizons; the whole cohort
+    p = primary(plan)
+    for i in items.values():
+        assert (i.strategies, i.contrast, i.horizons, i.population) == (p.strategies, p.contrast, p.horizons, "cohort")
+    # one per group of the negative-control value set (at least 20, as the issue asks)
+    nc = [i.outcome for i in items.values() if i.role == "negative_control"]
+    assert nc == negative_control_outcomes(spec) and len(nc) >= 20 and len(set(nc)) == len(nc)
+    assert "ingrown_nail" in nc and all(items[f"negative_control_{o}"].method == "ccw" for o in nc)
+    # the return-to-work fits do not take them in
+    assert all(i.role not in ("secondary_outcome", "negative_control") for g in fit_groups(plan).values() for i in g)

@@ -148,7 +148,7 @@ def test_delay_categories_carry_their_first_and_last_day():
 
 def test_results_of_another_schema_version_are_refused_in_one_line(results):
     _edit(results, lambda d: d.update(schema_version=2))
-    with pytest.raises(IpmError, match=r"results schema 2; this version reads schema 3: re-run `ipm-outcomes analyze") as exc:
+    with pytest.raises(IpmError, match=r"results schema 2; this version reads schema 3 or 4: re-run `ipm-outcomes analyze") as exc:
         load_results(results)
     assert "\n" not in str(exc.value)
 
@@ -161,7 +161,7 @@ def test_results_of_another_schema_version_are_refused_in_one_line(results):
         (lambda d: d["estimates"][0].update(analysis="grace_7"), r"estimates of analysis 'grace_7', which the plan does not list"),
         (lambda d: d["estimates"][0].pop("analysis"), r"estimates column 'analysis' row 0: no value \(required\)"),
         (lambda d: d["plan"].append(dict(d["plan"][1])), r"the plan lists an analysis id twice"),
-        (lambda d: d["tables"].update(extra={"file": "extra.parquet"}), r"table 'extra' is not part of results schema 3"),
+        (lambda d: d["tables"].update(extra={"file": "extra.parquet"}), r"table 'extra' is not part of results schema 4"),
         (lambda d: d.update(primary_horizon_days="180"), r"'primary_horizon_days' is not a int"),
     ],
 )
@@ -177,7 +177,7 @@ def test_a_table_with_a_wrong_type_or_an_undeclared_column_is_refused(results):
     with pytest.raises(IpmError, match=r"delay_categories.parquet: table 'delay_categories' column 'n' row 0: '\d+' is not int"):
         load_results(results)
     df.assign(note="x").to_parquet(results / "delay_categories.parquet")
-    with pytest.raises(IpmError, match=r"has column\(s\) note that results schema 3 does not declare"):
+    with pytest.raises(IpmError, match=r"has column\(s\) note that results schema 4 does not declare"):
         load_results(results)
 
 
@@ -194,7 +194,7 @@ def test_every_table_declares_grain_key_and_person_counts():
 def test_a_table_the_model_does_not_declare_cannot_be_written():
     from ipm_outcomes.report_data import conform_table
 
-    with pytest.raises(IpmError, match=r"out/rmst.parquet: table 'rmst' is not part of results schema 3; declare it"):
+    with pytest.raises(IpmError, match=r"out/rmst.parquet: table 'rmst' is not part of results schema 4; declare it"):
         conform_table("rmst", pd.DataFrame({"x": [1]}), "out/rmst.parquet")
     frame = pd.DataFrame({"n": [3, 12], "day": [1, 2]})
     assert list(conform_table("referral_timing", frame, "x").columns) == ["day", "n"]  # the declared order

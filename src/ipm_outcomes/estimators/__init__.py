@@ -12,6 +12,7 @@ from .ancova import WeightedANCOVA
 from ._summary import TwoArmSurvivalEstimator
 from .base import BaseEstimator
 from .ccw import CloneCensorWeight, clone, grace_period_strategies
+from .ccw_outcomes import MultiOutcomeCloneCensorWeight
 from .costs import CloneCensorCost, IPCWMeanCost
 from .cox import CoxRegression
 from .design import Design, build_design, standardize
@@ -19,7 +20,7 @@ from .dose_response import DoseResponse, band_strategies, dose_response_table
 from .glm import WeightedGLM
 from .landmark import LandmarkIPTW
 from .msm import IPWMeanDifference
-from .naive import NaiveComparison
+from .naive import MultiOutcomeNaive, NaiveComparison
 from .propensity import LogisticRegression, PooledLogisticHazard, PropensityScore
 from .survival import WeightedAalenJohansenFitter, WeightedKaplanMeierFitter
 from .tv_cox import TimeVaryingCox
@@ -28,6 +29,7 @@ __all__ = [
     "BaseEstimator",
     "CloneCensorCost",
     "CloneCensorWeight",
+    "MultiOutcomeCloneCensorWeight",
     "CoxRegression",
     "Design",
     "DoseResponse",
@@ -35,6 +37,7 @@ __all__ = [
     "IPWMeanDifference",
     "LandmarkIPTW",
     "LogisticRegression",
+    "MultiOutcomeNaive",
     "NaiveComparison",
     "PooledLogisticHazard",
     "PropensityScore",

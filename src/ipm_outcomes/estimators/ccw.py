@@ -75,6 +75,20 @@ from .propensity import PooledLogisticHazard
 from .survival import EventTable
 
 
+def followup_days(values, column: str, durations: np.ndarray, duration_col: str) -> np.ndarray:
+    """The follow-up column as int64 days, each at least its person's outcome duration (an outcome is
+    observed only during follow-up); one readable error naming the first row that is not."""
+    follow = integer_days(values, column)
+    short = follow < durations
+    if short.any():
+        row = int(np.flatnonzero(short)[0])
+        raise IpmError(
+            f"column {column}: row {row} ends follow-up on day {int(follow[row])}, before its {duration_col} "
+            f"{int(durations[row])}; an outcome must fall within follow-up"
+        )
+    return follow
+
+
 def grace_period_strategies(grace_period_days: int) -> dict[str, tuple[int, int | None]]:
     """The two strategies of the primary trial: referral within the grace period, or not."""
     g = int(grace_period_days)
@@ -233,9 +247,10 @@ class _Acc:
         return cls(np.zeros((L, D)), np.zeros((L, D)), np.zeros((L, D, 2)), np.zeros((L, D, 2)))
 
 
-def _add_constant(acc: _Acc, codes, L, D, start, stop, event, weight) -> None:
+def _add_constant(acc: _Acc, codes, L, D, start, stop, event, weight, counts: bool = True) -> None:
     """Add persons at risk on days ``start..stop`` with a constant weight and their event (if any)
-    on day ``stop``; days beyond the grid (``D`` days) are dropped."""
+    on day ``stop``; days beyond the grid (``D`` days) are dropped. ``counts=False`` leaves the unweighted
+    counts alone (a bootstrap replicate needs only the weighted ones)."""
     first = np.maximum(start, 0)
     last = np.minimum(stop, D - 1)
     ok = last >= first
@@ -243,14 +258,15 @@ def _add_constant(acc: _Acc, codes, L, D, start, stop, event, weight) -> None:
     size = L * (D + 1)
     enter = codes * (D + 1) + first
     leave = codes * (D + 1) + last + 1
-    for target, w in ((acc.at_risk, weight), (acc.n_at_risk, None)):
+    for target, w in ((acc.at_risk, weight), (acc.n_at_risk, None))[: 2 if counts else 1]:
         delta = np.bincount(enter, weights=w, minlength=size) - np.bincount(leave, weights=w, minlength=size)
         target += np.cumsum(delta.reshape(L, D + 1), axis=1)[:, :D]
     for c in (1, 2):
         sel = (event == c) & (stop <= D - 1)
         idx = codes[sel] * (D + 1) + stop[sel]
         acc.events[:, :, c - 1] += np.bincount(idx, weights=weight[sel], minlength=size).reshape(L, D + 1)[:, :D]
-        acc.n_events[:, :, c - 1] += np.bincount(idx, minlength=size).reshape(L, D + 1)[:, :D]
+        if counts:
+            acc.n_events[:, :, c - 1] += np.bincount(idx, minlength=size).reshape(L, D + 1)[:, :D]
 
 
 def _table(acc: _Acc, level: int) -> EventTable:
@@ -263,7 +279,8 @@ def _fit_all(settings: _Settings, data) -> tuple[dict[str, StrategyFit], _Referr
     X, time, event, referral = data["X"], data["time"], data["event"], data["referral"]
     n = time.shape[0]
     D = settings.max_day + 1
-    model = _Referral(settings, X, time, referral)
+    # the referral model's person-days end at the outcome, or at the end of follow-up when given
+    model = _Referral(settings, X, data.get("followup", time), referral)
     with_subgroups = set(settings.subgroup_contrast or ())
     groupings = {"all": (np.zeros(n, dtype=np.int64), 1)}
     groupings.update({g: (data[f"sub/{g}"], len(levels)) for g, levels in settings.subgroups.items()})
@@ -614,6 +631,7 @@ class CloneCensorWeight(TwoArmSurvivalEstimator):
         referral_col: str = "referral_day",
         subgroup_cols: list[str] | tuple[str, ...] = (),
         categorical: list[str] | tuple[str, ...] = (),
+        followup_col: str | None = None,
     ) -> CloneCensorWeight:
         """Clone, censor, weight and estimate.
 
@@ -628,12 +646,21 @@ class CloneCensorWeight(TwoArmSurvivalEstimator):
             Columns whose levels get their own estimates (same weights).
         categorical : list of str
             Covariates to dummy-code although numeric (see :func:`~ipm_outcomes.estimators.design.build_design`).
+        followup_col : str, optional
+            Last day of each person's follow-up (death, loss or end of data), when the outcome does not
+            end it: the referral model's person-days then run to this day instead of to the outcome
+            (persons stay at risk of referral after an outcome that does not end follow-up, such as a new
+            diagnosis). Default: the duration column (the outcome ends follow-up, as return to work does).
+            Every duration must be <= its follow-up.
 
         Returns
         -------
         self
         """
-        require_columns(df, [duration_col, event_col, referral_col, *subgroup_cols], "clone-censor-weight")
+        require_columns(
+            df, [duration_col, event_col, referral_col, *subgroup_cols, *([followup_col] if followup_col else [])],
+            "clone-censor-weight",
+        )
         if len(df) == 0:
             raise IpmError("clone-censor-weight: the analysis table is empty")
         time = integer_days(df[duration_col], duration_col)
@@ -643,6 +670,8 @@ class CloneCensorWeight(TwoArmSurvivalEstimator):
         # the models see covariates standardised once with full-data moments, so every bootstrap
         # replicate works on the same scale (and warm starts from the full-data fit are exact)
         data = {"X": standardize(design.matrix), "time": time, "event": event, "referral": referral}
+        if followup_col is not None:
+            data["followup"] = followup_days(df[followup_col], followup_col, time, duration_col)
         subgroups: dict[str, list[str]] = {}
         for col in subgroup_cols:
             labels = df[col].astype("string").fillna("(missing)")

@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import IpmError
-from ._common import event_codes, integer_days, require_columns
+from ._common import binary_column, event_codes, integer_days, require_columns
 from ._summary import TwoArmSurvivalEstimator, arm_values, contrast_values, daily_table
+from .ccw import _Acc, _add_constant, _table
+from .ccw_outcomes import outcome_tables, outcome_values
 
 ARMS = ("early", "delayed")
 
@@ -114,3 +116,75 @@ class NaiveComparison(TwoArmSurvivalEstimator):
         self._days_off_inputs = (values, interval, n_arm, len(df))
         return self
 
+
+
+class _OutcomesStatistic:
+    def __init__(self, names, horizons, max_day):
+        self.names, self.horizons, self.max_day = names, horizons, max_day
+
+    def __call__(self, data):
+        return _estimate_outcomes(data, self.names, self.horizons, self.max_day)[0]
+
+
+def _estimate_outcomes(data, names, horizons, max_day):
+    K, D = len(names), max_day + 1
+    acc = _Acc.zeros(2 * K, D)
+    for i, k in enumerate(names):
+        pop = data[f"pop/{k}"]
+        codes = 2 * i + data["group"][pop]
+        time = data[f"time/{k}"][pop]
+        _add_constant(acc, codes, 2 * K, D, np.zeros(time.shape, np.int64), time, data[f"event/{k}"][pop],
+                      np.ones(time.shape))
+    tables = {arm: {k: _table(acc, 2 * i + g) for i, k in enumerate(names)} for g, arm in enumerate(ARMS)}
+    return outcome_values(tables, names, [ARMS], horizons), tables
+
+
+class MultiOutcomeNaive(TwoArmSurvivalEstimator):
+    """The naive comparison (persons referred within the grace period vs the rest, unadjusted
+    Aalen-Johansen from index) for many outcomes at once, each in its own population; the outcomes share
+    the bootstrap resamples. Biased by design (immortal time, confounding by indication): shown beside the
+    clone-censor-weight estimates of :class:`~ipm_outcomes.estimators.ccw_outcomes.MultiOutcomeCloneCensorWeight`,
+    with the same ``summary`` and ``curves_`` columns.
+    """
+
+    label = NaiveComparison.label
+
+    def __init__(
+        self,
+        grace_period_days: int = 42,
+        horizons: tuple[int, ...] = (90, 180, 365),
+        max_day: int | None = None,
+        n_bootstrap: int = 200,
+        seed: int = 0,
+        workers: int | None = None,
+        alpha: float = 0.05,
+    ):
+        self.grace_period_days = grace_period_days
+        self.horizons = horizons
+        self.max_day = max_day
+        self.n_bootstrap = n_bootstrap
+        self.seed = seed
+        self.workers = workers
+        self.alpha = alpha
+
+    def fit(self, df: pd.DataFrame, outcomes, referral_col: str = "referral_day") -> MultiOutcomeNaive:
+        """``outcomes`` as in :meth:`MultiOutcomeCloneCensorWeight.fit`; early = referral on day 0..G."""
+        horizons, max_day = self._grid()
+        names = tuple(str(k) for k in outcomes)
+        require_columns(df, [referral_col, *(c for cols in outcomes.values() for c in cols)], "naive comparison")
+        if len(df) == 0:
+            raise IpmError("naive comparison: the analysis table is empty")
+        referral = integer_days(df[referral_col], referral_col, nullable=True)
+        data = {"group": np.where(referral <= self.grace_period_days, 0, 1)}
+        for k, cols in outcomes.items():
+            data[f"time/{k}"] = integer_days(df[cols[0]], cols[0])
+            data[f"event/{k}"] = event_codes(df[cols[1]], cols[1])
+            data[f"pop/{k}"] = binary_column(df, cols[2]) if len(cols) == 3 else np.ones(len(df), bool)
+        values, tables = _estimate_outcomes(data, names, horizons, max_day)
+        self.values_, self.tables_, self.outcomes_ = values, tables, names
+        self._bootstrap(_OutcomesStatistic(names, horizons, max_day), data, values)
+        n_pop = {k: int(data[f"pop/{k}"].sum()) for k in names}
+        self.summary, self.curves_ = outcome_tables(
+            values, tables, names, [ARMS], horizons, max_day, n_pop, self.bootstrap_, self.alpha
+        )
+        return self

@@ -1,0 +1,88 @@
+"""The cohort outcome analyses end to end: secondary outcomes and negative controls from a synthetic
+extract into the results tables, and an outcome whose input the extract lacks is unavailable, not zero."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ipm_outcomes import analysis, cohort, ingest, synth
+from ipm_outcomes.plan import build_plan, negative_control_outcomes
+from ipm_outcomes.report_data import TABLES, load_results
+from ipm_outcomes.spec import load_spec
+
+SECONDARY = ("new_depression_anxiety", "new_sleep_disorder", "long_term_opioid", "long_term_opioid_in_opioid_naive",
+             "lumbar_surgery", "ed_visit_lbp")
+
+
+def _study(root: Path, persons: int, seed: int, replicates: int, drop: tuple[str, ...] = ()):
+    spec_file = root / "spec.toml"
+    spec_file.write_text(f'extends = "default"\n[analysis]\nbootstrap_replicates = {replicates}\n')
+    spec = load_spec(spec_file)
+    synth.generate(root / "extract", persons=persons, seed=seed, file_format="parquet")
+    for table in drop:
+        (root / "extract" / f"{table}.parquet").unlink()
+    ingest.load_extract(root / "extract", root / "db.duckdb")
+    cohort.build(spec, root / "db.duckdb")
+    summary = analysis.run(spec, root / "db.duckdb", root / "results", workers=2)
+    return spec, summary, json.loads((root / "results" / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    root = tmp_path_factory.mktemp("outcomes_small")
+    return (root, *_study(root, persons=3000, seed=5, replicates=8))
+
+
+def test_every_secondary_outcome_has_its_estimates_at_every_horizon(small):
+    root, spec, summary, results = small
+    est = pd.read_parquet(root / "results" / "secondary_estimates.parquet")
+    assert list(est.columns) == TABLES["secondary_estimates"].column_names
+    assert not est.duplicated(list(TABLES["secondary_estimates"].key)).any()
+    for unit in SECONDARY:
+        for method, prefix in (("ccw", "secondary"), ("naive", "naive")):
+            rows = est[est["analysis"] == f"{prefix}_{unit}"]
+            assert set(rows["method"]) == {method}
+            got = {(m, a if isinstance(a, str) else None, h) for m, a, h in zip(rows["measure"], rows["arm"], rows["horizon_days"])}
+            want = {(m, arm, h) for h in (90, 180, 365) for m, arm in (
+                ("cumulative_incidence", "early"), ("cumulative_incidence", "delayed"), ("risk_difference", None),
+                ("risk_ratio", None), ("log_risk_ratio", None))}
+            assert got == want, unit
+            ccw_rows = rows[rows["measure"] == "risk_difference"]
+            assert ccw_rows["estimate"].notna().all() and (ccw_rows["ci_low"] <= ccw_rows["ci_high"]).all()
+    # the opioid-naive analysis is of fewer persons than the whole cohort's
+    pop = est[(est["measure"] == "risk_difference") & (est["horizon_days"] == 365)].set_index("analysis")["n"]
+    assert pop["secondary_long_term_opioid_in_opioid_naive"] < pop["secondary_long_term_opioid"] == summary.n
+    # arm sizes are persons who followed the strategy, which add up to the population
+    arms = est[(est["analysis"] == "secondary_lumbar_surgery") & (est["measure"] == "cumulative_incidence")
+               & (est["horizon_days"] == 365)]
+    assert arms["n"].sum() == summary.n
+    curves = pd.read_parquet(root / "results" / "secondary_curves.parquet")
+    assert len(curves) == len(SECONDARY) * 2 * 2 * 366  # items x (ccw, naive) x arms x days 0..365
+
+
+def test_negative_controls_give_one_log_risk_ratio_each_with_its_standard_error(small):
+    root, spec, summary, results = small
+    nc = pd.read_parquet(root / "results" / "negative_controls.parquet")
+    assert list(nc["outcome"]) == negative_control_outcomes(spec)
+    assert (nc["horizon_days"] == 365).all()
+    usable = nc[nc["usable"]]
+    assert len(usable) >= 20 and usable["se"].gt(0).all() and np.isfinite(usable["log_rr"]).all()
+    assert (usable["events_early"] > 0).all() and (usable["events_delayed"] > 0).all()
+    assert nc.loc[~nc["usable"], "reason"].str.startswith("too few events").all()
+    # the report's reader reads them through the data model
+    data = load_results(root / "results")
+    assert set(data.tables) >= {"secondary_estimates", "secondary_curves", "negative_controls"}
+    assert {i.id for i in build_plan(spec)} == {i["id"] for i in results["plan"]}
+
+
+def test_without_pharmacy_claims_long_term_opioid_is_unavailable_with_the_reason(tmp_path):
+    spec, summary, results = _study(tmp_path, persons=1500, seed=3, replicates=0, drop=("pharmacy_claim",))
+    assert results["unavailable"]["secondary/long_term_opioid"] == "the extract has no pharmacy_claim rows"
+    est = pd.read_parquet(tmp_path / "results" / "secondary_estimates.parquet")
+    assert "long_term_opioid" not in set(est["outcome"])  # never a zero
+    assert {"new_depression_anxiety", "lumbar_surgery", "ed_visit_lbp"} <= set(est["outcome"])
