@@ -30,11 +30,15 @@ from .plan import AnalysisItem
 #: 3: estimates keyed by analysis id (the analysis plan travels in results.json), delay categories with
 #: their first and last day, curves with their analysis id.
 #: 4: the cohort outcome analyses (roles secondary_outcome, negative_control; tables secondary_estimates,
-#: secondary_curves, negative_controls). Schema 3 results are read as results without them (nothing in
-#: schema 3 changed meaning).
+#: secondary_curves, negative_controls); the checks and the balance and diagnostics rows keyed by the plan's
+#: analysis id instead of the weighting model. Schema 3 results are read as results without the new tables,
+#: their weighting-model names translated to plan ids.
 RESULTS_SCHEMA_VERSION = 4
 #: Results schemas this package reads.
 READABLE_SCHEMA_VERSIONS = (3, 4)
+#: Schema 3 named the weighting analyses' checks and balance rows by their weighting model; schema 4 by the
+#: plan's analysis id. Read back under the ids, so the disclosure gate knows the cohort's checks.
+_SCHEMA_3_ANALYSIS_IDS = {"ccw": "primary", "cohort_iptw": "cohort_description"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -572,16 +576,22 @@ def _attrition(raw: Any, path: Path) -> dict[str, list[AttritionStep]]:
     return out
 
 
-def _checks(diagnostics: dict[str, Any]) -> list[DiagnosticCheck]:
+def _schema_3_id(name: str) -> str:
+    analysis, sep, rest = name.partition(":")
+    return _SCHEMA_3_ANALYSIS_IDS.get(analysis, analysis) + sep + rest
+
+
+def _checks(diagnostics: dict[str, Any], version: int) -> list[DiagnosticCheck]:
     raw = diagnostics.get("checks")
     if isinstance(raw, dict):  # {"balance": {...}, ...}
         raw = [dict(v, name=k) for k, v in raw.items()]
     out = []
     for item in raw or []:
         passed = item.get("passed", item.get("pass"))
+        name = str(item.get("name", ""))
         out.append(
             DiagnosticCheck(
-                name=str(item.get("name", "")),
+                name=_schema_3_id(name) if version == 3 else name,
                 label=str(item.get("label") or item.get("description") or item.get("name", "")),
                 value=_num(item.get("value")),
                 threshold=str(item.get("threshold", "")),
@@ -698,7 +708,12 @@ def load_results(results_dir: str | Path) -> ReportData:
         estimates[column] = pd.to_numeric(estimates[column], errors="coerce")
 
     diagnostics = data.get("diagnostics") or {}
+    version = data.get("schema_version", 1)
     tables, grains = _tables(data, results_dir)
+    if version == 3:
+        for name in ("balance", "diagnostics"):
+            if name in tables and "analysis" in tables[name].columns:
+                tables[name]["analysis"] = tables[name]["analysis"].replace(_SCHEMA_3_ANALYSIS_IDS)
     report_spec = spec.get("report", {}) if isinstance(spec.get("report"), dict) else {}
     min_cell = data.get("min_cell_size", report_spec.get("min_cell_size", 11))
     analysis = spec.get("analysis", {}) if isinstance(spec.get("analysis"), dict) else {}
@@ -727,7 +742,7 @@ def load_results(results_dir: str | Path) -> ReportData:
         cohort=cohort,
         plan=_plan(data, path),
         estimates=estimates,
-        checks=_checks(diagnostics),
+        checks=_checks(diagnostics, version),
         diagnostics=diagnostics,
         tables=tables,
         table_grains=grains,

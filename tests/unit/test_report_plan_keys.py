@@ -84,3 +84,23 @@ def test_the_gate_reads_shown_counts_and_refuses_small_ones():
     check_released_table("t", shown, ["n"], policy)  # labels are not counts: "7" in them is not checked
     with pytest.raises(DisclosureError, match=r"report table 't' column 'n' row 1: '10' is a count of 1 to 10 persons"):
         check_released_table("t", pd.DataFrame({"n": ["12", "10"]}), ["n"], policy)
+
+
+def test_schema_3_results_name_the_cohort_checks_by_the_weighting_and_are_still_gated(tmp_path):
+    """Results written before the checks were keyed by plan id (schema 3) name the cohort's checks
+    ``cohort_iptw:...``; read as they are, the gate would not know them and would show the withheld SMD."""
+    results = tmp_path / "results"
+    shutil.copytree(TINY, results, ignore=shutil.ignore_patterns("*.py"))
+    data = json.loads((results / "results.json").read_text())
+    assert data["schema_version"] == 3
+    data["diagnostics"]["checks"] = [
+        {"name": "cohort_iptw:covariate_balance", "label": "Covariate balance (cohort propensity model)",
+         "value": 0.0463, "threshold": "max |SMD| after weighting < 0.1", "passed": True, "analysis": "cohort_iptw"},
+        {"name": "cohort_iptw:equipoise", "label": "Equipoise (cohort propensity model)",
+         "value": 0.7568, "threshold": ">= 20% of persons with preference score in [0.3, 0.7]", "passed": True,
+         "analysis": "cohort_iptw"},
+    ]
+    (results / "results.json").write_text(json.dumps(data))
+    summary = render(results, tmp_path / "report", pdf=False)
+    html = summary.html.read_text(encoding="utf-8")
+    assert "0.0463" not in html and "0.757" not in html
