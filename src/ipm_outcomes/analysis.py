@@ -38,6 +38,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from . import __version__, db, explore, lineage
+from .calibration import EASE_THRESHOLD, MIN_NEGATIVE_CONTROLS, EmpiricalCalibration
 from .diagnostics import (
     SMD_COLUMNS,
     diagnostics_table,
@@ -590,6 +591,7 @@ _ANALYSIS_LABELS = {
     "ccw": "clone-censor-weight, primary",
     "landmark_iptw": "propensity of referral within the grace period among persons still off work at its end",
     "cohort_iptw": "cohort propensity model: Table 1 and quality of life",
+    "empirical_calibration": "empirical null of the negative-control outcomes",
 }
 
 
@@ -1226,6 +1228,8 @@ def _runnable(item: AnalysisItem, ctx: _Context, unavailable: dict[str, str]) ->
     recorded once in ``unavailable`` (under "rtw", "qol", "secondary_outcomes" or ``<kind>/<outcome>``),
     not once per item."""
     n = len(ctx.inputs.cohort)
+    if item.role == "calibration":
+        return n > 0  # too few negative controls is the step's own "not calibrated", not a crash
     if item.role in OUTCOME_ROLES:
         if n == 0:
             return False
@@ -1415,19 +1419,7 @@ def _run_outcome(item: AnalysisItem, ctx: _Context) -> _ItemResult:
         early = ref <= item.settings["grace_period_days"]  # NaN (never) compares False
         arm_n = {e_arm: int(early.sum()), d_arm: int((~early).sum())}
     if item.role == "negative_control":
-        h = max(item.horizons)
-        row = s[(s["measure"] == NEGATIVE_CONTROL_MEASURE) & (s["horizon_days"] == h)].iloc[0]
-        events = s[(s["measure"] == CUMULATIVE_INCIDENCE) & (s["horizon_days"] == h)].set_index("arm")["n_events"]
-        reason = None
-        if events.get(e_arm, 0) == 0 or events.get(d_arm, 0) == 0:
-            reason = f"too few events: none in the {e_arm if events.get(e_arm, 0) == 0 else d_arm} arm by day {h}"
-        elif not (np.isfinite(row["estimate"]) and np.isfinite(row["se"]) and row["se"] > 0):
-            reason = "too few events: the log risk ratio or its bootstrap standard error is not finite"
-        out.tables["negative_controls"] = pd.DataFrame([dict(
-            analysis=item.id, outcome=item.outcome, horizon_days=h, log_rr=row["estimate"], se=row["se"],
-            ci_low=row["ci_low"], ci_high=row["ci_high"], n=int(pop.sum()), events_early=int(events.get(e_arm, 0)),
-            events_delayed=int(events.get(d_arm, 0)), usable=reason is None, reason=reason,
-        )])
+        out.tables["negative_controls"] = pd.DataFrame([_negative_control_row(item, s, int(pop.sum()))])
         return out
     rows = s.assign(
         analysis=item.id, outcome=item.outcome, method=item.method,
@@ -1439,3 +1431,132 @@ def _run_outcome(item: AnalysisItem, ctx: _Context) -> _ItemResult:
         analysis=item.id, outcome=item.outcome, method=item.method
     )
     return out
+
+
+def _negative_control_row(item: AnalysisItem, s: pd.DataFrame, n: int) -> dict:
+    """A negative control's row of ``negative_controls`` from its rows of the multi-outcome summary ``s``: the log
+    risk ratio at the last horizon with its bootstrap standard error, the events per arm, and whether
+    calibration can use it."""
+    e_arm, d_arm = item.contrast
+    h = max(item.horizons)
+    row = s[(s["measure"] == NEGATIVE_CONTROL_MEASURE) & (s["horizon_days"] == h)].iloc[0]
+    events = s[(s["measure"] == CUMULATIVE_INCIDENCE) & (s["horizon_days"] == h)].set_index("arm")["n_events"]
+    reason = None
+    if events.get(e_arm, 0) == 0 or events.get(d_arm, 0) == 0:
+        reason = f"too few events: none in the {e_arm if events.get(e_arm, 0) == 0 else d_arm} arm by day {h}"
+    elif not (np.isfinite(row["estimate"]) and np.isfinite(row["se"]) and row["se"] > 0):
+        reason = "too few events: the log risk ratio or its bootstrap standard error is not finite"
+    return dict(
+        analysis=item.id, outcome=item.outcome, horizon_days=h, log_rr=row["estimate"], se=row["se"],
+        ci_low=row["ci_low"], ci_high=row["ci_high"], n=n, events_early=int(events.get(e_arm, 0)),
+        events_delayed=int(events.get(d_arm, 0)), usable=reason is None, reason=reason,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# empirical calibration of the risk ratios with the negative controls
+
+
+def calibrate_contrasts(item: AnalysisItem, controls: pd.DataFrame, contrasts: pd.DataFrame) -> _ItemResult:
+    """The calibration step on its inputs: fit the empirical null to the negative controls and calibrate the
+    contrasts (:class:`ipm_outcomes.calibration.EmpiricalCalibration`).
+
+    Parameters
+    ----------
+    item : the plan's calibration item (:func:`ipm_outcomes.plan.calibration_item`).
+    controls : one row per negative control, as the ``negative_controls`` table (``outcome``, ``log_rr``, ``se``,
+        ``events_early``, ``events_delayed``).
+    contrasts : one row per calibrated risk ratio: ``analysis``, ``outcome``, ``horizon_days``, ``log_rr``, ``se``
+        (bootstrap standard error of the log risk ratio).
+
+    Returns
+    -------
+    _ItemResult
+        The ``calibrated_estimates`` table (one row per contrast; with too few usable controls the calibrated
+        columns are empty and the uncalibrated ones as they are), the ``empirical_calibration`` diagnostics
+        entry (the null, its standard errors, usable and excluded controls with reasons, EASE), the EASE check
+        (only when calibrated) and, when not calibrated, the reason under ``unavailable[item.id]``.
+    """
+    out = _ItemResult()
+    cal = EmpiricalCalibration(min_controls=MIN_NEGATIVE_CONTROLS, ease_threshold=EASE_THRESHOLD).fit(
+        controls, log_rr="log_rr", se="se", name="outcome", events=["events_early", "events_delayed"]
+    )
+    notes = item.settings.get("note", {})
+    table = cal.calibrate(contrasts.reset_index(drop=True), log_rr="log_rr", se="se")
+    out.tables["calibrated_estimates"] = pd.DataFrame({
+        "analysis": table["analysis"], "outcome": table["outcome"], "measure": item.settings["measure"],
+        "horizon_days": table["horizon_days"], "log_rr": table["log_rr"], "se": table["se"],
+        "estimate": table["rr"], "ci_low": table["ci_low"], "ci_high": table["ci_high"], "p": table["p"],
+        "calibrated_estimate": table["calibrated_rr"], "calibrated_ci_low": table["calibrated_ci_low"],
+        "calibrated_ci_high": table["calibrated_ci_high"], "calibrated_p": table["calibrated_p"],
+        "calibrated": bool(cal.calibrated_), "note": [notes.get(a) for a in table["analysis"]],
+    })
+    nul = cal.null_
+    out.diagnostics[item.id] = {
+        "calibrated": bool(cal.calibrated_),
+        "reason": cal.reason_,
+        "null": {"mean": nul.mean, "sd": nul.sd, "mean_se": nul.mean_se, "sd_se": nul.sd_se} if nul else None,
+        "n_controls": cal.n_controls_,
+        "n_usable": cal.n_usable_,
+        "excluded": cal.exclusions_.to_dict("records"),
+        "ease": cal.ease_ if cal.calibrated_ else None,
+        "ease_threshold": EASE_THRESHOLD,
+        "scale": "log risk ratio at the last horizon (negative controls); calibrated intervals are Wald intervals "
+        "on the log scale from the bootstrap standard error, shifted by the null's mean and widened by its spread",
+        "notes": notes,
+    }
+    if cal.calibrated_:
+        out.checks.append(pd.DataFrame([dict(
+            analysis=item.id, diagnostic="ease", value=cal.ease_, threshold=f"< {EASE_THRESHOLD}",
+            passed=bool(cal.ease_passes_), note=cal.reason_,
+        )]))
+    else:
+        out.unavailable[item.id] = cal.reason_
+    return out
+
+
+def _run_calibration(item: AnalysisItem, ctx: _Context) -> _ItemResult:
+    """Empirical calibration: the negative controls and risk ratios named in the item's settings, from the fits
+    they were estimated with (the shared multi-outcome fit, the primary clone-censor-weight fit)."""
+    by_id = {i.id: i for i in ctx.plan}
+    fits = ctx.outcome_fits() if any(i.role in OUTCOME_ROLES for i in ctx.plan) else None
+    controls, contrasts = [], []
+    for cid in item.settings["negative_controls"]:
+        nc = by_id[cid]
+        if fits is None or fits.ccw is None or _outcome_unavailable(nc, ctx) is not None:
+            continue
+        s = fits.ccw.summary[fits.ccw.summary["outcome"] == _fit_key(nc)]
+        controls.append(_negative_control_row(nc, s, int(fits.populations[_fit_key(nc)].sum())))
+    for aid in item.settings["calibrates"]:
+        target = by_id[aid]
+        horizons = [int(h) for h in item.settings["horizons"][aid]]
+        if target.role in OUTCOME_ROLES:
+            if fits is None or fits.ccw is None or _outcome_unavailable(target, ctx) is not None:
+                continue
+            s = fits.ccw.summary
+            rows = s[(s["outcome"] == _fit_key(target)) & (s["measure"] == NEGATIVE_CONTROL_MEASURE)
+                     & s["horizon_days"].isin(horizons)]
+            contrasts += [dict(analysis=aid, outcome=target.outcome, horizon_days=int(r.horizon_days),
+                               log_rr=r.estimate, se=r.se) for r in rows.itertuples()]
+        else:
+            if len(ctx.inputs.cohort) == 0 or "rtw" in ctx.inputs.build.load.absent_tables or len(ctx.inputs.rtw) == 0:
+                continue
+            model, _why = ctx.ccw(target)
+            if model is None:
+                continue
+            e, d = target.contrast
+            key = f"rr/{e}/{d}"
+            at = [list(model.settings_.horizons).index(h) for h in horizons]
+            log_rr = bootstrap.log_ratio(np.asarray(model.values_[key], dtype=float)[at])
+            se = (model.bootstrap_.log_standard_error(key)[at] if model.bootstrap_ is not None
+                  else np.full(len(at), np.nan))
+            contrasts += [dict(analysis=aid, outcome=target.outcome, horizon_days=h, log_rr=b, se=v)
+                          for h, b, v in zip(horizons, log_rr, se, strict=True)]
+    columns = ["outcome", "log_rr", "se", "events_early", "events_delayed"]
+    return calibrate_contrasts(
+        item, pd.DataFrame(controls, columns=columns),
+        pd.DataFrame(contrasts, columns=["analysis", "outcome", "horizon_days", "log_rr", "se"]),
+    )
+
+
+RUNNERS["empirical_calibration"] = _run_calibration

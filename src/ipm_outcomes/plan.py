@@ -29,7 +29,7 @@ PRIMARY_REFERRAL = "first_contact"
 #: What an analysis is for, in report order.
 ROLES = (
     "description", "primary", "sensitivity", "dose_response", "subgroups", "secondary", "bias_illustration",
-    "secondary_outcome", "negative_control",
+    "secondary_outcome", "negative_control", "calibration",
 )
 
 #: Roles of the cohort-population outcome analyses that share one multi-outcome clone-censor-weight fit.
@@ -194,6 +194,7 @@ def build_plan(spec: StudySpec) -> list[AnalysisItem]:
             )
         )
     plan += outcome_items(spec, primary_strategies, contrast, horizons)
+    plan.append(calibration_item(plan, spec))
     ids = [item.id for item in plan]
     twice = sorted({i for i in ids if ids.count(i) > 1})
     if twice:
@@ -242,6 +243,41 @@ def outcome_items(spec: StudySpec, strategies, contrast, horizons) -> list[Analy
             settings={**common, "population": None},
         ))
     return items
+
+
+#: The calibration step's id and the measure it calibrates.
+CALIBRATION_ID = "empirical_calibration"
+CALIBRATED_MEASURE = "risk_ratio"
+
+
+def calibration_item(plan: list[AnalysisItem], spec: StudySpec) -> AnalysisItem:
+    """Empirical calibration (Schuemie et al. 2014, 2018) of the study's risk ratios with its negative controls.
+
+    Runs after the items it reads, which its settings name by id (never found by matching ids):
+    ``negative_controls``, the negative-control items whose log risk ratios at the last horizon fit the
+    empirical null; ``calibrates``, the items whose risk ratios it calibrates: the primary return-to-work
+    analysis at the primary horizon and each secondary outcome's clone-censor-weight analysis at every
+    horizon (``horizons``: item id -> days). The negative controls are estimated in the whole cohort with the
+    cohort's referral model; the primary analysis is in the return-to-work population with its own fit, so
+    calibrating it assumes the same systematic error in both (``settings["note"]`` says so to a reader).
+    """
+    first = primary(plan)
+    secondary = [i for i in plan if i.role == "secondary_outcome" and i.method == "ccw"]
+    controls = [i.id for i in plan if i.role == "negative_control"]
+    horizons = {first.id: [spec.analysis.primary_horizon_days], **{i.id: list(i.horizons) for i in secondary}}
+    return AnalysisItem(
+        CALIBRATION_ID, "empirical_calibration", None, "cohort", "calibration",
+        "Empirical calibration of the risk ratios with the negative controls", first.strategies, first.contrast,
+        settings={
+            "measure": CALIBRATED_MEASURE,
+            "calibrates": [first.id, *(i.id for i in secondary)],
+            "horizons": horizons,
+            "negative_controls": controls,
+            "note": {first.id: "calibrated with negative controls estimated in the whole cohort (the return-to-work "
+                               "analysis is in the return-to-work population with its own referral model: this "
+                               "assumes the same systematic error in both)"},
+        },
+    )
 
 
 def outcome_group(plan: list[AnalysisItem]) -> list[AnalysisItem]:

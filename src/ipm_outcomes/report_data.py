@@ -29,8 +29,8 @@ from .plan import AnalysisItem
 #: results it would read differently. Results with no version are from before versions were kept (1).
 #: 3: estimates keyed by analysis id (the analysis plan travels in results.json), delay categories with
 #: their first and last day, curves with their analysis id.
-#: 4: the cohort outcome analyses (roles secondary_outcome, negative_control; tables secondary_estimates,
-#: secondary_curves, negative_controls); the checks and the balance and diagnostics rows keyed by the plan's
+#: 4: the cohort outcome analyses (roles secondary_outcome, negative_control, calibration; tables
+#: secondary_estimates, secondary_curves, negative_controls, calibrated_estimates); the checks and the balance and diagnostics rows keyed by the plan's
 #: analysis id instead of the weighting model. Schema 3 results are read as results without the new tables,
 #: their weighting-model names translated to plan ids.
 RESULTS_SCHEMA_VERSION = 4
@@ -311,6 +311,20 @@ TABLES: dict[str, TableSpec] = {
              _c("n", "int", "count"), _c("events_early", "int", "count"), _c("events_delayed", "int", "count"),
              _c("usable", "bool"), _c("reason", "str", "null")),
             ("outcome",),
+        ),
+        TableSpec(
+            "calibrated_estimates",
+            "one row per calibrated analysis (plan id) per measure per horizon: the risk ratio (early vs delayed) "
+            "with its log and bootstrap standard error, the Wald interval and p-value from them, and beside them "
+            "the empirically calibrated ratio, interval and p-value (empty when too few negative controls had "
+            "events: calibrated false); note: how the calibration applies to that analysis",
+            (_c("analysis", "str"), _c("outcome", "str"), _c("measure", "str"), _c("horizon_days", "int"),
+             _c("log_rr", "float", "null"), _c("se", "float", "null"), _c("estimate", "float", "null"),
+             _c("ci_low", "float", "null"), _c("ci_high", "float", "null"), _c("p", "float", "null"),
+             _c("calibrated_estimate", "float", "null"), _c("calibrated_ci_low", "float", "null"),
+             _c("calibrated_ci_high", "float", "null"), _c("calibrated_p", "float", "null"),
+             _c("calibrated", "bool"), _c("note", "str", "null")),
+            ("analysis", "measure", "horizon_days"),
         ),
         TableSpec(
             "diagnostics",

@@ -100,6 +100,7 @@ METHODS: dict[str, str] = {
     "tv_cox": "Time-varying Cox",
     "naive": "Naive (biased: immortal time)",
     "ancova_iptw": "IPTW-weighted ANCOVA",
+    "empirical_calibration": "Empirical calibration with negative controls",
 }
 
 #: The two arms of the primary comparison, with their display labels.

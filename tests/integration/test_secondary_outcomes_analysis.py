@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from ipm_outcomes import analysis, cohort, ingest, synth
+from ipm_outcomes.calibration import expected_absolute_systematic_error, fit_null
 from ipm_outcomes.plan import build_plan, negative_control_outcomes
 from ipm_outcomes.report_data import TABLES, load_results
 from ipm_outcomes.spec import load_spec
@@ -78,6 +79,46 @@ def test_negative_controls_give_one_log_risk_ratio_each_with_its_standard_error(
     data = load_results(root / "results")
     assert set(data.tables) >= {"secondary_estimates", "secondary_curves", "negative_controls"}
     assert {i.id for i in build_plan(spec)} == {i["id"] for i in results["plan"]}
+
+
+def test_the_calibration_step_writes_its_table_null_and_ease_check(small):
+    root, spec, summary, results = small
+    plan = build_plan(spec)
+    item = next(i for i in plan if i.id == "empirical_calibration")
+    cal = pd.read_parquet(root / "results" / "calibrated_estimates.parquet")
+    assert list(cal.columns) == TABLES["calibrated_estimates"].column_names
+    # the primary at the primary horizon, each secondary clone-censor-weight analysis at every horizon
+    want = [("primary", 180)] + [(f"secondary_{u}", h) for u in SECONDARY for h in (90, 180, 365)]
+    assert list(zip(cal["analysis"], cal["horizon_days"])) == want
+    assert item.settings["calibrates"] == list(dict.fromkeys(cal["analysis"]))
+    # the uncalibrated ratios are the estimates' own, and their log with its bootstrap SE the secondary table's
+    est = pd.read_parquet(root / "results" / "secondary_estimates.parquet")
+    log_rr = est[(est["method"] == "ccw") & (est["measure"] == "log_risk_ratio")].set_index(["analysis", "horizon_days"])
+    sec = cal.iloc[1:].set_index(["analysis", "horizon_days"])
+    np.testing.assert_allclose(sec["log_rr"], log_rr.loc[sec.index, "estimate"], rtol=1e-12)
+    np.testing.assert_allclose(sec["se"], log_rr.loc[sec.index, "se"], rtol=1e-12)
+    np.testing.assert_allclose(cal["estimate"], np.exp(cal["log_rr"]), rtol=1e-12)
+    primary_rr = next(e for e in results["estimates"] if e["analysis"] == "primary" and e["measure"] == "risk_ratio"
+                      and e["horizon_days"] == 180)
+    np.testing.assert_allclose(cal["estimate"].iloc[0], primary_rr["estimate"], rtol=1e-12)
+    assert cal["se"].gt(0).all() and cal["calibrated"].all()
+    assert cal["calibrated_ci_low"].le(cal["calibrated_estimate"]).all()
+    assert cal["calibrated_estimate"].le(cal["calibrated_ci_high"]).all()
+    assert cal["note"].iloc[0].startswith("calibrated with negative controls estimated in the whole cohort")
+    # the null and EASE in the diagnostics, fitted to the usable negative controls
+    nc = pd.read_parquet(root / "results" / "negative_controls.parquet")
+    d = results["diagnostics"]["empirical_calibration"]
+    assert d["calibrated"] and (d["n_controls"], d["n_usable"]) == (len(nc), int(nc["usable"].sum()))
+    null = fit_null(nc.loc[nc["usable"], "log_rr"], nc.loc[nc["usable"], "se"])
+    np.testing.assert_allclose([d["null"]["mean"], d["null"]["sd"]], [null.mean, null.sd], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(d["ease"], expected_absolute_systematic_error(null), rtol=1e-9, atol=1e-12)
+    check = next(c for c in results["diagnostics"]["checks"] if c["name"] == "empirical_calibration:ease")
+    assert check["threshold"] == "< 0.25" and check["passed"] == (d["ease"] < 0.25)
+    assert summary.diagnostics_passed["empirical_calibration:ease"] == check["passed"]
+    # and the report's reader reads them back
+    data = load_results(root / "results")
+    assert "calibrated_estimates" in data.tables
+    assert any(c.name == "empirical_calibration:ease" for c in data.checks)
 
 
 def test_without_pharmacy_claims_long_term_opioid_is_unavailable_with_the_reason(tmp_path):

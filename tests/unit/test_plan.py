@@ -27,6 +27,7 @@ def test_the_shipped_spec_gives_this_plan():
                                         "long_term_opioid_in_opioid_naive", "lumbar_surgery", "ed_visit_lbp")
           for kind in ("secondary", "naive")),
         *(f"negative_control_{name}" for name in negative_control_outcomes(load_spec())),
+        "empirical_calibration",
     ]
     p = primary(plan)
     assert p.id == "primary" and p.method == "ccw" and p.outcome == "rtw" and p.population == "rtw"

@@ -92,6 +92,21 @@ class BootstrapResult:
         var = np.where(ok, (reps - mean) ** 2, 0).sum(axis=0) / np.maximum(k - 1, 1)
         return np.where(k > 1, np.sqrt(var), np.nan)
 
+    def log_standard_error(self, name: str) -> np.ndarray:
+        """Standard deviation of ``log(name)`` over the replicates where the log is finite: the bootstrap
+        standard error of a log ratio from the replicates of the ratio (a replicate with a zero or
+        undefined ratio, no events in an arm, is skipped as :meth:`standard_error` skips NaN)."""
+        logs = log_ratio(self.replicates[name])
+        return BootstrapResult({name: logs}, self.n_replicates, self.seed, self.failed).standard_error(name)
+
+
+def log_ratio(values) -> np.ndarray:
+    """``log(values)`` where a value is a positive ratio, NaN where it is zero, negative or missing (a ratio with
+    no events in an arm has no log)."""
+    x = np.asarray(values, dtype=float)
+    positive = x > 0
+    return np.where(positive, np.log(np.where(positive, x, 1.0)), np.nan)
+
 
 def nan_percentiles(reps: np.ndarray, percentiles) -> np.ndarray:
     """Percentiles along axis 0 ignoring non-finite values (linear interpolation, as np.percentile).
