@@ -41,12 +41,12 @@ def study(tmp_path_factory):
     truth = json.loads((root / "extract" / "truth.json").read_text())["secondary_outcomes"]
     est = pd.read_parquet(root / "results" / "secondary_estimates.parquet")
     nc = pd.read_parquet(root / "results" / "negative_controls.parquet")
-    return truth, est, nc
+    return truth, est, nc, root
 
 
 @pytest.mark.slow
 def test_the_secondary_risk_differences_agree_with_the_truth(study):
-    truth, est, _ = study
+    truth, est, _, _ = study
     rd = est[(est["method"] == "ccw") & (est["measure"] == "risk_difference")]
     lines, missed = [], []
     for unit, key in TRUTH_KEYS.items():
@@ -65,7 +65,7 @@ def test_the_secondary_risk_differences_agree_with_the_truth(study):
 
 @pytest.mark.slow
 def test_negative_controls_centre_on_no_effect(study):
-    _, _, nc = study
+    _, _, nc, _ = study
     usable = nc[nc["usable"]]
     assert len(usable) == len(nc) == 24
     mean = float(usable["log_rr"].mean())
@@ -74,3 +74,22 @@ def test_negative_controls_centre_on_no_effect(study):
     print(f"negative controls: mean log RR {mean:+.4f}, typical SE {typical_se:.4f}, {covered}/24 intervals cover 0")
     assert abs(mean) < typical_se
     assert covered >= 21
+
+
+@pytest.mark.slow
+def test_calibration_leaves_the_well_adjusted_estimates_nearly_unchanged(study):
+    """The negative controls centre on no effect here, so the empirical null is near N(0, 0): EASE passes
+    OHDSI's threshold and every calibrated interval still contains the uncalibrated risk ratio."""
+    _, _, _, root = study
+    cal = pd.read_parquet(root / "results" / "calibrated_estimates.parquet")
+    d = json.loads((root / "results" / "results.json").read_text())["diagnostics"]
+    null, ease = d["empirical_calibration"]["null"], d["empirical_calibration"]["ease"]
+    print(f"null mean {null['mean']:+.4f} (SE {null['mean_se']:.4f}), sd {null['sd']:.4f}, EASE {ease:.4f}")
+    for r in cal.itertuples():
+        print(f"{r.analysis} {r.horizon_days}: RR {r.estimate:.3f} ({r.ci_low:.3f}, {r.ci_high:.3f}) calibrated "
+              f"{r.calibrated_estimate:.3f} ({r.calibrated_ci_low:.3f}, {r.calibrated_ci_high:.3f})")
+    assert cal["calibrated"].all() and len(cal) == 1 + 6 * 3
+    assert ease < 0.25
+    check = next(c for c in d["checks"] if c["name"] == "empirical_calibration:ease")
+    assert check["passed"]
+    assert ((cal["calibrated_ci_low"] <= cal["estimate"]) & (cal["estimate"] <= cal["calibrated_ci_high"])).all()
