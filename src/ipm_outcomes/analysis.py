@@ -1507,7 +1507,8 @@ def calibrate_contrasts(item: AnalysisItem, controls: pd.DataFrame, contrasts: p
     }
     if cal.calibrated_:
         out.checks.append(pd.DataFrame([dict(
-            analysis=item.id, diagnostic="ease", value=cal.ease_, threshold=f"< {EASE_THRESHOLD}",
+            analysis=item.id, diagnostic="ease", value=cal.ease_,
+            threshold=f"expected absolute systematic error (EASE) < {EASE_THRESHOLD:g}",
             passed=bool(cal.ease_passes_), note=cal.reason_,
         )]))
     else:

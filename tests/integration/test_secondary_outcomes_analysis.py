@@ -113,7 +113,7 @@ def test_the_calibration_step_writes_its_table_null_and_ease_check(small):
     np.testing.assert_allclose([d["null"]["mean"], d["null"]["sd"]], [null.mean, null.sd], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(d["ease"], expected_absolute_systematic_error(null), rtol=1e-9, atol=1e-12)
     check = next(c for c in results["diagnostics"]["checks"] if c["name"] == "empirical_calibration:ease")
-    assert check["threshold"] == "< 0.25" and check["passed"] == (d["ease"] < 0.25)
+    assert check["threshold"] == "expected absolute systematic error (EASE) < 0.25" and check["passed"] == (d["ease"] < 0.25)
     assert summary.diagnostics_passed["empirical_calibration:ease"] == check["passed"]
     # and the report's reader reads them back
     data = load_results(root / "results")

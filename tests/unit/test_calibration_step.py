@@ -78,7 +78,7 @@ def test_calibrated_values_are_those_of_the_calibration_functions(item):
     npt.assert_allclose(d["ease"], ease, rtol=1e-12)
     (check,) = out.checks
     row = check.iloc[0]
-    assert (row["analysis"], row["diagnostic"], row["threshold"]) == (CALIBRATION_ID, "ease", "< 0.25")
+    assert (row["analysis"], row["diagnostic"], row["threshold"]) == (CALIBRATION_ID, "ease", "expected absolute systematic error (EASE) < 0.25")
     npt.assert_allclose(row["value"], ease, rtol=1e-12)
     assert bool(row["passed"]) == (ease < 0.25)
     assert out.unavailable == {}
