@@ -32,7 +32,8 @@ from .plan import AnalysisItem
 #: 4: the cohort outcome analyses (roles secondary_outcome, negative_control; tables secondary_estimates,
 #: secondary_curves, negative_controls); the checks and the balance and diagnostics rows keyed by the plan's
 #: analysis id instead of the weighting model. Schema 3 results are read as results without the new tables,
-#: their weighting-model names translated to plan ids.
+#: their weighting-model names translated to plan ids. The cost analyses (role cost, table cost_estimates)
+#: belong to schema 4 too: both came with issue 16 before any schema 4 results were released.
 RESULTS_SCHEMA_VERSION = 4
 #: Results schemas this package reads.
 READABLE_SCHEMA_VERSIONS = (3, 4)
@@ -311,6 +312,18 @@ TABLES: dict[str, TableSpec] = {
              _c("n", "int", "count"), _c("events_early", "int", "count"), _c("events_delayed", "int", "count"),
              _c("usable", "bool"), _c("reason", "str", "null")),
             ("outcome",),
+        ),
+        TableSpec(
+            "cost_estimates",
+            "one row per cost analysis (plan id: a cost outcome's clone-censor-weight or naive comparison) per "
+            "measure (mean_cost per arm, mean_cost_difference early - delayed with arm null) at the cost window's "
+            "last day (horizon_days); estimate and percentile bootstrap interval in units (the extract's allowed "
+            "amounts, USD, per person); se = bootstrap standard error; n = persons who followed the arm's strategy "
+            "(naive: persons in the eventual-referral group; the difference: the cohort)",
+            (_c("analysis", "str"), _c("outcome", "str"), _c("method", "str"), _c("measure", "str"),
+             _c("arm", "str", "null"), _c("horizon_days", "int"), *_ESTIMATE, _c("se", "float", "null"),
+             _c("units", "str"), _c("n", "int", "null", "count")),
+            ("analysis", "outcome", "measure", "arm", "horizon_days"),
         ),
         TableSpec(
             "diagnostics",
