@@ -351,6 +351,41 @@ def _strategy_means(settings: dict, data) -> dict[str, np.ndarray]:
     return values
 
 
+def _strategy_inputs(df, daily, cols: dict, horizon: int, method: str, interval_days: int, what: str):
+    """The person-level arrays both strategy comparisons read: last observed day, complete, referral day
+    (NEVER when none is seen while observed), costs per interval; and the intervals' last days. ``cols``:
+    the id, duration, complete, referral, day and amount columns; ``what`` names the caller in errors."""
+    id_col, duration_col, complete_col, referral_col = (cols[k] for k in ("id", "duration", "complete", "referral"))
+    require_columns(df, [id_col, duration_col, complete_col, referral_col], what)
+    if len(df) == 0:
+        raise IpmError(f"{what}: the person table is empty")
+    last, complete = _check_history(df, duration_col, complete_col, horizon)
+    referral = integer_days(df[referral_col], referral_col, nullable=True)
+    referral = np.where(referral <= last, referral, NEVER)  # a referral is seen only while observed
+    person, day, amount = _daily(daily, df[id_col], id_col, cols["day"], cols["amount"], last, horizon)
+    if method == "simple":
+        starts, ends = np.array([0]), np.array([horizon])
+    else:
+        starts, ends = interval_bounds(horizon, interval_days)
+    data = {"last": last, "complete": complete, "referral": referral,
+            "costs": interval_costs(person, day, amount, len(df), starts)}
+    return data, ends
+
+
+def _strategy_summary(values: dict, bootstrap: BootstrapResult | None, n_arm: dict, n: int, horizon: int, alpha: float):
+    """The summary of a two-strategy cost comparison: one row per arm (``mean_cost``), one for the difference."""
+    rows = []
+    for key, measure, arm, contrast, count in (
+        ("mean/early", "mean_cost", "early", None, n_arm["early"]),
+        ("mean/delayed", "mean_cost", "delayed", None, n_arm["delayed"]),
+        ("difference/early/delayed", "mean_cost_difference", None, "early vs delayed", n),
+    ):
+        lo, hi = (np.nan, np.nan) if bootstrap is None else bootstrap.interval(key, 1 - alpha)
+        rows.append(dict(measure=measure, arm=arm, contrast=contrast, horizon_days=horizon, estimate=float(values[key]),
+                         ci_low=float(lo), ci_high=float(hi), n=count))  # fmt: skip
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
 class _Statistic:
     """Picklable bootstrap statistic: refit the referral model and the loss curve on a resample."""
 
@@ -466,25 +501,12 @@ class CloneCensorCost(BaseEstimator):
                 f"loss_model={self.loss_model!r}, loss_interval_days={self.loss_interval_days!r}: use one of "
                 f"{', '.join(LOSS_MODELS)} and a whole number of days >= 1"
             )
-        require_columns(df, [id_col, duration_col, complete_col, referral_col], "clone-censor-weight costs")
-        if len(df) == 0:
-            raise IpmError("clone-censor-weight costs: the person table is empty")
-        last, complete = _check_history(df, duration_col, complete_col, H)
-        referral = integer_days(df[referral_col], referral_col, nullable=True)
-        referral = np.where(referral <= last, referral, NEVER)  # a referral is seen only while observed
-        person, day, amount = _daily(daily, df[id_col], id_col, day_col, amount_col, last, H)
+        cols = dict(id=id_col, duration=duration_col, complete=complete_col, referral=referral_col, day=day_col,
+                    amount=amount_col)
+        data, ends = _strategy_inputs(df, daily, cols, H, self.method, self.interval_days, "clone-censor-weight costs")
         design = build_design(df, covariates, categorical=categorical)
-        if self.method == "simple":
-            starts, ends = np.array([0]), np.array([H])
-        else:
-            starts, ends = interval_bounds(H, self.interval_days)
-        data = {
-            "X": standardize(design.matrix),
-            "last": last,
-            "complete": complete,
-            "referral": referral,
-            "costs": interval_costs(person, day, amount, len(df), starts),
-        }
+        data["X"] = standardize(design.matrix)
+        complete, referral = data["complete"], data["referral"]
         referral_model = CloneCensorWeight(
             grace_period_days=G,
             strategies=grace_period_strategies(G),
@@ -514,19 +536,7 @@ class CloneCensorCost(BaseEstimator):
                 _Statistic(settings), data, values, n_replicates=self.n_bootstrap, seed=self.seed, workers=self.workers
             )
         n_arm = {"early": int(np.sum(referral <= G)), "delayed": int(np.sum(referral > G))}
-        rows = []
-        for key, measure, arm, contrast, n in (
-            ("mean/early", "mean_cost", "early", None, n_arm["early"]),
-            ("mean/delayed", "mean_cost", "delayed", None, n_arm["delayed"]),
-            ("difference/early/delayed", "mean_cost_difference", None, "early vs delayed", self.n_),
-        ):
-            if self.bootstrap_ is None:
-                lo = hi = np.nan
-            else:
-                lo, hi = self.bootstrap_.interval(key, 1 - self.alpha)
-            rows.append(dict(measure=measure, arm=arm, contrast=contrast, horizon_days=H, estimate=float(values[key]),
-                             ci_low=float(lo), ci_high=float(hi), n=n))  # fmt: skip
-        self.summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+        self.summary = _strategy_summary(values, self.bootstrap_, n_arm, self.n_, H, self.alpha)
         return self
 
 
@@ -619,23 +629,10 @@ class NaiveCostComparison(BaseEstimator):
         _check_settings(self.method, self.horizon_days, self.interval_days)
         check_alpha(self.alpha)
         H, G = int(self.horizon_days), int(self.grace_period_days)
-        require_columns(df, [id_col, duration_col, complete_col, referral_col], "naive cost comparison")
-        if len(df) == 0:
-            raise IpmError("naive cost comparison: the person table is empty")
-        last, complete = _check_history(df, duration_col, complete_col, H)
-        referral = integer_days(df[referral_col], referral_col, nullable=True)
-        referral = np.where(referral <= last, referral, NEVER)  # a referral is seen only while observed
-        person, day, amount = _daily(daily, df[id_col], id_col, day_col, amount_col, last, H)
-        if self.method == "simple":
-            starts, ends = np.array([0]), np.array([H])
-        else:
-            starts, ends = interval_bounds(H, self.interval_days)
-        data = {
-            "group": np.where(referral <= G, 0, 1),
-            "last": last,
-            "complete": complete,
-            "costs": interval_costs(person, day, amount, len(df), starts),
-        }
+        cols = dict(id=id_col, duration=duration_col, complete=complete_col, referral=referral_col, day=day_col,
+                    amount=amount_col)
+        data, ends = _strategy_inputs(df, daily, cols, H, self.method, self.interval_days, "naive cost comparison")
+        data["group"] = np.where(data.pop("referral") <= G, 0, 1)
         settings = {"horizon": H, "ends": ends}
         values = _naive_means(settings, data)
         self.values_ = values
@@ -645,17 +642,6 @@ class NaiveCostComparison(BaseEstimator):
                 _NaiveStatistic(settings), data, values, n_replicates=self.n_bootstrap, seed=self.seed, workers=self.workers
             )
         n_early = int(np.sum(data["group"] == 0))
-        rows = []
-        for key, measure, arm, contrast, n in (
-            ("mean/early", "mean_cost", "early", None, n_early),
-            ("mean/delayed", "mean_cost", "delayed", None, len(df) - n_early),
-            ("difference/early/delayed", "mean_cost_difference", None, "early vs delayed", len(df)),
-        ):
-            if self.bootstrap_ is None:
-                lo = hi = np.nan
-            else:
-                lo, hi = self.bootstrap_.interval(key, 1 - self.alpha)
-            rows.append(dict(measure=measure, arm=arm, contrast=contrast, horizon_days=H, estimate=float(values[key]),
-                             ci_low=float(lo), ci_high=float(hi), n=n))  # fmt: skip
-        self.summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+        n_arm = {"early": n_early, "delayed": len(df) - n_early}
+        self.summary = _strategy_summary(values, self.bootstrap_, n_arm, len(df), H, self.alpha)
         return self
