@@ -44,16 +44,17 @@ def main():
         for item in plan:
             if item.role != "cost":
                 continue
-            t0, c0 = time.perf_counter(), time.process_time()
+            t0 = time.perf_counter()
             out = analysis._run_cost(item, ctx)
             dt = time.perf_counter() - t0
             total += dt
             r = out.tables["cost_estimates"]
             truth = ""
-        if (root / "extract" / "truth.json").exists():
-            t = json.loads((root / "extract" / "truth.json").read_text())["costs"][item.outcome]
-            truth = f" (truth: early {t['mean']['early']:.1f}, delayed {t['mean']['delayed']:.1f}, difference {t['difference']:.1f})"
-        print(f"{item.id}: {dt:.1f} s wall{truth}")
+            if (root / "extract" / "truth.json").exists():
+                t = json.loads((root / "extract" / "truth.json").read_text())["costs"][item.outcome]
+                truth = (f" (truth: early {t['mean']['early']:.1f}, delayed {t['mean']['delayed']:.1f}, "
+                         f"difference {t['difference']:.1f})")
+            print(f"{item.id}: {dt:.1f} s wall{truth}")
             for row in r.itertuples():
                 print(f"   {row.measure:22s} {str(row.arm):8s} {row.estimate:10.1f} [{row.ci_low:10.1f}, {row.ci_high:10.1f}] n={row.n}")
     print(f"total added {total:.1f} s wall on 2 workers, {a.bootstrap_replicates} replicates")
