@@ -1265,6 +1265,13 @@ def _cost_data(ctx: _Context, outcome: str) -> tuple[pd.DataFrame, pd.DataFrame,
     return ctx._costs[outcome]
 
 
+def _cost_caveat(item: AnalysisItem, ctx: _Context) -> str | None:
+    """What ``marts.outcome_availability`` says about an available cost outcome (None: nothing)."""
+    availability = ctx.inputs.outcomes["outcome_availability"].set_index("outcome")
+    detail = availability["detail"].get(item.outcome)
+    return None if detail is None or pd.isna(detail) else str(detail)
+
+
 def _run_cost(item: AnalysisItem, ctx: _Context) -> _ItemResult:
     """A cost outcome's mean per strategy and difference (clone-censor-weight with inverse probability of
     censoring weighting, :class:`~ipm_outcomes.estimators.CloneCensorCost`), or the naive comparison by
@@ -1302,6 +1309,8 @@ def _run_cost(item: AnalysisItem, ctx: _Context) -> _ItemResult:
             "estimator": f"Bang and Tsiatis {s['estimator']} inverse probability of censoring weighted mean "
             f"({s['interval_days']}-day intervals), clone-censor weights from the referral model",
             "loss_model": s["loss_model"],
+            # an available outcome's caveat (all-claims cost without pharmacy claims: medical claims only)
+            "caveat": _cost_caveat(item, ctx),
             "covariates": model.design_.names,
             "bootstrap_failed": model.bootstrap_.failed if model.bootstrap_ else 0,
         }

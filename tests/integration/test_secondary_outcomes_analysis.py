@@ -89,6 +89,9 @@ def test_without_pharmacy_claims_long_term_opioid_is_unavailable_with_the_reason
     est = pd.read_parquet(tmp_path / "results" / "secondary_estimates.parquet")
     assert "long_term_opioid" not in set(est["outcome"])  # never a zero
     assert {"new_depression_anxiety", "lumbar_surgery", "ed_visit_lbp"} <= set(est["outcome"])
+    # all-claims cost is of medical claims only, and says so; back-pain cost (medical claims) has no caveat
+    caveats = {o: results["diagnostics"][f"cost_analysis/{o}"]["caveat"] for o in ("cost_total_365", "cost_lbp_365")}
+    assert caveats == {"cost_total_365": "medical claims only: the extract has no pharmacy_claim rows", "cost_lbp_365": None}
 
 
 COSTS = ("cost_total_365", "cost_lbp_365")
@@ -123,6 +126,7 @@ def test_each_cost_outcome_has_both_arms_and_the_difference_in_its_units(small):
     assert {i.id for i in data.plan if i.role == "cost"} == {*COSTS, *(f"naive_{o}" for o in COSTS)}
     assert "cost/cost_total_365" not in results["unavailable"] and results["intervals"]["ccw_cost"]
     assert results["diagnostics"]["cost_analysis/cost_total_365"]["bootstrap_failed"] == 0
+    assert results["diagnostics"]["cost_analysis/cost_total_365"]["caveat"] is None  # pharmacy claims present
 
 
 def _no_allowed_amounts(extract: Path) -> None:
