@@ -53,11 +53,13 @@ from .errors import IpmError
 from .progress import StageProgress
 from .disclosure import CountLedger, DisclosurePolicy
 from .estimators import (
+    CloneCensorCost,
     CloneCensorWeight,
     LandmarkIPTW,
     MultiOutcomeCloneCensorWeight,
     MultiOutcomeNaive,
     NaiveComparison,
+    NaiveCostComparison,
     TimeVaryingCox,
     WeightedANCOVA,
 )
@@ -70,7 +72,7 @@ from .estimators.propensity import LogisticRegression
 from .report_data import ESTIMATE_COLUMNS, RESULTS_SCHEMA_VERSION, TABLES, conform_table, validate_results
 from .spec import StudySpec, spec_sha256
 from .plan import OPIOID_NAIVE, OUTCOME_ROLES, PRIMARY_REFERRAL, AnalysisItem, build_plan, fit_groups, outcome_group
-from .vocabulary import INSTRUMENTS, QOL_OUTCOMES, REFERRAL_DEFINITIONS
+from .vocabulary import COST_UNITS, INSTRUMENTS, QOL_OUTCOMES, REFERRAL_DEFINITIONS
 
 #: Cohort columns treated as categories in every model (one indicator per level).
 CATEGORICAL = ("sex", "payer_type", "index_year")
@@ -78,6 +80,9 @@ MARTS = ("cohort", "rtw_outcome", "qol_outcome", "attrition")
 #: The marts of the secondary and negative-control outcomes (a cohort built before them has none: those
 #: outcomes are then unavailable, with the fix).
 OUTCOME_MARTS = ("secondary_outcome", "negative_control_outcome", "outcome_availability")
+#: The marts of the cost outcomes (read with the outcome marts when present: the cost analyses need them
+#: and marts.outcome_availability).
+COST_MARTS = ("cost_outcome", "cost_daily")
 
 @dataclass
 class AnalysisSummary:
@@ -179,7 +184,7 @@ def _read(spec: StudySpec, db_path: Path) -> _Inputs:
         # in key order: the marts are written in parallel, in no fixed order, and the bootstrap
         # resamples rows by position, so an unordered read gave other intervals on every run
         frames = {m: explore.mart(con, m) for m in MARTS}
-        outcomes = {m: explore.mart(con, m) for m in OUTCOME_MARTS if ("marts", m) in have}
+        outcomes = {m: explore.mart(con, m) for m in (*OUTCOME_MARTS, *COST_MARTS) if ("marts", m) in have}
     finally:
         con.close()
     return _Inputs(frames["cohort"], frames["rtw_outcome"], frames["qol_outcome"], frames["attrition"], build, outcomes, db_path)
@@ -556,6 +561,8 @@ def run(
             "clustered on person",
             "ancova_iptw": "Wald interval from the heteroscedasticity-robust (HC1) covariance of the weighted "
             "regression",
+            "ccw_cost": f"percentile bootstrap over persons ({B} replicates; persons resampled, then cloned, the "
+            "referral model and the Kaplan-Meier of loss refitted)",
         },
         "provenance": {**_provenance(spec, inputs, B, seed, workers), "data_source": _data_source(inputs.build.load, inputs.cohort)},
     }
@@ -726,6 +733,7 @@ class _Context:
     _ccw: dict[str, tuple[CloneCensorWeight | None, str | None]] = field(default_factory=dict)
     designs: dict[tuple, np.ndarray] = field(default_factory=dict)  # ANCOVA design matrices by covariate list
     _outcome_fits: _OutcomeFits | None = None
+    _costs: dict[str, tuple[pd.DataFrame, pd.DataFrame, list[str]]] = field(default_factory=dict)  # by cost outcome
 
     def outcome_fits(self) -> _OutcomeFits:
         """The one multi-outcome fit (and naive comparison) serving every runnable cohort outcome analysis."""
@@ -1066,6 +1074,8 @@ def _run_tv_cox(item: AnalysisItem, ctx: _Context) -> _ItemResult:
 def _run_naive(item: AnalysisItem, ctx: _Context) -> _ItemResult:
     if item.role in OUTCOME_ROLES:
         return _run_outcome(item, ctx)
+    if item.role == "cost":
+        return _run_cost(item, ctx)
     out = _ItemResult()
     r = ctx.rtw()
     try:
@@ -1212,6 +1222,103 @@ def _run_ancova(item: AnalysisItem, ctx: _Context) -> _ItemResult:
     return out
 
 
+# ----------------------------------------------------------------------------------------------
+# the cost analyses: mean allowed cost per strategy over the cost window, and the naive comparison
+
+
+def _cost_unavailable(item: AnalysisItem, ctx: _Context) -> tuple[str, str] | None:
+    """(unavailable key, reason) when a cost analysis cannot run, else None: the cohort was built without
+    the cost marts, or the extract lacks allowed amounts (``marts.outcome_availability``, whose reason is
+    passed on), or the outcome has no rows. A missing amount is never read as a cost of zero."""
+    marts = ctx.inputs.outcomes
+    if any(m not in marts for m in (*COST_MARTS, "outcome_availability")):
+        return "costs", (
+            "the cohort was built without the cost marts; rebuild it with "
+            f"{lineage.rebuild_command(ctx.spec, ctx.inputs.db_path or 'DB')}"
+        )
+    availability = marts["outcome_availability"].set_index("outcome")
+    if item.outcome in availability.index and not bool(availability.loc[item.outcome, "available"]):
+        return f"cost/{item.outcome}", str(availability.loc[item.outcome, "detail"])
+    if not (marts["cost_outcome"]["outcome"] == item.outcome).any():
+        return f"cost/{item.outcome}", f"no rows for {item.outcome} in marts.cost_outcome"
+    return None
+
+
+def _cost_data(ctx: _Context, outcome: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """One row per cohort person (cohort order): last observed day, complete, allowed amount, referral day
+    and the referral model's covariates (prepared as for the secondary outcomes); the outcome's daily
+    costs; the covariates used. Computed once per outcome (its ccw and naive items share it)."""
+    if outcome not in ctx._costs:
+        cohort, marts = ctx.inputs.cohort, ctx.inputs.outcomes
+        frame, used = _prepare_covariates(cohort, ctx.covariates)
+        frame["person_id"] = cohort["person_id"].to_numpy()
+        frame["days_to_referral"] = pd.to_numeric(cohort["days_to_referral"], errors="coerce").astype("Float64")
+        costs = marts["cost_outcome"]
+        costs = costs.loc[costs["outcome"] == outcome, ["person_id", "observed_day", "complete", "allowed_amount"]]
+        table = frame.merge(costs, on="person_id", how="left", validate="one_to_one")
+        if table["observed_day"].isna().any():
+            row = int(np.flatnonzero(table["observed_day"].isna().to_numpy())[0])
+            raise IpmError(
+                f"marts.cost_outcome: no {outcome} row for the cohort's row {row}; rebuild the cohort with "
+                f"{lineage.rebuild_command(ctx.spec, ctx.inputs.db_path or 'DB')}"
+            )
+        daily = marts["cost_daily"]
+        ctx._costs[outcome] = (table, daily.loc[daily["outcome"] == outcome], used)
+    return ctx._costs[outcome]
+
+
+def _cost_caveat(item: AnalysisItem, ctx: _Context) -> str | None:
+    """What ``marts.outcome_availability`` says about an available cost outcome (None: nothing)."""
+    availability = ctx.inputs.outcomes["outcome_availability"].set_index("outcome")
+    detail = availability["detail"].get(item.outcome)
+    return None if detail is None or pd.isna(detail) else str(detail)
+
+
+def _run_cost(item: AnalysisItem, ctx: _Context) -> _ItemResult:
+    """A cost outcome's mean per strategy and difference (clone-censor-weight with inverse probability of
+    censoring weighting, :class:`~ipm_outcomes.estimators.CloneCensorCost`), or the naive comparison by
+    eventual referral time (:class:`~ipm_outcomes.estimators.NaiveCostComparison`): rows of ``cost_estimates``."""
+    out = _ItemResult()
+    s, (horizon,) = item.settings, item.horizons
+    common = dict(grace_period_days=s["grace_period_days"], horizon_days=horizon, method=s["estimator"],
+                  interval_days=s["interval_days"], n_bootstrap=ctx.B, seed=ctx.seed, workers=ctx.workers,
+                  alpha=ctx.alpha)
+    try:
+        table, daily, used = _cost_data(ctx, item.outcome)
+        columns = dict(referral_col="days_to_referral", amount_col="allowed_amount")
+        if item.method == "ccw_cost":
+            model = CloneCensorCost(loss_model=s["loss_model"], l2=ctx.spec.analysis.model_l2_penalty, **common)
+            model.fit(table, daily, used, **columns)
+        else:
+            model = NaiveCostComparison(**common).fit(table, daily, **columns)
+    except IpmError as exc:
+        out.unavailable[item.id] = str(exc)
+        return out
+    keys = {("mean_cost", "early"): "mean/early", ("mean_cost", "delayed"): "mean/delayed",
+            ("mean_cost_difference", None): "difference/early/delayed"}
+    rows = model.summary.assign(
+        analysis=item.id, outcome=item.outcome, method=item.method, units=COST_UNITS,
+        arm=[a if isinstance(a, str) else None for a in model.summary["arm"]],
+    ).drop(columns=["contrast"])
+    rows["se"] = [
+        float(model.bootstrap_.standard_error(keys[m, a])) if model.bootstrap_ is not None else np.nan
+        for m, a in zip(rows["measure"], rows["arm"], strict=True)
+    ]
+    out.tables["cost_estimates"] = rows
+    if item.method == "ccw_cost":
+        out.diagnostics[f"cost_analysis/{item.id}"] = {
+            "units": COST_UNITS,
+            "estimator": f"Bang and Tsiatis {s['estimator']} inverse probability of censoring weighted mean "
+            f"({s['interval_days']}-day intervals), clone-censor weights from the referral model",
+            "loss_model": s["loss_model"],
+            # an available outcome's caveat (all-claims cost without pharmacy claims: medical claims only)
+            "caveat": _cost_caveat(item, ctx),
+            "covariates": model.design_.names,
+            "bootstrap_failed": model.bootstrap_.failed if model.bootstrap_ else 0,
+        }
+    return out
+
+
 #: The runner of each method of the plan.
 RUNNERS = {
     "cohort_iptw": _run_cohort_description,
@@ -1220,6 +1327,7 @@ RUNNERS = {
     "tv_cox": _run_tv_cox,
     "naive": _run_naive,
     "ancova_iptw": _run_ancova,
+    "ccw_cost": _run_cost,
 }
 
 
@@ -1230,6 +1338,11 @@ def _runnable(item: AnalysisItem, ctx: _Context, unavailable: dict[str, str]) ->
     n = len(ctx.inputs.cohort)
     if item.role == "calibration":
         return n > 0  # too few negative controls is the step's own "not calibrated", not a crash
+    if item.role == "cost":
+        why = _cost_unavailable(item, ctx) if n else None
+        if why is not None:
+            unavailable.setdefault(*why)
+        return n > 0 and why is None
     if item.role in OUTCOME_ROLES:
         if n == 0:
             return False

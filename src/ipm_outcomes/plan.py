@@ -19,8 +19,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .spec import EVENT_OUTCOMES, StudySpec
+from .spec import COST_OUTCOMES, EVENT_OUTCOMES, StudySpec
 from .valuesets import read_valueset
+from .vocabulary import COST_OUTCOMES as COST_VOCABULARY
 from .vocabulary import DELAYED, EARLY, OUTCOMES, QOL_OUTCOMES, REFERRAL_DEFINITIONS
 
 #: The referral definition of the primary analysis (the cohort's ``referral_day``: first IPM contact).
@@ -29,7 +30,7 @@ PRIMARY_REFERRAL = "first_contact"
 #: What an analysis is for, in report order.
 ROLES = (
     "description", "primary", "sensitivity", "dose_response", "subgroups", "secondary", "bias_illustration",
-    "secondary_outcome", "negative_control", "calibration",
+    "secondary_outcome", "negative_control", "cost", "calibration",
 )
 
 #: Roles of the cohort-population outcome analyses that share one multi-outcome clone-censor-weight fit.
@@ -194,6 +195,7 @@ def build_plan(spec: StudySpec) -> list[AnalysisItem]:
             )
         )
     plan += outcome_items(spec, primary_strategies, contrast, horizons)
+    plan += cost_items(spec, primary_strategies, contrast)
     plan.append(calibration_item(plan, spec))
     ids = [item.id for item in plan]
     twice = sorted({i for i in ids if ids.count(i) > 1})
@@ -278,6 +280,40 @@ def calibration_item(plan: list[AnalysisItem], spec: StudySpec) -> AnalysisItem:
                                "assumes the same systematic error in both)"},
         },
     )
+
+
+#: How the cost analyses estimate (:class:`ipm_outcomes.estimators.CloneCensorCost`'s textbook defaults,
+#: recorded in each item's settings): Bang and Tsiatis' partitioned estimator over 30-day intervals, and
+#: the probability of not being lost by Kaplan-Meier (loss independent of the covariates).
+COST_ESTIMATOR = {"estimator": "partitioned", "interval_days": 30, "loss_model": "km"}
+
+
+def cost_items(spec: StudySpec, strategies, contrast) -> list[AnalysisItem]:
+    """The cost outcomes (``[outcomes.cost_total_365]``, ``[outcomes.cost_lbp_365]``), in the whole cohort.
+
+    Per outcome: the mean allowed cost over days 0..``cohort.followup_days`` per strategy (the primary's
+    grace-period strategies) and the difference, by clone-censor-weight with inverse probability of
+    censoring weighting (method ``ccw_cost``), and beside it the naive comparison by eventual referral time
+    (method ``naive``, each group's censoring handled by its own Kaplan-Meier of loss). Their own role,
+    ``cost``: a mean over a fixed window is neither a cumulative incidence nor a score, it is estimated by
+    its own fit (not the shared multi-outcome fit of :func:`outcome_group`) and it is written to its own
+    table; the horizon is the one the spec's cost window names, not the analysis horizons.
+    """
+    grace = spec.exposure.grace_period_days
+    horizon = (int(spec.cohort.followup_days),)
+    items = []
+    for outcome in COST_OUTCOMES:
+        settings = {"referral_definition": PRIMARY_REFERRAL, "grace_period_days": grace, **COST_ESTIMATOR,
+                    **getattr(spec.outcomes, outcome).model_dump()}
+        label = COST_VOCABULARY[outcome].label
+        items.append(AnalysisItem(
+            outcome, "ccw_cost", outcome, "cohort", "cost", label, strategies, contrast, horizon, settings=settings,
+        ))
+        items.append(AnalysisItem(
+            f"naive_{outcome}", "naive", outcome, "cohort", "cost", f"{label}: naive comparison by eventual referral time",
+            strategies, contrast, horizon, settings=settings,
+        ))
+    return items
 
 
 def outcome_group(plan: list[AnalysisItem]) -> list[AnalysisItem]:

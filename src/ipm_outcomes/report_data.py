@@ -29,10 +29,11 @@ from .plan import AnalysisItem
 #: results it would read differently. Results with no version are from before versions were kept (1).
 #: 3: estimates keyed by analysis id (the analysis plan travels in results.json), delay categories with
 #: their first and last day, curves with their analysis id.
-#: 4: the cohort outcome analyses (roles secondary_outcome, negative_control, calibration; tables
-#: secondary_estimates, secondary_curves, negative_controls, calibrated_estimates); the checks and the balance and diagnostics rows keyed by the plan's
-#: analysis id instead of the weighting model. Schema 3 results are read as results without the new tables,
-#: their weighting-model names translated to plan ids.
+#: 4: the cohort outcome analyses (roles secondary_outcome, negative_control, cost, calibration; tables
+#: secondary_estimates, secondary_curves, negative_controls, cost_estimates, calibrated_estimates); the checks
+#: and the balance and diagnostics rows keyed by the plan's analysis id instead of the weighting model.
+#: Schema 3 results are read as results without the new tables, their weighting-model names translated to
+#: plan ids.
 RESULTS_SCHEMA_VERSION = 4
 #: Results schemas this package reads.
 READABLE_SCHEMA_VERSIONS = (3, 4)
@@ -325,6 +326,18 @@ TABLES: dict[str, TableSpec] = {
              _c("calibrated_ci_high", "float", "null"), _c("calibrated_p", "float", "null"),
              _c("calibrated", "bool"), _c("note", "str", "null")),
             ("analysis", "measure", "horizon_days"),
+        ),
+        TableSpec(
+            "cost_estimates",
+            "one row per cost analysis (plan id: a cost outcome's clone-censor-weight or naive comparison) per "
+            "measure (mean_cost per arm, mean_cost_difference early - delayed with arm null) at the cost window's "
+            "last day (horizon_days); estimate and percentile bootstrap interval in units (the extract's allowed "
+            "amounts, USD, per person); se = bootstrap standard error; n = persons who followed the arm's strategy "
+            "(naive: persons in the eventual-referral group; the difference: the cohort)",
+            (_c("analysis", "str"), _c("outcome", "str"), _c("method", "str"), _c("measure", "str"),
+             _c("arm", "str", "null"), _c("horizon_days", "int"), *_ESTIMATE, _c("se", "float", "null"),
+             _c("units", "str"), _c("n", "int", "null", "count")),
+            ("analysis", "outcome", "measure", "arm", "horizon_days"),
         ),
         TableSpec(
             "diagnostics",

@@ -68,7 +68,7 @@ class Outcome:
     label: str
     short: str
     higher_is_better: bool
-    kind: str  # "time_to_event" or "score"
+    kind: str  # "time_to_event", "score" or "cost"
 
 
 #: The secondary time-to-event outcomes ("other harms of delay"), measured from claims in the whole
@@ -86,6 +86,20 @@ SECONDARY_OUTCOMES: dict[str, Outcome] = {
     )
 }
 
+#: The cost outcomes: allowed amounts over days 0..cohort.followup_days (the spec's ``[outcomes.<name>]``);
+#: a harm of delay, so a lower mean is better. Kept apart from :data:`OUTCOMES` (time-to-event and score
+#: outcomes, whose figures and tables a cost does not belong in).
+COST_OUTCOMES: dict[str, Outcome] = {
+    o.name: o
+    for o in (
+        Outcome("cost_total_365", "Total allowed cost, days 0-365", "total cost", False, "cost"),
+        Outcome("cost_lbp_365", "Back-pain related allowed cost, days 0-365", "back-pain cost", False, "cost"),
+    )
+}
+#: The units of every cost estimate: the input contract's allowed amounts (``medical_claim.allowed_amount``,
+#: ``pharmacy_claim.allowed_amount``: "Allowed amount, USD"), per person, not discounted or inflated.
+COST_UNITS = "USD (allowed amounts, per person)"
+
 #: Every outcome, in report order: return to work, the instruments (analysed or not), the secondary outcomes.
 OUTCOMES: dict[str, Outcome] = {
     "rtw": Outcome("rtw", "Return to work", "return to work", True, "time_to_event"),
@@ -101,6 +115,7 @@ METHODS: dict[str, str] = {
     "naive": "Naive (biased: immortal time)",
     "ancova_iptw": "IPTW-weighted ANCOVA",
     "empirical_calibration": "Empirical calibration with negative controls",
+    "ccw_cost": "Clone-censor-weight, inverse probability of censoring weighted mean cost",
 }
 
 #: The two arms of the primary comparison, with their display labels.
@@ -132,6 +147,8 @@ MEASURES: dict[str, Measure] = {
         Measure("mean_difference", "Adjusted mean difference", True, 0.0),
         Measure("responder_proportion", "Responders (improved by at least the MCID)", False),
         Measure("responder_risk_difference", "Difference in responders", True, 0.0),
+        Measure("mean_cost", "Mean allowed cost per person", False),
+        Measure("mean_cost_difference", "Difference in mean allowed cost per person", True, 0.0),
     )
 }
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ipm_outcomes.errors import IpmError
-from ipm_outcomes.estimators import CloneCensorCost, IPCWMeanCost
+from ipm_outcomes.estimators import CloneCensorCost, IPCWMeanCost, NaiveCostComparison
 from ipm_outcomes.estimators.costs import km_censoring_survival
 
 # Five persons followed on days 0..10. P2 is lost after day 4 and P4 after day 8; P3 dies on day 6.
@@ -277,3 +277,37 @@ def test_loss_that_depends_on_covariates_needs_the_loss_model(ccw_truth):
         assert float(km.values_[key]) < truth[key] - 3 * float(km.bootstrap_.standard_error(key)), key
     with pytest.raises(IpmError, match="loss_model='cox'"):
         CloneCensorCost(loss_model="cox").fit(persons, daily, ["x"])
+
+
+# Referral days for the naive comparison (grace period 2): P1 and P2 are referred within it; P4's referral
+# on day 9 falls after its last observed day (8), so it is not seen and P4 counts as not referred.
+REFERRAL = [1, 2, None, 9, 5]
+
+
+def test_naive_cost_comparison_by_hand():
+    """Simple estimator per eventual-referral group, each with its own Kaplan-Meier of loss.
+    Early {P1, P2}: P2 lost after day 4 of 2 at risk, K(10) = 1/2; mean = (100 / 0.5) / 2 = 100.
+    Delayed {P3, P4, P5}: P3 died on day 6 (K = 1), P4 lost after day 8 of 2 at risk (P4, P5), K(10) = 1/2;
+    mean = (60 + 80 / 0.5) / 3 = 220 / 3."""
+    persons = PERSONS.assign(referral_day=pd.array(REFERRAL, dtype="Int64"))
+    est = NaiveCostComparison(grace_period_days=2, horizon_days=10, method="simple", n_bootstrap=0).fit(persons, DAILY)
+    s = est.summary.set_index(["measure", est.summary["arm"].fillna("-")])
+    assert s.loc[("mean_cost", "early"), "estimate"] == pytest.approx(100.0, rel=1e-12)
+    assert s.loc[("mean_cost", "delayed"), "estimate"] == pytest.approx(220 / 3, rel=1e-12)
+    assert s.loc[("mean_cost_difference", "-"), "estimate"] == pytest.approx(100 - 220 / 3, rel=1e-12)
+    assert list(s["n"]) == [2, 3, 5]
+    assert s["ci_low"].isna().all()
+
+
+def test_naive_cost_comparison_is_the_ipcw_mean_of_each_group_with_a_seeded_bootstrap():
+    persons = PERSONS.assign(referral_day=pd.array(REFERRAL, dtype="Int64"))
+    est = NaiveCostComparison(grace_period_days=2, horizon_days=10, interval_days=5, n_bootstrap=40, seed=3,
+                              workers=1).fit(persons, DAILY)
+    for arm, ids in (("early", ["P1", "P2"]), ("delayed", ["P3", "P4", "P5"])):
+        group = IPCWMeanCost(horizon_days=10, interval_days=5).fit(persons[persons.person_id.isin(ids)], DAILY[DAILY.person_id.isin(ids)])
+        assert est.values_[f"mean/{arm}"] == pytest.approx(group.mean_, rel=1e-12)
+    again = NaiveCostComparison(grace_period_days=2, horizon_days=10, interval_days=5, n_bootstrap=40, seed=3,
+                                workers=2).fit(persons, DAILY)
+    pd.testing.assert_frame_equal(est.summary, again.summary)  # seeded: the same intervals on any number of workers
+    diff = est.summary.iloc[2]
+    assert diff.ci_low < diff.ci_high and est.bootstrap_.n_replicates == 40

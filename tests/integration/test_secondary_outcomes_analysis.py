@@ -15,18 +15,21 @@ from ipm_outcomes.calibration import expected_absolute_systematic_error, fit_nul
 from ipm_outcomes.plan import build_plan, negative_control_outcomes
 from ipm_outcomes.report_data import TABLES, load_results
 from ipm_outcomes.spec import load_spec
+from ipm_outcomes.vocabulary import COST_UNITS
 
 SECONDARY = ("new_depression_anxiety", "new_sleep_disorder", "long_term_opioid", "long_term_opioid_in_opioid_naive",
              "lumbar_surgery", "ed_visit_lbp")
 
 
-def _study(root: Path, persons: int, seed: int, replicates: int, drop: tuple[str, ...] = ()):
+def _study(root: Path, persons: int, seed: int, replicates: int, drop: tuple[str, ...] = (), edit=None):
     spec_file = root / "spec.toml"
     spec_file.write_text(f'extends = "default"\n[analysis]\nbootstrap_replicates = {replicates}\n')
     spec = load_spec(spec_file)
     synth.generate(root / "extract", persons=persons, seed=seed, file_format="parquet")
     for table in drop:
         (root / "extract" / f"{table}.parquet").unlink()
+    if edit is not None:
+        edit(root / "extract")
     ingest.load_extract(root / "extract", root / "db.duckdb")
     cohort.build(spec, root / "db.duckdb")
     summary = analysis.run(spec, root / "db.duckdb", root / "results", workers=2)
@@ -127,3 +130,60 @@ def test_without_pharmacy_claims_long_term_opioid_is_unavailable_with_the_reason
     est = pd.read_parquet(tmp_path / "results" / "secondary_estimates.parquet")
     assert "long_term_opioid" not in set(est["outcome"])  # never a zero
     assert {"new_depression_anxiety", "lumbar_surgery", "ed_visit_lbp"} <= set(est["outcome"])
+    # all-claims cost is of medical claims only, and says so; back-pain cost (medical claims) has no caveat
+    caveats = {o: results["diagnostics"][f"cost_analysis/{o}"]["caveat"] for o in ("cost_total_365", "cost_lbp_365")}
+    assert caveats == {"cost_total_365": "medical claims only: the extract has no pharmacy_claim rows", "cost_lbp_365": None}
+
+
+COSTS = ("cost_total_365", "cost_lbp_365")
+
+
+def test_each_cost_outcome_has_both_arms_and_the_difference_in_its_units(small):
+    root, spec, summary, results = small
+    cost = pd.read_parquet(root / "results" / "cost_estimates.parquet")
+    assert list(cost.columns) == TABLES["cost_estimates"].column_names
+    assert (cost["units"] == COST_UNITS).all() and (cost["horizon_days"] == spec.cohort.followup_days).all()
+    for outcome in COSTS:
+        for method, analysis_id in (("ccw_cost", outcome), ("naive", f"naive_{outcome}")):
+            rows = cost[cost["analysis"] == analysis_id]
+            assert set(rows["method"]) == {method} and set(rows["outcome"]) == {outcome}
+            by = {(m, a if isinstance(a, str) else None): r for m, a, r in zip(rows["measure"], rows["arm"], rows.itertuples())}
+            assert set(by) == {("mean_cost", "early"), ("mean_cost", "delayed"), ("mean_cost_difference", None)}
+            early, delayed, diff = by["mean_cost", "early"], by["mean_cost", "delayed"], by["mean_cost_difference", None]
+            assert diff.estimate == pytest.approx(early.estimate - delayed.estimate, rel=1e-12)
+            for r in (early, delayed, diff):
+                assert r.ci_low <= r.estimate <= r.ci_high and r.se > 0, (analysis_id, r)
+            assert early.estimate > 0 and delayed.estimate > 0
+            # arm sizes are persons (who followed the strategy, or are in the eventual-referral group)
+            assert early.n + delayed.n == diff.n == summary.n
+    means = cost[cost["measure"] == "mean_cost"].set_index(["analysis", "arm"])["estimate"]
+    for arm in ("early", "delayed"):  # back-pain related costs are a part of all costs
+        assert 0 < means["cost_lbp_365", arm] < means["cost_total_365", arm]
+    # the naive comparison is a different estimate from the same data, not a copy
+    assert means["naive_cost_total_365", "early"] != means["cost_total_365", "early"]
+    # the written results validate and read back through the data model
+    data = load_results(root / "results")
+    pd.testing.assert_frame_equal(data.tables["cost_estimates"], cost)
+    assert {i.id for i in data.plan if i.role == "cost"} == {*COSTS, *(f"naive_{o}" for o in COSTS)}
+    assert "cost/cost_total_365" not in results["unavailable"] and results["intervals"]["ccw_cost"]
+    assert results["diagnostics"]["cost_analysis/cost_total_365"]["bootstrap_failed"] == 0
+    assert results["diagnostics"]["cost_analysis/cost_total_365"]["caveat"] is None  # pharmacy claims present
+
+
+def _no_allowed_amounts(extract: Path) -> None:
+    for table in ("medical_claim", "pharmacy_claim"):
+        path = extract / f"{table}.parquet"
+        frame = pd.read_parquet(path)
+        frame["allowed_amount"] = pd.Series([None] * len(frame), dtype="float64")
+        frame.to_parquet(path, index=False)
+
+
+def test_without_allowed_amounts_the_costs_are_unavailable_with_the_reason(tmp_path):
+    spec, summary, results = _study(tmp_path, persons=1500, seed=3, replicates=0, edit=_no_allowed_amounts)
+    for outcome in COSTS:
+        assert results["unavailable"][f"cost/{outcome}"] == "no medical_claim line has an allowed_amount"
+    assert "cost_estimates" not in results["tables"]  # no rows, never a cost of zero
+    assert not (tmp_path / "results" / "cost_estimates.parquet").exists()
+    assert "new_depression_anxiety" in set(pd.read_parquet(tmp_path / "results" / "secondary_estimates.parquet")["outcome"])
+    data = load_results(tmp_path / "results")
+    assert "cost_estimates" not in data.tables and data.unavailable["cost/cost_lbp_365"]

@@ -27,6 +27,7 @@ def test_the_shipped_spec_gives_this_plan():
                                         "long_term_opioid_in_opioid_naive", "lumbar_surgery", "ed_visit_lbp")
           for kind in ("secondary", "naive")),
         *(f"negative_control_{name}" for name in negative_control_outcomes(load_spec())),
+        "cost_total_365", "naive_cost_total_365", "cost_lbp_365", "naive_cost_lbp_365",
         "empirical_calibration",
     ]
     p = primary(plan)
@@ -111,3 +112,38 @@ def test_each_secondary_outcome_and_negative_control_is_an_item_sharing_one_fit(
     assert "ingrown_nail" in nc and all(items[f"negative_control_{o}"].method == "ccw" for o in nc)
     # the return-to-work fits do not take them in
     assert all(i.role not in ("secondary_outcome", "negative_control") for g in fit_groups(plan).values() for i in g)
+
+
+def test_each_cost_outcome_is_a_clone_censor_weight_item_with_its_naive_comparison():
+    spec = load_spec()
+    plan = build_plan(spec)
+    p = primary(plan)
+    costs = [i for i in plan if i.role == "cost"]
+    assert [(i.id, i.method, i.outcome) for i in costs] == [
+        ("cost_total_365", "ccw_cost", "cost_total_365"), ("naive_cost_total_365", "naive", "cost_total_365"),
+        ("cost_lbp_365", "ccw_cost", "cost_lbp_365"), ("naive_cost_lbp_365", "naive", "cost_lbp_365"),
+    ]
+    for i in costs:
+        # the primary's grace-period strategies and contrast, the whole cohort, the spec's cost window
+        assert (i.strategies, i.contrast, i.population) == (p.strategies, p.contrast, "cohort")
+        assert i.horizons == (spec.cohort.followup_days,) == (365,)
+        assert i.settings["grace_period_days"] == spec.exposure.grace_period_days
+        assert (i.settings["estimator"], i.settings["interval_days"], i.settings["loss_model"]) == ("partitioned", 30, "km")
+    by_id = {i.id: i for i in costs}
+    assert by_id["cost_total_365"].settings["related_only"] is False
+    lbp = by_id["cost_lbp_365"].settings
+    assert lbp["related_only"] is True and lbp["diagnosis_valuesets"] == ["lbp"]
+    assert lbp["procedure_valuesets"] == ["ipm_procedures", "physical_therapy", "lumbar_imaging"]
+    assert by_id["naive_cost_lbp_365"].settings == lbp
+    # neither the shared multi-outcome fit nor the return-to-work fits take them in
+    assert not any(i.role == "cost" for i in outcome_group(plan))
+    assert not any(i.role == "cost" for g in fit_groups(plan).values() for i in g)
+    # the settings travel in results.json
+    assert all(AnalysisItem.from_dict(i.to_dict()) == i for i in costs)
+
+
+def test_the_cost_window_follows_the_spec_follow_up():
+    data = load_spec().to_toml_dict()
+    data["cohort"]["followup_days"] = 400
+    plan = build_plan(spec_from_dict(data))
+    assert {i.horizons for i in plan if i.role == "cost"} == {(400,)}

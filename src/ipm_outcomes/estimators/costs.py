@@ -351,6 +351,41 @@ def _strategy_means(settings: dict, data) -> dict[str, np.ndarray]:
     return values
 
 
+def _strategy_inputs(df, daily, cols: dict, horizon: int, method: str, interval_days: int, what: str):
+    """The person-level arrays both strategy comparisons read: last observed day, complete, referral day
+    (NEVER when none is seen while observed), costs per interval; and the intervals' last days. ``cols``:
+    the id, duration, complete, referral, day and amount columns; ``what`` names the caller in errors."""
+    id_col, duration_col, complete_col, referral_col = (cols[k] for k in ("id", "duration", "complete", "referral"))
+    require_columns(df, [id_col, duration_col, complete_col, referral_col], what)
+    if len(df) == 0:
+        raise IpmError(f"{what}: the person table is empty")
+    last, complete = _check_history(df, duration_col, complete_col, horizon)
+    referral = integer_days(df[referral_col], referral_col, nullable=True)
+    referral = np.where(referral <= last, referral, NEVER)  # a referral is seen only while observed
+    person, day, amount = _daily(daily, df[id_col], id_col, cols["day"], cols["amount"], last, horizon)
+    if method == "simple":
+        starts, ends = np.array([0]), np.array([horizon])
+    else:
+        starts, ends = interval_bounds(horizon, interval_days)
+    data = {"last": last, "complete": complete, "referral": referral,
+            "costs": interval_costs(person, day, amount, len(df), starts)}
+    return data, ends
+
+
+def _strategy_summary(values: dict, bootstrap: BootstrapResult | None, n_arm: dict, n: int, horizon: int, alpha: float):
+    """The summary of a two-strategy cost comparison: one row per arm (``mean_cost``), one for the difference."""
+    rows = []
+    for key, measure, arm, contrast, count in (
+        ("mean/early", "mean_cost", "early", None, n_arm["early"]),
+        ("mean/delayed", "mean_cost", "delayed", None, n_arm["delayed"]),
+        ("difference/early/delayed", "mean_cost_difference", None, "early vs delayed", n),
+    ):
+        lo, hi = (np.nan, np.nan) if bootstrap is None else bootstrap.interval(key, 1 - alpha)
+        rows.append(dict(measure=measure, arm=arm, contrast=contrast, horizon_days=horizon, estimate=float(values[key]),
+                         ci_low=float(lo), ci_high=float(hi), n=count))  # fmt: skip
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
 class _Statistic:
     """Picklable bootstrap statistic: refit the referral model and the loss curve on a resample."""
 
@@ -466,25 +501,12 @@ class CloneCensorCost(BaseEstimator):
                 f"loss_model={self.loss_model!r}, loss_interval_days={self.loss_interval_days!r}: use one of "
                 f"{', '.join(LOSS_MODELS)} and a whole number of days >= 1"
             )
-        require_columns(df, [id_col, duration_col, complete_col, referral_col], "clone-censor-weight costs")
-        if len(df) == 0:
-            raise IpmError("clone-censor-weight costs: the person table is empty")
-        last, complete = _check_history(df, duration_col, complete_col, H)
-        referral = integer_days(df[referral_col], referral_col, nullable=True)
-        referral = np.where(referral <= last, referral, NEVER)  # a referral is seen only while observed
-        person, day, amount = _daily(daily, df[id_col], id_col, day_col, amount_col, last, H)
+        cols = dict(id=id_col, duration=duration_col, complete=complete_col, referral=referral_col, day=day_col,
+                    amount=amount_col)
+        data, ends = _strategy_inputs(df, daily, cols, H, self.method, self.interval_days, "clone-censor-weight costs")
         design = build_design(df, covariates, categorical=categorical)
-        if self.method == "simple":
-            starts, ends = np.array([0]), np.array([H])
-        else:
-            starts, ends = interval_bounds(H, self.interval_days)
-        data = {
-            "X": standardize(design.matrix),
-            "last": last,
-            "complete": complete,
-            "referral": referral,
-            "costs": interval_costs(person, day, amount, len(df), starts),
-        }
+        data["X"] = standardize(design.matrix)
+        complete, referral = data["complete"], data["referral"]
         referral_model = CloneCensorWeight(
             grace_period_days=G,
             strategies=grace_period_strategies(G),
@@ -514,17 +536,112 @@ class CloneCensorCost(BaseEstimator):
                 _Statistic(settings), data, values, n_replicates=self.n_bootstrap, seed=self.seed, workers=self.workers
             )
         n_arm = {"early": int(np.sum(referral <= G)), "delayed": int(np.sum(referral > G))}
-        rows = []
-        for key, measure, arm, contrast, n in (
-            ("mean/early", "mean_cost", "early", None, n_arm["early"]),
-            ("mean/delayed", "mean_cost", "delayed", None, n_arm["delayed"]),
-            ("difference/early/delayed", "mean_cost_difference", None, "early vs delayed", self.n_),
-        ):
-            if self.bootstrap_ is None:
-                lo = hi = np.nan
-            else:
-                lo, hi = self.bootstrap_.interval(key, 1 - self.alpha)
-            rows.append(dict(measure=measure, arm=arm, contrast=contrast, horizon_days=H, estimate=float(values[key]),
-                             ci_low=float(lo), ci_high=float(hi), n=n))  # fmt: skip
-        self.summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+        self.summary = _strategy_summary(values, self.bootstrap_, n_arm, self.n_, H, self.alpha)
+        return self
+
+
+def _naive_means(settings: dict, data) -> dict[str, np.ndarray]:
+    """Bang-Tsiatis mean per eventual-referral group, each with its own Kaplan-Meier of loss."""
+    H, ends = settings["horizon"], settings["ends"]
+    values: dict[str, np.ndarray] = {}
+    for code, name in enumerate(("early", "delayed")):
+        rows = np.flatnonzero(data["group"] == code)
+        if rows.size == 0:
+            values[f"mean/{name}"] = np.array(np.nan)
+            continue
+        last, complete = data["last"][rows], data["complete"][rows]
+        K = km_censoring_survival(last, complete, H)
+        values[f"mean/{name}"] = np.array(ipcw_mean(data["costs"][rows], last, complete, ends, lambda r, d, K=K: K[d]))
+    values["difference/early/delayed"] = values["mean/early"] - values["mean/delayed"]
+    return values
+
+
+class _NaiveStatistic:
+    """Picklable bootstrap statistic of :class:`NaiveCostComparison`."""
+
+    def __init__(self, settings: dict):
+        self.settings = settings
+
+    def __call__(self, data):
+        return _naive_means(self.settings, data)
+
+
+class NaiveCostComparison(BaseEstimator):
+    """Mean cost over days 0..horizon by eventual referral timing, unadjusted: biased by design.
+
+    Persons referred on days 0..G (as far as their follow-up shows) against the rest, compared as they
+    were observed: no cloning, no weighting for who is referred when. Shown beside
+    :class:`CloneCensorCost` as the naive return-to-work comparison is beside the clone-censor-weight one
+    (immortal time: a person must survive uncensored to day r to be "referred on day r"; confounding by
+    indication: the sicker are referred sooner and cost more). Censored follow-up is handled as in
+    :class:`IPCWMeanCost`, with a Kaplan-Meier of loss within each group, so the bias shown is the
+    comparison's, not the dropping of censored persons.
+
+    Parameters
+    ----------
+    grace_period_days, horizon_days, method, interval_days
+        As :class:`CloneCensorCost`.
+    n_bootstrap, seed, workers, alpha
+        Person-level bootstrap (``n_bootstrap=0``: point estimates only).
+
+    Attributes (after ``fit``)
+    --------------------------
+    summary : DataFrame
+        As :class:`CloneCensorCost`'s: one row per group (measure ``mean_cost``, n = persons in it) and
+        one for the difference early - delayed (``mean_cost_difference``, n = all persons).
+    values_ : dict
+    bootstrap_ : BootstrapResult or None
+    """
+
+    def __init__(
+        self,
+        grace_period_days: int = 42,
+        horizon_days: int = 365,
+        method: str = "partitioned",
+        interval_days: int = 30,
+        n_bootstrap: int = 200,
+        seed: int = 0,
+        workers: int | None = None,
+        alpha: float = 0.05,
+    ):
+        self.grace_period_days = grace_period_days
+        self.horizon_days = horizon_days
+        self.method = method
+        self.interval_days = interval_days
+        self.n_bootstrap = n_bootstrap
+        self.seed = seed
+        self.workers = workers
+        self.alpha = alpha
+
+    def fit(
+        self,
+        df: pd.DataFrame,
+        daily: pd.DataFrame,
+        id_col: str = "person_id",
+        duration_col: str = "observed_day",
+        complete_col: str = "complete",
+        referral_col: str = "referral_day",
+        day_col: str = "day",
+        amount_col: str = "amount",
+    ) -> NaiveCostComparison:
+        """Estimate the mean cost per eventual-referral group; arguments as :meth:`CloneCensorCost.fit`
+        without covariates."""
+        _check_settings(self.method, self.horizon_days, self.interval_days)
+        check_alpha(self.alpha)
+        H, G = int(self.horizon_days), int(self.grace_period_days)
+        cols = dict(id=id_col, duration=duration_col, complete=complete_col, referral=referral_col, day=day_col,
+                    amount=amount_col)
+        data, ends = _strategy_inputs(df, daily, cols, H, self.method, self.interval_days, "naive cost comparison")
+        data["group"] = np.where(data.pop("referral") <= G, 0, 1)
+        settings = {"horizon": H, "ends": ends}
+        values = _naive_means(settings, data)
+        self.values_ = values
+        self.bootstrap_: BootstrapResult | None = None
+        if self.n_bootstrap > 0:
+            self.bootstrap_ = boot.run(
+                _NaiveStatistic(settings), data, values, n_replicates=self.n_bootstrap, seed=self.seed, workers=self.workers
+            )
+        n_early = int(np.sum(data["group"] == 0))
+        n_arm = {"early": n_early, "delayed": len(df) - n_early}
+        self.summary = _strategy_summary(values, self.bootstrap_, n_arm, len(df), H, self.alpha)
         return self
