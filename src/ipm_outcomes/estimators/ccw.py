@@ -480,6 +480,39 @@ def cochran_q_pvalue(estimates: np.ndarray, variances: np.ndarray) -> float:
     return float(stats.chi2.sf(q, ok.sum() - 1))
 
 
+def strategy_settings(
+    estimator: TwoArmSurvivalEstimator, truncation_percentiles, subgroups: dict[str, list[str]]
+) -> _Settings:
+    """The validated settings of a clone-censor-weight estimator (one outcome or many): its strategies
+    (default: the grace period's two) and contrasts, the curves' grid, the referral model's settings."""
+    if estimator.strategies is None:
+        strategies = grace_period_strategies(estimator.grace_period_days)
+        contrasts = estimator.contrasts if estimator.contrasts is not None else [("early", "delayed")]
+    else:
+        strategies = dict(estimator.strategies)
+        contrasts = list(estimator.contrasts or [])
+    horizons, max_day = estimator._grid()
+    for name, (a, b) in strategies.items():
+        if a < 0 or (b is not None and b < a) or a > max_day:
+            raise IpmError(f"strategy {name}: window [{a}, {b}] is not a valid range of referral days")
+    for pair in contrasts:
+        for s in pair:
+            if s not in strategies:
+                raise IpmError(f"contrast names unknown strategy {s!r}")
+    return _Settings(
+        strategies=strategies,
+        contrasts=contrasts,
+        horizons=horizons,
+        max_day=max_day,
+        truncation_percentiles=truncation_percentiles,
+        hazard_interval_days=estimator.hazard_interval_days,
+        block_days=int(estimator.hazard_block_days or estimator.grace_period_days + 1),
+        l2=estimator.l2,
+        subgroups=subgroups,
+        subgroup_contrast=contrasts[0] if contrasts and subgroups else None,
+    )
+
+
 class CloneCensorWeight(TwoArmSurvivalEstimator):
     """Clone-censor-weight emulation of a trial of referral-timing strategies (see module docstring).
 
@@ -566,32 +599,7 @@ class CloneCensorWeight(TwoArmSurvivalEstimator):
         self.alpha = alpha
 
     def _settings(self, subgroups: dict[str, list[str]]) -> _Settings:
-        if self.strategies is None:
-            strategies = grace_period_strategies(self.grace_period_days)
-            contrasts = self.contrasts if self.contrasts is not None else [("early", "delayed")]
-        else:
-            strategies = dict(self.strategies)
-            contrasts = list(self.contrasts or [])
-        horizons, max_day = self._grid()
-        for name, (a, b) in strategies.items():
-            if a < 0 or (b is not None and b < a) or a > max_day:
-                raise IpmError(f"strategy {name}: window [{a}, {b}] is not a valid range of referral days")
-        for pair in contrasts:
-            for s in pair:
-                if s not in strategies:
-                    raise IpmError(f"contrast names unknown strategy {s!r}")
-        return _Settings(
-            strategies=strategies,
-            contrasts=contrasts,
-            horizons=horizons,
-            max_day=max_day,
-            truncation_percentiles=self.truncation_percentiles,
-            hazard_interval_days=self.hazard_interval_days,
-            block_days=int(self.hazard_block_days or self.grace_period_days + 1),
-            l2=self.l2,
-            subgroups=subgroups,
-            subgroup_contrast=contrasts[0] if contrasts and subgroups else None,
-        )
+        return strategy_settings(self, self.truncation_percentiles, subgroups)
 
     def referral_survival(self, X: np.ndarray, time, referral, days) -> np.ndarray:
         """S(s | X), the probability of no referral through day s, from this estimator's referral model.

@@ -50,7 +50,7 @@ from scipy import sparse
 from ..errors import IpmError
 from ._common import binary_column, build_design, event_codes, integer_days, require_columns, standardize
 from ._summary import CUMULATIVE_INCIDENCE, TwoArmSurvivalEstimator, curves, interval_function
-from .ccw import _Acc, _add_constant, _Referral, _Settings, _table, grace_period_strategies
+from .ccw import _Acc, _add_constant, _Referral, _Settings, _table, strategy_settings
 from .survival import EventTable
 
 #: Columns of :attr:`MultiOutcomeCloneCensorWeight.summary`.
@@ -266,31 +266,7 @@ class MultiOutcomeCloneCensorWeight(TwoArmSurvivalEstimator):
         self.alpha = alpha
 
     def _settings(self) -> _Settings:
-        if self.strategies is None:
-            strategies = grace_period_strategies(self.grace_period_days)
-            contrasts = self.contrasts if self.contrasts is not None else [("early", "delayed")]
-        else:
-            strategies = dict(self.strategies)
-            contrasts = list(self.contrasts or [])
-        horizons, max_day = self._grid()
-        for name, (a, b) in strategies.items():
-            if a < 0 or (b is not None and b < a) or a > max_day:
-                raise IpmError(f"strategy {name}: window [{a}, {b}] is not a valid range of referral days")
-        for pair in contrasts:
-            for s in pair:
-                if s not in strategies:
-                    raise IpmError(f"contrast names unknown strategy {s!r}")
-        return _Settings(
-            strategies=strategies,
-            contrasts=contrasts,
-            horizons=horizons,
-            max_day=max_day,
-            truncation_percentiles=None,
-            hazard_interval_days=self.hazard_interval_days,
-            block_days=int(self.hazard_block_days or self.grace_period_days + 1),
-            l2=self.l2,
-            subgroups={},
-        )
+        return strategy_settings(self, None, {})
 
     def fit(
         self,
