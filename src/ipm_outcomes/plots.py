@@ -374,6 +374,75 @@ def dose_response(
 
 
 # --------------------------------------------------------------------------------------------------
+# Other harms of delay (secondary outcomes)
+# --------------------------------------------------------------------------------------------------
+
+
+def secondary_incidence(
+    points: pd.DataFrame,
+    *,
+    labels: Mapping[str, str],
+    horizons: Sequence[int],
+    title: str | None = None,
+) -> Figure:
+    """Cumulative incidence (95% CI) per strategy at each horizon, one panel per outcome.
+
+    Points at the report's horizons, not step curves: a step of a curve is the events of one day, a count of
+    persons a reader could read back; the points are the cumulative incidences the table shows.
+
+    Parameters
+    ----------
+    points
+        ``analysis`` (one panel each, in order), ``horizon_days``, ``arm``, ``estimate``, ``ci_low``,
+        ``ci_high`` (proportions); points withheld by the disclosure gate are left out.
+    labels
+        Analysis -> panel title (the outcome in words).
+    horizons
+        The days on the x axis.
+    """
+    panels = list(labels)
+    cols = min(3, max(1, len(panels)))
+    rows = int(np.ceil(len(panels) / cols)) if panels else 1
+    fig = Figure(figsize=(8.2, 2.5 * rows + 0.7), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    xs = {int(h): i for i, h in enumerate(horizons)}
+    top = float(np.nanmax(points["ci_high"].to_numpy(dtype=float))) if len(points) else 0.0
+    top = min(1.0, max(0.05, 1.15 * top)) if np.isfinite(top) else 1.0
+    for i, ax in enumerate(axes.flat):
+        if i >= len(panels):
+            ax.set_axis_off()
+            continue
+        name = panels[i]
+        part = points[points["analysis"] == name]
+        for k, arm in enumerate(("early", "delayed")):
+            a = part[part["arm"] == arm]
+            x = np.array([xs[int(h)] for h in a["horizon_days"]], dtype=float) + (-0.1 if k == 0 else 0.1)
+            _estimates_with_intervals(ax, x, a["estimate"].to_numpy(dtype=float), a["ci_low"].to_numpy(dtype=float),
+                                      a["ci_high"].to_numpy(dtype=float), colour=ARM_COLOURS[arm], cap=4, lw=1.3,
+                                      ms=4.5, label=ARMS[arm])
+        if part.empty:
+            ax.text(0.5, 0.5, "Too few persons to show", transform=ax.transAxes, ha="center", va="center",
+                    color="#666666", fontsize=8)
+        ax.set_xticks(range(len(xs)), [f"day {h}" for h in xs])
+        ax.set_xlim(-0.5, len(xs) - 0.5)
+        ax.set_ylim(0, top)
+        _percent(ax)
+        _title(ax, labels[name], width=40)
+        ax.title.set_fontsize(9)
+    handles, names = [], []
+    for ax in axes.flat:
+        for h, n in zip(*ax.get_legend_handles_labels()):
+            if n not in names:
+                handles.append(h)
+                names.append(n)
+    if handles:
+        fig.legend(handles, names, loc="outside lower center", ncol=2, fontsize=8)
+    if title:
+        fig.suptitle(_wrap(title, 90), fontsize=10.5)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
 # Quality of life
 # --------------------------------------------------------------------------------------------------
 

@@ -69,8 +69,8 @@ def test_sections_are_in_the_order_of_the_issue(report):
     headings = re.findall(r"<h2>(.*?)</h2>", html)
     assert headings == [
         "1. Executive summary", "2. Study population", "3. Referral timing", "4. Return to work",
-        "5. Quality of life", "6. How early matters", "7. Robustness", "8. Diagnostics", "9. Methods and provenance",
-        "10. Limitations",
+        "5. Quality of life", "6. How early matters", "7. Robustness", "8. Other harms of delay", "9. Diagnostics",
+        "10. Methods and provenance", "11. Limitations",
     ]
 
 

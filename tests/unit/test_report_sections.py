@@ -55,6 +55,7 @@ SMALL_SECTIONS = {
     "dose": (["dose_response"], ["dose_response"]),
     "robustness": (["robustness_methods", "sensitivity", "subgroups"],
                    ["forest_methods_risk_difference", "forest_methods_hazard_ratio", "forest_sensitivity", "forest_subgroups"]),
+    "harms": ([], []),
     "diagnostics": (["diagnostics", "diagnostics_detail"], ["love_plot", "overlap", "weights"]),
     "methods": (["target_trial", "provenance_files", "valuesets", "checklist", "intervals"], []),
     "limitations": ([], []),

@@ -194,7 +194,7 @@ def test_report_states_the_fixture_result_and_diagnostics(tmp_path):
     assert summary.verdict == "beneficial"
     assert ("Patients first seen by IPM within six weeks returned to work sooner: 74.5% vs 65.1% were back at work "
             "by six months, a difference of 9.4 percentage points (95% CI 5.1 to 13.7).") in text
-    # one line in the summary; the diagnostics in detail stay in section 8
+    # one line in the summary; the diagnostics in detail stay in section 9
     assert "How reliable: All study checks passed" in re.sub(r"<[^>]+>", "", text)
     assert "All 2 study diagnostics passed" not in text
     assert "The study followed 3,560 adults aged 18-64" in text

@@ -76,6 +76,11 @@ class Counts:
         arm -> ((left, right, key), ...) of the preference-score and weight histograms.
     weight_summary, weight_method
         the weights' per-arm description (count, mean, 50%, 99%, max) and the weighting they come from.
+    secondary
+        the secondary-outcome analyses (table ``secondary_estimates``): (analysis, arm) -> key of the arm's
+        persons; (analysis, arm, horizon) -> key of the persons with the event by then.
+    costs
+        the cost analyses (table ``cost_estimates``): (analysis, arm or "all") -> key of the persons.
     """
 
     ledger: CountLedger
@@ -95,6 +100,8 @@ class Counts:
     weight_bins: Mapping[str, tuple[tuple[float, float, Hashable], ...]]
     weight_summary: pd.DataFrame | None
     weight_method: str | None
+    secondary: Mapping[tuple, Hashable]
+    costs: Mapping[tuple, Hashable]
 
 
 def _frozen(mapping: dict) -> Mapping:
@@ -131,6 +138,8 @@ def count_everything(data: ReportData, policy: DisclosurePolicy, qol_analyses: M
     qol = _qol(ledger, data, estimates, qol_analyses)
     subgroups = _subgroups(ledger, data)
     overlap_bins, weight_bins, weight_summary, weight_method = _distributions(ledger, data, policy)
+    secondary = _secondary(ledger, data)
+    costs = _costs(ledger, data)
     for i, f in enumerate(data.provenance.get("files") or []):
         if f.get("rows") is not None:
             ledger.add(("prov", i), int(f["rows"]))
@@ -159,6 +168,8 @@ def count_everything(data: ReportData, policy: DisclosurePolicy, qol_analyses: M
         weight_bins=weight_bins,
         weight_summary=weight_summary,
         weight_method=weight_method,
+        secondary=secondary,
+        costs=costs,
     )
 
 
@@ -501,3 +512,81 @@ def _distributions(ledger: CountLedger, data: ReportData, policy: DisclosurePoli
             weight_bins = _binned(ledger, policy, "weights", w["weight"].clip(lower=edges[0]), w["arm"], edges)
             weight_summary = w.groupby("arm")["weight"].describe(percentiles=[0.5, 0.99])
     return overlap_bins, weight_bins, weight_summary, weight_method
+
+
+def _arm_persons(ledger: CountLedger, value: int, arm: str, fallback) -> Hashable:
+    """The persons of a strategy in an outcome's population: the cohort's group when equal (one number, one
+    key), else a count of its own, tied to the group by the persons left out (an unshown count, so that a
+    small difference between the group and this count is protected like any shown one)."""
+    group = ARM_KEYS[arm]
+    key = _alias(ledger, value, [group, fallback], fallback, priority=1)
+    if key != group and group in ledger.cells:
+        rest = ledger.cells[group].value - int(value)
+        if rest >= 0:
+            out = ledger.add(fallback + ("left_out",), rest, displayed=False)
+            ledger.add_identity(group, [key, out], only_if_holds=True)
+    return key
+
+
+def _secondary(ledger: CountLedger, data: ReportData) -> Mapping[tuple, Hashable]:
+    """Each secondary-outcome arm's persons and its persons with the event by each horizon.
+
+    What a reader can work out from them is registered with them: the persons without the event by a horizon
+    (the arm minus those with it; a cumulative incidence shown beside the arm's size gives it too), and the
+    events between two horizons (two shown event counts, or two points of the figure, give their difference).
+    The arm's persons are shared by the analyses of one population (the clone-censor-weight and the naive
+    comparison of an outcome).
+    """
+    se = data.table("secondary_estimates")
+    keys: dict[tuple, Hashable] = {}
+    if se is None or se.empty:
+        return _frozen(keys)
+    items = {i.id: i for i in data.plan}
+    ci = se[(se["measure"] == "cumulative_incidence") & se["arm"].isin(list(ARM_KEYS))]
+    for analysis in dict.fromkeys(ci["analysis"]):
+        item = items.get(analysis)
+        population = (item.outcome, (item.settings or {}).get("population")) if item else (analysis, None)
+        for arm in ARM_KEYS:
+            rows = ci[(ci["analysis"] == analysis) & (ci["arm"] == arm)].sort_values("horizon_days")
+            if rows.empty or rows["n"].isna().all():
+                continue
+            n = int(rows["n"].dropna().iloc[0])
+            nk = _arm_persons(ledger, n, arm, ("sec", population, arm, "n"))
+            keys[(analysis, arm)] = nk
+            previous = None
+            for r in rows.itertuples(index=False):
+                if pd.isna(r.n_events):
+                    continue
+                h, events = int(r.horizon_days), int(r.n_events)
+                ek = ledger.add(("sec_events", analysis, arm, h), events)
+                keys[(analysis, arm, h)] = ek
+                if events <= n:
+                    without = ledger.add(("sec_events", analysis, arm, h, "without"), n - events, displayed=False)
+                    ledger.add_identity(nk, [ek, without], only_if_holds=True)
+                if previous is not None and events >= ledger.cells[previous].value:
+                    between = ledger.add(("sec_events", analysis, arm, h, "since"), events - ledger.cells[previous].value,
+                                         displayed=False)
+                    ledger.add_identity(ek, [previous, between], only_if_holds=True)
+                previous = ek
+    return _frozen(keys)
+
+
+def _costs(ledger: CountLedger, data: ReportData) -> Mapping[tuple, Hashable]:
+    """The persons of each cost analysis's arms (the cohort's groups when equal) and of its difference (the
+    cohort)."""
+    cost = data.table("cost_estimates")
+    keys: dict[tuple, Hashable] = {}
+    if cost is None or cost.empty:
+        return _frozen(keys)
+    for r in cost.itertuples(index=False):
+        if pd.isna(r.n):
+            continue
+        arm = r.arm if isinstance(r.arm, str) else None
+        if arm in ARM_KEYS:
+            keys[(r.analysis, arm)] = _arm_persons(ledger, int(r.n), arm, ("cost", r.analysis, arm, "n"))
+        else:
+            keys[(r.analysis, "all")] = _alias(ledger, int(r.n), [COHORT], ("cost", r.analysis, "all", "n"))
+    for (analysis, arm), key in list(keys.items()):
+        if arm == "all" and (analysis, "early") in keys and (analysis, "delayed") in keys:
+            ledger.add_identity(key, [keys[(analysis, "early")], keys[(analysis, "delayed")]], only_if_holds=True)
+    return _frozen(keys)

@@ -140,6 +140,22 @@ def fmt_ci(e: Estimate | None, kind: str) -> str:
     return f"{est} ({fixed(scale * lo, digits)} to {fixed(scale * hi, digits)})"
 
 
+def fmt_money(e: Estimate | None, sign: str = "") -> str:
+    """A mean cost (or, with ``sign="+"``, a difference) with its 95% CI in whole currency units, thousands
+    separated: "4,689 (3,163 to 46,821)"; missing as an em dash, no interval as "(no interval)"."""
+    if e is None or not finite(e.estimate):
+        return MISSING_LABEL
+
+    def money(x: float, how: str = "") -> str:
+        x = float(x)
+        return f"{0.0 if round(x) == 0 else x:{how},.0f}"  # no "-0"
+
+    est = money(e.estimate, sign)
+    if not finite(e.ci_low) or not finite(e.ci_high):
+        return f"{est} (no interval)"
+    return f"{est} ({money(e.ci_low)} to {money(e.ci_high)})"
+
+
 def fmt_smd(x) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return ""

@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from ..context import ReportContext
 from ..display import Section
-from . import diagnostics, dose, limitations, methods, population, qol, robustness, rtw, source, summary, timing
+from . import diagnostics, dose, harms, limitations, methods, population, qol, robustness, rtw, source, summary, timing
 
 #: (the name the template reads the section's words under, its build function), in report order.
 SECTIONS: tuple[tuple[str, Callable[[ReportContext], Section]], ...] = (
@@ -39,6 +39,7 @@ SECTIONS: tuple[tuple[str, Callable[[ReportContext], Section]], ...] = (
     ("qol", qol.build),
     ("dose", dose.build),
     ("robustness", robustness.build),
+    ("harms", harms.build),
     ("diagnostics", diagnostics.build),
     ("methods", methods.build),
     ("limitations", limitations.build),

@@ -1,4 +1,4 @@
-"""Section 8, diagnostics: the pass/fail study diagnostics, the weights and balance in numbers, the love
+"""Section 9, diagnostics: the pass/fail study diagnostics, the weights and balance in numbers, the love
 plot, the preference-score overlap and the weight distribution."""
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def build(ctx: ReportContext) -> Section:
                  else f"After weighting {n_bad} covariate(s) remain imbalanced (|SMD| >= {threshold:g})")
         figures["love_plot"] = FigureSpec(
             make=lambda f=frame, t=title: plots.love_plot(f, threshold=threshold, title=t),
-            caption="Figure 9. Love plot: absolute standardized mean differences before and after weighting.",
+            caption="Figure 11. Love plot: absolute standardized mean differences before and after weighting.",
         )
     if ctx.counts.overlap_bins:
         bins = _shown_bins(ctx, ctx.counts.overlap_bins)
@@ -73,7 +73,7 @@ def build(ctx: ReportContext) -> Section:
             make=lambda b=bins, t=title: plots.binned_distribution(
                 b, xlabel="Preference score (propensity of early IPM, adjusted for prevalence)",
                 ylabel="Share of group per unit of score", shade=tuple(bounds), shade_label="equipoise band", title=t),
-            caption=f"Figure 10. Overlap of preference scores. Bins merged where fewer than {ctx.t} persons.",
+            caption=f"Figure 12. Overlap of preference scores. Bins merged where fewer than {ctx.t} persons.",
         )
     if ctx.counts.weight_bins:
         bins = _shown_bins(ctx, ctx.counts.weight_bins)
@@ -86,7 +86,7 @@ def build(ctx: ReportContext) -> Section:
             make=lambda b=bins, t=title: plots.binned_distribution(
                 b, xlabel=f"Weight ({method}, log scale)", ylabel="Share of group per unit of weight",
                 log_x=True, title=t),
-            caption=f"Figure 11. Weight distribution by group. Bins merged where fewer than {ctx.t} persons.",
+            caption=f"Figure 13. Weight distribution by group. Bins merged where fewer than {ctx.t} persons.",
         )
     return Section(out, tables, figures)
 

@@ -1,4 +1,4 @@
-"""Section 10, limitations and glossary: what the reader should discount, and the terms explained."""
+"""Section 11, limitations and glossary: what the reader should discount, and the terms explained."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from ..answers import e_value_text
 from ..context import ReportContext
 from ..counts import DELAYED, EARLY
 from ..display import Section, short_name
+from .harms import calibration_assumption
 
 
 def build(ctx: ReportContext) -> Section:
@@ -38,6 +39,9 @@ def build(ctx: ReportContext) -> Section:
                 "Patients were not randomised: the comparison adjusts only for what the claims and records "
                 "measure (age, sex, payer, comorbidities, prior care, baseline severity). "
                 + (ev if ev else "The E-value could not be computed for these results.")))
+    assumption = calibration_assumption(ctx) if not d.empty else None
+    if assumption:
+        out.append(("Negative controls and the primary", assumption))
     statuses = ", ".join(s("outcomes", "rtw", "population_statuses", default=["off_work"]))
     events = ", ".join(s("outcomes", "rtw", "event_statuses", default=["working"]))
     out.append(("How work status was measured",

@@ -1,4 +1,4 @@
-"""Section 9, methods and provenance: the target trial and its emulation, the confidence intervals, the
+"""Section 10, methods and provenance: the target trial and its emulation, the confidence intervals, the
 reporting checklist, the input files, value sets and study spec as run."""
 
 from __future__ import annotations

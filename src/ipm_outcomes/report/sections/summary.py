@@ -1,5 +1,6 @@
 """Section 1, the executive summary (the first screen): the question, who was studied, the answer in words,
-the key numbers, the days off work and how far to trust the answer."""
+the key numbers, the days off work, how far to trust the answer, and which outcomes were available (and why
+not)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from ..answers import primary_answer
 from ..context import ReportContext
 from ..counts import COHORT, DELAYED, EARLY, RTW_POPULATION
 from ..display import Section, finite, fixed, fmt_ci
+from .harms import availability
 from ..words import Finding, days_in_words, diagnostics_sentence, naive_sentence, qol_finding
 
 
@@ -35,6 +37,7 @@ def build(ctx: ReportContext) -> Section:
             "naive": None,
             "days_off": None,
             "reliability": "No patients met the study criteria: nothing to judge.",
+            "outcomes": [],
         })
     grace = days_in_words(d.grace_period_days)
     age = f"{d.spec_get('cohort', 'age_min', default=18)}-{d.spec_get('cohort', 'age_max', default=64)}"
@@ -79,6 +82,7 @@ def build(ctx: ReportContext) -> Section:
         "naive": naive_text,
         "days_off": _days_off_sentence(ctx),
         "reliability": _reliability(ctx, finding, diag_pass),
+        "outcomes": availability(ctx),
     })
 
 
@@ -105,7 +109,7 @@ def _days_off_sentence(ctx: ReportContext) -> str | None:
 
 
 def _reliability(ctx: ReportContext, finding: Finding, diag_pass: bool | None) -> str:
-    """One line a reader can act on: how far to trust the answer (the detailed table is in section 8)."""
+    """One line a reader can act on: how far to trust the answer (the detailed table is in section 9)."""
     if finding.verdict == "empty":
         return "No patients met the study criteria: nothing to judge."
     if finding.verdict == "unavailable":
@@ -116,5 +120,5 @@ def _reliability(ctx: ReportContext, finding: Finding, diag_pass: bool | None) -
         failed = sum(1 for c in ctx.data.checks if c.passed is False)
         known = sum(1 for c in ctx.data.checks if c.passed is not None)
         return (f"{failed} of {known} study checks failed: the groups may not be comparable, so read the answer "
-                "with caution (details in section 8).")
+                "with caution (details in section 9).")
     return "The study checks are not available in these results."
