@@ -427,8 +427,7 @@ def secondary_incidence(
         ax.set_xlim(-0.5, len(xs) - 0.5)
         ax.set_ylim(0, top)
         _percent(ax)
-        _title(ax, labels[name], width=40)
-        ax.title.set_fontsize(9)
+        ax.set_title(_wrap(labels[name], 34), loc="left", fontsize=9)
     handles, names = [], []
     for ax in axes.flat:
         for h, n in zip(*ax.get_legend_handles_labels()):

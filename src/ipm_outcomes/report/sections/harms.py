@@ -340,9 +340,9 @@ def _calibration(ctx: ReportContext):
         withheld = len(usable) - len(shown)
         words["controls"] = (
             f"{len(controls)} negative-control outcomes were estimated; {len(usable)} were usable for calibration. "
-            + (f"The plot shows {len(shown)} of them: {withheld} with fewer than {ctx.t} persons with the event in a "
-               "group are withheld (their estimates rest on too few persons to show), though they were used to fit "
-               "the null." if withheld else f"The plot shows all {len(shown)}."))
+            + (f"The plot shows {len(shown)} of them; {withheld} {'is' if withheld == 1 else 'are'} withheld from it "
+               f"(fewer than {ctx.t} persons with the event in a group: too few to show), though used to fit the null."
+               if withheld else f"The plot shows all {len(shown)}."))
         null = entry.get("null") if calibrated else None
         frame = shown.rename(columns={"se": "se_log_rr"})[["log_rr", "se_log_rr"]].astype(float).reset_index(drop=True)
         points = pd.DataFrame(study_points, columns=["log_rr", "se_log_rr"])
