@@ -12,7 +12,9 @@ next to the counts, with their shown rounding:
   some whole ``k`` (soft: dropped when it contradicts everything else, e.g. censoring made it no ratio).
 
 For each suppressed (``<11``) cell it searches the values 1..10 consistent with all of this and reports the
-cells with exactly one consistent value. Complementary (``*``) cells are searched too, and any of them
+cells with exactly one consistent value; so too for each count of persons that is never shown but is the
+difference of shown ones (:meth:`Problem.persons`: the persons of a group left out of an outcome's population,
+those without the event by a day, the events between two days), when that single value is 1..10. Complementary (``*``) cells are searched too, and any of them
 pinned to a value whose complement in an identity is small counts as a recovered small count through the
 small cell. Only the files written for readers are read (tables/*.csv, report.html, figure texts).
 """
@@ -47,6 +49,7 @@ class Problem:
     where: dict = field(default_factory=dict)  # name -> where it was read
     linear: list = field(default_factory=list)  # (total, parts, exact)
     formulas: list = field(default_factory=list)  # (names, fn, soft, what)
+    derived: dict = field(default_factory=dict)  # name -> what it is: never shown, but a count of persons too
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -82,6 +85,13 @@ class Problem:
             self.lo[name] = lo
             if hi is not None:
                 self.hi[name] = hi
+        return name
+
+    def persons(self, name, what: str):
+        """An unknown count of persons that is never shown but that shown numbers may give away (the
+        difference of two shown counts): a leak when they pin it to one value of 1..10."""
+        self.unknown(name, 0)
+        self.derived[name] = what
         return name
 
     def identity(self, total, parts, exact: bool = True):
@@ -275,6 +285,13 @@ def attack(problem: Problem) -> tuple[dict, list]:
             out[name] = (problem.where.get(name, ""), values.pop())
         elif not values:
             inconsistent.append(problem.where.get(name, str(name)))
+    for name, what in problem.derived.items():
+        if name in problem.fixed:
+            continue
+        small = {v for v in range(0, 11) if problem._try(name, v, (), 400_000)}
+        if len(small) == 1 and min(small) >= 1 and not any(problem._try(name, v, (), 400_000)
+                                                              for v in range(11, 60)):
+            out[name] = (what, small.pop())
     return out, inconsistent
 
 
@@ -499,6 +516,36 @@ def read_report(out_dir: Path, *, subgroups_of: str = "R", exact_smd: bool = Tru
         p = _pct(r.get("responders", ""))
         if k is not None and p is not None:
             P.formula([k], ratio_exists(p, _decimals(r["responders"])), soft=True, what="responder share")
+    # other harms of delay: an outcome's persons per strategy are within the group (those left out are persons
+    # too); its events by each day are within those persons (those without are persons too) and grow with the
+    # day (the events between two days are persons too); a shown share is k / n
+    harms = _rows(tables / "harms_incidence.csv")
+    for outcome in dict.fromkeys(r["outcome"] for r in harms):
+        part = [r for r in harms if r["outcome"] == outcome]
+        for arm, total in (("early", "E"), ("delayed", "D")):
+            nk = P.cell(("harms", outcome, arm), part[0][f"n_{arm}"], f"harms {outcome}: n {arm}")
+            if nk is not None:
+                P.identity(total, [nk, P.persons(("harms", outcome, arm, "left out"), f"harms {outcome}: {arm} left out")])
+            previous = None
+            for r in part:
+                day = r["horizon_days"]
+                ek = P.cell(("harms", outcome, arm, day), r[f"events_{arm}"], f"harms {outcome}: events {arm} day {day}")
+                if ek is not None and nk is not None:
+                    P.identity(nk, [ek, P.persons(("harms", outcome, arm, day, "without"),
+                                                  f"harms {outcome}: {arm} without the event by day {day}")])
+                if ek is not None and previous is not None:
+                    P.identity(ek, [previous, P.persons(("harms", outcome, arm, day, "since"),
+                                                        f"harms {outcome}: {arm} events up to day {day} since the day before")])
+                previous = ek
+                p = _pct(r[arm])
+                if nk is not None and p is not None:
+                    P.formula([nk], ratio_exists(p, _decimals(r[arm])), soft=True, what=f"harms % {outcome} {arm} {day}")
+    for r in _rows(tables / "harms_costs.csv"):
+        for arm, total in (("early", "E"), ("delayed", "D")):
+            k = P.cell(("harms_cost", r["outcome"], r["method"], arm), r[f"n_{arm}"], f"costs {r['outcome']}: n {arm}")
+            if k is not None:
+                P.identity(total, [k, P.persons(("harms_cost", r["outcome"], r["method"], arm, "left out"),
+                                                f"costs {r['outcome']}: {arm} left out")])
     P.cap = max([v for v in P.fixed.values()] + [10])
     return P
 

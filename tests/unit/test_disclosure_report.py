@@ -3,7 +3,8 @@
 Two fixtures (tests/fixtures/results_*, written by results_small/make_fixtures.py): ``results_tiny``, a
 cohort of 37 persons (9 early) where most cells are small, and ``results_small``, 3,560 persons with a few
 deliberately small cells (an attrition step excluding 6, 4 early-arm persons with payer type "other",
-a delay category of 7) where complementary suppression must do its job.
+a delay category of 7) where complementary suppression must do its job; and ``harms``, the small one with the
+other harms of delay (tests/fixtures/report_golden/make_report_golden.py; its attack is in test_report_harms.py).
 """
 
 from __future__ import annotations
@@ -85,6 +86,19 @@ def small(tmp_path_factory):
     return render(FIXTURES / "results_small", out, pdf=False)
 
 
+@pytest.fixture(scope="module")
+def harms(tmp_path_factory):
+    """The small fixture with the other harms of delay (the golden copy's hand-made ``harms`` case: secondary
+    outcomes with 1-10 events in an arm, a population leaving out 5 of a group, a negative control with 5 events)."""
+    import sys
+
+    sys.path.insert(0, str(FIXTURES / "report_golden"))
+    import make_report_golden
+
+    out = tmp_path_factory.mktemp("harms")
+    return render(make_report_golden.results_for("harms", out), out / "report", pdf=False)
+
+
 def _read_csv(path: Path) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
@@ -136,7 +150,7 @@ def _scan_figures(summary) -> tuple[int, list[str]]:
     return counted, sorted(set(problems))
 
 
-@pytest.mark.parametrize("which", ["tiny", "small"])
+@pytest.mark.parametrize("which", ["tiny", "small", "harms"])
 def test_no_count_of_one_to_ten_in_any_csv(which, request):
     summary = request.getfixturevalue(which)
     count_cells, problems = _scan_csvs(summary)
@@ -144,7 +158,7 @@ def test_no_count_of_one_to_ten_in_any_csv(which, request):
     assert problems == []
 
 
-@pytest.mark.parametrize("which", ["tiny", "small"])
+@pytest.mark.parametrize("which", ["tiny", "small", "harms"])
 def test_no_count_of_one_to_ten_in_the_html(which, request):
     summary = request.getfixturevalue(which)
     cells, problems = _scan_html(summary)
@@ -152,7 +166,7 @@ def test_no_count_of_one_to_ten_in_the_html(which, request):
     assert problems == []
 
 
-@pytest.mark.parametrize("which", ["tiny", "small"])
+@pytest.mark.parametrize("which", ["tiny", "small", "harms"])
 def test_no_count_of_one_to_ten_in_figure_annotations(which, request):
     summary = request.getfixturevalue(which)
     counted, problems = _scan_figures(summary)
