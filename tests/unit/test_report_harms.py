@@ -12,7 +12,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import sys
+from html import unescape
 from pathlib import Path
 
 import pandas as pd
@@ -174,16 +176,24 @@ def test_calibrated_beside_uncalibrated_and_ease_as_a_diagnostic(harms):
     assert "The plot shows 4 of them; 1 is withheld from it (fewer than 11 persons with the event in a group" in html
 
 
+def _outcomes(html: str) -> tuple[str, str]:
+    """The first screen's sentence on the outcomes: (what follows "Available:", what follows "Not available:")."""
+    text = re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", "", html[html.index('id="outcomes-available"'):])))
+    text = text[:text.index("The question.")]
+    yes = re.search(r"Available: (.*?)\.(?: Not available|\s*$)", text)
+    no = re.search(r"Not available: (.*)\.", text)
+    return (yes.group(1) if yes else ""), (no.group(1) if no else "")
+
+
 def test_the_first_screen_names_the_available_outcomes_and_why_not(harms):
     summary, _ = harms
     html = summary.html.read_text(encoding="utf-8")
-    first = html[html.index('id="summary"'):html.index('id="population"')]
-    for name in ("Return to work", "Quality of life", "New depression or anxiety diagnosis", "Lumbar spine surgery",
-                 "Total allowed cost, days 0-365"):
-        assert f"<li>{name}: available</li>" in first
-    assert "<li>Long-term opioid therapy: not available (the extract has no pharmacy_claim rows)</li>" in first
-    assert ("<li>Long-term opioid therapy (opioid-naive at baseline): not available (the extract has no "
-            "pharmacy_claim rows)</li>") in first
+    assert html.index('id="outcomes-available"') < html.index('id="population"')  # in the executive summary
+    yes, no = _outcomes(html)
+    assert yes == ("Return to work, Quality of life, Lumbar spine surgery, New depression or anxiety diagnosis, "
+                   "New sleep-disorder diagnosis, Total allowed cost, days 0-365, Back-pain related allowed cost, days 0-365")
+    assert no == ("Long-term opioid therapy (the extract has no pharmacy_claim rows); Long-term opioid therapy "
+                  "(opioid-naive at baseline) (the extract has no pharmacy_claim rows)")
     section = html[html.index('id="harms"'):html.index('id="diagnostics"')]
     assert "Long-term opioid therapy: not available: the extract has no pharmacy_claim rows." in section
 
@@ -210,7 +220,7 @@ def test_costs_unavailable_and_calibration_skipped(harms_results, tmp_path):
     summary, _ = _render(_edit(harms_results, tmp_path, degrade), tmp_path / "report")
     html = summary.html.read_text(encoding="utf-8")
     assert not (summary.out_dir / "tables" / "harms_costs.csv").exists()
-    assert f"<li>Total allowed cost, days 0-365: not available ({no_amounts})</li>" in html
+    assert f"Total allowed cost, days 0-365 ({no_amounts}); Back-pain related allowed cost, days 0-365 ({no_amounts})" in _outcomes(html)[1]
     assert f"Back-pain related allowed cost, days 0-365: not available: {no_amounts}." in html
     assert f"Calibration skipped: {too_few}." in html
     assert "Expected absolute systematic error" not in html
@@ -226,7 +236,7 @@ def test_results_without_the_section_say_so():
     section says they are not in these results, and so does the first screen."""
     html = (GOLDEN / "small.html").read_text(encoding="utf-8")
     assert "The secondary outcomes, costs and empirical calibration are not in these results." in html
-    assert "<li>Other harms of delay (secondary outcomes and costs): not available (not part of these results)</li>" in html
+    assert _outcomes(html) == ("Return to work, Quality of life", "Other harms of delay (not part of these results)")
 
 
 # -- disclosure: nothing 1-10 shown or computable ----------------------------------------------------

@@ -215,7 +215,7 @@ def _cdp_load(url: str, screenshot: Path, width: int = 1280, height: int = 900, 
 
 #: What the first screen shows: each element's text and whether it lies wholly inside the viewport.
 FIRST_SCREEN = """JSON.stringify(Object.fromEntries(["#source-banner", "#answer .headline", "#answer .finding",
-  "#answer .days-off", "#reliability"].map(sel => { const el = document.querySelector(sel);
+  "#answer .days-off", "#reliability", "#outcomes-available"].map(sel => { const el = document.querySelector(sel);
   if (!el) return [sel, null]; const r = el.getBoundingClientRect();
   return [sel, {text: el.innerText, visible: r.top >= 0 && r.bottom <= window.innerHeight && r.width > 0}]; })))"""
 

@@ -389,7 +389,7 @@ def availability(ctx: ReportContext) -> list[dict]:
         why = unavailable_reason(ctx, item)
         out.append({"name": item.label, "available": why is None, "why": why})
     if not planned:
-        out.append({"name": "Other harms of delay (secondary outcomes and costs)", "available": False,
+        out.append({"name": "Other harms of delay", "available": False,
                     "why": u.get("secondary_outcomes") or "not part of these results"})
     for o in out:
         if o["why"]:
