@@ -272,3 +272,30 @@ def test_the_attack_finds_what_the_section_would_give_away_unprotected(harms_res
     found = {what: value for what, value in recovered.values()}
     assert found.get("harms Lumbar spine surgery: delayed events up to day 365 since the day before") == 7
     assert found.get("harms New depression or anxiety diagnosis: delayed left out") == 5
+
+
+def test_analyses_of_one_population_with_different_arm_sizes_keep_a_count_each(harms_results, tmp_path):
+    """The naive comparison of an outcome counting other persons than its clone-censor-weight analysis (2,191
+    delayed against 2,190) gets a count of its own, tied to the group like the other (it crashed the first pass,
+    which registered both under the population's one key)."""
+    from ipm_outcomes.disclosure import DisclosurePolicy
+    from ipm_outcomes.report.context import build_context
+    from ipm_outcomes.report.counts import DELAYED
+    from ipm_outcomes.report_data import load_results
+
+    def other_size(r, folder):
+        se = pd.read_parquet(folder / "secondary_estimates.parquet")
+        naive = (se["analysis"] == "naive_new_depression_anxiety") & (se["arm"] == "delayed")
+        se.loc[naive, "n"] = 2191
+        se.to_parquet(folder / "secondary_estimates.parquet", index=False)
+
+    ctx = build_context(load_results(_edit(harms_results, tmp_path, other_size)), DisclosurePolicy(11))
+    ccw = ctx.counts.secondary[("secondary_new_depression_anxiety", "delayed")]
+    naive = ctx.counts.secondary[("naive_new_depression_anxiety", "delayed")]
+    assert ccw != naive
+    assert (ctx.true_count(ccw), ctx.true_count(naive)) == (2190, 2191)
+    ledger = ctx.counts.ledger
+    for key, left_out in ((ccw, 5), (naive, 4)):
+        assert (DELAYED, (key, key + ("left_out",))) in ledger.identities
+        assert ctx.true_count(key + ("left_out",)) == left_out
+        assert ledger.status(key) == "complement"  # shown, it would give the 4 or 5 left out back

@@ -514,16 +514,18 @@ def _distributions(ledger: CountLedger, data: ReportData, policy: DisclosurePoli
     return overlap_bins, weight_bins, weight_summary, weight_method
 
 
-def _arm_persons(ledger: CountLedger, value: int, arm: str, fallback) -> Hashable:
+def _arm_persons(ledger: CountLedger, value: int, arm: str, shared: tuple, own: tuple) -> Hashable:
     """The persons of a strategy in an outcome's population: the cohort's group when equal (one number, one
-    key), else a count of its own, tied to the group by the persons left out (an unshown count, so that a
+    key), else the count ``shared`` by the analyses of that population when equal, else ``own`` (the analysis's);
+    a count other than the group's is tied to the group by the persons left out (an unshown count, so that a
     small difference between the group and this count is protected like any shown one)."""
     group = ARM_KEYS[arm]
-    key = _alias(ledger, value, [group, fallback], fallback, priority=1)
+    fallback = shared if shared not in ledger.cells else own
+    key = _alias(ledger, value, [group, shared], fallback, priority=1)
     if key != group and group in ledger.cells:
         rest = ledger.cells[group].value - int(value)
         if rest >= 0:
-            out = ledger.add(fallback + ("left_out",), rest, displayed=False)
+            out = ledger.add(key + ("left_out",), rest, displayed=False)
             ledger.add_identity(group, [key, out], only_if_holds=True)
     return key
 
@@ -551,7 +553,7 @@ def _secondary(ledger: CountLedger, data: ReportData) -> Mapping[tuple, Hashable
             if rows.empty or rows["n"].isna().all():
                 continue
             n = int(rows["n"].dropna().iloc[0])
-            nk = _arm_persons(ledger, n, arm, ("sec", population, arm, "n"))
+            nk = _arm_persons(ledger, n, arm, ("sec", population, arm, "n"), ("sec", analysis, arm, "n"))
             keys[(analysis, arm)] = nk
             previous = None
             for r in rows.itertuples(index=False):
@@ -583,7 +585,8 @@ def _costs(ledger: CountLedger, data: ReportData) -> Mapping[tuple, Hashable]:
             continue
         arm = r.arm if isinstance(r.arm, str) else None
         if arm in ARM_KEYS:
-            keys[(r.analysis, arm)] = _arm_persons(ledger, int(r.n), arm, ("cost", r.analysis, arm, "n"))
+            key = ("cost", r.analysis, arm, "n")
+            keys[(r.analysis, arm)] = _arm_persons(ledger, int(r.n), arm, key, key)
         else:
             keys[(r.analysis, "all")] = _alias(ledger, int(r.n), [COHORT], ("cost", r.analysis, "all", "n"))
     for (analysis, arm), key in list(keys.items()):
