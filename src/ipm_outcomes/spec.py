@@ -214,6 +214,15 @@ class QolOutcome(_Section):
     @field_validator("baseline_window_days")
     @classmethod
     def _baseline(cls, value: tuple[int, int]) -> tuple[int, int]:
+        # The baseline scores are confounders of the referral in every weighting model; a score from
+        # after time zero can be the referral's own intake questionnaire (recorded for referred persons
+        # only, and after the decision it should explain), which biases the weights (issue 19).
+        if value[1] > 0:
+            raise ValueError(
+                f"baseline_window_days {list(value)} ends after index: a baseline score must be measured on or "
+                "before the index day (time zero), or an early referral's own intake scores replace the ones "
+                "the referral was decided on; end the window at 0 or earlier"
+            )
         return _window(value, "baseline_window_days")
 
     @field_validator("horizons_days")

@@ -113,6 +113,17 @@ class Mechanisms:
         Multiplies the long-term-disability hazard (the main competing event).
     disenrolment_within_days
         Disenrolling persons (30%) leave 20 to this many days after index.
+    pro_referral_drivers
+        The daily referral probability also depends on the PROMIS physical function and NRS pain
+        scores of the baseline PRO visit (85% of EHR-linked persons, on a day in [index-25, index]): the
+        referring clinician sees them. A person's function beyond what severity and age say also
+        shortens the time to RTW, so the recorded scores are confounders. Needs ``logistic_referral``.
+    pro_at_first_contact
+        Share of first IPM contacts at which the PRO instruments are recorded again (the pain
+        clinic's intake questionnaire), on the contact day.
+    work_status_at_first_contact
+        Share of first IPM contacts at which the work status is recorded (the intake form): a person
+        still off work on the contact day gets an absence record that day.
     """
 
     post_rtw_referral_rate: float = 0.0
@@ -121,11 +132,22 @@ class Mechanisms:
     logistic_referral: bool = False
     competing_rate_scale: float = 1.0
     disenrolment_within_days: int = 1000
+    pro_referral_drivers: bool = False
+    pro_at_first_contact: float = 0.0
+    work_status_at_first_contact: float = 0.0
+
+    def __post_init__(self):
+        if self.pro_referral_drivers and not self.logistic_referral:
+            raise IpmError("Mechanisms(pro_referral_drivers=True) needs logistic_referral=True")
+        if not 0.0 <= self.pro_at_first_contact <= 1.0:
+            raise IpmError(f"pro_at_first_contact={self.pro_at_first_contact!r}: must be a share in [0, 1]")
 
 
 #: The mechanisms of issue 19: referral after RTW at 0.3 times the rate, the referral hazard
-#: halving after four months, a quarter of first contacts EHR-only, a logistic-linear daily referral
-#: probability, competing events in about 10% and disenrolment in about 25% of the RTW population.
+#: halving after four months, a quarter of first contacts EHR-only, a daily referral probability
+#: logistic-linear in recorded baseline covariates including the baseline PROMIS-PF and pain scores,
+#: competing events in about 10% and disenrolment in about 25% of the RTW population, and the PRO
+#: instruments recorded again at most first IPM contacts (intake questionnaires).
 EXTENDED = Mechanisms(
     post_rtw_referral_rate=0.3,
     referral_halving_day=120,
@@ -133,6 +155,8 @@ EXTENDED = Mechanisms(
     logistic_referral=True,
     competing_rate_scale=2.2,
     disenrolment_within_days=420,
+    pro_referral_drivers=True,
+    pro_at_first_contact=0.8,
 )
 
 N_DX = 4  # diagnosis_code_1 .. diagnosis_code_4
@@ -144,6 +168,7 @@ _MIN_DRAWS, _MAX_DRAWS = 20, 1000
 _BLOCK_CELLS = 1_000_000  # persons x draws simulated at once in the truth simulation
 
 _EPOCH = date(1970, 1, 1)
+_PRO_VISITS_OWN_ENCOUNTER = 7  # PRO visit rows with an encounter of their own (baseline, horizons, extras)
 
 
 def _dn(d: date) -> int:
@@ -1012,7 +1037,10 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float, mech: Mechan
     w.ref_rate2 = w.ref_rate
     if mech.logistic_referral:
         # daily referral probability logistic-linear in recorded baseline covariates, from day 0
-        p_day = _expit(-5.3 + 0.9 * w.radic + 0.6 * w.opioid + 0.4 * depr + 0.5 * wc - 0.01 * (age - 45))
+        logit = -5.3 + 0.9 * w.radic + 0.6 * w.opioid + 0.4 * depr + 0.5 * wc - 0.01 * (age - 45)
+        if mech.pro_referral_drivers:
+            logit = logit + _baseline_pro_referral_logit(w, mrng, sev)
+        p_day = _expit(logit)
         w.ref_pi = np.ones(n)
         w.ref_rate = -np.log1p(-p_day)
         referable = np.ones(n, dtype=bool)
@@ -1046,6 +1074,8 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float, mech: Mechan
     w.w0_status = np.where(rng.random(n) < 0.7, _W["off_work"], _W["disability_short_term"])
     w.rtw_start = np.maximum(w0, 0) + 1.0
     w.rtw_theta = 90.0 * np.exp(0.8 * sev + 0.4 * wc + 0.15 * (age - 45) / 10)
+    if mech.pro_referral_drivers:
+        w.rtw_theta = w.rtw_theta * np.exp(-0.05 * w.pf_dev)  # better function than severity says: back sooner
     w.ltd_rate = 0.0008 * mech.competing_rate_scale * np.exp(0.9 * sev + 0.5 * wc)
     w.ret_rate = 0.00005 + 0.0004 * (age >= 58) * np.exp(0.1 * np.maximum(age - 58, 0))
     w.death_rate = 0.000008 * np.exp(0.5 * np.minimum(w.charlson_n, 4) + 0.06 * (age - 45))
@@ -1150,9 +1180,14 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float, mech: Mechan
     w.obs_kind = np.where(observed, ev_kind, 0)
 
     # --- QoL latent trajectories -----------------------------------------------------------------
-    w.pf_base = 36.0 - 3.5 * sev - 0.08 * (age - 45) + rng.normal(0, 5, n)
+    pf_dev = rng.normal(0, 5, n)
+    if mech.pro_referral_drivers:
+        pf_dev = w.pf_dev
+    w.pf_base = 36.0 - 3.5 * sev - 0.08 * (age - 45) + pf_dev
     w.pf_gain = 9.0 - 2.5 * sev - 1.0 * wc + rng.normal(0, 3, n)
     w.pro_u = rng.normal(0, 1, (4, n))  # person-level offsets of the other instruments
+    if mech.pro_referral_drivers:
+        w.pro_u[2] = w.pain_u
     # The referral that acts on PROMIS-PF in the observed world (none once stopped by RTW, unless
     # the person is referred after RTW).
     w.r_effect = np.where(stopped, w.r_post, r)
@@ -1161,6 +1196,8 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float, mech: Mechan
     linked = lbp & w.ehr
     days = np.full((7, n), NEVER, dtype=np.int64)
     days[0] = np.where(rng.random(n) < 0.85, rng.integers(-25, 11, n), NEVER)
+    if mech.pro_referral_drivers:
+        days[0] = w.baseline_pro_day
     young, medicaid = (age < 30).astype(float), (w.payer == 2).astype(float)
     for j, h in enumerate(HORIZONS, start=1):
         referred = (w.referral_day < h - 30).astype(float)
@@ -1169,12 +1206,45 @@ def _simulate_world(n: int, seed: int, hr: float, pf_effect: float, mech: Mechan
         days[j] = np.where(rng.random(n) < p_obs, h + rng.integers(-25, 26, n), NEVER)
     for j, (a, b) in enumerate(((20, 56), (125, 146), (215, 331)), start=4):
         days[j] = np.where(rng.random(n) < 0.25, rng.integers(a, b, n), NEVER)
+    pf_noise = rng.normal(0, 2.5, (7, n))
+    if mech.pro_referral_drivers:
+        pf_noise[0] = w.baseline_pf_noise
+    if mech.pro_at_first_contact > 0:
+        # the intake questionnaire: one more PRO visit, on the first IPM contact's day
+        intake = (w.contact_day < NEVER) & (mrng.random(n) < mech.pro_at_first_contact)
+        intake &= w.contact_day != days[0]  # a contact on the baseline visit's day is that visit
+        days = np.vstack([days, np.where(intake, w.contact_day, NEVER)])
+        pf_noise = np.vstack([pf_noise, mrng.normal(0, 2.5, (1, n))])
     absolute = I[None, :] + days
     ok = linked[None, :] & (days < NEVER) & (absolute <= D_END) & (absolute < w.death_day[None, :])
     w.pro_days = np.where(ok, days, NEVER)
-    w.pf_noise = rng.normal(0, 2.5, (7, n))
+    w.pf_noise = pf_noise
     _coverage_index(w)
     return w
+
+
+def _baseline_pro_referral_logit(w: _World, mrng: np.random.Generator, sev: np.ndarray) -> np.ndarray:
+    """The referral logit's part from the baseline PRO visit's recorded PROMIS-PF and NRS pain scores
+    (:attr:`Mechanisms.pro_referral_drivers`); 0 for a person without that visit. Draws, and keeps on
+    ``w``, what the visit records, so the files carry exactly the scores the referral saw."""
+    n = w.n
+    w.pf_dev = mrng.normal(0, 5, n)
+    w.pain_u = mrng.normal(0, 1, n)
+    w.baseline_pf_noise = mrng.normal(0, 2.5, n)
+    w.baseline_pain_noise = mrng.normal(0, 1.2, n)
+    visit = w.has_lbp & w.ehr & (mrng.random(n) < 0.85)
+    w.baseline_pro_day = np.where(visit, mrng.integers(-25, 1, n), NEVER)
+    pf_index = 36.0 - 3.5 * sev - 0.08 * (w.age - 45) + w.pf_dev  # the untreated latent up to day 0
+    pf = np.round(np.clip(pf_index + w.baseline_pf_noise, 10, 90), 1)
+    pain = _nrs_pain(pf_index - 36.0, w.pain_u, w.baseline_pain_noise)
+    w.baseline_pf_recorded = np.where(visit, pf, np.nan)
+    w.baseline_pain_recorded = np.where(visit, pain, np.nan)
+    return np.where(visit, -0.06 * (pf - 36.0) + 0.25 * (pain - 6.6), 0.0)
+
+
+def _nrs_pain(z: np.ndarray, u: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """The recorded NRS pain score (0..10) of a person ``z`` PROMIS-PF points from 36 on the day."""
+    return np.round(np.clip(6.6 - 0.16 * z + 0.8 * u + noise, 0, 10))
 
 
 def _pf_latent(w: _World, p: np.ndarray, t: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -1806,7 +1876,7 @@ def _build_ehr_encounter(w: _World, start: int, stop: int, rng, chunk_no: int) -
     ed = w.index_ed[iv]
     parts.append((iv, I[iv], np.where(ed, _ENC["ed"], _ENC["office"]), np.where(ed, _T["207P00000X"], _pick(rng, T_PCP, len(iv))),
                   _lbp_code_on(w.index_code[iv], I[iv])))  # fmt: skip
-    pv, pj = np.nonzero((w.pro_days[:, lb] < NEVER).T)
+    pv, pj = np.nonzero((w.pro_days[:_PRO_VISITS_OWN_ENCOUNTER, lb] < NEVER).T)  # an intake's encounter is the IPM contact's
     pv = lb[pv]
     pday = I[pv] + w.pro_days[pj, pv]
     parts.append((pv, pday, np.where(rng.random(len(pv)) < 0.8, _ENC["office"], _ENC["telehealth"]),
@@ -1875,7 +1945,7 @@ def _build_ehr_pro(w: _World, start: int, stop: int, rng, chunk_no: int) -> pa.T
         np.round(np.clip(72 - 0.8 * z + 2 * u[0] + rng.normal(0, 3, m), 10, 90), 1),
         np.round(np.clip(46 - 1.4 * z + 5 * u[1] + rng.normal(0, 6, m), 0, 100)),
         np.round(np.clip(0.56 + 0.014 * z + 0.05 * u[3] + rng.normal(0, 0.06, m), -0.594, 1.0), 3),
-        np.round(np.clip(6.6 - 0.16 * z + 0.8 * u[2] + rng.normal(0, 1.2, m), 0, 10)),
+        _nrs_pain(z, u[2], _pain_noise(w, p, pj, rng.normal(0, 1.2, m))),
         np.round(np.clip(4 + 5 * depr + 1.5 * anx - 0.12 * z + rng.normal(0, 2.5, m), 0, 27)),
         np.round(np.clip(3 + 5 * anx + rng.normal(0, 2.5, m), 0, 21)),
     ]
@@ -1885,7 +1955,7 @@ def _build_ehr_pro(w: _World, start: int, stop: int, rng, chunk_no: int) -> pa.T
             rng.random(m) < 0.97,
             rng.random(m) < 0.8,
             rng.random(m) < 0.7,
-            rng.random(m) < 0.97,
+            (rng.random(m) < 0.97) | ((pj == 0) & w.mech.pro_referral_drivers),  # the score the referral saw
             rng.random(m) < 0.6,
             (pj == 0) & (rng.random(m) < 0.2),
         ]
@@ -1902,6 +1972,13 @@ def _build_ehr_pro(w: _World, start: int, stop: int, rng, chunk_no: int) -> pa.T
             "score": pa.array(score[order] + 0.0),
         }
     )
+
+
+def _pain_noise(w: _World, p: np.ndarray, visit: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """The NRS pain noise of each assessment: the baseline visit's is the one the referral saw."""
+    if not w.mech.pro_referral_drivers:
+        return noise
+    return np.where(visit == 0, w.baseline_pain_noise[p], noise)
 
 
 def _build_ehr_work_status(w: _World, start: int, stop: int, rng, chunk_no: int) -> pa.Table:
@@ -1923,6 +2000,11 @@ def _build_ehr_work_status(w: _World, start: int, stop: int, rng, chunk_no: int)
     mp = np.repeat(off, nmid)
     mday = np.repeat(lo, nmid) + np.floor(rng.random(len(mp)) * np.repeat(room, nmid)).astype(np.int64)
     parts.append((mp, I[mp] + mday, np.repeat(w.w0_status[off], nmid)))
+    if w.mech.work_status_at_first_contact > 0:
+        # the intake form of the first IPM contact: still off work that day
+        c = off[(w.contact_day[off] < w.ev_day[off]) & (w.contact_day[off] < NEVER)]
+        c = c[rng.random(len(c)) < w.mech.work_status_at_first_contact]
+        parts.append((c, I[c] + w.contact_day[c], w.w0_status[c]))
     # the first event (death is recorded in eligibility, not here)
     ev = off[np.isin(w.ev_kind[off], (1, 2, 3))]
     kind = w.ev_kind[ev]

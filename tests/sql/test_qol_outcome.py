@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from miniature import Extract
 
@@ -83,3 +84,37 @@ def test_horizons_and_window_come_from_the_spec(tmp_path):
         tmp_path, overrides={"outcomes.qol.horizons_days": [100, 200], "outcomes.qol.horizon_window_days": 5}
     )
     assert _rows(marts, "q", "promis_pf") == [(100, -10, 40.0, 95, 43.0), (200, -10, 40.0, None, None)]
+
+
+def _baseline_extract() -> Extract:
+    """Scores around index and an early IPM contact whose intake questionnaire records the scores again."""
+    ex = Extract()
+    ex.person("intake").claim("intake", 0, LBP)
+    ex.pro("intake", -12, "promis_pf", 38.0).pro("intake", -12, "nrs_pain", 8.0)
+    ex.claim("intake", 3, LBP, hcpcs="99204", taxonomy="208VP0014X")  # first IPM contact on day 3
+    ex.pro("intake", 3, "promis_pf", 45.0).pro("intake", 3, "nrs_pain", 5.0)  # closer to index, but after it
+    ex.person("index_day").claim("index_day", 0, LBP)
+    ex.pro("index_day", -20, "promis_pf", 30.0).pro("index_day", 0, "promis_pf", 33.0)  # day 0 is baseline
+    ex.person("only_after").claim("only_after", 0, LBP)
+    ex.pro("only_after", 1, "promis_pf", 50.0)  # the day after index: not a baseline
+    ex.person("too_early").claim("too_early", 0, LBP)
+    ex.pro("too_early", -31, "promis_pf", 20.0).pro("too_early", -30, "odi", 40.0)
+    return ex
+
+
+def test_the_baseline_score_is_measured_on_or_before_index(tmp_path):
+    """Issue 19: a baseline score is a confounder of the referral, so it must be measured before the
+    referral can act on or be seen in it (time zero, the index day). Up to now the window ran to day 14
+    and the closest assessment won: an early IPM contact's intake questionnaire (day 3) replaced the
+    pre-index score the referral was decided on, for referred persons only."""
+    marts = _baseline_extract().build(tmp_path)
+    assert _rows(marts, "intake", "promis_pf")[0][1:3] == (-12, 38.0)
+    assert _rows(marts, "intake", "nrs_pain")[0][1:3] == (-12, 8.0)
+    assert _rows(marts, "index_day", "promis_pf")[0][1:3] == (0, 33.0)
+    assert _rows(marts, "only_after", "promis_pf")[0][1:3] == (None, None)
+    assert _rows(marts, "too_early", "promis_pf")[0][1:3] == (None, None)
+    assert _rows(marts, "too_early", "odi")[0][1:3] == (-30, 40.0)
+    cohort = {p: marts.cohort_row(p) for p in ("intake", "index_day", "only_after")}
+    assert (cohort["intake"]["baseline_promis_pf"], cohort["intake"]["baseline_nrs_pain"]) == (38.0, 8.0)
+    assert cohort["index_day"]["baseline_promis_pf"] == 33.0
+    assert pd.isna(cohort["only_after"]["baseline_promis_pf"])

@@ -8,6 +8,11 @@ within 1e-12 (relative to their size), everything else exactly.
 
 * the small study (3,000 persons, 10 bootstrap replicates, one worker): default suite;
 * the demo (``ipm-outcomes run``: 20,000 persons, 200 replicates): marked slow.
+
+Both copies were made again on 2026-12-06 (issue 19), because the study design changed: the baseline
+PRO scores, which are covariates of every weighting model, are now taken from on or before the index
+day (``outcomes.qol.baseline_window_days = [-30, 0]``, was ``[-30, 14]``). Nothing else moved: the new
+copies were made by the same code that passed against the old ones with the old window.
 """
 
 from __future__ import annotations
@@ -146,10 +151,12 @@ def _diff_tables(stored_dir: Path, now_dir: Path) -> list[str]:
             problems.append(f"{path.name}: not written now")
             continue
         b = pd.read_parquet(b_path)
+        # rows added since an older copy was made are left out of today's table; a copy made since has them
         if path.stem == "estimates":
-            added = [_added_since_the_copy(m, h) for m, h in zip(b["measure"], b["horizon_days"])]
-            b = b[~pd.Series(added, index=b.index)].reset_index(drop=True)
-        if path.stem == "diagnostics":
+            added = pd.Series([_added_since_the_copy(m, h) for m, h in zip(b["measure"], b["horizon_days"])], index=b.index)
+            if not any(_added_since_the_copy(m, h) for m, h in zip(a["measure"], a["horizon_days"])):
+                b = b[~added].reset_index(drop=True)
+        if path.stem == "diagnostics" and not a["analysis"].isin(_ANALYSES_ADDED_SINCE_THE_COPY).any():
             b = b[~b["analysis"].isin(_ANALYSES_ADDED_SINCE_THE_COPY)].reset_index(drop=True)
         if list(a.columns) != list(b.columns) or len(a) != len(b):
             problems.append(f"{path.name}: columns/rows {list(a.columns)}x{len(a)} now {list(b.columns)}x{len(b)}")

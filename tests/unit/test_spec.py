@@ -50,7 +50,7 @@ def test_default_spec_holds_the_issue_defaults():
     assert (c.age_min, c.age_max, c.followup_days, c.data_end_date) == (18, 64, 365, "auto")
     assert (spec.exposure.grace_period_days, spec.exposure.delay_categories) == (42, [14, 42, 90, 180])
     assert spec.outcomes.rtw.population_window_days == (-7, 14)
-    assert spec.outcomes.qol.baseline_window_days == (-30, 14)
+    assert spec.outcomes.qol.baseline_window_days == (-30, 0)
     assert (spec.outcomes.qol.horizons_days, spec.outcomes.qol.horizon_window_days) == ([90, 180, 365], 30)
     a = spec.analysis
     assert (a.bootstrap_replicates, a.weight_truncation_percentiles, a.sensitivity_grace_periods) == (
@@ -136,7 +136,9 @@ def test_analysis_horizon_beyond_follow_up(tmp_path):
     "text, expected",
     [
         ("[outcomes.rtw]\npopulation_window_days = [14, -7]\n", "population_window_days [14, -7] starts after it ends"),
-        ("[outcomes.qol]\nhorizon_window_days = 80\n", "overlaps the baseline window"),
+        ("[outcomes.qol]\nhorizon_window_days = 90\n", "overlaps the baseline window"),
+        ("[outcomes.qol]\nbaseline_window_days = [-30, 14]\n", "baseline_window_days [-30, 14] ends after index"),
+        ("[outcomes.qol]\nbaseline_window_days = [-30, 1]\n", "a baseline score must be measured on or before the index day"),
         ("[outcomes.qol]\nhorizons_days = [90, 120]\n", "follow-up windows 90 +- 30 and 120 +- 30 days overlap"),
         ("[exposure]\ndelay_categories = [14, 90, 42]\n", "delay_categories must be strictly increasing"),
         ("[exposure]\ngrace_period_days = 400\n", "must be shorter than cohort.followup_days"),

@@ -651,9 +651,35 @@ def test_extended_world_has_the_issue_19_mechanisms(extended_world):
     logit = np.log(p1 / (1 - p1))
     wc = (w.payer == 3).astype(float)
     depr = w.cond[:, synth._COND["depression"]].astype(float)
-    design = np.column_stack([np.ones(w.n), w.radic, w.opioid, depr, wc, w.age - 45.0])
+    # ... and in the baseline visit's recorded PROMIS-PF and NRS pain (0 without that visit)
+    pf = np.nan_to_num(w.baseline_pf_recorded - 36.0)
+    pain = np.nan_to_num(w.baseline_pain_recorded - 6.6)
+    design = np.column_stack([np.ones(w.n), w.radic, w.opioid, depr, wc, w.age - 45.0, pf, pain])
     coef, *_ = np.linalg.lstsq(design, logit, rcond=None)
-    np.testing.assert_allclose(coef, [-5.3, 0.9, 0.6, 0.4, 0.5, -0.01], atol=1e-9)
+    np.testing.assert_allclose(coef, [-5.3, 0.9, 0.6, 0.4, 0.5, -0.01, -0.06, 0.25], atol=1e-9)
+    lbp_linked = w.has_lbp & w.ehr
+    assert np.mean(np.isfinite(w.baseline_pf_recorded[lbp_linked])) == pytest.approx(0.85, abs=0.02)
+    assert not np.isfinite(w.baseline_pf_recorded[~lbp_linked]).any()
+
+
+def test_the_extract_records_the_baseline_scores_the_referral_saw_and_the_intake_scores(tmp_path):
+    """The baseline visit (day -25..0) carries exactly the PROMIS-PF and NRS pain the referral model of
+    the world used; most first IPM contacts record the instruments again on the contact day."""
+    synth.generate(tmp_path, persons=N, seed=SEED, file_format="parquet", mechanisms=synth.EXTENDED)
+    w = synth._simulate_world(N, SEED, 1.5, 3.0, synth.EXTENDED)
+    pro = pd.read_parquet(tmp_path / "ehr_pro.parquet")
+    pro["person"] = pro.person_id.str.slice(1).astype(int) - 1
+    pro["day"] = (pd.to_datetime(pro.assessment_date) - pd.Timestamp("1970-01-01")).dt.days - w.I[pro.person]
+    visited = np.nonzero(w.pro_days[0] < synth.NEVER)[0]
+    assert len(visited) > 100 and (w.pro_days[0][visited] <= 0).all() and (w.pro_days[0][visited] >= -25).all()
+    base = pro[pro.day.values == w.pro_days[0][pro.person]].set_index(["person", "instrument"]).score
+    np.testing.assert_array_equal(base.xs("promis_pf", level=1).reindex(visited), w.baseline_pf_recorded[visited])
+    np.testing.assert_array_equal(base.xs("nrs_pain", level=1).reindex(visited), w.baseline_pain_recorded[visited])
+    contacted = np.nonzero((w.contact_day < synth.NEVER) & w.has_lbp & w.ehr & (w.I + w.contact_day <= synth.D_END))[0]
+    intake = w.pro_days[7][contacted] < synth.NEVER
+    assert np.mean(intake) == pytest.approx(0.8, abs=0.05)
+    on_contact = pro[pro.day.values == w.contact_day[pro.person]]
+    assert set(contacted[intake]) <= set(on_contact.person)
 
 
 def test_extended_truth_uses_the_piecewise_referral_distribution():
