@@ -172,7 +172,15 @@ def _world_run(
         }
     )
     df["referral_day"] = df["referral_day"].where(referral >= 0)
-    return _fit(estimator, df, WORLD_COVARIATES, replicates, workers, seed, None, truth)
+    covariates = list(WORLD_COVARIATES)
+    if w.mech.pro_referral_drivers:
+        # the baseline visit's recorded scores, as the pipeline models them: mean-imputed, with a missing indicator
+        for name, values in (("baseline_promis_pf", w.baseline_pf_recorded[p]), ("baseline_nrs_pain", w.baseline_pain_recorded[p])):
+            seen = np.isfinite(values)
+            df[name] = np.where(seen, values, np.nanmean(values))
+            df[f"{name}_missing"] = (~seen).astype(float)
+            covariates += [name, f"{name}_missing"]
+    return _fit(estimator, df, covariates, replicates, workers, seed, None, truth)
 
 
 def _simulator(options: dict):
