@@ -141,8 +141,8 @@ def test_baseline_pro_scores(marts):
         name: row[f"baseline_{name}"] for name in ("promis_pf", "odi", "nrs_pain", "promis_pi", "eq5d_index", "phq9")
     }
     assert got == {
-        "promis_pf": 45.0,  # day 14 is closer than day -20; day -31 is outside
-        "odi": 30.0,  # day -5 and day 5 tie: the earlier wins
+        "promis_pf": 40.0,  # day 14 is after index (issue 19: outside, though closer); day -31 is outside
+        "odi": 30.0,  # day -5 (day 5 is after index)
         "nrs_pain": None,  # day 15 is outside
         "promis_pi": 61.0,  # two scores on day 0, averaged
         "eq5d_index": 0.61,
