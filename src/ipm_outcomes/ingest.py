@@ -190,8 +190,9 @@ class _Source:
     typed: bool = False
     #: The ``raw`` table holds this file's rows as parsed: the write finishes it instead of inserting.
     in_raw: bool = False
-    #: ``rowid`` of the file's first row in its ``raw`` table or insertion-ordered copy (rows a
-    #: transaction has not committed are numbered from a large offset, in file order).
+    #: ``rowid`` of the file's first row in its insertion-ordered copy (rows a transaction has not
+    #: committed are numbered from a large offset, in file order). A ``raw`` table parsed from the
+    #: file keeps no order: an orphan warning numbers its rows in a parse of ``person_id``.
     row_base: int = 0
     rejected_rows: list[int] = field(default_factory=list)
     #: Text columns whose normalisation changes no value: the write copies them as they are.
