@@ -736,13 +736,13 @@ def _stage_typed(con: duckdb.DuckDBPyConnection, src: _Source, positions: list[i
         con.execute(f"alter table {table} add column {quote_ident(name)} VARCHAR")
     read = f"select {', '.join(inner)} from {_read_csv_sql(src, 'fast')}"
     con.execute("set preserve_insertion_order = false")
-    try:
-        con.execute(
-            f"insert into {table} by name select {', '.join(outer)} from (select {', '.join(tests)} from"
-            f" (select {', '.join(casts)} from ({read})))"
-        )
-    finally:
-        con.execute("set preserve_insertion_order = true")  # the default, which the other scans keep
+    con.execute(
+        f"insert into {table} by name select {', '.join(outer)} from (select {', '.join(tests)} from"
+        f" (select {', '.join(casts)} from ({read})))"
+    )
+    # back to the default (not in a ``finally``: after a DuckDB error the transaction refuses every
+    # statement, and the error that ended it must reach the caller, which checks again as text)
+    con.execute("set preserve_insertion_order = true")
     if _temp_rows(con, f"_fast_{src.name}"):
         con.execute(f"drop table {table}")  # malformed lines: the text path reports them
         return
@@ -1041,6 +1041,7 @@ def _report_orphans(
 ) -> None:
     # the orphan rows once (a scan of the table joined to eligibility), then the report from them
     rows = f"({_numbered_persons_sql(src)})" if src.typed else src.view
+    con.execute("set preserve_insertion_order = true")  # the numbered parse counts in file order
     con.execute(
         f"create or replace temp table _orphans as select _file, _row, person_id from {rows} _v{_orphan_join()}"
         f" where {check.condition}"
@@ -1064,7 +1065,7 @@ def _numbered_persons_sql(src: _Source) -> str:
 
     For a CSV parsed into its raw table out of order (:func:`_stage_typed`, which keeps only files
     without malformed lines, so the n-th row read is the file's row n). An empty ``over ()`` keeps
-    the scan's order (``preserve_insertion_order``, DuckDB's default, is on outside the parse).
+    the scan's order while ``preserve_insertion_order`` is on.
     """
     person = src.table.column("person_id")
     return (
