@@ -458,3 +458,20 @@ def test_a_parsed_table_checked_again_as_text_for_a_warning_is_still_loaded_from
     assert [(p.rule, p.rows, p.examples) for p in fast.warnings] == [("identifier_value", (3,), ("###-##-####",))]
     assert fast.warnings == text.warnings
     assert _raw_tables(db_state(tmp_path / "fast.duckdb")) == _raw_tables(db_state(tmp_path / "text.duckdb"))
+
+
+def test_orphan_rows_are_file_rows_when_a_large_csv_is_parsed_out_of_order(extract: Path, tmp_path: Path) -> None:
+    """The one parse stores a CSV's rows in whatever order its threads finish (keeping the file's order
+    cost a fifth of the parse); an orphan warning still names the rows of the file, counted in a
+    numbered parse of ``person_id``. 300,000 lines: several row groups, parsed by two threads."""
+    rows = [claim(i, claim_id=f"K{i:07d}") for i in range(1, 300_001)]
+    for row in (7, 150_001, 299_998):
+        rows[row - 1] = claim(row, claim_id=f"K{row:07d}", person_id=f"P9{row:06d}")
+    write_claims(extract, rows)
+    summary = load_extract(extract, tmp_path / "big.duckdb", today=TODAY, threads=2)
+    orphans = [p for p in summary.warnings if p.rule == "orphan_person"]
+    assert [(p.file, p.rows, p.examples, p.count) for p in orphans] == [
+        ("medical_claim.csv", (7, 150_001, 299_998), ("P9000007", "P9150001", "P9299998"), 3)
+    ]
+    assert orphans[0].message.endswith("(3 rows)")
+    assert summary.rows["medical_claim"] == 300_000
