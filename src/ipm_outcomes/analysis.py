@@ -739,6 +739,16 @@ class _Context:
     _outcome_fits: _OutcomeFits | None = None
     _costs: dict[str, tuple[pd.DataFrame, pd.DataFrame, list[str]]] = field(default_factory=dict)  # by cost outcome
     _cost_fits: dict[str, tuple[MultiOutcomeCloneCensorCost | None, str | None]] = field(default_factory=dict)  # by item id
+    _rows: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # by outcome mart
+
+    def rows_of(self, mart: str, outcome: str) -> np.ndarray:
+        """Positions of ``outcome``'s rows in the outcome mart ``mart`` (ascending; empty when it has none).
+        The marts hold millions of rows (one per person per outcome): the text column is grouped once per
+        mart, not compared once per plan item (hundreds of full-column string comparisons)."""
+        if mart not in self._rows:
+            frame = self.inputs.outcomes[mart]
+            self._rows[mart] = {str(k): v for k, v in frame.groupby("outcome", sort=False).indices.items()}
+        return self._rows[mart].get(outcome, np.zeros(0, dtype=np.intp))
 
     def cost_fit(self, item: AnalysisItem) -> tuple[MultiOutcomeCloneCensorCost | None, str | None]:
         """The clone-censor-weight cost fit serving ``item`` (shared with the cost items of its
@@ -1253,7 +1263,7 @@ def _cost_unavailable(item: AnalysisItem, ctx: _Context) -> tuple[str, str] | No
     availability = marts["outcome_availability"].set_index("outcome")
     if item.outcome in availability.index and not bool(availability.loc[item.outcome, "available"]):
         return f"cost/{item.outcome}", str(availability.loc[item.outcome, "detail"])
-    if not (marts["cost_outcome"]["outcome"] == item.outcome).any():
+    if ctx.rows_of("cost_outcome", item.outcome).size == 0:
         return f"cost/{item.outcome}", f"no rows for {item.outcome} in marts.cost_outcome"
     return None
 
@@ -1268,7 +1278,7 @@ def _cost_data(ctx: _Context, outcome: str) -> tuple[pd.DataFrame, pd.DataFrame,
         frame["person_id"] = cohort["person_id"].to_numpy()
         frame["days_to_referral"] = pd.to_numeric(cohort["days_to_referral"], errors="coerce").astype("Float64")
         costs = marts["cost_outcome"]
-        costs = costs.loc[costs["outcome"] == outcome, ["person_id", "observed_day", "complete", "allowed_amount"]]
+        costs = costs[["person_id", "observed_day", "complete", "allowed_amount"]].iloc[ctx.rows_of("cost_outcome", outcome)]
         table = frame.merge(costs, on="person_id", how="left", validate="one_to_one")
         if table["observed_day"].isna().any():
             row = int(np.flatnonzero(table["observed_day"].isna().to_numpy())[0])
@@ -1277,7 +1287,7 @@ def _cost_data(ctx: _Context, outcome: str) -> tuple[pd.DataFrame, pd.DataFrame,
                 f"{lineage.rebuild_command(ctx.spec, ctx.inputs.db_path or 'DB')}"
             )
         daily = marts["cost_daily"]
-        ctx._costs[outcome] = (table, daily.loc[daily["outcome"] == outcome], used)
+        ctx._costs[outcome] = (table, daily.iloc[ctx.rows_of("cost_daily", outcome)], used)
     return ctx._costs[outcome]
 
 
@@ -1473,10 +1483,10 @@ def _outcome_unavailable(item: AnalysisItem, ctx: _Context) -> tuple[str, str] |
     row = "negative_controls" if item.role == "negative_control" else item.outcome
     if row in availability.index and not bool(availability.loc[row, "available"]):
         return f"{kind}/{item.outcome}", str(availability.loc[row, "detail"])
-    frame = marts[_outcome_mart(item)]
-    if not (frame["outcome"] == item.outcome).any():
+    rows = ctx.rows_of(_outcome_mart(item), item.outcome)
+    if rows.size == 0:
         return f"{kind}/{item.outcome}", f"no rows for {item.outcome} in marts.{_outcome_mart(item)}"
-    if item.settings.get("population") == OPIOID_NAIVE and frame.loc[frame["outcome"] == item.outcome, "opioid_naive"].isna().all():
+    if item.settings.get("population") == OPIOID_NAIVE and marts[_outcome_mart(item)]["opioid_naive"].iloc[rows].isna().all():
         return f"{kind}/{item.id}", "opioid-naive status is unknown (no pharmacy data)"
     return None
 
@@ -1517,7 +1527,7 @@ def _outcome_frame(ctx: _Context, items: list[AnalysisItem]) -> tuple[pd.DataFra
         if key in populations:
             continue
         mart = ctx.inputs.outcomes[_outcome_mart(item)]
-        part = mart[mart["outcome"] == item.outcome]
+        part = mart.iloc[ctx.rows_of(_outcome_mart(item), item.outcome)]
         rows = position.reindex(part["person_id"].to_numpy()).to_numpy()
         keep = ~np.isnan(rows)
         idx = rows[keep].astype(int)
