@@ -306,6 +306,37 @@ def test_one_shared_cost_fit_equals_one_fit_per_outcome(loss_model):
     assert multi.bootstrap_.n_replicates == 8 and multi.bootstrap_.failed == 0
 
 
+
+def test_warm_started_replicates_find_the_cold_started_solution():
+    """Each bootstrap replicate refits the referral model from the full-data fit's coefficients and Hessian
+    (chord iterations, as CloneCensorWeight's replicates): the same solution as a fit from scratch, to the
+    solver's tolerance (steps < 1e-7 in the coefficients)."""
+    from ipm_outcomes.estimators import costs as C
+    from ipm_outcomes.estimators.bootstrap import resample
+
+    persons, daily = _ccw_study(21, 3000)
+    est = CloneCensorCost(grace_period_days=G, horizon_days=HC, interval_days=15, n_bootstrap=4, seed=2, workers=1)
+    captured = {}
+    real_run = C.boot.run
+
+    def run(statistic, data, values, **kw):
+        captured.update(statistic=statistic, data=data)
+        return real_run(statistic, data, values, **kw)
+
+    C.boot.run = run
+    try:
+        est.fit(persons, daily, ["x"])
+    finally:
+        C.boot.run = real_run
+    settings = captured["statistic"].settings
+    assert settings["init"]  # the replicates are warm-started
+    cold_settings = {k: v for k, v in settings.items() if k != "init"}
+    for r in range(4):
+        sample = resample(captured["data"], np.random.default_rng(r))
+        warm, cold = C._strategy_means(settings, sample), C._strategy_means(cold_settings, sample)
+        for key in cold:
+            assert float(warm[key]) == pytest.approx(float(cold[key]), rel=1e-7, abs=1e-6), key
+
 def test_a_bad_cost_table_of_a_shared_fit_names_its_outcome():
     persons, daily = _ccw_study(13, 200)
     bad = daily.assign(amount=lambda d: np.where(np.arange(len(d)) == 7, -1.0, d.amount))

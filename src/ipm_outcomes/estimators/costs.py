@@ -357,10 +357,16 @@ def _strategy_means(settings: dict, data) -> dict[str, np.ndarray]:
     """Mean cost per strategy and the difference of every outcome in ``settings["outcomes"]``, from one
     referral model and one loss curve (they depend on the persons' follow-up, referral and covariates,
     never on the costs)."""
+    return _fit_strategy_means(settings, data)[0]
+
+
+def _fit_strategy_means(settings: dict, data) -> tuple[dict[str, np.ndarray], dict]:
+    """:func:`_strategy_means` and the referral model's warm starts for the bootstrap replicates
+    (``settings["init"]``: warm starts of the full-data fit, for a replicate)."""
     grace, outcomes = settings["grace"], settings["outcomes"]
     last, complete, referral = data["last"], data["complete"], data["referral"]
     costs = [data[_costs_key(k)] for k in outcomes]
-    S = settings["referral"].referral_survival(data["X"], last + 1, referral, range(grace + 1))
+    S, start = settings["referral"].referral_fit(data["X"], last + 1, referral, range(grace + 1), settings.get("init"))
     lost = _loss_survival(settings, data)
     values: dict[str, np.ndarray] = {}
     for name in ("early", "delayed"):
@@ -376,7 +382,7 @@ def _strategy_means(settings: dict, data) -> dict[str, np.ndarray]:
             values[_key(k, "mean", name)] = np.array(mean)
     for k in outcomes:
         values[_key(k, "difference", "early/delayed")] = values[_key(k, "mean", "early")] - values[_key(k, "mean", "delayed")]
-    return values
+    return values, start
 
 
 def _strategy_inputs(df, dailies: Mapping, cols: dict, horizon: int, method: str, interval_days: int, what: str):
@@ -501,15 +507,17 @@ class _StrategyCost(BaseEstimator):
             "loss_interval_days": int(self.loss_interval_days),
             "l2": self.l2,
         }
-        values = _strategy_means(settings, data)
+        values, start = _fit_strategy_means(settings, data)
         self.design_ = design
         self.values_ = values
         self.n_ = len(df)
         self.n_complete_ = int(complete.sum())
         self.bootstrap_: BootstrapResult | None = None
         if self.n_bootstrap > 0:
+            # each replicate refits the referral model from the full-data fit's coefficients (and Hessian)
             self.bootstrap_ = boot.run(
-                _Statistic(settings), data, values, n_replicates=self.n_bootstrap, seed=self.seed, workers=self.workers
+                _Statistic({**settings, "init": start}), data, values, n_replicates=self.n_bootstrap, seed=self.seed,
+                workers=self.workers,
             )
         return {"early": int(np.sum(referral <= G)), "delayed": int(np.sum(referral > G))}
 
