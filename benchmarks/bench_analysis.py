@@ -125,10 +125,15 @@ def main() -> None:
     stdout, stderr = child.communicate()
     if child.returncode != 0:
         raise SystemExit(stderr)
-    other = [line for line in stdout.splitlines() if not line.startswith("{")]
+    # the analysis's progress bars share stdout and end without a newline: the figures are the last
+    # '{"wall_s"' to the end of its line, wherever that line starts
+    at = stdout.rfind('{"wall_s"')
+    if at < 0:
+        raise SystemExit(f"the analysis printed no figures:\n{stdout[-2000:]}")
+    other = [line for line in stdout[:at].splitlines() if line.strip()]
     if other:
         print("the analysis printed:", *other[-5:], sep="\n  ")
-    r = json.loads(next(line for line in reversed(stdout.strip().splitlines()) if line.startswith("{")))
+    r = json.loads(stdout[at:].splitlines()[0])
     from _measure import machine
 
     print(f"machine: {machine()}")

@@ -56,6 +56,7 @@ from .estimators import (
     CloneCensorCost,
     CloneCensorWeight,
     LandmarkIPTW,
+    MultiOutcomeCloneCensorCost,
     MultiOutcomeCloneCensorWeight,
     MultiOutcomeNaive,
     NaiveComparison,
@@ -71,7 +72,10 @@ from .estimators.iptw import treatment_weights, truncate
 from .estimators.propensity import LogisticRegression
 from .report_data import ESTIMATE_COLUMNS, RESULTS_SCHEMA_VERSION, TABLES, conform_table, validate_results
 from .spec import StudySpec, spec_sha256
-from .plan import OPIOID_NAIVE, OUTCOME_ROLES, PRIMARY_REFERRAL, AnalysisItem, build_plan, fit_groups, outcome_group
+from .plan import (
+    COST_FIT_SETTINGS, OPIOID_NAIVE, OUTCOME_ROLES, PRIMARY_REFERRAL, AnalysisItem, build_plan, cost_fit_groups,
+    fit_groups, outcome_group,
+)
 from .vocabulary import COST_UNITS, INSTRUMENTS, QOL_OUTCOMES, REFERRAL_DEFINITIONS
 
 #: Cohort columns treated as categories in every model (one indicator per level).
@@ -734,6 +738,26 @@ class _Context:
     designs: dict[tuple, np.ndarray] = field(default_factory=dict)  # ANCOVA design matrices by covariate list
     _outcome_fits: _OutcomeFits | None = None
     _costs: dict[str, tuple[pd.DataFrame, pd.DataFrame, list[str]]] = field(default_factory=dict)  # by cost outcome
+    _cost_fits: dict[str, tuple[MultiOutcomeCloneCensorCost | None, str | None]] = field(default_factory=dict)  # by item id
+    _rows: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # by outcome mart
+
+    def rows_of(self, mart: str, outcome: str) -> np.ndarray:
+        """Positions of ``outcome``'s rows in the outcome mart ``mart`` (ascending; empty when it has none).
+        The marts hold millions of rows (one per person per outcome): the text column is grouped once per
+        mart, not compared once per plan item (hundreds of full-column string comparisons)."""
+        if mart not in self._rows:
+            frame = self.inputs.outcomes[mart]
+            self._rows[mart] = {str(k): v for k, v in frame.groupby("outcome", sort=False).indices.items()}
+        return self._rows[mart].get(outcome, np.zeros(0, dtype=np.intp))
+
+    def cost_fit(self, item: AnalysisItem) -> tuple[MultiOutcomeCloneCensorCost | None, str | None]:
+        """The clone-censor-weight cost fit serving ``item`` (shared with the cost items of its
+        :func:`~ipm_outcomes.plan.cost_fit_groups` group whose persons have the same follow-up), or the
+        reason it failed."""
+        if item.id not in self._cost_fits:
+            key = (item.horizons, *(item.settings[k] for k in COST_FIT_SETTINGS))
+            self._cost_fits.update(_fit_costs(self, cost_fit_groups(self.plan)[key]))
+        return self._cost_fits[item.id]
 
     def outcome_fits(self) -> _OutcomeFits:
         """The one multi-outcome fit (and naive comparison) serving every runnable cohort outcome analysis."""
@@ -1239,7 +1263,7 @@ def _cost_unavailable(item: AnalysisItem, ctx: _Context) -> tuple[str, str] | No
     availability = marts["outcome_availability"].set_index("outcome")
     if item.outcome in availability.index and not bool(availability.loc[item.outcome, "available"]):
         return f"cost/{item.outcome}", str(availability.loc[item.outcome, "detail"])
-    if not (marts["cost_outcome"]["outcome"] == item.outcome).any():
+    if ctx.rows_of("cost_outcome", item.outcome).size == 0:
         return f"cost/{item.outcome}", f"no rows for {item.outcome} in marts.cost_outcome"
     return None
 
@@ -1254,7 +1278,7 @@ def _cost_data(ctx: _Context, outcome: str) -> tuple[pd.DataFrame, pd.DataFrame,
         frame["person_id"] = cohort["person_id"].to_numpy()
         frame["days_to_referral"] = pd.to_numeric(cohort["days_to_referral"], errors="coerce").astype("Float64")
         costs = marts["cost_outcome"]
-        costs = costs.loc[costs["outcome"] == outcome, ["person_id", "observed_day", "complete", "allowed_amount"]]
+        costs = costs[["person_id", "observed_day", "complete", "allowed_amount"]].iloc[ctx.rows_of("cost_outcome", outcome)]
         table = frame.merge(costs, on="person_id", how="left", validate="one_to_one")
         if table["observed_day"].isna().any():
             row = int(np.flatnonzero(table["observed_day"].isna().to_numpy())[0])
@@ -1263,7 +1287,7 @@ def _cost_data(ctx: _Context, outcome: str) -> tuple[pd.DataFrame, pd.DataFrame,
                 f"{lineage.rebuild_command(ctx.spec, ctx.inputs.db_path or 'DB')}"
             )
         daily = marts["cost_daily"]
-        ctx._costs[outcome] = (table, daily.loc[daily["outcome"] == outcome], used)
+        ctx._costs[outcome] = (table, daily.iloc[ctx.rows_of("cost_daily", outcome)], used)
     return ctx._costs[outcome]
 
 
@@ -1274,31 +1298,78 @@ def _cost_caveat(item: AnalysisItem, ctx: _Context) -> str | None:
     return None if detail is None or pd.isna(detail) else str(detail)
 
 
+#: The columns of a cost outcome's person table that its clone-censor weights depend on: cost outcomes
+#: whose tables agree on them share one fit.
+_COST_FOLLOWUP = ["observed_day", "complete", "days_to_referral"]
+
+
+def _fit_costs(ctx: _Context, items: list[AnalysisItem]) -> dict[str, tuple[MultiOutcomeCloneCensorCost | None, str | None]]:
+    """One :class:`~ipm_outcomes.estimators.MultiOutcomeCloneCensorCost` fit per set of runnable items of one
+    :func:`~ipm_outcomes.plan.cost_fit_groups` group whose persons' follow-up, completeness and referral day
+    agree (the marts give every cost outcome the person's follow-up, so normally one fit serves them all):
+    ``{item id: (fit, None) or (None, reason)}``. Same seed as a fit per outcome: the same resamples."""
+    out: dict[str, tuple[MultiOutcomeCloneCensorCost | None, str | None]] = {}
+    sets: list[tuple[pd.DataFrame, list[AnalysisItem]]] = []
+    for item in items:
+        if _cost_unavailable(item, ctx) is not None:
+            continue
+        try:
+            table = _cost_data(ctx, item.outcome)[0]
+        except IpmError as exc:
+            out[item.id] = (None, str(exc))
+            continue
+        same = next((group for ref, group in sets if ref[_COST_FOLLOWUP].equals(table[_COST_FOLLOWUP])), None)
+        if same is None:
+            sets.append((table, [item]))
+        else:
+            same.append(item)
+    for table, group in sets:
+        s, (horizon,) = group[0].settings, group[0].horizons
+        try:
+            model = MultiOutcomeCloneCensorCost(
+                grace_period_days=s["grace_period_days"], horizon_days=horizon, method=s["estimator"],
+                interval_days=s["interval_days"], loss_model=s["loss_model"], l2=ctx.spec.analysis.model_l2_penalty,
+                n_bootstrap=ctx.B, seed=ctx.seed, workers=ctx.workers, alpha=ctx.alpha,
+            ).fit(table, {i.outcome: _cost_data(ctx, i.outcome)[1] for i in group}, _cost_data(ctx, group[0].outcome)[2],
+                  referral_col="days_to_referral", amount_col="allowed_amount")
+            result: tuple[MultiOutcomeCloneCensorCost | None, str | None] = (model, None)
+        except IpmError as exc:
+            result = (None, str(exc))
+        out.update({i.id: result for i in group})
+    return out
+
+
 def _run_cost(item: AnalysisItem, ctx: _Context) -> _ItemResult:
     """A cost outcome's mean per strategy and difference (clone-censor-weight with inverse probability of
-    censoring weighting, :class:`~ipm_outcomes.estimators.CloneCensorCost`), or the naive comparison by
-    eventual referral time (:class:`~ipm_outcomes.estimators.NaiveCostComparison`): rows of ``cost_estimates``."""
+    censoring weighting, one :class:`~ipm_outcomes.estimators.MultiOutcomeCloneCensorCost` fit shared by the
+    cost outcomes), or the naive comparison by eventual referral time
+    (:class:`~ipm_outcomes.estimators.NaiveCostComparison`): rows of ``cost_estimates``."""
     out = _ItemResult()
     s, (horizon,) = item.settings, item.horizons
-    common = dict(grace_period_days=s["grace_period_days"], horizon_days=horizon, method=s["estimator"],
-                  interval_days=s["interval_days"], n_bootstrap=ctx.B, seed=ctx.seed, workers=ctx.workers,
-                  alpha=ctx.alpha)
-    try:
-        table, daily, used = _cost_data(ctx, item.outcome)
-        columns = dict(referral_col="days_to_referral", amount_col="allowed_amount")
-        if item.method == "ccw_cost":
-            model = CloneCensorCost(loss_model=s["loss_model"], l2=ctx.spec.analysis.model_l2_penalty, **common)
-            model.fit(table, daily, used, **columns)
-        else:
-            model = NaiveCostComparison(**common).fit(table, daily, **columns)
-    except IpmError as exc:
-        out.unavailable[item.id] = str(exc)
-        return out
-    keys = {("mean_cost", "early"): "mean/early", ("mean_cost", "delayed"): "mean/delayed",
-            ("mean_cost_difference", None): "difference/early/delayed"}
-    rows = model.summary.assign(
+    if item.method == "ccw_cost":
+        model, failed = ctx.cost_fit(item)
+        if model is None:
+            out.unavailable[item.id] = failed or "not estimated"
+            return out
+        summary = model.summary[model.summary["outcome"] == item.outcome].drop(columns="outcome")
+        stem = f"/{item.outcome}"
+    else:
+        try:
+            table, daily, _ = _cost_data(ctx, item.outcome)
+            model = NaiveCostComparison(
+                grace_period_days=s["grace_period_days"], horizon_days=horizon, method=s["estimator"],
+                interval_days=s["interval_days"], n_bootstrap=ctx.B, seed=ctx.seed, workers=ctx.workers,
+                alpha=ctx.alpha,
+            ).fit(table, daily, referral_col="days_to_referral", amount_col="allowed_amount")
+        except IpmError as exc:
+            out.unavailable[item.id] = str(exc)
+            return out
+        summary, stem = model.summary, ""
+    keys = {("mean_cost", "early"): f"mean{stem}/early", ("mean_cost", "delayed"): f"mean{stem}/delayed",
+            ("mean_cost_difference", None): f"difference{stem}/early/delayed"}
+    rows = summary.reset_index(drop=True).assign(
         analysis=item.id, outcome=item.outcome, method=item.method, units=COST_UNITS,
-        arm=[a if isinstance(a, str) else None for a in model.summary["arm"]],
+        arm=[a if isinstance(a, str) else None for a in summary["arm"]],
     ).drop(columns=["contrast"])
     rows["se"] = [
         float(model.bootstrap_.standard_error(keys[m, a])) if model.bootstrap_ is not None else np.nan
@@ -1309,7 +1380,9 @@ def _run_cost(item: AnalysisItem, ctx: _Context) -> _ItemResult:
         out.diagnostics[f"cost_analysis/{item.id}"] = {
             "units": COST_UNITS,
             "estimator": f"Bang and Tsiatis {s['estimator']} inverse probability of censoring weighted mean "
-            f"({s['interval_days']}-day intervals), clone-censor weights from the referral model",
+            f"({s['interval_days']}-day intervals), clone-censor weights from the referral model"
+            + (f" (one referral model, loss curve and bootstrap shared by {', '.join(model.outcomes_)}: the same "
+               "persons and follow-up)" if len(model.outcomes_) > 1 else ""),
             "loss_model": s["loss_model"],
             # an available outcome's caveat (all-claims cost without pharmacy claims: medical claims only)
             "caveat": _cost_caveat(item, ctx),
@@ -1410,10 +1483,10 @@ def _outcome_unavailable(item: AnalysisItem, ctx: _Context) -> tuple[str, str] |
     row = "negative_controls" if item.role == "negative_control" else item.outcome
     if row in availability.index and not bool(availability.loc[row, "available"]):
         return f"{kind}/{item.outcome}", str(availability.loc[row, "detail"])
-    frame = marts[_outcome_mart(item)]
-    if not (frame["outcome"] == item.outcome).any():
+    rows = ctx.rows_of(_outcome_mart(item), item.outcome)
+    if rows.size == 0:
         return f"{kind}/{item.outcome}", f"no rows for {item.outcome} in marts.{_outcome_mart(item)}"
-    if item.settings.get("population") == OPIOID_NAIVE and frame.loc[frame["outcome"] == item.outcome, "opioid_naive"].isna().all():
+    if item.settings.get("population") == OPIOID_NAIVE and marts[_outcome_mart(item)]["opioid_naive"].iloc[rows].isna().all():
         return f"{kind}/{item.id}", "opioid-naive status is unknown (no pharmacy data)"
     return None
 
@@ -1454,7 +1527,7 @@ def _outcome_frame(ctx: _Context, items: list[AnalysisItem]) -> tuple[pd.DataFra
         if key in populations:
             continue
         mart = ctx.inputs.outcomes[_outcome_mart(item)]
-        part = mart[mart["outcome"] == item.outcome]
+        part = mart.iloc[ctx.rows_of(_outcome_mart(item), item.outcome)]
         rows = position.reindex(part["person_id"].to_numpy()).to_numpy()
         keep = ~np.isnan(rows)
         idx = rows[keep].astype(int)

@@ -296,7 +296,8 @@ def cost_items(spec: StudySpec, strategies, contrast) -> list[AnalysisItem]:
     censoring weighting (method ``ccw_cost``), and beside it the naive comparison by eventual referral time
     (method ``naive``, each group's censoring handled by its own Kaplan-Meier of loss). Their own role,
     ``cost``: a mean over a fixed window is neither a cumulative incidence nor a score, it is estimated by
-    its own fit (not the shared multi-outcome fit of :func:`outcome_group`) and it is written to its own
+    its own fit (not the shared multi-outcome fit of :func:`outcome_group`; the cost outcomes share one fit
+    among themselves, :func:`cost_fit_groups`) and it is written to its own
     table; the horizon is the one the spec's cost window names, not the analysis horizons.
     """
     grace = spec.exposure.grace_period_days
@@ -321,6 +322,26 @@ def outcome_group(plan: list[AnalysisItem]) -> list[AnalysisItem]:
     order: one multi-outcome clone-censor-weight fit and one bootstrap serve them all (the referral model
     ends at referral, death or loss, whatever the outcome; see :mod:`ipm_outcomes.estimators.ccw_outcomes`)."""
     return [item for item in plan if item.role in OUTCOME_ROLES]
+
+
+#: The settings of a clone-censor-weight cost item that its fit depends on (the rest name the outcome).
+COST_FIT_SETTINGS = ("referral_definition", "grace_period_days", "estimator", "interval_days", "loss_model")
+
+
+def cost_fit_groups(plan: list[AnalysisItem]) -> dict[tuple, list[AnalysisItem]]:
+    """Clone-censor-weight cost items that share one fit (method ``ccw_cost``): keyed by the horizon and
+    the settings of :data:`COST_FIT_SETTINGS`, in plan order.
+
+    One fit serves them all when their persons' follow-up is the same (checked when fitting): the referral
+    and loss models and the clone weights depend on the covariates, referral day and follow-up, never on
+    the costs (:class:`ipm_outcomes.estimators.MultiOutcomeCloneCensorCost`).
+    """
+    groups: dict[tuple, list[AnalysisItem]] = {}
+    for item in plan:
+        if item.method == "ccw_cost":
+            key = (item.horizons, *(item.settings[k] for k in COST_FIT_SETTINGS))
+            groups.setdefault(key, []).append(item)
+    return groups
 
 
 def fit_groups(plan: list[AnalysisItem]) -> dict[tuple[str, str], list[AnalysisItem]]:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ipm_outcomes.errors import IpmError
-from ipm_outcomes.estimators import CloneCensorCost, IPCWMeanCost, NaiveCostComparison
+from ipm_outcomes.estimators import CloneCensorCost, IPCWMeanCost, MultiOutcomeCloneCensorCost, NaiveCostComparison
 from ipm_outcomes.estimators.costs import km_censoring_survival
 
 # Five persons followed on days 0..10. P2 is lost after day 4 and P4 after day 8; P3 dies on day 6.
@@ -277,6 +277,75 @@ def test_loss_that_depends_on_covariates_needs_the_loss_model(ccw_truth):
         assert float(km.values_[key]) < truth[key] - 3 * float(km.bootstrap_.standard_error(key)), key
     with pytest.raises(IpmError, match="loss_model='cox'"):
         CloneCensorCost(loss_model="cox").fit(persons, daily, ["x"])
+
+
+
+@pytest.mark.parametrize("loss_model", ["km", "pooled_logistic"])
+def test_one_shared_cost_fit_equals_one_fit_per_outcome(loss_model):
+    """Two cost outcomes of the same persons and follow-up (all costs, and a related part of them with
+    days without any) fitted once: every estimate, interval and bootstrap replicate equals the outcome's
+    own CloneCensorCost with the same seed."""
+    persons, daily = _ccw_study(13, 1500, loss=(0.003, 0.015))
+    rng = np.random.default_rng(4)
+    related = daily[rng.random(len(daily)) < 0.3].assign(amount=lambda d: d.amount * 0.5)
+    outcomes = {"total": daily, "related": related}
+    settings = dict(grace_period_days=G, horizon_days=HC, interval_days=15, loss_model=loss_model, n_bootstrap=8,
+                    seed=5, workers=1)
+    multi = MultiOutcomeCloneCensorCost(**settings).fit(persons, outcomes, ["x"])
+    assert multi.outcomes_ == ("total", "related")
+    for k, costs in outcomes.items():
+        one = CloneCensorCost(**settings).fit(persons, costs, ["x"])
+        for tail in ("mean/{}/early", "mean/{}/delayed", "difference/{}/early/delayed"):
+            key, own = tail.format(k), tail.replace("{}/", "")
+            np.testing.assert_allclose(multi.values_[key], one.values_[own], rtol=1e-10, atol=0)
+            np.testing.assert_allclose(multi.bootstrap_.replicates[key], one.bootstrap_.replicates[own], rtol=1e-10, atol=0)
+        mine = multi.summary[multi.summary.outcome == k].drop(columns="outcome").reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, one.summary, check_exact=False, rtol=1e-10)
+    # the outcomes differ: the test compares two different answers, not one twice
+    assert abs(float(multi.values_["mean/total/early"]) - float(multi.values_["mean/related/early"])) > 100
+    assert multi.bootstrap_.n_replicates == 8 and multi.bootstrap_.failed == 0
+
+
+
+def test_warm_started_replicates_find_the_cold_started_solution():
+    """Each bootstrap replicate refits the referral model from the full-data fit's coefficients and Hessian
+    (chord iterations, as CloneCensorWeight's replicates): the same solution as a fit from scratch, to the
+    solver's tolerance (steps < 1e-7 in the coefficients)."""
+    from ipm_outcomes.estimators import costs as C
+    from ipm_outcomes.estimators.bootstrap import resample
+
+    persons, daily = _ccw_study(21, 3000)
+    est = CloneCensorCost(grace_period_days=G, horizon_days=HC, interval_days=15, n_bootstrap=4, seed=2, workers=1)
+    captured = {}
+    real_run = C.boot.run
+
+    def run(statistic, data, values, **kw):
+        captured.update(statistic=statistic, data=data)
+        return real_run(statistic, data, values, **kw)
+
+    C.boot.run = run
+    try:
+        est.fit(persons, daily, ["x"])
+    finally:
+        C.boot.run = real_run
+    settings = captured["statistic"].settings
+    assert settings["init"]  # the replicates are warm-started
+    cold_settings = {k: v for k, v in settings.items() if k != "init"}
+    for r in range(4):
+        sample = resample(captured["data"], np.random.default_rng(r))
+        warm, cold = C._strategy_means(settings, sample), C._strategy_means(cold_settings, sample)
+        for key in cold:
+            assert float(warm[key]) == pytest.approx(float(cold[key]), rel=1e-7, abs=1e-6), key
+
+def test_a_bad_cost_table_of_a_shared_fit_names_its_outcome():
+    persons, daily = _ccw_study(13, 200)
+    bad = daily.assign(amount=lambda d: np.where(np.arange(len(d)) == 7, -1.0, d.amount))
+    with pytest.raises(IpmError, match=r"^related: cost table, column amount: row 7 holds -1.0"):
+        MultiOutcomeCloneCensorCost(grace_period_days=G, horizon_days=HC, n_bootstrap=0).fit(
+            persons, {"total": daily, "related": bad}, ["x"]
+        )
+    with pytest.raises(IpmError, match="no outcomes given"):
+        MultiOutcomeCloneCensorCost().fit(persons, {}, ["x"])
 
 
 # Referral days for the naive comparison (grace period 2): P1 and P2 are referred within it; P4's referral

@@ -170,6 +170,36 @@ def test_each_cost_outcome_has_both_arms_and_the_difference_in_its_units(small):
     assert results["diagnostics"]["cost_analysis/cost_total_365"]["caveat"] is None  # pharmacy claims present
 
 
+
+def test_the_cost_outcomes_share_one_fit_that_equals_a_fit_per_outcome(small):
+    """The two clone-censor-weight cost items are one MultiOutcomeCloneCensorCost fit (the persons' follow-up
+    is the same for both); their rows equal what CloneCensorCost gives for each outcome alone, as the
+    analysis fitted them before they were shared (same data, settings and seed)."""
+    from ipm_outcomes.estimators import CloneCensorCost
+
+    root, spec, summary, results = small
+    cost = pd.read_parquet(root / "results" / "cost_estimates.parquet")
+    inputs = analysis._read(spec, root / "db.duckdb")
+    a = spec.analysis
+    ctx = analysis._Context(spec, inputs, build_plan(spec), list(a.covariates), 1 - a.ci_level, (0, 100),
+                            a.bootstrap_replicates, spec.study.seed, 1)  # fmt: skip
+    items = {i.id: i for i in ctx.plan}
+    shared = {ctx.cost_fit(items[o])[0] for o in COSTS}
+    assert len(shared) == 1 and shared.pop().outcomes_ == COSTS
+    for outcome in COSTS:
+        table, daily, used = analysis._cost_data(ctx, outcome)
+        s = items[outcome].settings
+        one = CloneCensorCost(grace_period_days=s["grace_period_days"], horizon_days=spec.cohort.followup_days,
+                              method=s["estimator"], interval_days=s["interval_days"], loss_model=s["loss_model"],
+                              l2=a.model_l2_penalty, n_bootstrap=a.bootstrap_replicates, seed=spec.study.seed, workers=1,
+                              alpha=1 - a.ci_level).fit(table, daily, used, referral_col="days_to_referral",
+                                                                amount_col="allowed_amount")  # fmt: skip
+        rows = cost[cost["analysis"] == outcome].reset_index(drop=True)
+        np.testing.assert_allclose(rows[["estimate", "ci_low", "ci_high"]].to_numpy(float),
+                                   one.summary[["estimate", "ci_low", "ci_high"]].to_numpy(float), rtol=1e-10)
+        assert list(rows["n"]) == list(one.summary["n"])
+
+
 def _no_allowed_amounts(extract: Path) -> None:
     for table in ("medical_claim", "pharmacy_claim"):
         path = extract / f"{table}.parquet"

@@ -7,7 +7,9 @@ import pytest
 
 from ipm_outcomes.errors import IpmError
 from ipm_outcomes.estimators.dose_response import dose_response_table
-from ipm_outcomes.plan import AnalysisItem, build_plan, fit_groups, negative_control_outcomes, outcome_group, primary
+from ipm_outcomes.plan import (
+    AnalysisItem, build_plan, cost_fit_groups, fit_groups, negative_control_outcomes, outcome_group, primary,
+)
 from ipm_outcomes.spec import load_spec, spec_from_dict
 
 
@@ -141,6 +143,19 @@ def test_each_cost_outcome_is_a_clone_censor_weight_item_with_its_naive_comparis
     # the settings travel in results.json
     assert all(AnalysisItem.from_dict(i.to_dict()) == i for i in costs)
 
+
+
+def test_the_clone_censor_weight_cost_items_with_the_same_estimator_settings_share_one_fit():
+    plan = build_plan(load_spec())
+    assert [[i.id for i in g] for g in cost_fit_groups(plan).values()] == [["cost_total_365", "cost_lbp_365"]]
+    # a setting the fit depends on splits the group; one that names the outcome (its value sets) does not
+    data = load_spec().to_toml_dict()
+    data["outcomes"]["cost_lbp_365"]["procedure_valuesets"] = ["ipm_procedures"]
+    assert len(cost_fit_groups(build_plan(spec_from_dict(data)))) == 1
+    lbp = next(i for i in plan if i.id == "cost_lbp_365")
+    other = AnalysisItem.from_dict({**lbp.to_dict(), "settings": {**lbp.settings, "loss_model": "pooled_logistic"}})
+    groups = cost_fit_groups([i if i.id != "cost_lbp_365" else other for i in plan])
+    assert [[i.id for i in g] for g in groups.values()] == [["cost_total_365"], ["cost_lbp_365"]]
 
 def test_the_cost_window_follows_the_spec_follow_up():
     data = load_spec().to_toml_dict()

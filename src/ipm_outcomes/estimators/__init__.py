@@ -13,7 +13,7 @@ from ._summary import TwoArmSurvivalEstimator
 from .base import BaseEstimator
 from .ccw import CloneCensorWeight, clone, grace_period_strategies
 from .ccw_outcomes import MultiOutcomeCloneCensorWeight
-from .costs import CloneCensorCost, IPCWMeanCost, NaiveCostComparison
+from .costs import CloneCensorCost, IPCWMeanCost, MultiOutcomeCloneCensorCost, NaiveCostComparison
 from .cox import CoxRegression
 from .design import Design, build_design, standardize
 from .dose_response import DoseResponse, band_strategies, dose_response_table
@@ -38,6 +38,7 @@ __all__ = [
     "LandmarkIPTW",
     "LogisticRegression",
     "MultiOutcomeNaive",
+    "MultiOutcomeCloneCensorCost",
     "NaiveCostComparison",
     "NaiveComparison",
     "PooledLogisticHazard",

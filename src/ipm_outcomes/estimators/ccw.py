@@ -601,7 +601,7 @@ class CloneCensorWeight(TwoArmSurvivalEstimator):
     def _settings(self, subgroups: dict[str, list[str]]) -> _Settings:
         return strategy_settings(self, self.truncation_percentiles, subgroups)
 
-    def referral_survival(self, X: np.ndarray, time, referral, days) -> np.ndarray:
+    def referral_survival(self, X: np.ndarray, time, referral, days, init: dict | None = None) -> np.ndarray:
         """S(s | X), the probability of no referral through day s, from this estimator's referral model.
 
         The model (pooled logistic daily hazard, blocks of days, the settings of this estimator) is
@@ -618,17 +618,26 @@ class CloneCensorWeight(TwoArmSurvivalEstimator):
             Referral day (:data:`~ipm_outcomes.estimators._common.NEVER` for none).
         days : sequence of int
             The days s.
+        init : dict, optional
+            Warm starts of a fit on similar data (:meth:`referral_start_values` of the full data, for a
+            bootstrap replicate: the same solution in fewer iterations, as :meth:`fit`'s replicates).
 
         Returns
         -------
         array (n, len(days))
             Grain: one row per person, one column per day.
         """
+        return self.referral_fit(X, time, referral, days, init)[0]
+
+    def referral_fit(self, X: np.ndarray, time, referral, days, init: dict | None = None) -> tuple[np.ndarray, dict]:
+        """:meth:`referral_survival` and the fitted model's warm starts for bootstrap replicates ({} when no
+        model is needed)."""
         time = np.asarray(time, dtype=np.int64)
-        model = _Referral(self._settings({}), np.asarray(X, dtype=float), time, np.asarray(referral, dtype=np.int64))
+        settings = replace(self._settings({}), init=dict(init or {}))
+        model = _Referral(settings, np.asarray(X, dtype=float), time, np.asarray(referral, dtype=np.int64))
         if not model.fitted:
-            return np.ones((len(time), len(days)))
-        return np.column_stack([model.survival(int(d)) for d in days])
+            return np.ones((len(time), len(days))), {}
+        return np.column_stack([model.survival(int(d)) for d in days]), model.start_values()
 
     def fit(
         self,

@@ -112,6 +112,7 @@ def _fit_outcomes(
     loops = {
         name: min((b if b is not None else a - 1), D - 1) for name, (a, b) in settings.strategies.items()
     }
+    split = _split_pairs(data, names, follow)
     span = max([v for v in loops.values()] + [-1]) + 1
     inv_prev = _inverse_survival(model, n, span) if span > 0 else None
     out: dict[str, dict[str, EventTable]] = {}
@@ -156,17 +157,80 @@ def _fit_outcomes(
                 acc.events[:, :, c - 1] += np.bincount(idx, weights=w[time[sel], person[sel]], minlength=K * D).reshape(K, D)
                 if counts:
                     acc.n_events[:, :, c - 1] += np.bincount(idx, minlength=K * D).reshape(K, D)
-        if b is not None:
-            members = (ref >= a) & (ref <= b) & (ref < time)
-            start = ref + 1
-        else:
-            members = (ref >= a) & (time >= a)
-            start = np.full(ref.shape, a)
-        _add_constant(
-            acc, code[members], K, D, start[members], time[members], event[members], final[person[members]], counts
-        )
+        _after_window(acc, a, b, final, follow, referral, split, counts)
         out[name] = {k: _table(acc, i) for i, k in enumerate(names)}
     return out, model
+
+
+def _split_pairs(data, names, follow) -> tuple[np.ndarray, tuple, tuple]:
+    """The (outcome, person) pairs by whether their last day is the person's end of follow-up (no outcome
+    before it): ``at_end`` (outcomes x persons, 1.0 for such a pair); those of them with an event on that
+    day (death, or the outcome on the last day), and the other pairs, each as (person, code, time, event)."""
+    n = follow.shape[0]
+    at_end = np.zeros((len(names), n))
+    ends, others = [], []
+    for i, k in enumerate(names):
+        pop, time, event = data[f"pop/{k}"], data[f"time/{k}"], data[f"event/{k}"]
+        end = pop & (time == follow)
+        at_end[i] = end
+        ends.append(np.flatnonzero(end & (event > 0)))
+        others.append(np.flatnonzero(pop & ~end))
+
+    def stack(persons):
+        person = np.concatenate(persons)
+        code = np.repeat(np.arange(len(names)), [p.size for p in persons])
+        time = np.concatenate([data[f"time/{k}"][p] for k, p in zip(names, persons, strict=True)])
+        event = np.concatenate([data[f"event/{k}"][p] for k, p in zip(names, persons, strict=True)])
+        return person, code, time, event
+
+    return at_end, stack(ends), stack(others)
+
+
+def _after_window(acc: _Acc, a: int, b: int | None, final, follow, referral, split, counts: bool) -> None:
+    """Add the clones that followed strategy ``[a, b]`` after its window: constant weight ``final`` from the
+    day after the referral (``[a, b]``) or from day ``a`` (not referred by then) through the pair's last day,
+    and its event there.
+
+    Most pairs have no outcome before the person's end of follow-up (``split``: :func:`_split_pairs`): their
+    days at risk are the person's own, so they are summed once per person (one sparse days x persons
+    product with the outcomes' membership) instead of once per pair, and only their events are added pair
+    by pair; the other pairs are added one by one. The same sums as adding every pair one by one
+    (tests/estimators)."""
+    at_end, (e_person, e_code, e_time, e_event), (person, code, time, event) = split
+    K, D = acc.at_risk.shape
+    n = follow.shape[0]
+    # the persons who followed the strategy after its window, were their last day the end of follow-up
+    if b is not None:
+        member = (referral >= a) & (referral <= b) & (referral < follow)
+        start = referral + 1
+    else:
+        member = (referral >= a) & (follow >= a)
+        start = np.full(n, a)
+    first, last = np.maximum(start, 0), np.minimum(follow, D - 1)
+    who = np.flatnonzero(member & (last >= first))
+    if who.size:
+        cols = np.concatenate([who, who])
+        days = np.concatenate([first[who], last[who] + 1])
+        for target, w in ((acc.at_risk, final[who]), (acc.n_at_risk, np.ones(who.size)))[: 2 if counts else 1]:
+            delta = sparse.csr_matrix((np.concatenate([w, -w]), (days, cols)), shape=(D + 1, n))
+            target += np.cumsum(np.asarray(delta @ at_end.T).T, axis=1)[:, :D]
+    # their events, on that last day
+    ok = member[e_person] & (e_time <= D - 1) & (e_time >= first[e_person])
+    for c in (1, 2):
+        sel = ok & (e_event == c)
+        idx = e_code[sel] * D + e_time[sel]
+        acc.events[:, :, c - 1] += np.bincount(idx, weights=final[e_person[sel]], minlength=K * D).reshape(K, D)
+        if counts:
+            acc.n_events[:, :, c - 1] += np.bincount(idx, minlength=K * D).reshape(K, D)
+    # the pairs with an outcome before the end of follow-up, one by one
+    ref = referral[person]
+    if b is not None:
+        members = (ref >= a) & (ref <= b) & (ref < time)
+        begin = ref + 1
+    else:
+        members = (ref >= a) & (time >= a)
+        begin = np.full(ref.shape, a)
+    _add_constant(acc, code[members], K, D, begin[members], time[members], event[members], final[person[members]], counts)
 
 
 def outcome_values(tables: dict[str, dict[str, EventTable]], names, contrasts, horizons) -> dict[str, np.ndarray]:

@@ -46,6 +46,8 @@ bootstrap (persons resampled, the referral model refitted in every replicate).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -122,18 +124,28 @@ def ipcw_mean(costs: np.ndarray, last_day, complete, ends: np.ndarray, survival)
         ``survival(rows, days) -> K`` for persons ``rows`` on their ``days``: the probability of being
         observed on that day (> 0 wherever a person contributes).
     """
-    n = costs.shape[0]
+    return ipcw_means([costs], last_day, complete, ends, survival)[0]
+
+
+def ipcw_means(costs: list[np.ndarray], last_day, complete, ends: np.ndarray, survival) -> list[float]:
+    """:func:`ipcw_mean` of several cost matrices (outcomes) of the same persons with the same follow-up:
+    ``survival`` is evaluated once per interval for the persons whose interval is whole, and each
+    outcome sums its nonzero costs over them (the same terms in the same order as one call per outcome)."""
+    n = costs[0].shape[0] if costs else 0
     last_day = np.asarray(last_day, dtype=np.int64)
     complete = np.asarray(complete, dtype=bool)
-    total = 0.0
+    totals = [0.0] * len(costs)
     for k, b in enumerate(ends):
         whole = (last_day >= b) | (complete & (last_day <= b) & (last_day >= 0))
-        rows = np.flatnonzero(whole & (costs[:, k] != 0))
+        paid = [c[:, k] != 0 for c in costs]
+        rows = np.flatnonzero(whole & np.logical_or.reduce(paid)) if costs else np.zeros(0, np.int64)
         if rows.size == 0:
             continue
-        at = np.minimum(last_day[rows], b)
-        total += float(np.sum(costs[rows, k] / survival(rows, at)))
-    return total / n
+        K = survival(rows, np.minimum(last_day[rows], b))
+        for j, c in enumerate(costs):
+            use = paid[j][rows]
+            totals[j] += float(np.sum(c[rows[use], k] / K[use]))
+    return [t / n for t in totals]
 
 
 def _check_history(df: pd.DataFrame, duration_col: str, complete_col: str, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -331,11 +343,30 @@ def _loss_survival(settings: dict, data):
     return survival
 
 
+def _key(outcome: str | None, measure: str, tail: str) -> str:
+    """Key of a value or bootstrap replicate: ``mean/early`` for :class:`CloneCensorCost`'s one outcome
+    (``outcome`` None), ``mean/<outcome>/early`` for each of :class:`MultiOutcomeCloneCensorCost`'s."""
+    return f"{measure}/{tail}" if outcome is None else f"{measure}/{outcome}/{tail}"
+
+
+def _costs_key(outcome: str | None) -> str:
+    return "costs" if outcome is None else f"costs/{outcome}"
+
+
 def _strategy_means(settings: dict, data) -> dict[str, np.ndarray]:
-    grace = settings["grace"]
+    """Mean cost per strategy and the difference of every outcome in ``settings["outcomes"]``, from one
+    referral model and one loss curve (they depend on the persons' follow-up, referral and covariates,
+    never on the costs)."""
+    return _fit_strategy_means(settings, data)[0]
+
+
+def _fit_strategy_means(settings: dict, data) -> tuple[dict[str, np.ndarray], dict]:
+    """:func:`_strategy_means` and the referral model's warm starts for the bootstrap replicates
+    (``settings["init"]``: warm starts of the full-data fit, for a replicate)."""
+    grace, outcomes = settings["grace"], settings["outcomes"]
     last, complete, referral = data["last"], data["complete"], data["referral"]
-    costs = data["costs"]
-    S = settings["referral"].referral_survival(data["X"], last + 1, referral, range(grace + 1))
+    costs = [data[_costs_key(k)] for k in outcomes]
+    S, start = settings["referral"].referral_fit(data["X"], last + 1, referral, range(grace + 1), settings.get("init"))
     lost = _loss_survival(settings, data)
     values: dict[str, np.ndarray] = {}
     for name in ("early", "delayed"):
@@ -346,15 +377,19 @@ def _strategy_means(settings: dict, data) -> dict[str, np.ndarray]:
         def survival(rows, days, prob=prob):
             return prob(rows, days) * lost(rows, days)
 
-        values[f"mean/{name}"] = np.array(ipcw_mean(costs, clone_last, clone_complete, settings["ends"], survival))
-    values["difference/early/delayed"] = values["mean/early"] - values["mean/delayed"]
-    return values
+        means = ipcw_means(costs, clone_last, clone_complete, settings["ends"], survival)
+        for k, mean in zip(outcomes, means, strict=True):
+            values[_key(k, "mean", name)] = np.array(mean)
+    for k in outcomes:
+        values[_key(k, "difference", "early/delayed")] = values[_key(k, "mean", "early")] - values[_key(k, "mean", "delayed")]
+    return values, start
 
 
-def _strategy_inputs(df, daily, cols: dict, horizon: int, method: str, interval_days: int, what: str):
+def _strategy_inputs(df, dailies: Mapping, cols: dict, horizon: int, method: str, interval_days: int, what: str):
     """The person-level arrays both strategy comparisons read: last observed day, complete, referral day
-    (NEVER when none is seen while observed), costs per interval; and the intervals' last days. ``cols``:
-    the id, duration, complete, referral, day and amount columns; ``what`` names the caller in errors."""
+    (NEVER when none is seen while observed), costs per interval of each outcome (``dailies``:
+    ``{outcome: daily cost table}``, outcome None for a single one); and the intervals' last days.
+    ``cols``: the id, duration, complete, referral, day and amount columns; ``what`` names the caller in errors."""
     id_col, duration_col, complete_col, referral_col = (cols[k] for k in ("id", "duration", "complete", "referral"))
     require_columns(df, [id_col, duration_col, complete_col, referral_col], what)
     if len(df) == 0:
@@ -362,23 +397,28 @@ def _strategy_inputs(df, daily, cols: dict, horizon: int, method: str, interval_
     last, complete = _check_history(df, duration_col, complete_col, horizon)
     referral = integer_days(df[referral_col], referral_col, nullable=True)
     referral = np.where(referral <= last, referral, NEVER)  # a referral is seen only while observed
-    person, day, amount = _daily(daily, df[id_col], id_col, cols["day"], cols["amount"], last, horizon)
     if method == "simple":
         starts, ends = np.array([0]), np.array([horizon])
     else:
         starts, ends = interval_bounds(horizon, interval_days)
-    data = {"last": last, "complete": complete, "referral": referral,
-            "costs": interval_costs(person, day, amount, len(df), starts)}
+    data = {"last": last, "complete": complete, "referral": referral}
+    for k, daily in dailies.items():
+        try:
+            person, day, amount = _daily(daily, df[id_col], id_col, cols["day"], cols["amount"], last, horizon)
+        except IpmError as exc:
+            raise IpmError(str(exc) if k is None else f"{k}: {exc}") from None
+        data[_costs_key(k)] = interval_costs(person, day, amount, len(df), starts)
     return data, ends
 
 
-def _strategy_summary(values: dict, bootstrap: BootstrapResult | None, n_arm: dict, n: int, horizon: int, alpha: float):
+def _strategy_summary(values: dict, bootstrap: BootstrapResult | None, n_arm: dict, n: int, horizon: int, alpha: float,
+                      outcome: str | None = None):  # fmt: skip
     """The summary of a two-strategy cost comparison: one row per arm (``mean_cost``), one for the difference."""
     rows = []
     for key, measure, arm, contrast, count in (
-        ("mean/early", "mean_cost", "early", None, n_arm["early"]),
-        ("mean/delayed", "mean_cost", "delayed", None, n_arm["delayed"]),
-        ("difference/early/delayed", "mean_cost_difference", None, "early vs delayed", n),
+        (_key(outcome, "mean", "early"), "mean_cost", "early", None, n_arm["early"]),
+        (_key(outcome, "mean", "delayed"), "mean_cost", "delayed", None, n_arm["delayed"]),
+        (_key(outcome, "difference", "early/delayed"), "mean_cost_difference", None, "early vs delayed", n),
     ):
         lo, hi = (np.nan, np.nan) if bootstrap is None else bootstrap.interval(key, 1 - alpha)
         rows.append(dict(measure=measure, arm=arm, contrast=contrast, horizon_days=horizon, estimate=float(values[key]),
@@ -387,7 +427,8 @@ def _strategy_summary(values: dict, bootstrap: BootstrapResult | None, n_arm: di
 
 
 class _Statistic:
-    """Picklable bootstrap statistic: refit the referral model and the loss curve on a resample."""
+    """Picklable bootstrap statistic: refit the referral model and the loss curve on a resample, once for
+    every outcome."""
 
     def __init__(self, settings: dict):
         self.settings = settings
@@ -396,7 +437,92 @@ class _Statistic:
         return _strategy_means(self.settings, data)
 
 
-class CloneCensorCost(BaseEstimator):
+class _StrategyCost(BaseEstimator):
+    """What :class:`CloneCensorCost` and :class:`MultiOutcomeCloneCensorCost` share: settings, the referral
+    model, the loss curve and the bootstrap."""
+
+    def __init__(
+        self,
+        grace_period_days: int = 42,
+        horizon_days: int = 365,
+        method: str = "partitioned",
+        interval_days: int = 30,
+        hazard_interval_days: int = 7,
+        hazard_block_days: int | None = None,
+        l2: float = 0.0,
+        loss_model: str = "km",
+        loss_interval_days: int = 30,
+        n_bootstrap: int = 200,
+        seed: int = 0,
+        workers: int | None = None,
+        alpha: float = 0.05,
+    ):
+        self.grace_period_days = grace_period_days
+        self.horizon_days = horizon_days
+        self.method = method
+        self.interval_days = interval_days
+        self.hazard_interval_days = hazard_interval_days
+        self.hazard_block_days = hazard_block_days
+        self.l2 = l2
+        self.loss_model = loss_model
+        self.loss_interval_days = loss_interval_days
+        self.n_bootstrap = n_bootstrap
+        self.seed = seed
+        self.workers = workers
+        self.alpha = alpha
+
+    def _fit(self, df, dailies: Mapping, covariates, cols: dict, categorical, what: str) -> dict:
+        """Clone, censor, weight and estimate every outcome of ``dailies``; sets the fitted attributes the
+        two estimators share and returns the per-arm person counts."""
+        _check_settings(self.method, self.horizon_days, self.interval_days)
+        check_alpha(self.alpha)
+        H, G = int(self.horizon_days), int(self.grace_period_days)
+        if not 0 <= G < H:
+            raise IpmError(f"grace_period_days ({G}) must be >= 0 and below horizon_days ({H})")
+        if self.loss_model not in LOSS_MODELS or int(self.loss_interval_days) < 1:
+            raise IpmError(
+                f"loss_model={self.loss_model!r}, loss_interval_days={self.loss_interval_days!r}: use one of "
+                f"{', '.join(LOSS_MODELS)} and a whole number of days >= 1"
+            )
+        data, ends = _strategy_inputs(df, dailies, cols, H, self.method, self.interval_days, what)
+        design = build_design(df, covariates, categorical=categorical)
+        data["X"] = standardize(design.matrix)
+        complete, referral = data["complete"], data["referral"]
+        referral_model = CloneCensorWeight(
+            grace_period_days=G,
+            strategies=grace_period_strategies(G),
+            horizons=(H,),
+            hazard_interval_days=self.hazard_interval_days,
+            hazard_block_days=self.hazard_block_days,
+            l2=self.l2,
+            n_bootstrap=0,
+        )
+        settings = {
+            "grace": G,
+            "horizon": H,
+            "ends": ends,
+            "outcomes": tuple(dailies),
+            "referral": referral_model,
+            "loss_model": self.loss_model,
+            "loss_interval_days": int(self.loss_interval_days),
+            "l2": self.l2,
+        }
+        values, start = _fit_strategy_means(settings, data)
+        self.design_ = design
+        self.values_ = values
+        self.n_ = len(df)
+        self.n_complete_ = int(complete.sum())
+        self.bootstrap_: BootstrapResult | None = None
+        if self.n_bootstrap > 0:
+            # each replicate refits the referral model from the full-data fit's coefficients (and Hessian)
+            self.bootstrap_ = boot.run(
+                _Statistic({**settings, "init": start}), data, values, n_replicates=self.n_bootstrap, seed=self.seed,
+                workers=self.workers,
+            )
+        return {"early": int(np.sum(referral <= G)), "delayed": int(np.sum(referral > G))}
+
+
+class CloneCensorCost(_StrategyCost):
     """Mean cost over days 0..horizon per referral-timing strategy, by clone-censor-weight (module docstring).
 
     Parameters
@@ -430,36 +556,6 @@ class CloneCensorCost(BaseEstimator):
     n_, n_complete_ : int
     """
 
-    def __init__(
-        self,
-        grace_period_days: int = 42,
-        horizon_days: int = 365,
-        method: str = "partitioned",
-        interval_days: int = 30,
-        hazard_interval_days: int = 7,
-        hazard_block_days: int | None = None,
-        l2: float = 0.0,
-        loss_model: str = "km",
-        loss_interval_days: int = 30,
-        n_bootstrap: int = 200,
-        seed: int = 0,
-        workers: int | None = None,
-        alpha: float = 0.05,
-    ):
-        self.grace_period_days = grace_period_days
-        self.horizon_days = horizon_days
-        self.method = method
-        self.interval_days = interval_days
-        self.hazard_interval_days = hazard_interval_days
-        self.hazard_block_days = hazard_block_days
-        self.l2 = l2
-        self.loss_model = loss_model
-        self.loss_interval_days = loss_interval_days
-        self.n_bootstrap = n_bootstrap
-        self.seed = seed
-        self.workers = workers
-        self.alpha = alpha
-
     def fit(
         self,
         df: pd.DataFrame,
@@ -491,52 +587,83 @@ class CloneCensorCost(BaseEstimator):
         -------
         self
         """
-        _check_settings(self.method, self.horizon_days, self.interval_days)
-        check_alpha(self.alpha)
-        H, G = int(self.horizon_days), int(self.grace_period_days)
-        if not 0 <= G < H:
-            raise IpmError(f"grace_period_days ({G}) must be >= 0 and below horizon_days ({H})")
-        if self.loss_model not in LOSS_MODELS or int(self.loss_interval_days) < 1:
-            raise IpmError(
-                f"loss_model={self.loss_model!r}, loss_interval_days={self.loss_interval_days!r}: use one of "
-                f"{', '.join(LOSS_MODELS)} and a whole number of days >= 1"
-            )
         cols = dict(id=id_col, duration=duration_col, complete=complete_col, referral=referral_col, day=day_col,
                     amount=amount_col)
-        data, ends = _strategy_inputs(df, daily, cols, H, self.method, self.interval_days, "clone-censor-weight costs")
-        design = build_design(df, covariates, categorical=categorical)
-        data["X"] = standardize(design.matrix)
-        complete, referral = data["complete"], data["referral"]
-        referral_model = CloneCensorWeight(
-            grace_period_days=G,
-            strategies=grace_period_strategies(G),
-            horizons=(H,),
-            hazard_interval_days=self.hazard_interval_days,
-            hazard_block_days=self.hazard_block_days,
-            l2=self.l2,
-            n_bootstrap=0,
-        )
-        settings = {
-            "grace": G,
-            "horizon": H,
-            "ends": ends,
-            "referral": referral_model,
-            "loss_model": self.loss_model,
-            "loss_interval_days": int(self.loss_interval_days),
-            "l2": self.l2,
-        }
-        values = _strategy_means(settings, data)
-        self.design_ = design
-        self.values_ = values
-        self.n_ = len(df)
-        self.n_complete_ = int(complete.sum())
-        self.bootstrap_: BootstrapResult | None = None
-        if self.n_bootstrap > 0:
-            self.bootstrap_ = boot.run(
-                _Statistic(settings), data, values, n_replicates=self.n_bootstrap, seed=self.seed, workers=self.workers
-            )
-        n_arm = {"early": int(np.sum(referral <= G)), "delayed": int(np.sum(referral > G))}
-        self.summary = _strategy_summary(values, self.bootstrap_, n_arm, self.n_, H, self.alpha)
+        n_arm = self._fit(df, {None: daily}, covariates, cols, categorical, "clone-censor-weight costs")
+        self.summary = _strategy_summary(self.values_, self.bootstrap_, n_arm, self.n_, int(self.horizon_days), self.alpha)
+        return self
+
+
+class MultiOutcomeCloneCensorCost(_StrategyCost):
+    """:class:`CloneCensorCost` for several cost outcomes of the same persons with one referral model, one
+    loss curve and one bootstrap.
+
+    What is shared, and why that is valid: a clone's weight on day t, ``1 / (A_i(t) K_lost(t))``, depends
+    on the person's covariates, referral day and follow-up (last observed day, complete or not), and the
+    referral and loss models are fitted to those alone; the costs enter only the weighted sums. Cost
+    outcomes of the same persons with the same follow-up (all-claims and back-pain costs over the same
+    window end where the person's follow-up ends) therefore have the same models and weights, and one
+    fit, and in each bootstrap replicate one resample of persons, one refit of both models, serve them
+    all. Each outcome's estimates, intervals and bootstrap replicates equal those of its own
+    :class:`CloneCensorCost` with the same seed (tests/estimators/test_costs.py).
+
+    Parameters
+    ----------
+    As :class:`CloneCensorCost`.
+
+    Attributes (after ``fit``)
+    --------------------------
+    summary : DataFrame
+        :class:`CloneCensorCost`'s summary of every outcome, stacked, with an ``outcome`` column first.
+    values_ : dict
+        ``mean/<outcome>/early``, ``mean/<outcome>/delayed``, ``difference/<outcome>/early/delayed``.
+    outcomes_ : tuple of str
+    bootstrap_ : BootstrapResult or None
+    n_, n_complete_ : int
+    """
+
+    def fit(
+        self,
+        df: pd.DataFrame,
+        daily: Mapping[str, pd.DataFrame],
+        covariates: list[str],
+        id_col: str = "person_id",
+        duration_col: str = "observed_day",
+        complete_col: str = "complete",
+        referral_col: str = "referral_day",
+        day_col: str = "day",
+        amount_col: str = "amount",
+        categorical: list[str] | tuple[str, ...] = (),
+    ) -> MultiOutcomeCloneCensorCost:
+        """Clone, censor, weight once; estimate the mean cost per strategy of every outcome.
+
+        Parameters
+        ----------
+        df : DataFrame
+            One row per person, as :meth:`CloneCensorCost.fit`: the follow-up every outcome shares.
+        daily : dict
+            ``{outcome: daily cost table}``, each one row per person per day with a cost: identifier,
+            day, amount >= 0.
+        covariates, categorical
+            As :meth:`CloneCensorCost.fit`.
+
+        Returns
+        -------
+        self
+        """
+        if not daily:
+            raise IpmError("multi-outcome clone-censor-weight costs: no outcomes given")
+        dailies = {str(k): v for k, v in daily.items()}
+        cols = dict(id=id_col, duration=duration_col, complete=complete_col, referral=referral_col, day=day_col,
+                    amount=amount_col)
+        n_arm = self._fit(df, dailies, covariates, cols, categorical, "multi-outcome clone-censor-weight costs")
+        self.outcomes_ = tuple(dailies)
+        H = int(self.horizon_days)
+        self.summary = pd.concat(
+            [_strategy_summary(self.values_, self.bootstrap_, n_arm, self.n_, H, self.alpha, k).assign(outcome=k)
+             for k in self.outcomes_],
+            ignore_index=True,
+        )[["outcome", *SUMMARY_COLUMNS]]
         return self
 
 
@@ -631,7 +758,7 @@ class NaiveCostComparison(BaseEstimator):
         H, G = int(self.horizon_days), int(self.grace_period_days)
         cols = dict(id=id_col, duration=duration_col, complete=complete_col, referral=referral_col, day=day_col,
                     amount=amount_col)
-        data, ends = _strategy_inputs(df, daily, cols, H, self.method, self.interval_days, "naive cost comparison")
+        data, ends = _strategy_inputs(df, {None: daily}, cols, H, self.method, self.interval_days, "naive cost comparison")
         data["group"] = np.where(data.pop("referral") <= G, 0, 1)
         settings = {"horizon": H, "ends": ends}
         values = _naive_means(settings, data)
