@@ -43,6 +43,7 @@ from .diagnostics import (
     SMD_COLUMNS,
     diagnostics_table,
     e_value,
+    effective_sample_checks,
     effective_sample_size,
     equipoise,
     preference_score,
@@ -940,6 +941,13 @@ def _primary(item: AnalysisItem, ctx: _Context, ccw: CloneCensorWeight, out: _It
     bal = smd_table(stacked, ccw.design_.names, arm_early, w).assign(analysis=item.id)
     out.tables["balance"] = bal
     out.tables["weights"] = pd.DataFrame({"arm": np.where(arm_early, e_arm, d_arm), "weight": w, "method": "ccw"})
+    out.checks.append(
+        effective_sample_checks(
+            {arm: f.final_weight[f.weighted_population] for arm, f in ((e_arm, fe), (d_arm, fd))},
+            min_share=a.diagnostics.min_effective_sample_share,
+            analysis=item.id,
+        )
+    )
     wt = ccw.weights_.set_index("arm")
     rr = _contrast_row(s, item, "risk_ratio", primary_h)
     ev = e_value(rr.estimate, rr.ci_low, rr.ci_high)

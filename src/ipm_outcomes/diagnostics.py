@@ -1,4 +1,4 @@
-"""Study diagnostics: covariate balance, equipoise, weights, and the E-value.
+"""Study diagnostics: covariate balance, equipoise, weights (and their concentration), and the E-value.
 
 Thresholds follow the OHDSI CohortMethod study diagnostics (Schuemie et al. 2020, "Principles of
 Large-scale Evidence Generation and Evaluation across a Network of Databases (LEGEND)"): balance
@@ -10,7 +10,7 @@ come from the study spec ([analysis.diagnostics]).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -127,6 +127,38 @@ def effective_sample_size(weights) -> float:
     w = np.asarray(weights, dtype=float)
     s2 = float(np.sum(w**2))
     return float(np.sum(w) ** 2 / s2) if s2 > 0 else float("nan")
+
+
+def effective_sample_checks(
+    weights: Mapping[str, np.ndarray], *, min_share: float, analysis: str = "ccw"
+) -> pd.DataFrame:
+    """One pass/fail row per strategy: do its final weights use at least ``min_share`` of its weighted clones?
+
+    The value is Kish's effective sample size as a share of the strategy's weighted clones. A small
+    share means a few heavily weighted persons carry the strategy's estimate: persons who followed a
+    strategy they were almost certain not to follow (a near-violation of positivity). Their estimate
+    then moves with whether those few persons happen to be in the data, and a bootstrap of the same
+    data cannot show that spread (benchmarks/README.md, issue 19). A strategy without weights fails
+    with a note.
+    """
+    rows = []
+    for arm, w in weights.items():
+        w = np.asarray(w, dtype=float)
+        share = effective_sample_size(w) / w.size if w.size else float("nan")
+        ok = math.isfinite(share)
+        rows.append(
+            dict(
+                analysis=analysis,
+                diagnostic=f"{arm} strategy effective sample share",
+                value=share,
+                threshold=f"Kish effective sample size >= {min_share:.0%} of the strategy's weighted clones",
+                passed=bool(ok and share >= min_share),
+                note=("" if share >= min_share else "a few heavily weighted persons carry this strategy's estimate")
+                if ok
+                else "not computable: no weighted clones",
+            )
+        )
+    return pd.DataFrame(rows)
 
 
 def weight_summary(weights) -> dict[str, float]:

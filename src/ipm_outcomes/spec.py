@@ -369,6 +369,7 @@ class Diagnostics(_Section):
     max_abs_smd: float = Field(gt=0)
     equipoise_bounds: tuple[float, float]
     min_equipoise_fraction: float = Field(ge=0, le=1)
+    min_effective_sample_share: float = Field(gt=0, le=1)
 
     @field_validator("equipoise_bounds")
     @classmethod

@@ -154,7 +154,15 @@ def test_diagnostics_and_e_value(small):
         "cohort_description:equipoise",
         "landmark_iptw:covariate_balance",
         "landmark_iptw:equipoise",
+        "primary:early_strategy_effective_sample_share",
+        "primary:delayed_strategy_effective_sample_share",
     } <= names
+    # each strategy's share is its reported effective sample size over its weighted clones
+    records = {r["arm"]: r for r in d["ccw_weights"]}
+    for record in (records["early"], records["delayed"]):
+        check = next(c for c in d["checks"] if c["name"] == f"primary:{record['arm']}_strategy_effective_sample_share")
+        assert check["value"] == pytest.approx(record["ess"] / record["n_weighted"], rel=1e-12)
+        assert check["passed"] == (check["value"] >= spec.analysis.diagnostics.min_effective_sample_share)
     for c in d["checks"]:
         assert c["passed"] in (True, False) and c["threshold"]
     assert set(d["effective_sample_size"]) == {"early", "delayed"}

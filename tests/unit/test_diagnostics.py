@@ -8,6 +8,7 @@ import pytest
 from ipm_outcomes.diagnostics import (
     diagnostics_table,
     e_value,
+    effective_sample_checks,
     effective_sample_size,
     equipoise,
     histogram,
@@ -100,6 +101,29 @@ def test_pass_fail_table():
     assert list(t.passed) == [True, False]
     t = diagnostics_table(float("nan"), 0.5)
     assert list(t.passed) == [False, True] and t.note.iloc[0] == "not computable"
+
+
+def test_effective_sample_share_checks_by_hand():
+    """One person of weight 100 among three of weight 1: Kish ESS 103^2 / 10,003 = 1.0606, a share of 0.265 of
+    the four weighted clones, which fails a 0.3 bar; four equal weights use every clone (share 1)."""
+    t = effective_sample_checks(
+        {"early": np.ones(4), "delayed": np.array([1.0, 1, 1, 100]), "late": np.array([])}, min_share=0.3, analysis="primary"
+    )
+    assert list(t.diagnostic) == [
+        "early strategy effective sample share",
+        "delayed strategy effective sample share",
+        "late strategy effective sample share",
+    ]
+    assert t.value.iloc[0] == pytest.approx(1.0)
+    assert t.value.iloc[1] == pytest.approx(103**2 / 10_003 / 4)
+    assert list(t.passed) == [True, False, False]
+    assert list(t.note) == [
+        "",
+        "a few heavily weighted persons carry this strategy's estimate",
+        "not computable: no weighted clones",
+    ]
+    assert set(t.analysis) == {"primary"}
+    assert t.threshold.iloc[0] == "Kish effective sample size >= 30% of the strategy's weighted clones"
 
 
 def test_histogram_counts():

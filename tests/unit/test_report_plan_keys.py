@@ -13,12 +13,17 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from ipm_outcomes.report import render
 
 TINY = Path(__file__).resolve().parents[1] / "fixtures" / "results_tiny"
 
 
-def test_the_cohort_checks_are_gated_under_the_plan_id(tmp_path):
+@pytest.mark.parametrize("passed", [True, False])
+def test_the_cohort_checks_are_gated_under_the_plan_id(tmp_path, passed):
+    """Failed, the checks are also named with their values in the first screen's sentence on the diagnostics,
+    which goes through the same gate."""
     results = tmp_path / "results"
     shutil.copytree(TINY, results, ignore=shutil.ignore_patterns("*.py"))
     data = json.loads((results / "results.json").read_text())
@@ -26,9 +31,9 @@ def test_the_cohort_checks_are_gated_under_the_plan_id(tmp_path):
     assert description == "cohort_description"
     data["diagnostics"]["checks"] = [
         {"name": f"{description}:covariate_balance", "label": "Covariate balance (cohort propensity model)",
-         "value": 0.0463, "threshold": "max |SMD| after weighting < 0.1", "passed": True, "analysis": description},
+         "value": 0.0463, "threshold": "max |SMD| after weighting < 0.1", "passed": passed, "analysis": description},
         {"name": f"{description}:equipoise", "label": "Equipoise (cohort propensity model)",
-         "value": 0.7568, "threshold": ">= 20% of persons with preference score in [0.3, 0.7]", "passed": True,
+         "value": 0.7568, "threshold": ">= 20% of persons with preference score in [0.3, 0.7]", "passed": passed,
          "analysis": description},
     ]
     (results / "results.json").write_text(json.dumps(data))
@@ -42,6 +47,54 @@ def test_the_cohort_checks_are_gated_under_the_plan_id(tmp_path):
     }
     html = summary.html.read_text(encoding="utf-8")
     assert "0.0463" not in html and "0.757" not in html
+
+
+SMALL = Path(__file__).resolve().parents[1] / "fixtures" / "results_small"
+
+
+@pytest.mark.parametrize("fixture, shown", [(TINY, set()), (SMALL, {"early", "delayed"})])
+def test_a_strategy_effective_sample_share_is_shown_only_beside_its_effective_sample_size(tmp_path, fixture, shown):
+    """The share is the effective sample size over the strategy's weighted clones: with the size it gives back
+    the number of weighted clones, and alone it is a second route to the size. So it is shown exactly when the
+    report shows that strategy's effective sample size: neither of the tiny fixture's (7.5 and 25.2, withheld
+    there), both of the small one's. A share under another analysis's id (whose sizes are not in the disclosure
+    ledger) is always withheld."""
+    shares = {"early": 0.0417, "delayed": 0.0829}
+    plain = render(fixture, tmp_path / "plain", pdf=False).html.read_text(encoding="utf-8")
+    assert not any(f"{share:.3g}" in plain for share in shares.values())  # the attack below finds only what it adds
+    results = tmp_path / "results"
+    shutil.copytree(fixture, results, ignore=shutil.ignore_patterns("*.py"))
+    data = json.loads((results / "results.json").read_text())
+    data["diagnostics"]["checks"] = [
+        {"name": f"{analysis}:{arm}_strategy_effective_sample_share",
+         "label": f"{arm.capitalize()} strategy effective sample share ({analysis})", "value": share,
+         "threshold": "Kish effective sample size >= 10% of the strategy's weighted clones", "passed": False,
+         "analysis": analysis}
+        for analysis in ("primary", "sensitivity_grace_28")
+        for arm, share in shares.items()
+    ]
+    (results / "results.json").write_text(json.dumps(data))
+    summary = render(results, tmp_path / "report", pdf=False)
+    tables = summary.out_dir / "tables"
+    with open(tables / "diagnostics_detail.csv", newline="", encoding="utf-8") as handle:
+        detail = {r["quantity"]: r["value"] for r in csv.DictReader(handle)}
+    ess_shown = {arm for arm, label in (("early", "Early IPM"), ("delayed", "Delayed or no IPM"))
+                 if detail[f"Effective sample size after weighting, {label} group"].replace(",", "").isdigit()}
+    assert ess_shown == shown
+    with open(tables / "diagnostics.csv", newline="", encoding="utf-8") as handle:
+        values = {r["check"]: r["value"] for r in csv.DictReader(handle)}
+    withheld = "withheld (would reveal fewer than 11 persons)"
+    assert values == {
+        f"{arm.capitalize()} strategy effective sample share ({analysis})": (
+            f"{share:.3g}" if analysis == "primary" and arm in shown else withheld
+        )
+        for analysis in ("primary", "sensitivity_grace_28")
+        for arm, share in shares.items()
+    }
+    html = summary.html.read_text(encoding="utf-8")
+    for arm, share in shares.items():
+        # the diagnostics table and the first screen's sentence on the failed diagnostics
+        assert html.count(f"{share:.3g}") == (2 if arm in shown else 0)
 
 
 # -- one gate for every released table -------------------------------------------------------------

@@ -7,7 +7,9 @@ the E-value, the naive comparison, the diagnostics verdict); each is tested on h
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..disclosure import DisclosurePolicy
 from ..report_data import Estimate
@@ -203,8 +205,12 @@ def naive_sentence(naive: float, primary: float, *, horizon_days: int, grace_day
             f"{grace_days} days). This report does not rely on it.")
 
 
-def diagnostics_sentence(checks) -> tuple[str, bool | None]:
-    """Whether the study diagnostics passed, in one sentence; and the overall pass (None if unknown)."""
+def diagnostics_sentence(checks, value_text: Callable[[Any], str] | None = None) -> tuple[str, bool | None]:
+    """Whether the study diagnostics passed, in one sentence; and the overall pass (None if unknown).
+
+    ``value_text(check)`` is a failed check's value as the report may show it (the disclosure gate of the
+    diagnostics table); without it the value is printed as is.
+    """
     known = [c for c in checks if c.passed is not None]
     if not known:
         return "Study diagnostics were not available in these results.", None
@@ -213,7 +219,10 @@ def diagnostics_sentence(checks) -> tuple[str, bool | None]:
     if not failed:
         return f"All {len(known)} study diagnostics passed ({names}).", True
     what = "; ".join(
-        f"{c.label}: {c.value:.3g} (threshold {c.threshold})" if c.value is not None else c.label for c in failed
+        f"{c.label}: {value_text(c) if value_text else f'{c.value:.3g}'} (threshold {c.threshold})"
+        if c.value is not None
+        else c.label
+        for c in failed
     )
     return (f"{len(failed)} of {len(known)} study diagnostics failed ({what}): the estimates should be read "
             "with caution.", False)

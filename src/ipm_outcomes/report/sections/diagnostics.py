@@ -97,16 +97,29 @@ def _shown_bins(ctx: ReportContext, bins) -> dict[str, pd.DataFrame]:
             for arm, rows in bins.items()}
 
 
+#: The end of a strategy's effective-sample-share check name (``<analysis>:<arm>_strategy_effective_sample_share``).
+EFFECTIVE_SAMPLE_SHARE = "_strategy_effective_sample_share"
+
+
 def diagnostic_value(ctx: ReportContext, name: str, value: float | None, fmt: str) -> str:
     """A cohort-level diagnostic through the disclosure gate.
 
     The largest |SMD| of the cohort is the SMD of one Table 1 row: shown only when that row's SMD is
     shown (else it would give back the SMD Table 1 withholds). A share of the cohort (equipoise) is
     shown only when the cohort size is shown and the share implies no small count of persons. The cohort's
-    checks are those of the plan's cohort description (named ``<its id>:<diagnostic>``).
+    checks are those of the plan's cohort description (named ``<its id>:<diagnostic>``). A strategy's effective
+    sample share is its effective sample size over its weighted clones: shown only when that effective sample size
+    is shown (with it, the share gives back the number of weighted clones, which is then at least as large).
     """
     if value is None or not math.isfinite(value):
         return MISSING_LABEL
+    analysis, _, diagnostic = name.partition(":")
+    if diagnostic.endswith(EFFECTIVE_SAMPLE_SHARE):
+        # only the primary's effective sample sizes are in the disclosure ledger
+        arm = diagnostic.removesuffix(EFFECTIVE_SAMPLE_SHARE)
+        if analysis != ctx.roles.primary or ctx.v(("diag", "ess", arm)) is None:
+            return f"withheld (would reveal fewer than {ctx.t} persons)"
+        return fmt.format(value)
     cohort = ctx.roles.description
     cohort_smd = name in ("max_abs_smd_before", "max_abs_smd_after") or name == f"{cohort}:covariate_balance"
     if cohort_smd:

@@ -9,8 +9,9 @@ from ..answers import primary_answer
 from ..context import ReportContext
 from ..counts import COHORT, DELAYED, EARLY, RTW_POPULATION
 from ..display import Section, finite, fixed, fmt_ci
-from .harms import availability
 from ..words import Finding, days_in_words, diagnostics_sentence, naive_sentence, qol_finding
+from .diagnostics import diagnostic_value
+from .harms import availability
 
 
 def build(ctx: ReportContext) -> Section:
@@ -21,7 +22,7 @@ def build(ctx: ReportContext) -> Section:
         f"{days_in_words(d.grace_period_days)} of a new episode of low back pain, rather than later or not at all, "
         "help people return to work sooner and feel better?"
     )
-    diag_text, diag_pass = diagnostics_sentence(d.checks)
+    diag_text, diag_pass = diagnostics_sentence(d.checks, lambda c: diagnostic_value(ctx, c.name, c.value, "{:.3g}"))
     if d.empty:
         return Section({
             "question": question,
