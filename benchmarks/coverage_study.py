@@ -30,7 +30,9 @@ day 42 instead, against truth.json's ``landmark`` truth (sources synthetic and w
 
 Prints, for the difference and each arm level at day 180: coverage with a binomial 95% interval,
 mean bias, mean error/SE and the SD of error/SE (SE = the bootstrap standard error), the SD of the
-estimates and the mean interval width; writes one row per run to ``--out``.
+estimates and the mean interval width; for the clone-censor-weight runs, how many had a strategy whose
+weights fail the analysis's effective-sample-share diagnostic; writes one row per run to ``--out``
+(with each strategy's effective sample share and largest weight).
 """
 
 from __future__ import annotations
@@ -83,7 +85,14 @@ def _ccw(df: pd.DataFrame, covariates: list[str], replicates: int, workers: int,
         grace_period_days=42, truncation_percentiles=truncation, l2=_pipeline_penalty(), n_bootstrap=replicates,
         seed=seed, workers=workers,
     ).fit(df, covariates)  # fmt: skip
-    return _scored(m.summary, m.bootstrap_, "", m.settings_.horizons)
+    out = _scored(m.summary, m.bootstrap_, "", m.settings_.horizons)
+    # how concentrated each strategy's weights are (the analysis's effective-sample-share diagnostic): runs
+    # whose estimate rests on a few heavily weighted persons, next to their errors
+    weights = m.weights_.set_index("arm")
+    for arm in ("early", "delayed"):
+        out[f"{arm}_ess_share"] = float(weights.loc[arm, "ess"] / weights.loc[arm, "n_weighted"])
+        out[f"{arm}_max_weight"] = float(weights.loc[arm, "max"])
+    return out
 
 
 def _landmark(df: pd.DataFrame, covariates: list[str], replicates: int, workers: int, seed: int, estimand: str):
@@ -230,6 +239,24 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _concentration(runs: pd.DataFrame) -> str:
+    """The runs whose strategy weights fail the analysis's effective-sample-share diagnostic (clone-censor-weight)."""
+    if "delayed_ess_share" not in runs:
+        return ""
+    from ipm_outcomes.spec import load_spec
+
+    bar = load_spec().analysis.diagnostics.min_effective_sample_share
+    parts = []
+    for arm in ("early", "delayed"):
+        low = runs[runs[f"{arm}_ess_share"] < bar]
+        parts.append(
+            f"{arm} {len(low)} of {len(runs)}"
+            + (f" (seeds {', '.join(str(s) for s in low.seed)})" if len(low) else "")
+        )
+        parts[-1] += f", median share {runs[f'{arm}_ess_share'].median():.2f}, largest weight {runs[f'{arm}_max_weight'].max():.0f}x the mean"
+    return f"  weights failing the effective-sample-share diagnostic (< {bar:.0%} of a strategy's clones): " + "; ".join(parts)
+
+
 def _print_summary(table: pd.DataFrame) -> str:
     label = {"rd": "risk difference", "early": "early arm level", "delayed": "delayed arm level"}
     return "\n".join(
@@ -298,6 +325,8 @@ def main() -> None:
         f"per run, {args.replicates} bootstrap replicates, {args.runs} runs, {time.perf_counter() - start:.0f} s):"
     )
     print(_print_summary(summarise(runs)))
+    if concentration := _concentration(runs):
+        print(concentration)
 
 
 if __name__ == "__main__":
