@@ -95,6 +95,8 @@ def test_a_strategy_effective_sample_share_is_shown_only_beside_its_effective_sa
     for arm, share in shares.items():
         # the diagnostics table and the first screen's sentence on the failed diagnostics
         assert html.count(f"{share:.3g}") == (2 if arm in shown else 0)
+    # both strategies failed: the limitations say what that means, in words (no number)
+    assert "In the early IPM and the delayed or no IPM groups, a few patients carry much of the weight" in html
 
 
 # -- one gate for every released table -------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from ...vocabulary import ARMS
 from ..answers import e_value_text
 from ..context import ReportContext
 from ..counts import DELAYED, EARLY
 from ..display import Section, short_name
+from .diagnostics import EFFECTIVE_SAMPLE_SHARE
 from .harms import calibration_assumption
 
 
@@ -39,6 +41,14 @@ def build(ctx: ReportContext) -> Section:
                 "Patients were not randomised: the comparison adjusts only for what the claims and records "
                 "measure (age, sex, payer, comorbidities, prior care, baseline severity). "
                 + (ev if ev else "The E-value could not be computed for these results.")))
+    concentrated = concentrated_strategies(ctx)
+    if concentrated:
+        out.append(("Patients who stand in for many others",
+                    f"In the {' and the '.join(concentrated)} group{'s' if len(concentrated) > 1 else ''}, a few "
+                    "patients carry much of the weight: patients who were very likely to take the other path but "
+                    "did not, each standing in for many similar patients who did (the study diagnostics' "
+                    "effective sample share failed). The estimate for that group depends on those few patients, "
+                    "and its interval, computed from the same patients, can be too narrow."))
     assumption = calibration_assumption(ctx) if not d.empty else None
     if assumption:
         out.append(("Negative controls and the primary", assumption))
@@ -50,6 +60,16 @@ def build(ctx: ReportContext) -> Section:
                 f"later record of {events}. A return between visits is dated at the next record, so days off work "
                 "are over-counted by the gap between records, equally in both groups."))
     return Section(out)
+
+
+def concentrated_strategies(ctx: ReportContext) -> list[str]:
+    """The primary's strategies (as the reader names them) whose effective-sample-share diagnostic failed."""
+    out = []
+    for arm in ("early", "delayed"):
+        name = f"{ctx.roles.primary}:{arm}{EFFECTIVE_SAMPLE_SHARE}"
+        if any(c.name == name and c.passed is False for c in ctx.data.checks):
+            out.append(ARMS[arm][0].lower() + ARMS[arm][1:])
+    return out
 
 
 def glossary(ctx: ReportContext) -> Section:
