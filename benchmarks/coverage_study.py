@@ -249,11 +249,11 @@ def _concentration(runs: pd.DataFrame) -> str:
     parts = []
     for arm in ("early", "delayed"):
         low = runs[runs[f"{arm}_ess_share"] < bar]
+        seeds = f" (seeds {', '.join(str(s) for s in low.seed)})" if len(low) else ""
         parts.append(
-            f"{arm} {len(low)} of {len(runs)}"
-            + (f" (seeds {', '.join(str(s) for s in low.seed)})" if len(low) else "")
+            f"{arm} {len(low)} of {len(runs)}{seeds}, median share {runs[f'{arm}_ess_share'].median():.2f}, "
+            f"largest weight {runs[f'{arm}_max_weight'].max():.0f}x the mean"
         )
-        parts[-1] += f", median share {runs[f'{arm}_ess_share'].median():.2f}, largest weight {runs[f'{arm}_max_weight'].max():.0f}x the mean"
     return f"  weights failing the effective-sample-share diagnostic (< {bar:.0%} of a strategy's clones): " + "; ".join(parts)
 
 

@@ -145,17 +145,21 @@ def effective_sample_checks(
     for arm, w in weights.items():
         w = np.asarray(w, dtype=float)
         share = effective_sample_size(w) / w.size if w.size else float("nan")
-        ok = math.isfinite(share)
+        passed = math.isfinite(share) and share >= min_share
+        if passed:
+            note = ""
+        elif math.isfinite(share):
+            note = "a few heavily weighted persons carry this strategy's estimate"
+        else:
+            note = "not computable: no weighted clones"
         rows.append(
             dict(
                 analysis=analysis,
                 diagnostic=f"{arm} strategy effective sample share",
                 value=share,
                 threshold=f"Kish effective sample size >= {min_share:.0%} of the strategy's weighted clones",
-                passed=bool(ok and share >= min_share),
-                note=("" if share >= min_share else "a few heavily weighted persons carry this strategy's estimate")
-                if ok
-                else "not computable: no weighted clones",
+                passed=bool(passed),
+                note=note,
             )
         )
     return pd.DataFrame(rows)

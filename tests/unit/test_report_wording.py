@@ -142,13 +142,14 @@ def test_qol_wording_follows_the_direction_of_benefit():
 def test_diagnostics_sentence():
     ok = [DiagnosticCheck("balance", "Covariate balance after weighting (max |SMD|)", 0.04, "< 0.1", True),
           DiagnosticCheck("equipoise", "Preference-score equipoise", 0.62, ">= 0.2", True)]
-    text, passed = diagnostics_sentence(ok)
+    shown = lambda c: f"{c.value:.3g}"  # noqa: E731  (the report passes its disclosure gate here)
+    text, passed = diagnostics_sentence(ok, shown)
     assert passed is True and text.startswith("All 2 study diagnostics passed (covariate balance")
     bad = [ok[0], DiagnosticCheck("equipoise", "Preference-score equipoise", 0.12, ">= 0.2", False)]
-    text, passed = diagnostics_sentence(bad)
+    text, passed = diagnostics_sentence(bad, shown)
     assert passed is False
     assert text.startswith("1 of 2 study diagnostics failed (Preference-score equipoise: 0.12 (threshold >= 0.2))")
-    assert diagnostics_sentence([]) == ("Study diagnostics were not available in these results.", None)
+    assert diagnostics_sentence([], shown) == ("Study diagnostics were not available in these results.", None)
 
 
 # -- end to end: the wording lands in the report ---------------------------------------------------

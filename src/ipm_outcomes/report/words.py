@@ -205,11 +205,11 @@ def naive_sentence(naive: float, primary: float, *, horizon_days: int, grace_day
             f"{grace_days} days). This report does not rely on it.")
 
 
-def diagnostics_sentence(checks, value_text: Callable[[Any], str] | None = None) -> tuple[str, bool | None]:
+def diagnostics_sentence(checks, value_text: Callable[[Any], str]) -> tuple[str, bool | None]:
     """Whether the study diagnostics passed, in one sentence; and the overall pass (None if unknown).
 
-    ``value_text(check)`` is a failed check's value as the report may show it (the disclosure gate of the
-    diagnostics table); without it the value is printed as is.
+    ``value_text(check)`` is a failed check's value as the report may show it (the report passes the
+    diagnostics table's disclosure gate); required, because a raw value can give a small count back.
     """
     known = [c for c in checks if c.passed is not None]
     if not known:
@@ -219,7 +219,7 @@ def diagnostics_sentence(checks, value_text: Callable[[Any], str] | None = None)
     if not failed:
         return f"All {len(known)} study diagnostics passed ({names}).", True
     what = "; ".join(
-        f"{c.label}: {value_text(c) if value_text else f'{c.value:.3g}'} (threshold {c.threshold})"
+        f"{c.label}: {value_text(c)} (threshold {c.threshold})"
         if c.value is not None
         else c.label
         for c in failed
