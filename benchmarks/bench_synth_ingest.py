@@ -8,6 +8,10 @@ loaded back to back in one run and the CSV/Parquet ratio of wall and CPU time is
 CPU time (user + system of the step's process, all threads) is shown too: on a shared machine it
 varies less than wall time; the load average before and after each step says how shared it was.
 ``--reuse`` keeps an extract already in ``--workdir`` (same persons, seed 1) instead of generating it.
+``--floor`` also times, after each ingest, DuckDB alone storing the same files in a fresh database (every
+contract table ``create table as select *`` from its files, the CSV columns typed by DuckDB's own parser,
+one transaction): no rule checked, no value normalised, no row number kept. No ingest can be faster
+than that on the machine; what the ingest costs above it is what its checks and guarantees cost.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ def main() -> None:
     parser.add_argument("--format", nargs="+", default=["parquet", "csv"], dest="formats")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--reuse", action="store_true", help="keep extracts already in --workdir")
+    parser.add_argument("--floor", action="store_true", help="also time DuckDB storing the files with no checks")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     root = Path(args.workdir or tempfile.mkdtemp(prefix="ipm-bench-"))
@@ -58,7 +63,10 @@ def main() -> None:
             )
             rows = load["result"]
             ingests[fmt] = load
-            for step, m in (("synth", synth), ("ingest", load)):
+            floor = None
+            if args.floor:
+                floor = _timed(_FLOOR.format(extract=str(extract), db=str(root / f"floor-{persons}-{fmt}.duckdb")))
+            for step, m in (("synth", synth), ("ingest", load), ("floor", floor)):
                 if m is None:
                     continue
                 rate = rows / m["wall_s"] if step == "ingest" else float("nan")
@@ -68,6 +76,8 @@ def main() -> None:
                     f"{rate:>12,.0f} {m['peak_rss_mib']:>9.0f} {m['load']:>10}",
                     flush=True,
                 )
+            if floor is not None:
+                print(f"{persons:>9} {fmt} ingest/floor: wall {load['wall_s'] / floor['wall_s']:.2f}x", flush=True)
         if "csv" in ingests and "parquet" in ingests:
             csv, parquet = ingests["csv"], ingests["parquet"]
             print(
@@ -77,6 +87,36 @@ def main() -> None:
             )
     if args.workdir is None:
         shutil.rmtree(root, ignore_errors=True)
+
+
+# DuckDB alone: each contract table's files stored as they are (CSV columns typed by the contract,
+# parsed by DuckDB's reader), in one transaction; the database is removed afterwards.
+_FLOOR = """
+import duckdb, glob, os
+from ipm_outcomes.contract import TABLES
+db = {db!r}
+con = duckdb.connect(db, config={{"threads": os.cpu_count(), "memory_limit": "3GB"}})
+con.execute("set preserve_insertion_order = false")
+con.execute("begin transaction")
+RESULT = 0
+for table in TABLES:
+    files = sorted(glob.glob(os.path.join({extract!r}, table.name + ".*")))
+    files += sorted(glob.glob(os.path.join({extract!r}, table.name, "*")))
+    if not files:
+        continue
+    if files[0].endswith(".csv"):
+        types = {{c.name: c.type for c in table.columns}}
+        header = open(files[0]).readline().rstrip("\\r\\n").split(",")
+        columns = "{{" + ", ".join(f"'{{h}}': '{{types.get(h, 'VARCHAR')}}'" for h in header) + "}}"
+        source = f"read_csv({{files!r}}, header = true, auto_detect = false, columns = {{columns}})"
+    else:
+        source = f"read_parquet({{files!r}})"
+    con.execute(f"create table {{table.name}} as select * from {{source}}")
+    RESULT += con.execute(f"select count(*) from {{table.name}}").fetchall()[0][0]
+con.execute("commit")
+con.close()
+os.remove(db)
+"""
 
 
 def _timed(code: str) -> dict:
