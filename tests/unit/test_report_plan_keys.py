@@ -50,6 +50,8 @@ def test_the_cohort_checks_are_gated_under_the_plan_id(tmp_path, passed):
 
 
 SMALL = Path(__file__).resolve().parents[1] / "fixtures" / "results_small"
+#: The fixtures' reports as rendered (test_report_sections proves a fresh render equal to them).
+STORED_REPORT = Path(__file__).resolve().parents[1] / "fixtures" / "report_golden"
 
 
 @pytest.mark.parametrize("fixture, shown", [(TINY, set()), (SMALL, {"early", "delayed"})])
@@ -60,7 +62,7 @@ def test_a_strategy_effective_sample_share_is_shown_only_beside_its_effective_sa
     there), both of the small one's. A share under another analysis's id (whose sizes are not in the disclosure
     ledger) is always withheld."""
     shares = {"early": 0.0417, "delayed": 0.0829}
-    plain = render(fixture, tmp_path / "plain", pdf=False).html.read_text(encoding="utf-8")
+    plain = (STORED_REPORT / f"{fixture.name.removeprefix('results_')}.html").read_text(encoding="utf-8")
     assert not any(f"{share:.3g}" in plain for share in shares.values())  # the attack below finds only what it adds
     results = tmp_path / "results"
     shutil.copytree(fixture, results, ignore=shutil.ignore_patterns("*.py"))
