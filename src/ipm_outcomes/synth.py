@@ -2080,7 +2080,9 @@ STRATEGY_DEFINITIONS = {
         "afterwards, i.e. R is the natural time conditioned on R >= 43: referable with probability "
         "pi_i*exp(-43*rate_i) / (pi_i*exp(-43*rate_i) + 1 - pi_i), then R = 43 + Exponential(rate_i); "
         "otherwise never referred. As in the observed world, this usual-care referral does not happen once "
-        "the person has returned to work (irrelevant for RTW itself; it matters for PROMIS-PF)."
+        "the person has returned to work (irrelevant for RTW itself; it matters for PROMIS-PF and costs); "
+        "with the post-RTW referral mechanism a referable person back at work is referred at that slower "
+        "rate from max(RTW day, 43) on: never inside the grace period, whatever the work status."
     ),
     "effect_on_rtw": (
         "From the referral day r on, the RTW hazard is multiplied by effect_rtw_hr**w(r), w(r) = 1 for "
@@ -2247,21 +2249,10 @@ def _truth_unguarded(w: _World, seed: int) -> dict:
     in_rtw_c = w.in_rtw[coh]
     pf_all = {s: np.zeros(Kc) for s in strategies}
     pf_rtw = {s: np.zeros(Kc) for s in strategies}
-    stops = w.off_work[coh] & w.ehr[coh]  # persons whose usual-care referral ends at RTW
     for k0, k1 in _blocks(Kc, len(coh)):
         cdays = _strategy_days(rng, w.ref_pi[coh], w.ref_rate[coh], k1 - k0, w.ref_rate2[coh], w.ref_halving)
-        # Under "delayed", care after day 42 is usual care, which (as in the observed world) refers
-        # nobody who is already back at work. Under "early" IPM happens by day 42 regardless.
-        late = cdays["delayed"].astype(float)
-        E0 = rng.exponential(1.0, late.shape)
-        d_rtw = _to_day(_rtw_continuous(E0, w.rtw_start[coh], w.rtw_theta[coh], w.kappa, late, w.hr))
-        after_rtw = NEVER
-        if w.mech.post_rtw_referral_rate > 0:
-            # ... except at the slower rate after RTW, when the mechanism is on
-            after_rtw = _post_rtw_referral_day(
-                _Rows(w, coh), np.broadcast_to(d_rtw, late.shape), rng.exponential(1.0, late.shape), np.s_[:]
-            )
-        cdays["delayed"] = np.where(stops & (cdays["delayed"] >= d_rtw), after_rtw, cdays["delayed"])
+        # Under "early" IPM happens by day 42 regardless; under "delayed" care after day 42 is usual care.
+        cdays["delayed"] = _delayed_usual_care(w, rng, coh, cdays["delayed"])
         for s in strategies:
             pf = _pf_latent(w, coh[None, :], np.full((k1 - k0, len(coh)), 180.0), cdays[s])
             pf_all[s][k0:k1] = pf.mean(axis=1)
@@ -2830,17 +2821,23 @@ def _background_ltot_day(w: _World) -> np.ndarray:
 
 
 def _delayed_usual_care(w: _World, rng, coh: np.ndarray, delayed: np.ndarray) -> np.ndarray:
-    """Referral days under "delayed": usual care after day 42 refers nobody already back at work
-    (as the PROMIS-PF truth draws them, except after RTW at the slower rate when that mechanism is on)."""
+    """Referral days under "delayed": usual care after day 42 refers nobody already back at work, except
+    after RTW at the slower rate when that mechanism is on, and then (as in the observed world) only a
+    person who would be referred at all: a delayed day of ``NEVER`` (not referable) stays ``NEVER``.
+    The strategy is no IPM through day 42 whatever the work status, so a person back at work before
+    day 43 is referred at the slower rate from day 43 on, never inside the grace period."""
     late = delayed.astype(float)
     E0 = rng.exponential(1.0, late.shape)
     d_rtw = _to_day(_rtw_continuous(E0, w.rtw_start[coh], w.rtw_theta[coh], w.kappa, late, w.hr))
     after_rtw = NEVER
     if w.mech.post_rtw_referral_rate > 0:
         after_rtw = _post_rtw_referral_day(
-            _Rows(w, coh), np.broadcast_to(d_rtw, late.shape), rng.exponential(1.0, late.shape), np.s_[:]
+            _Rows(w, coh),
+            np.broadcast_to(np.maximum(d_rtw, GRACE_DAYS + 1), late.shape),
+            rng.exponential(1.0, late.shape),
+            np.s_[:],
         )
-    stops = w.off_work[coh] & w.ehr[coh]
+    stops = w.off_work[coh] & w.ehr[coh] & (delayed < NEVER)
     return np.where(stops & (delayed >= d_rtw), after_rtw, delayed)
 
 

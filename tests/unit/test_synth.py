@@ -703,6 +703,25 @@ def test_extended_truth_uses_the_piecewise_referral_distribution():
     assert np.mean(days["early"] <= 10) == pytest.approx(expected.sum(), rel=0.02)
 
 
+def test_usual_care_after_the_grace_period_refers_after_rtw_only_persons_it_would_refer():
+    """Under "delayed", usual care after day 42 refers nobody back at work, except at the slower rate
+    after RTW when that mechanism is on — and then, as in the observed world, only a person who would be
+    referred at all. In the natural mixture model (no logistic referral) a person whose delayed referral
+    day is "never" is not referable, and stays never referred after the return to work too."""
+    w = synth._simulate_world(3000, 11, 1.5, 3.0, synth.Mechanisms(post_rtw_referral_rate=0.3))
+    coh = np.nonzero(w.eligible & w.off_work & w.ehr)[0]
+    rng = np.random.default_rng(5)
+    delayed = synth._strategy_days(rng, w.ref_pi[coh], w.ref_rate[coh], 20, w.ref_rate2[coh], w.ref_halving)["delayed"]
+    never = delayed == synth.NEVER
+    assert never.mean() > 0.3 and (~never).mean() > 0.1
+    usual = synth._delayed_usual_care(w, rng, coh, delayed)
+    assert (usual[never] == synth.NEVER).all()
+    # the referable ones: unchanged before their RTW, after it at the slower rate (never before it)
+    moved = ~never & (usual != delayed)
+    assert moved.any() and (usual[moved] > synth.GRACE_DAYS).all()
+    assert (usual[~never & ~moved] == delayed[~never & ~moved]).all()
+
+
 def test_extended_extract_records_its_mechanisms_and_post_rtw_referrals(tmp_path):
     synth.generate(tmp_path, persons=N, seed=SEED, file_format="parquet", mechanisms=synth.EXTENDED)
     truth = json.loads((tmp_path / "truth.json").read_text())
