@@ -93,7 +93,9 @@ def main() -> None:
 # parsed by DuckDB's reader), in one transaction; the database is removed afterwards.
 _FLOOR = """
 import duckdb, glob, os
+from pathlib import Path
 from ipm_outcomes.contract import TABLES
+from ipm_outcomes.ingest import _csv_header
 db = {db!r}
 con = duckdb.connect(db, config={{"threads": os.cpu_count(), "memory_limit": "3GB"}})
 con.execute("set preserve_insertion_order = false")
@@ -106,7 +108,7 @@ for table in TABLES:
         continue
     if files[0].endswith(".csv"):
         types = {{c.name: c.type for c in table.columns}}
-        header = open(files[0]).readline().rstrip("\\r\\n").split(",")
+        header = _csv_header(Path(files[0]))  # as the ingest reads it (BOM, quoted names)
         columns = "{{" + ", ".join(f"'{{h}}': '{{types.get(h, 'VARCHAR')}}'" for h in header) + "}}"
         source = f"read_csv({{files!r}}, header = true, auto_detect = false, columns = {{columns}})"
     else:
